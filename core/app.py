@@ -1,0 +1,104 @@
+"""The generic entry point: flags, multi-host start-up, workdir set-up, and dispatch through the registries.
+
+`main.py` imports the projects (which fill the registries) and calls `run()`. The config comes from
+`--config=path.py[:variant]` with `--config.field=value` overrides; the final config is written to the workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Optional, Sequence
+
+# TensorFlow is only our input pipeline: keep it off the accelerators JAX uses, and quiet.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from core import registry  # noqa: E402
+
+FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, optionally `path.py:variant`.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries and results.')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                   'host:port of process 0 for multi-process runs without a cluster auto-detect.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-process runs).')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index (multi-process runs).')
+
+
+def hide_accelerators_from_tensorflow() -> None:
+  """TF would otherwise reserve GPU memory that JAX needs; tf.data runs on the CPU anyway."""
+  try:
+    import tensorflow as tf
+    tf.config.set_visible_devices([], 'GPU')
+    tf.config.set_visible_devices([], 'TPU')
+  except (ImportError, RuntimeError, ValueError):  # TF absent, or already initialised.
+    pass
+
+
+def initialize_distributed(coordinator_address: Optional[str] = None, num_processes: Optional[int] = None,
+                           process_id: Optional[int] = None) -> None:
+  """Starts JAX's multi-process runtime when launched as several processes; a no-op for one process.
+
+  On TPU VMs and SLURM/Kubernetes clusters JAX detects the cluster itself; elsewhere pass the three flags.
+  """
+  explicit = coordinator_address is not None
+  if explicit:
+    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                               process_id=process_id)
+    return
+  cluster_env = any(k in os.environ for k in ('TPU_WORKER_HOSTNAMES', 'SLURM_JOB_ID', 'JAX_COORDINATOR_ADDRESS',
+                                              'OMPI_COMM_WORLD_SIZE'))
+  if cluster_env:
+    jax.distributed.initialize()
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
+  """Builds the dataset, model class and trainer that the config names, and runs the trainer.
+
+  Registered trainers are called as `trainer(rng=, config=, model_cls=, dataset=, workdir=, writer=)` (Scenic's
+  signature); a trainer whose config has no dataset_name or model_name gets None for them.
+  """
+  from core.loop import create_writer
+
+  trainer = registry.TRAINERS.get(config.trainer_name)
+  dataset_name = config.get('dataset_name')
+  model_name = config.get('model_name')
+  dataset = registry.DATASETS.get(dataset_name)(config) if dataset_name else None
+  model_cls = registry.MODELS.get(model_name) if model_name else None
+  writer = create_writer(workdir)
+  rng = jax.random.PRNGKey(config.get('rng_seed', 0))
+  try:
+    return trainer(rng=rng, config=config, model_cls=model_cls, dataset=dataset, workdir=workdir, writer=writer)
+  finally:
+    writer.close()
+
+
+def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) -> None:
+  """Parses flags and runs `main(config, workdir)` (default: `train_and_evaluate`)."""
+
+  def _main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    if _CONFIG.value is None or _WORKDIR.value is None:
+      raise app.UsageError('Both --config=path.py[:variant] and --workdir=DIR are required.')
+    hide_accelerators_from_tensorflow()
+    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    logging.info('JAX process %d / %d, %d local / %d global devices (%s).', jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count(), jax.default_backend())
+    write_config(config, workdir)
+    (main or train_and_evaluate)(config, workdir)
+
+  app.run(_main)

@@ -1,0 +1,57 @@
+"""The Scenic-style model contract: a Flax module plus its loss and metrics.
+
+A `BaseModel` owns no parameters; it builds the Flax module from the config and says how to score its outputs.
+Trainers in `core.loop` only ever call `forward`, `loss_function` and `get_metrics_fn`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+Batch = Mapping[str, jnp.ndarray]
+# name -> (sum over the batch, number of items): summing both over batches and dividing gives the dataset mean.
+MetricsDict = Dict[str, Tuple[jnp.ndarray, jnp.ndarray]]
+MetricsFn = Callable[[Any, Batch], MetricsDict]
+
+
+class BaseModel:
+  """Base class of registered models (mirrors `scenic.model_lib.base_models.BaseModel`).
+
+  Subclasses implement `build_flax_model`, `loss_function` and `get_metrics_fn`; `default_flax_model_config`
+  documents the `config.model` fields the module reads.
+  """
+
+  def __init__(self, config: Optional[ml_collections.ConfigDict], dataset_meta_data: Optional[Dict[str, Any]]):
+    if config is None:
+      config = ml_collections.ConfigDict({'model': self.default_flax_model_config()})
+    self.config = config
+    self.dataset_meta_data = dict(dataset_meta_data or {})
+    self.flax_model = self.build_flax_model()
+
+  def build_flax_model(self) -> nn.Module:
+    raise NotImplementedError('Subclasses build their Flax module here.')
+
+  def default_flax_model_config(self) -> ml_collections.ConfigDict:
+    raise NotImplementedError('Subclasses return the default `config.model` here.')
+
+  def forward(self, params: Any, batch: Batch, *, train: bool, rng: Optional[jax.Array] = None) -> Any:
+    """Runs the Flax module on a batch dict. Dropout draws from `rng` when training."""
+    rngs = {'dropout': rng} if (train and rng is not None) else None
+    return self.flax_model.apply({'params': params}, batch, train=train, rngs=rngs)
+
+  def init_params(self, rng: jax.Array, batch: Batch) -> Any:
+    """Initial parameters from a (possibly abstract) example batch."""
+    return self.flax_model.init({'params': rng, 'dropout': rng}, batch, train=False)['params']
+
+  def loss_function(self, outputs: Any, batch: Batch, model_params: Any = None) -> jnp.ndarray:
+    """Scalar training loss of `outputs` (what `forward` returned) against `batch`."""
+    raise NotImplementedError
+
+  def get_metrics_fn(self, split: Optional[str] = None) -> MetricsFn:
+    """Returns `fn(outputs, batch) -> {name: (sum, count)}` for the given split."""
+    raise NotImplementedError
