@@ -28,6 +28,11 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0 for multi-process runs without a cluster auto-detect.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-process runs).')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index (multi-process runs).')
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    'allow_config_change', False, 'Run in a workdir whose config.json names another trainer, model or dataset.')
+
+# Fields that define what a workdir's checkpoints are; changing others (steps, eval cadence) is a normal resume.
+IDENTITY_FIELDS = ('trainer_name', 'model_name', 'dataset_name', 'model')
 
 
 def hide_accelerators_from_tensorflow() -> None:
@@ -46,15 +51,33 @@ def initialize_distributed(coordinator_address: Optional[str] = None, num_proces
 
   On TPU VMs and SLURM/Kubernetes clusters JAX detects the cluster itself; elsewhere pass the three flags.
   """
-  explicit = coordinator_address is not None
-  if explicit:
+  if coordinator_address is not None:
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
-    return
-  cluster_env = any(k in os.environ for k in ('TPU_WORKER_HOSTNAMES', 'SLURM_JOB_ID', 'JAX_COORDINATOR_ADDRESS',
-                                              'OMPI_COMM_WORLD_SIZE'))
-  if cluster_env:
+  elif any(k in os.environ for k in ('TPU_WORKER_HOSTNAMES', 'SLURM_JOB_ID', 'JAX_COORDINATOR_ADDRESS',
+                                     'OMPI_COMM_WORLD_SIZE')):
     jax.distributed.initialize()
+  if jax.process_count() > 1:
+    # Line the processes up and open the collectives now, while they are in step: on CPU the Gloo context is set up
+    # at the first collective with a fixed 30 s window, which a slow start-up on a loaded host can miss.
+    from jax.experimental import multihost_utils
+    jax._src.distributed.global_state.client.wait_at_barrier('scenic_bert_start', 10 * 60 * 1000)  # pylint: disable=protected-access
+    multihost_utils.sync_global_devices('scenic_bert_start')
+
+
+def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False) -> None:
+  """Refuses to mix runs: a workdir whose config.json differs in IDENTITY_FIELDS belongs to another run."""
+  path = os.path.join(workdir, 'config.json')
+  if allow_change or not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = json.load(f)
+  new = json.loads(config.to_json_best_effort())
+  differs = [k for k in IDENTITY_FIELDS if old.get(k) != new.get(k)]
+  if differs:
+    details = '; '.join(f'{k}: {json.dumps(old.get(k))[:200]} -> {json.dumps(new.get(k))[:200]}' for k in differs)
+    raise ValueError(f'{path} belongs to another run ({details}). Use a new --workdir, or pass '
+                     f'--allow_config_change to reuse this one (its checkpoints must fit the new model).')
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -98,6 +121,7 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) 
     config, workdir = _CONFIG.value, _WORKDIR.value
     logging.info('JAX process %d / %d, %d local / %d global devices (%s).', jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(), jax.default_backend())
+    check_workdir_config(config, workdir, _ALLOW_CONFIG_CHANGE.value)
     write_config(config, workdir)
     (main or train_and_evaluate)(config, workdir)
 

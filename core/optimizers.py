@@ -85,7 +85,8 @@ def _scale_by_adam_no_bias_correction(b1: float, b2: float, eps: float) -> optax
 
   def init(params):
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros, nu=jax.tree_util.tree_map(jnp.zeros_like, params))
+    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros,
+                                  nu=jax.tree_util.tree_map(jnp.zeros_like, params))
 
   def update(updates, state, params=None):
     del params

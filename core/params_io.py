@@ -70,3 +70,36 @@ def merge_params(target: Mapping[str, Any], source: Mapping[str, Any], *, source
       out[name] = value
       report['kept_init'].append(name)
   return traverse_util.unflatten_dict(out, sep='/'), report
+
+
+def read_pretrained(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+  """Parameters to start from, read from either layout:
+
+  - a params directory (`params/` + `metadata.json`, as `save_params` and the converters write), or
+  - a run's workdir (or its `checkpoints/` directory): the parameters of its latest train-state checkpoint.
+  """
+  path = os.path.abspath(path)
+  if os.path.isdir(os.path.join(path, 'params')):
+    return load_params(path)
+  ckpt_dir = os.path.join(path, 'checkpoints') if os.path.isdir(os.path.join(path, 'checkpoints')) else path
+  steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) if os.path.isdir(ckpt_dir) else []
+  if not steps:
+    raise FileNotFoundError(f'{path} holds neither params/ (a converted or exported checkpoint) nor a run\'s '
+                            f'checkpoints/<step>/: point config.init_from at one of those.')
+  state_dir = epath.Path(ckpt_dir) / str(steps[-1]) / 'state'
+  with ocp.StandardCheckpointer() as ckptr:
+    metadata = ckptr.metadata(state_dir)
+    tree = metadata.item_metadata.tree if hasattr(metadata, 'item_metadata') else metadata.tree
+    abstract = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree['params'])
+  restored = _restore_params_subtree(state_dir, abstract)
+  return jax.tree_util.tree_map(np.asarray, restored), {'source': str(state_dir), 'step': steps[-1]}
+
+
+def _restore_params_subtree(state_dir: epath.Path, abstract_params: Any) -> Any:
+  """Reads only the `params` subtree of a train-state checkpoint (not the optimizer moments)."""
+  handler = ocp.PyTreeCheckpointHandler()
+  restore_args = jax.tree_util.tree_map(lambda s: ocp.RestoreArgs(restore_type=np.ndarray), abstract_params)
+  with ocp.Checkpointer(handler) as ckptr:
+    out = ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(
+        item={'params': abstract_params}, restore_args={'params': restore_args}, partial_restore=True))
+  return out['params']

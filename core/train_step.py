@@ -99,7 +99,8 @@ def make_eval_step(model: BaseModel, params_shardings: Any, mesh: Mesh,
                  out_shardings=sharding_lib.replicated(mesh))
 
 
-def make_predict_step(model: BaseModel, params_shardings: Any, mesh: Mesh) -> Callable[[Any, Dict[str, jax.Array]], Any]:
+def make_predict_step(model: BaseModel, params_shardings: Any,
+                      mesh: Mesh) -> Callable[[Any, Dict[str, jax.Array]], Any]:
   """Returns `predict(params, batch) -> outputs` (replicated, for host-side metrics such as F1 or correlations)."""
 
   def predict(params, batch):

@@ -3,6 +3,7 @@
 from typing import Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -42,12 +43,17 @@ class ToyRegressionModel(BaseModel):
     return metrics
 
 
-def toy_dataset(batch_size: int, seed: int = 0, n: int = 512) -> Dataset:
+def toy_dataset(batch_size: int,  # global
+                seed: int = 0, n: int = 512) -> Dataset:
   rng = np.random.default_rng(1234)
   x = rng.normal(size=(n, 8)).astype(np.float32)
   y = (x @ TRUE_W + 0.5).astype(np.float32)
   ds = tf.data.Dataset.from_tensor_slices({'x': x, 'y': y}).repeat().shuffle(64, seed=seed).batch(
       batch_size, drop_remainder=True)
+  # Each process keeps its own rows of the same global batch, so any process count sees the same global batches.
+  per_host = batch_size // jax.process_count()
+  lo = jax.process_index() * per_host
+  ds = ds.map(lambda b: {k: v[lo:lo + per_host] for k, v in b.items()})
   meta = {'input_specs': {'x': ((8,), 'float32'), 'y': ((), 'float32')}, 'num_train_examples': n}
   return Dataset(train_iter=CheckpointableIterator(ds), valid_iter=None, test_iter=None, meta_data=meta)
 
