@@ -1,0 +1,466 @@
+r"""TF Model Garden / original TF BERT and Hugging Face checkpoints -> our parameter tree (functions and a CLI).
+
+  python -m projects.bert.convert --format=tf --input=uncased_L-12_H-768_A-12/bert_model.ckpt \
+      --bert_config=uncased_L-12_H-768_A-12/bert_config.json --output=/tmp/bert_base
+  python -m projects.bert.convert --format=hf --input=/path/to/save_pretrained_dir --output=/tmp/bert_hf
+
+The output is a `core.params_io.save_params` directory whose metadata holds `model` (the matching config.model)
+and `source`; trainers start from it with `config.init_from=DIR`. Local files only: nothing is downloaded.
+
+TF checkpoints come in three layouts, all read by variable name (no TF model is built):
+  - object-based `tf.train.Checkpoint(encoder=networks.BertEncoder(...))` (Model Garden's released TF2
+    checkpoints; legacy ones use `model=`), optionally with `masked_lm=` from `BertPretrainerV2.checkpoint_items`;
+  - the same for `networks.BertEncoderV2`;
+  - the name-based TF1 checkpoint of google-research/bert (`bert/encoder/layer_0/...`, `cls/predictions/...`).
+TF's 'gelu' is the tanh approximation (Model Garden's `tf_utils.get_activation('gelu')` and the original BERT code),
+so TF checkpoints convert with hidden_act='gelu_tanh'; Hugging Face's 'gelu' is the exact erf form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import traverse_util
+
+from projects.bert import modeling
+from projects.bert.configs import common
+
+Params = Dict[str, Any]
+
+_HF_ACTIVATIONS = {'gelu': 'gelu', 'gelu_new': 'gelu_tanh', 'gelu_pytorch_tanh': 'gelu_tanh', 'relu': 'relu'}
+_TF_ACTIVATIONS = {'gelu': 'gelu_tanh', 'relu': 'relu'}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+  """Where one of our arrays comes from.
+
+  `sources` are candidate source names (the first present is used). `layout` says how the source stores it:
+  'same' (our shape), 'flat' (our leading `in_ndim` axes and the rest each flattened: [in, out] or [n]) or
+  'out_in' (flattened and transposed, [out, in] as torch.nn.Linear keeps its weight).
+  """
+
+  ours: str
+  sources: Tuple[str, ...]
+  layout: str = 'same'
+  in_ndim: int = 1
+
+
+def expected_shapes(model_config: Mapping[str, Any]) -> Dict[str, Tuple[int, ...]]:
+  """{'bert/.../kernel': shape} of `BertForPreTraining` (encoder + MLM + NSP heads) for `model_config`."""
+  cfg = modeling.BertConfig.from_model_config(model_config)
+  ones = jnp.ones((1, 1), jnp.int32)
+  batch = {'input_ids': ones, 'input_mask': ones, 'segment_ids': ones, 'masked_lm_positions': ones * 0}
+  shapes = jax.eval_shape(lambda: modeling.BertForPreTraining(cfg).init(jax.random.PRNGKey(0), batch))['params']
+  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes, sep='/').items()}
+
+
+def _source_shape(ours: Tuple[int, ...], layout: str, in_ndim: int) -> Tuple[int, ...]:
+  if layout == 'same':
+    return ours
+  n_in, n_out = int(np.prod(ours[:in_ndim])), int(np.prod(ours[in_ndim:]))
+  if layout == 'flat':
+    return (n_in, n_out) if in_ndim else (n_out,)
+  if layout == 'out_in':
+    return (n_out, n_in)
+  raise ValueError(f'Unknown layout {layout!r}.')
+
+
+def _to_ours(array: np.ndarray, ours: Tuple[int, ...], layout: str) -> np.ndarray:
+  array = np.asarray(array, np.float32)
+  if layout == 'out_in':
+    array = array.T
+  return np.ascontiguousarray(array.reshape(ours))
+
+
+def _describe(config: Mapping[str, Any]) -> str:
+  keys = ('vocab_size', 'hidden_size', 'num_layers', 'num_heads', 'intermediate_size', 'max_position_embeddings',
+          'type_vocab_size')
+  return ', '.join(f'{k}={config[k]}' for k in keys)
+
+
+def _assemble(entries: Sequence[_Entry], available: Mapping[str, Tuple[int, ...]], read: Callable[[str], Any],
+              model_config: Mapping[str, Any], file: str, optional_groups: Sequence[str] = ()) -> Params:
+  """Reads every entry from the source, checking shapes against our model; returns the nested param tree.
+
+  Entries whose `ours` starts with one of `optional_groups` (heads, the pooler) are taken only when the source has
+  the group's first entry; every other entry must exist. Errors name the source variable and the file.
+  """
+  shapes = expected_shapes(model_config)
+  present_groups = set()
+  for group in optional_groups:
+    first = next((e for e in entries if e.ours.startswith(group)), None)
+    if first is not None and any(s in available for s in first.sources):
+      present_groups.add(group)
+  flat = {}
+  for e in entries:
+    group = next((g for g in optional_groups if e.ours.startswith(g)), None)
+    if group is not None and group not in present_groups:
+      continue
+    name = next((s for s in e.sources if s in available), None)
+    if name is None:
+      raise ValueError(f'{file}: variable {" or ".join(map(repr, e.sources))} (for our {e.ours!r}) is missing. '
+                       f'The checkpoint does not fit the config ({_describe(model_config)}).')
+    ours_shape = shapes[e.ours]
+    want = _source_shape(ours_shape, e.layout, e.in_ndim)
+    found = tuple(available[name])
+    if found != want:
+      raise ValueError(f'{file}: variable {name!r} has shape {found}, expected {want} (our {e.ours!r} '
+                       f'{ours_shape}) for the config ({_describe(model_config)}).')
+    flat[e.ours] = _to_ours(read(name), ours_shape, e.layout)
+  return traverse_util.unflatten_dict(flat, sep='/')
+
+
+def _check_layer_count(indices: Sequence[int], model_config: Mapping[str, Any], file: str, what: str) -> None:
+  found = sorted(set(indices))
+  if len(found) != model_config['num_layers']:
+    raise ValueError(f'{file} has {len(found)} transformer layers ({what}) but the config says '
+                     f'num_layers={model_config["num_layers"]}: the config does not fit the checkpoint.')
+
+
+def _model_config(**fields: Any) -> ml_collections.ConfigDict:
+  config = common.model_config('base', **fields)
+  modeling.BertConfig.from_model_config(config)  # validates (heads divide hidden, known activation)
+  return config
+
+
+def _unused_check(available: Mapping[str, Any], used: Sequence[str], namespace: Callable[[str], bool],
+                  file: str, model_config: Mapping[str, Any]) -> None:
+  """Encoder variables the conversion did not use mean the config and checkpoint disagree (more layers, ...)."""
+  leftover = sorted(n for n in available if namespace(n) and n not in set(used))
+  if leftover:
+    raise ValueError(f'{file}: variable {leftover[0]!r} (and {len(leftover) - 1} more) is not used by a model with '
+                     f'the config ({_describe(model_config)}): the config does not fit the checkpoint.')
+
+
+# ------------------------------------------------------------------------------------------------ Hugging Face
+
+
+def _hf_weights(hf_dir: str) -> Tuple[Dict[str, np.ndarray], str]:
+  """All tensors of a `save_pretrained` directory as float32 numpy, and the file(s) they came from."""
+  single = os.path.join(hf_dir, 'model.safetensors')
+  index = os.path.join(hf_dir, 'model.safetensors.index.json')
+  torch_bin = os.path.join(hf_dir, 'pytorch_model.bin')
+  if os.path.exists(single) or os.path.exists(index):
+    from safetensors.numpy import load_file
+    files = [single] if os.path.exists(single) else sorted(
+        {os.path.join(hf_dir, f) for f in json.load(open(index))['weight_map'].values()})
+    weights = {}
+    for f in files:
+      weights.update(load_file(f))
+    return weights, files[0] if len(files) == 1 else index
+  if os.path.exists(torch_bin):
+    try:
+      import torch
+    except ImportError as e:
+      raise ImportError(f'{torch_bin} is a PyTorch pickle and torch is not installed; install torch or re-save the '
+                        f'model with safetensors (save_pretrained(..., safe_serialization=True)).') from e
+    state = torch.load(torch_bin, map_location='cpu', weights_only=True)
+    return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}, torch_bin
+  raise FileNotFoundError(f'{hf_dir} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin '
+                          f'(expected a directory written by save_pretrained).')
+
+
+def hf_model_config(hf_config: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """Hugging Face `BertConfig` fields (config.json) -> our config.model."""
+  if hf_config.get('model_type', 'bert') != 'bert':
+    raise ValueError(f"model_type {hf_config.get('model_type')!r} is not 'bert'; only BERT checkpoints convert.")
+  if hf_config.get('position_embedding_type', 'absolute') != 'absolute':
+    raise ValueError(f"position_embedding_type {hf_config['position_embedding_type']!r} is not supported "
+                     f"(only 'absolute').")
+  act = hf_config.get('hidden_act', 'gelu')
+  if act not in _HF_ACTIVATIONS:
+    raise ValueError(f'hidden_act {act!r} is not supported; known: {sorted(_HF_ACTIVATIONS)}.')
+  return _model_config(
+      vocab_size=int(hf_config['vocab_size']), hidden_size=int(hf_config['hidden_size']),
+      num_layers=int(hf_config['num_hidden_layers']), num_heads=int(hf_config['num_attention_heads']),
+      intermediate_size=int(hf_config['intermediate_size']),
+      max_position_embeddings=int(hf_config['max_position_embeddings']),
+      type_vocab_size=int(hf_config['type_vocab_size']),
+      hidden_dropout_prob=float(hf_config.get('hidden_dropout_prob', 0.1)),
+      attention_dropout_prob=float(hf_config.get('attention_probs_dropout_prob', 0.1)),
+      initializer_range=float(hf_config.get('initializer_range', 0.02)),
+      layer_norm_eps=float(hf_config.get('layer_norm_eps', 1e-12)), hidden_act=_HF_ACTIVATIONS[act])
+
+
+def _hf_entries(prefix: str, num_layers: int) -> List[_Entry]:
+  def dense(ours: str, src: str, in_ndim: int = 1) -> List[_Entry]:
+    return [_Entry(f'{ours}/kernel', (f'{src}.weight',), 'out_in', in_ndim),
+            _Entry(f'{ours}/bias', (f'{src}.bias',), 'flat' if in_ndim == 1 else 'same', 0)]
+
+  def norm(ours: str, src: str) -> List[_Entry]:  # very old checkpoints name LayerNorm weights gamma/beta
+    return [_Entry(f'{ours}/scale', (f'{src}.weight', f'{src}.gamma')),
+            _Entry(f'{ours}/bias', (f'{src}.bias', f'{src}.beta'))]
+
+  p = prefix
+  out = [_Entry('bert/word_embeddings/embedding', (f'{p}embeddings.word_embeddings.weight',)),
+         _Entry('bert/position_embeddings/embedding', (f'{p}embeddings.position_embeddings.weight',)),
+         _Entry('bert/type_embeddings/embedding', (f'{p}embeddings.token_type_embeddings.weight',))]
+  out += norm('bert/embeddings_layer_norm', f'{p}embeddings.LayerNorm')
+  for i in range(num_layers):
+    src, ours = f'{p}encoder.layer.{i}', f'bert/layer_{i}'
+    for name in ('query', 'key', 'value'):
+      out += dense(f'{ours}/attention/{name}', f'{src}.attention.self.{name}')
+    out += dense(f'{ours}/attention/output', f'{src}.attention.output.dense', in_ndim=2)
+    out += norm(f'{ours}/attention_layer_norm', f'{src}.attention.output.LayerNorm')
+    out += dense(f'{ours}/intermediate', f'{src}.intermediate.dense')
+    out += dense(f'{ours}/output', f'{src}.output.dense')
+    out += norm(f'{ours}/output_layer_norm', f'{src}.output.LayerNorm')
+  out += dense('bert/pooler', f'{p}pooler.dense')
+  out += dense('mlm_head/transform', 'cls.predictions.transform.dense')
+  out += norm('mlm_head/layer_norm', 'cls.predictions.transform.LayerNorm')
+  out.append(_Entry('mlm_head/output_bias', ('cls.predictions.bias', 'cls.predictions.decoder.bias')))
+  out += dense('nsp_head', 'cls.seq_relationship')
+  return out
+
+
+def convert_hf_checkpoint(hf_dir: str) -> Tuple[Params, ml_collections.ConfigDict]:
+  """A Hugging Face `BertModel` / `BertForPreTraining` / `BertForMaskedLM` directory -> (params, config.model).
+
+  Reads `config.json` and `model.safetensors` (or `pytorch_model.bin` through torch, weights only). The params have
+  'bert' and, when the source has them, 'mlm_head' and 'nsp_head'; float32 numpy arrays.
+  """
+  config_path = os.path.join(hf_dir, 'config.json')
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f'{config_path} not found: expected a directory written by save_pretrained.')
+  model_config = hf_model_config(json.load(open(config_path)))
+  weights, file = _hf_weights(hf_dir)
+  prefix = 'bert.' if any(k.startswith('bert.') for k in weights) else ''
+  entries = _hf_entries(prefix, model_config.num_layers)
+  available = {k: tuple(v.shape) for k, v in weights.items()}
+  layer_ids = [int(m.group(1)) for k in weights for m in [re.match(rf'{re.escape(prefix)}encoder\.layer\.(\d+)\.', k)]
+               if m]
+  _check_layer_count(layer_ids, model_config, file, f'{prefix}encoder.layer.<i>')
+  params = _assemble(entries, available, weights.__getitem__, model_config, file,
+                     optional_groups=('bert/pooler', 'mlm_head', 'nsp_head'))
+  decoder = weights.get('cls.predictions.decoder.weight')
+  if decoder is not None and not np.array_equal(decoder, params['bert']['word_embeddings']['embedding']):
+    raise ValueError(f"{file}: 'cls.predictions.decoder.weight' differs from the word embeddings; our MLM head ties "
+                     f'its output layer to them, so an untied checkpoint cannot convert exactly.')
+  used = {s for e in entries for s in e.sources}
+  _unused_check(available, sorted(used), lambda n: n.startswith(tuple(f'{prefix}{s}' for s in (
+      'embeddings.', 'encoder.', 'pooler.'))) and not n.endswith(('position_ids', 'token_type_ids')), file,
+      model_config)
+  return params, model_config
+
+
+# ---------------------------------------------------------------------------------------------- TF Model Garden
+
+_TF2_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
+
+
+def tf_model_config(bert_config: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """`bert_config.json` (as TF BERT releases ship it) -> our config.model."""
+  act = bert_config.get('hidden_act', 'gelu')
+  if act not in _TF_ACTIVATIONS:
+    raise ValueError(f'hidden_act {act!r} is not supported; known: {sorted(_TF_ACTIVATIONS)}.')
+  embedding_size = bert_config.get('embedding_size')
+  if embedding_size not in (None, bert_config['hidden_size']):
+    raise ValueError(f'embedding_size={embedding_size} differs from hidden_size={bert_config["hidden_size"]}: '
+                     f'factorised embeddings are not supported.')
+  return _model_config(
+      vocab_size=int(bert_config['vocab_size']), hidden_size=int(bert_config['hidden_size']),
+      num_layers=int(bert_config['num_hidden_layers']), num_heads=int(bert_config['num_attention_heads']),
+      intermediate_size=int(bert_config['intermediate_size']),
+      max_position_embeddings=int(bert_config['max_position_embeddings']),
+      type_vocab_size=int(bert_config['type_vocab_size']),
+      hidden_dropout_prob=float(bert_config.get('hidden_dropout_prob', 0.1)),
+      attention_dropout_prob=float(bert_config.get('attention_probs_dropout_prob', 0.1)),
+      initializer_range=float(bert_config.get('initializer_range', 0.02)),
+      layer_norm_eps=1e-12,  # Model Garden and the original BERT code both hard-code it
+      hidden_act=_TF_ACTIVATIONS[act])
+
+
+def _tf1_entries(num_layers: int) -> List[_Entry]:
+  """google-research/bert names: kernels are [in, out] with heads flattened into the hidden axis."""
+
+  def dense(ours: str, src: str, in_ndim: int = 1, heads_out: bool = False) -> List[_Entry]:
+    return [_Entry(f'{ours}/kernel', (f'{src}/kernel',), 'flat', in_ndim),
+            _Entry(f'{ours}/bias', (f'{src}/bias',), 'flat' if heads_out else 'same', 0)]
+
+  def norm(ours: str, src: str) -> List[_Entry]:
+    return [_Entry(f'{ours}/scale', (f'{src}/gamma',)), _Entry(f'{ours}/bias', (f'{src}/beta',))]
+
+  out = [_Entry('bert/word_embeddings/embedding', ('bert/embeddings/word_embeddings',)),
+         _Entry('bert/position_embeddings/embedding', ('bert/embeddings/position_embeddings',)),
+         _Entry('bert/type_embeddings/embedding', ('bert/embeddings/token_type_embeddings',))]
+  out += norm('bert/embeddings_layer_norm', 'bert/embeddings/LayerNorm')
+  for i in range(num_layers):
+    src, ours = f'bert/encoder/layer_{i}', f'bert/layer_{i}'
+    for name in ('query', 'key', 'value'):
+      out += dense(f'{ours}/attention/{name}', f'{src}/attention/self/{name}', heads_out=True)
+    out += dense(f'{ours}/attention/output', f'{src}/attention/output/dense', in_ndim=2)
+    out += norm(f'{ours}/attention_layer_norm', f'{src}/attention/output/LayerNorm')
+    out += dense(f'{ours}/intermediate', f'{src}/intermediate/dense')
+    out += dense(f'{ours}/output', f'{src}/output/dense')
+    out += norm(f'{ours}/output_layer_norm', f'{src}/output/LayerNorm')
+  out += dense('bert/pooler', 'bert/pooler/dense')
+  out += dense('mlm_head/transform', 'cls/predictions/transform/dense')
+  out += norm('mlm_head/layer_norm', 'cls/predictions/transform/LayerNorm')
+  out.append(_Entry('mlm_head/output_bias', ('cls/predictions/output_bias',)))
+  out += [_Entry('nsp_head/kernel', ('cls/seq_relationship/output_weights',), 'out_in', 1),
+          _Entry('nsp_head/bias', ('cls/seq_relationship/output_bias',))]
+  return out
+
+
+def _tf2_entries(root: str, style: str, num_layers: int) -> List[_Entry]:
+  """Object-based names of `BertEncoder` ('functional': Keras numbers its weighted layers) or `BertEncoderV2`."""
+  if style == 'functional':
+    # Weighted layers in creation order: word, position, type embeddings, embedding LayerNorm, layers, pooler.
+    word, pos, typ, norm_e = (f'{root}/layer_with_weights-{k}' for k in range(4))
+    layers = [f'{root}/layer_with_weights-{4 + i}' for i in range(num_layers)]
+    pooler = f'{root}/layer_with_weights-{4 + num_layers}'
+  else:
+    word, pos, typ, norm_e = (f'{root}/{n}' for n in ('_embedding_layer', '_position_embedding_layer',
+                                                      '_type_embedding_layer', '_embedding_norm_layer'))
+    layers = [f'{root}/_transformer_layers/{i}' for i in range(num_layers)]
+    pooler = f'{root}/_pooler_layer'
+  v = lambda name: name + _TF2_SUFFIX  # noqa: E731
+
+  def dense(ours: str, src: str) -> List[_Entry]:
+    return [_Entry(f'{ours}/kernel', (v(f'{src}/kernel'),)), _Entry(f'{ours}/bias', (v(f'{src}/bias'),))]
+
+  def norm(ours: str, src: str) -> List[_Entry]:
+    return [_Entry(f'{ours}/scale', (v(f'{src}/gamma'),)), _Entry(f'{ours}/bias', (v(f'{src}/beta'),))]
+
+  # BertPretrainerV2 checkpoints keep the shared word embeddings once, possibly under masked_lm/embedding_table.
+  out = [_Entry('bert/word_embeddings/embedding', (v(f'{word}/embeddings'), v('masked_lm/embedding_table'))),
+         _Entry('bert/position_embeddings/embedding', (v(f'{pos}/embeddings'),)),
+         _Entry('bert/type_embeddings/embedding', (v(f'{typ}/embeddings'),))]
+  out += norm('bert/embeddings_layer_norm', norm_e)
+  for i, src in enumerate(layers):
+    ours = f'bert/layer_{i}'
+    for name in ('query', 'key', 'value'):
+      out += dense(f'{ours}/attention/{name}', f'{src}/_attention_layer/_{name}_dense')
+    out += dense(f'{ours}/attention/output', f'{src}/_attention_layer/_output_dense')
+    out += norm(f'{ours}/attention_layer_norm', f'{src}/_attention_layer_norm')
+    out += dense(f'{ours}/intermediate', f'{src}/_intermediate_dense')
+    out += dense(f'{ours}/output', f'{src}/_output_dense')
+    out += norm(f'{ours}/output_layer_norm', f'{src}/_output_layer_norm')
+  out += dense('bert/pooler', pooler)
+  out += dense('mlm_head/transform', 'masked_lm/dense')
+  out += norm('mlm_head/layer_norm', 'masked_lm/layer_norm')
+  out.append(_Entry('mlm_head/output_bias', (v('masked_lm/output_bias.Sbias'),)))
+  return out
+
+
+def _tf2_layout(names: Sequence[str]) -> Tuple[str, str, List[int]]:
+  """(root, style, transformer-layer indices) of an object-based encoder checkpoint."""
+  found = {}
+  for name in names:
+    m = re.match(r'^(.+?)/(layer_with_weights-(\d+)|_transformer_layers/(\d+))/_attention_layer/', name)
+    if m:
+      style = 'functional' if m.group(3) is not None else 'v2'
+      index = int(m.group(3) if m.group(3) is not None else m.group(4))
+      found.setdefault((m.group(1), style), set()).add(index)
+  if not found:
+    raise ValueError('No BERT encoder variables found (neither TF1 names bert/encoder/layer_<i>/... nor a '
+                     'tf.train.Checkpoint of official.nlp.modeling.networks.BertEncoder or BertEncoderV2).')
+  # A checkpoint may hold the encoder under several roots; Model Garden restores from 'encoder' first.
+  (root, style), _ = sorted(found.items(), key=lambda kv: (kv[0][0] != 'encoder', kv[0][0] != 'model', kv[0]))[0]
+  indices = sorted(found[(root, style)])
+  if style == 'functional' and indices != list(range(4, 4 + len(indices))):
+    raise ValueError(f'Unexpected layer numbering under {root!r} ({indices[:3]}...): the encoder has layers this '
+                     f'converter does not know (e.g. an embedding projection).')
+  return root, style, [i - 4 if style == 'functional' else i for i in indices]
+
+
+def _resolve_tf_checkpoint(ckpt_path: str) -> str:
+  """A checkpoint prefix from a prefix, an `.index` file, or a directory (latest checkpoint, or bert_model.ckpt)."""
+  import tensorflow as tf
+  if ckpt_path.endswith('.index'):
+    ckpt_path = ckpt_path[:-len('.index')]
+  if os.path.isdir(ckpt_path):
+    latest = tf.train.latest_checkpoint(ckpt_path)
+    if latest:
+      return latest
+    prefixes = sorted(f[:-len('.index')] for f in os.listdir(ckpt_path) if f.endswith('.index'))
+    if len(prefixes) != 1:
+      raise FileNotFoundError(f'{ckpt_path}: found checkpoints {prefixes or "none"}; pass the checkpoint prefix.')
+    return os.path.join(ckpt_path, prefixes[0])
+  if not os.path.exists(ckpt_path + '.index'):
+    raise FileNotFoundError(f'{ckpt_path}.index not found: pass a TF checkpoint prefix or its directory.')
+  return ckpt_path
+
+
+def convert_tf_checkpoint(ckpt_path: str, bert_config_json: str) -> Tuple[Params, ml_collections.ConfigDict]:
+  """A TF BERT checkpoint (Model Garden object-based, or original TF1) + its bert_config.json -> (params, config).
+
+  The params have 'bert' and, where the source has them, 'mlm_head' (Model Garden `masked_lm`, TF1
+  `cls/predictions`) and 'nsp_head' (TF1 `cls/seq_relationship`); float32 numpy arrays.
+  """
+  import tensorflow as tf
+  model_config = tf_model_config(json.load(open(bert_config_json)))
+  prefix = _resolve_tf_checkpoint(ckpt_path)
+  reader = tf.train.load_checkpoint(prefix)
+  available = {k: tuple(v) for k, v in reader.get_variable_to_shape_map().items()}
+  if 'bert/embeddings/word_embeddings' in available:
+    entries = _tf1_entries(model_config.num_layers)
+    layer_ids = [int(m.group(1)) for n in available for m in [re.match(r'bert/encoder/layer_(\d+)/', n)] if m]
+    _check_layer_count(layer_ids, model_config, prefix, 'bert/encoder/layer_<i>')
+    namespace = lambda n: n.startswith('bert/') and 'adam' not in n.lower()  # noqa: E731
+  else:
+    root, style, layer_ids = _tf2_layout(list(available))
+    _check_layer_count(layer_ids, model_config, prefix, f'{root}/... {style} layout')
+    entries = _tf2_entries(root, style, model_config.num_layers)
+    namespace = lambda n: n.startswith(root + '/') and n.endswith(_TF2_SUFFIX)  # noqa: E731
+  params = _assemble(entries, available, reader.get_tensor, model_config, prefix,
+                     optional_groups=('mlm_head', 'nsp_head'))
+  used = {s for e in entries for s in e.sources}
+  _unused_check(available, sorted(used), namespace, prefix, model_config)
+  return params, model_config
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+
+
+def convert(fmt: str, input_path: str, bert_config: Optional[str] = None) -> Tuple[Params, ml_collections.ConfigDict]:
+  """Dispatches on `fmt` ('tf' or 'hf'); for 'tf' the bert_config.json defaults to the checkpoint's directory."""
+  if fmt == 'hf':
+    return convert_hf_checkpoint(input_path)
+  if fmt == 'tf':
+    if bert_config is None:
+      folder = input_path if os.path.isdir(input_path) else os.path.dirname(input_path)
+      bert_config = os.path.join(folder, 'bert_config.json')
+      if not os.path.exists(bert_config):
+        raise FileNotFoundError(f'{bert_config} not found: pass --bert_config=PATH.')
+    return convert_tf_checkpoint(input_path, bert_config)
+  raise ValueError(f"Unknown format {fmt!r}; use 'tf' or 'hf'.")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  parser = argparse.ArgumentParser(prog='python -m projects.bert.convert', description=__doc__.split('\n')[0])
+  parser.add_argument('--format', required=True, choices=('tf', 'hf'), help='Source checkpoint format.')
+  parser.add_argument('--input', required=True, help='TF checkpoint prefix/directory, or a save_pretrained dir.')
+  parser.add_argument('--bert_config', default=None, help='bert_config.json for --format=tf.')
+  parser.add_argument('--output', required=True, help='Directory to write (core.params_io.save_params).')
+  args = parser.parse_args(argv)
+
+  from core import params_io
+
+  try:
+    params, model_config = convert(args.format, args.input, args.bert_config)
+  except (ValueError, FileNotFoundError) as e:  # a wrong path or a checkpoint that does not fit: say which, briefly
+    sys.exit(f'error: {e}')
+  source = {'format': args.format, 'path': os.path.abspath(args.input)}
+  if args.bert_config:
+    source['bert_config'] = os.path.abspath(args.bert_config)
+  params_io.save_params(args.output, params, metadata={'model': model_config.to_dict(), 'source': source,
+                                                        'heads': sorted(k for k in params if k != 'bert')})
+  count = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
+  print(f'Wrote {args.output}: {count:,} parameters ({", ".join(sorted(params))}); '
+        f'config.model: {_describe(model_config)}, hidden_act={model_config.hidden_act}.')
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

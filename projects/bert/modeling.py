@@ -1,0 +1,293 @@
+"""BERT in Flax linen: the encoder (embeddings, post-LN transformer layers, pooler) and its heads.
+
+Parameters are float32; `BertConfig.dtype` is the compute dtype (float32 or bfloat16). Embedding lookups, LayerNorm
+statistics and softmax run in float32 whatever the compute dtype, and every output the losses read is float32.
+(On GPUs, XLA runs float32 matrix products in TF32 by default, about 1e-3 relative off; set
+`jax_default_matmul_precision=highest` where float32 results must match TF or PyTorch to 1e-6.)
+
+Parameter tree (the converters in `convert.py` write exactly this):
+
+  bert/word_embeddings/embedding [vocab, hidden]          bert/position_embeddings/embedding [max_pos, hidden]
+  bert/type_embeddings/embedding [type_vocab, hidden]     bert/embeddings_layer_norm/{scale, bias} [hidden]
+  bert/layer_<i>/attention/{query,key,value}/kernel [hidden, heads, head_dim], bias [heads, head_dim]
+  bert/layer_<i>/attention/output/kernel [heads, head_dim, hidden], bias [hidden]
+  bert/layer_<i>/attention_layer_norm, output_layer_norm/{scale, bias} [hidden]
+  bert/layer_<i>/intermediate/kernel [hidden, inter], bias [inter];  output/kernel [inter, hidden], bias [hidden]
+  bert/pooler/kernel [hidden, hidden], bias [hidden]
+  mlm_head/transform/{kernel, bias}, mlm_head/layer_norm/{scale, bias}, mlm_head/output_bias [vocab]
+  nsp_head/kernel [hidden, 2], bias [2];  classifier/kernel [hidden, labels];  regressor/kernel [hidden, 1]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+# BERT/HF 'gelu' is the exact erf form; TF Model Garden and the original TF BERT code evaluate 'gelu' with the tanh
+# approximation, so their checkpoints convert to 'gelu_tanh' (HF calls the same function 'gelu_new').
+ACTIVATIONS: Dict[str, Callable[[Array], Array]] = {
+    'gelu': functools.partial(nn.gelu, approximate=False),
+    'gelu_tanh': functools.partial(nn.gelu, approximate=True),
+    'gelu_new': functools.partial(nn.gelu, approximate=True),
+    'gelu_pytorch_tanh': functools.partial(nn.gelu, approximate=True),
+    'relu': nn.relu,
+    'tanh': jnp.tanh,
+}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """The encoder's hyper-parameters: the `config.model` fields, frozen (hashable, so a Flax module attribute)."""
+
+  vocab_size: int = 30522
+  hidden_size: int = 768
+  num_layers: int = 12
+  num_heads: int = 12
+  intermediate_size: int = 3072
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  hidden_dropout_prob: float = 0.1
+  attention_dropout_prob: float = 0.1
+  initializer_range: float = 0.02
+  layer_norm_eps: float = 1e-12
+  hidden_act: str = 'gelu'
+  dtype: str = 'float32'
+  remat: bool = False  # recompute each layer's activations in the backward pass (memory for compute)
+
+  def __post_init__(self):
+    if self.hidden_size % self.num_heads:
+      raise ValueError(f'hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}.')
+    if self.hidden_act not in ACTIVATIONS:
+      raise ValueError(f'Unknown hidden_act {self.hidden_act!r}; known: {sorted(ACTIVATIONS)}.')
+    if self.dtype not in DTYPES:
+      raise ValueError(f'Unknown dtype {self.dtype!r}; use one of {sorted(DTYPES)}.')
+
+  @classmethod
+  def from_model_config(cls, model_config: Mapping[str, Any]) -> 'BertConfig':
+    """From `config.model` (a ConfigDict or dict); fields that are not encoder fields (num_labels) are ignored."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    items = model_config.items() if hasattr(model_config, 'items') else dict(model_config).items()
+    return cls(**{k: v for k, v in items if k in names})
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_heads
+
+  @property
+  def compute_dtype(self) -> Any:
+    return DTYPES[self.dtype]
+
+  @property
+  def activation(self) -> Callable[[Array], Array]:
+    return ACTIVATIONS[self.hidden_act]
+
+
+def _init(config: BertConfig) -> Callable:
+  return nn.initializers.truncated_normal(config.initializer_range)
+
+
+def _layer_norm(config: BertConfig, name: str) -> nn.LayerNorm:
+  # Two-pass variance (E[(x-mean)^2]) as TF and PyTorch compute it: the fast E[x^2]-mean^2 form costs parity.
+  return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=config.compute_dtype, param_dtype=jnp.float32,
+                      use_fast_variance=False, name=name)
+
+
+def attention_mask(input_mask: Array) -> Array:
+  """`input_mask` [batch, seq] (1 = token, 0 = padding) -> boolean key mask [batch, 1, 1, seq] for every query."""
+  return (input_mask > 0)[:, None, None, :]
+
+
+def fused_attention(query: Array, key: Array, value: Array, mask: Array) -> Array:
+  """Softmax attention through `jax.nn.dot_product_attention`, leaving the implementation to JAX.
+
+  With `implementation=None` JAX picks (XLA's fused attention today). We do not force 'cudnn': in the JAX versions
+  we use its kernel rejects a [batch, 1, 1, seq] boolean mask (it wants per-sequence lengths instead).
+
+  query/key/value [batch, seq, heads, head_dim] in one dtype; mask bool broadcastable to [batch, heads, q, k].
+  Returns [batch, seq, heads, head_dim] in the input dtype (logits and softmax are float32 inside).
+  """
+  return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=None)
+
+
+def explicit_attention(query: Array, key: Array, value: Array, mask: Array,
+                       dropout: Optional[Callable[[Array], Array]] = None) -> Array:
+  """The same attention written out, so that dropout can act on the probabilities (shapes as `fused_attention`)."""
+  scale = query.shape[-1] ** -0.5
+  logits = jnp.einsum('bqnd,bknd->bnqk', query, key, preferred_element_type=jnp.float32) * scale
+  logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1)
+  if dropout is not None:
+    probs = dropout(probs)
+  return jnp.einsum('bnqk,bknd->bqnd', probs.astype(value.dtype), value)
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with per-head projections ([hidden] -> [heads, head_dim]) and the output projection."""
+
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, train: bool) -> Array:
+    c = self.config
+    proj = functools.partial(nn.DenseGeneral, features=(c.num_heads, c.head_dim), dtype=c.compute_dtype,
+                             param_dtype=jnp.float32, kernel_init=_init(c))
+    q, k, v = proj(name='query')(x), proj(name='key')(x), proj(name='value')(x)
+    if train and c.attention_dropout_prob > 0:
+      # jax.nn.dot_product_attention has no dropout on the probabilities (neither its XLA path nor the cuDNN one
+      # exposes it), so training with attention dropout materialises them; eval and dropout-free runs stay fused.
+      drop = nn.Dropout(c.attention_dropout_prob, deterministic=False)
+      ctx = explicit_attention(q, k, v, mask, dropout=drop)
+    else:
+      ctx = fused_attention(q, k, v, mask)
+    return nn.DenseGeneral(c.hidden_size, axis=(-2, -1), dtype=c.compute_dtype, param_dtype=jnp.float32,
+                           kernel_init=_init(c), name='output')(ctx)
+
+
+class TransformerLayer(nn.Module):
+  """One post-LN encoder layer: x = LN(x + Attn(x)); x = LN(x + W2 act(W1 x))."""
+
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, train: bool) -> Array:
+    c = self.config
+    dense = functools.partial(nn.Dense, dtype=c.compute_dtype, param_dtype=jnp.float32, kernel_init=_init(c))
+    drop = nn.Dropout(c.hidden_dropout_prob, deterministic=not train)
+    attn = SelfAttention(c, name='attention')(x, mask, train)
+    x = _layer_norm(c, 'attention_layer_norm')(x + drop(attn))
+    h = c.activation(dense(c.intermediate_size, name='intermediate')(x))
+    h = dense(c.hidden_size, name='output')(h)
+    return _layer_norm(c, 'output_layer_norm')(x + drop(h))
+
+
+class BertEncoder(nn.Module):
+  """Embeddings + `num_layers` transformer layers + tanh pooler over the first ([CLS]) token.
+
+  `BertEncoder(config)(input_ids, input_mask, segment_ids, train=False)` with int [batch, seq] inputs returns
+  `(sequence_output [batch, seq, hidden], pooled_output [batch, hidden])` in the compute dtype.
+  """
+
+  config: BertConfig
+
+  def setup(self):
+    c = self.config
+    # Lookups read the float32 tables; the LayerNorm after them casts to the compute dtype. (A bfloat16 lookup
+    # would cast the whole table first and scatter-add its gradient in bfloat16, which is slow on GPUs.)
+    embed = functools.partial(nn.Embed, features=c.hidden_size, dtype=jnp.float32, param_dtype=jnp.float32,
+                              embedding_init=_init(c))
+    self.word_embeddings = embed(c.vocab_size)
+    self.position_embeddings = embed(c.max_position_embeddings)
+    self.type_embeddings = embed(c.type_vocab_size)
+    self.embeddings_layer_norm = _layer_norm(c, None)
+    self.embeddings_dropout = nn.Dropout(c.hidden_dropout_prob)
+    # train (argument 3, counting self) is a Python bool that selects code paths: static under remat.
+    layer_cls = nn.remat(TransformerLayer, static_argnums=(3,)) if c.remat else TransformerLayer
+    self.layer = [layer_cls(c) for _ in range(c.num_layers)]  # parameter names layer_0 ... layer_{L-1}
+    self.pooler = nn.Dense(c.hidden_size, dtype=c.compute_dtype, param_dtype=jnp.float32, kernel_init=_init(c))
+
+  def __call__(self, input_ids: Array, input_mask: Optional[Array] = None, segment_ids: Optional[Array] = None,
+               train: bool = False) -> Tuple[Array, Array]:
+    c = self.config
+    seq_len = input_ids.shape[1]
+    if seq_len > c.max_position_embeddings:
+      raise ValueError(f'Sequence length {seq_len} exceeds max_position_embeddings={c.max_position_embeddings}.')
+    if input_mask is None:
+      input_mask = jnp.ones_like(input_ids)
+    if segment_ids is None:
+      segment_ids = jnp.zeros_like(input_ids)
+    x = (self.word_embeddings(input_ids) + self.position_embeddings(jnp.arange(seq_len)[None, :])
+         + self.type_embeddings(segment_ids))
+    x = self.embeddings_dropout(self.embeddings_layer_norm(x), deterministic=not train)
+    mask = attention_mask(input_mask)
+    for layer in self.layer:
+      x = layer(x, mask, train)
+    pooled = jnp.tanh(self.pooler(x[:, 0]))
+    return x, pooled
+
+  def embedding_table(self) -> Array:
+    """The word embedding matrix [vocab, hidden] (float32), which the MLM head's output layer shares."""
+    return self.word_embeddings.embedding
+
+
+def gather_positions(sequence: Array, positions: Array) -> Array:
+  """sequence [batch, seq, hidden], positions int [batch, P] -> [batch, P, hidden]."""
+  return jnp.take_along_axis(sequence, positions[..., None].astype(jnp.int32), axis=1)
+
+
+class MaskedLMHead(nn.Module):
+  """transform (dense + activation + LayerNorm), then logits against the tied word embeddings plus a bias."""
+
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, hidden: Array, embedding_table: Array) -> Array:
+    """hidden [batch, P, hidden], embedding_table [vocab, hidden] -> logits [batch, P, vocab] float32."""
+    c = self.config
+    h = nn.Dense(c.hidden_size, dtype=c.compute_dtype, param_dtype=jnp.float32, kernel_init=_init(c),
+                 name='transform')(hidden)
+    h = _layer_norm(c, 'layer_norm')(c.activation(h))
+    bias = self.param('output_bias', nn.initializers.zeros, (c.vocab_size,), jnp.float32)
+    logits = jnp.einsum('bph,vh->bpv', h, embedding_table.astype(c.compute_dtype),
+                        preferred_element_type=jnp.float32)
+    return logits + bias
+
+
+def _head(config: BertConfig, features: int, name: str) -> nn.Dense:
+  # Heads are tiny: compute them in float32 so the logits the losses read are exact.
+  return nn.Dense(features, dtype=jnp.float32, param_dtype=jnp.float32, kernel_init=_init(config), name=name)
+
+
+class BertForPreTraining(nn.Module):
+  """`module(batch, train)` -> {'mlm_logits': [batch, P, vocab], 'nsp_logits': [batch, 2]} (float32).
+
+  Reads input_ids, input_mask, segment_ids [batch, seq] and masked_lm_positions [batch, P]; only the P masked
+  positions go through the MLM transform and the vocabulary projection.
+  """
+
+  config: BertConfig
+
+  def setup(self):
+    self.bert = BertEncoder(self.config)
+    self.mlm_head = MaskedLMHead(self.config)
+    self.nsp_head = _head(self.config, 2, None)
+
+  def __call__(self, batch: Mapping[str, Array], train: bool = False) -> Dict[str, Array]:
+    sequence, pooled = self.bert(batch['input_ids'], batch['input_mask'], batch['segment_ids'], train=train)
+    masked = gather_positions(sequence, batch['masked_lm_positions'])
+    return {'mlm_logits': self.mlm_head(masked, self.bert.embedding_table()),
+            'nsp_logits': self.nsp_head(pooled.astype(jnp.float32))}
+
+
+class BertForSequenceClassification(nn.Module):
+  """`module(batch, train)` -> logits [batch, num_labels] float32 (dropout, then a dense layer on the pooled output)."""
+
+  config: BertConfig
+  num_labels: int
+
+  @nn.compact
+  def __call__(self, batch: Mapping[str, Array], train: bool = False) -> Array:
+    _, pooled = BertEncoder(self.config, name='bert')(batch['input_ids'], batch['input_mask'], batch['segment_ids'],
+                                                      train=train)
+    pooled = nn.Dropout(self.config.hidden_dropout_prob, deterministic=not train)(pooled.astype(jnp.float32))
+    return _head(self.config, self.num_labels, 'classifier')(pooled)
+
+
+class BertForRegression(nn.Module):
+  """`module(batch, train)` -> predictions [batch] float32 (STS-B style: one linear output on the pooled output)."""
+
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, batch: Mapping[str, Array], train: bool = False) -> Array:
+    _, pooled = BertEncoder(self.config, name='bert')(batch['input_ids'], batch['input_mask'], batch['segment_ids'],
+                                                      train=train)
+    pooled = nn.Dropout(self.config.hidden_dropout_prob, deterministic=not train)(pooled.astype(jnp.float32))
+    return _head(self.config, 1, 'regressor')(pooled)[:, 0]

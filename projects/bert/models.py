@@ -1,0 +1,168 @@
+"""The registered BERT models: pretraining (MLM + NSP), sequence classification and regression (STS-B).
+
+Each is a `core.model.BaseModel`: it builds its Flax module from `config.model` and owns its loss and metrics.
+Every loss and metric weights examples by `batch_mask` [batch] when the batch has one (1 = real, 0 = padding).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from absl import logging
+
+from core import params_io
+from core.model import Batch, BaseModel, MetricsDict, MetricsFn
+from core.registry import MODELS
+from projects.bert import modeling
+from projects.bert.configs import common
+
+
+def _batch_mask(batch: Batch, batch_size: int) -> jnp.ndarray:
+  """batch_mask [batch] float32, or ones when the batch has none (training batches)."""
+  mask = batch.get('batch_mask')
+  return jnp.ones((batch_size,), jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
+
+
+def _weighted(values: jnp.ndarray, weights: jnp.ndarray) -> tuple:
+  """(sum of weights * values, sum of weights): a (sum, count) metric pair."""
+  return jnp.sum(values * weights), jnp.sum(weights)
+
+
+def _mean(pair: tuple) -> jnp.ndarray:
+  total, count = pair
+  return total / jnp.maximum(count, 1e-8)
+
+
+class BertModel(BaseModel):
+  """Shared part: `config.model` -> `modeling.BertConfig`; the default config is the tiny size."""
+
+  def bert_config(self) -> modeling.BertConfig:
+    return modeling.BertConfig.from_model_config(self.config.model)
+
+  def default_flax_model_config(self) -> ml_collections.ConfigDict:
+    return common.model_config('tiny')
+
+
+@MODELS.register('bert_pretraining')
+class BertPretrainingModel(BertModel):
+  """Masked-LM + next-sentence prediction.
+
+  forward -> {'mlm_logits': [batch, P, vocab], 'nsp_logits': [batch, 2]} (float32). The loss is the
+  masked_lm_weights-weighted mean cross-entropy over the masked positions plus the mean NSP cross-entropy.
+  """
+
+  def build_flax_model(self) -> nn.Module:
+    return modeling.BertForPreTraining(self.bert_config())
+
+  def _pieces(self, outputs: Mapping[str, jnp.ndarray], batch: Batch) -> MetricsDict:
+    nsp_logits, mlm_logits = outputs['nsp_logits'], outputs['mlm_logits']
+    example_w = _batch_mask(batch, nsp_logits.shape[0])
+    mlm_w = jnp.asarray(batch['masked_lm_weights'], jnp.float32) * example_w[:, None]
+    mlm_ids = batch['masked_lm_ids']
+    mlm_ce = optax.softmax_cross_entropy_with_integer_labels(mlm_logits, mlm_ids)
+    nsp_labels = batch['next_sentence_labels']
+    nsp_ce = optax.softmax_cross_entropy_with_integer_labels(nsp_logits, nsp_labels)
+    return {
+        'mlm_loss': _weighted(mlm_ce, mlm_w),
+        'mlm_accuracy': _weighted((jnp.argmax(mlm_logits, -1) == mlm_ids).astype(jnp.float32), mlm_w),
+        'nsp_loss': _weighted(nsp_ce, example_w),
+        'nsp_accuracy': _weighted((jnp.argmax(nsp_logits, -1) == nsp_labels).astype(jnp.float32), example_w),
+    }
+
+  def loss_function(self, outputs: Any, batch: Batch, model_params: Any = None) -> jnp.ndarray:
+    pieces = self._pieces(outputs, batch)
+    return _mean(pieces['mlm_loss']) + _mean(pieces['nsp_loss'])
+
+  def get_metrics_fn(self, split: Optional[str] = None) -> MetricsFn:
+    """{mlm_loss, mlm_accuracy, nsp_loss, nsp_accuracy}: (sum, count) pairs (MLM ones count masked tokens)."""
+    return self._pieces
+
+
+@MODELS.register('bert_classification')
+class BertClassificationModel(BertModel):
+  """Sequence classification: forward -> logits [batch, num_labels]; cross-entropy on label_ids int [batch].
+
+  num_labels comes from `config.model.num_labels`, else from `dataset_meta_data['num_labels']`.
+  """
+
+  def num_labels(self) -> int:
+    n = self.config.model.get('num_labels') or self.dataset_meta_data.get('num_labels')
+    if not n:
+      raise ValueError('bert_classification needs the number of labels: set config.model.num_labels or '
+                       "provide dataset_meta_data['num_labels'].")
+    return int(n)
+
+  def build_flax_model(self) -> nn.Module:
+    return modeling.BertForSequenceClassification(self.bert_config(), num_labels=self.num_labels())
+
+  def get_metrics_fn(self, split: Optional[str] = None) -> MetricsFn:
+    """{loss: mean cross-entropy, accuracy}, each a (sum, count) pair over the real examples."""
+
+    def metrics(logits: jnp.ndarray, batch: Batch) -> MetricsDict:
+      w = _batch_mask(batch, logits.shape[0])
+      labels = batch['label_ids']
+      ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+      return {'loss': _weighted(ce, w),
+              'accuracy': _weighted((jnp.argmax(logits, -1) == labels).astype(jnp.float32), w)}
+
+    return metrics
+
+  def loss_function(self, outputs: Any, batch: Batch, model_params: Any = None) -> jnp.ndarray:
+    return _mean(self.get_metrics_fn()(outputs, batch)['loss'])
+
+
+@MODELS.register('bert_regression')
+class BertRegressionModel(BertModel):
+  """Regression (STS-B): forward -> predictions [batch]; mean squared error against label_ids float [batch]."""
+
+  def build_flax_model(self) -> nn.Module:
+    return modeling.BertForRegression(self.bert_config())
+
+  def get_metrics_fn(self, split: Optional[str] = None) -> MetricsFn:
+    """{loss: mean squared error}, a (sum, count) pair over the real examples."""
+
+    def metrics(predictions: jnp.ndarray, batch: Batch) -> MetricsDict:
+      w = _batch_mask(batch, predictions.shape[0])
+      se = (predictions - jnp.asarray(batch['label_ids'], jnp.float32)) ** 2
+      return {'loss': _weighted(se, w)}
+
+    return metrics
+
+  def loss_function(self, outputs: Any, batch: Batch, model_params: Any = None) -> jnp.ndarray:
+    return _mean(self.get_metrics_fn()(outputs, batch)['loss'])
+
+
+# Fields that change the function the weights compute without changing any shape: a mismatch loads silently.
+_NUMERIC_FIELDS = ('hidden_act', 'layer_norm_eps')
+
+
+def load_pretrained(params: Any, path: str, *, model_config: Optional[Mapping[str, Any]] = None,
+                    keep: Optional[tuple] = None) -> Any:
+  """Copies the pretrained weights at `path` into `params` (fresh initial parameters); returns the merged tree.
+
+  `path` is a params directory written by `core.params_io.save_params` (what `python -m projects.bert.convert`
+  writes) or a run's workdir (its latest checkpoint's parameters), as `core.params_io.read_pretrained` reads them.
+  Every array the source shares with `params` is loaded (shapes must agree, else ValueError naming the variable);
+  the rest (a new classification head) keeps its initial value. `keep` restricts the source to some top-level
+  names (e.g. ('bert',) to take only the encoder). With `model_config` (config.model), the fields that shapes
+  cannot reveal (hidden_act, layer_norm_eps) are compared with the source's metadata, and a difference is logged.
+  """
+  source, metadata = params_io.read_pretrained(path)
+  if keep is not None:
+    source = {k: v for k, v in source.items() if k in keep}
+  source_model = metadata.get('model') or {}
+  if model_config is not None:
+    for field in _NUMERIC_FIELDS:
+      if field in source_model and field in model_config and source_model[field] != model_config[field]:
+        logging.warning('%s was made with model.%s=%r but this model uses %r: its outputs will differ from the '
+                        'source model.', path, field, source_model[field], model_config[field])
+  merged, report = params_io.merge_params(jax.device_get(params), source, source_name=path)
+  logging.info('Loaded %d arrays from %s (%s); kept the initial value of %d: %s; unused in the source: %s',
+               len(report['loaded']), path, metadata.get('source', 'unknown source'), len(report['kept_init']),
+               report['kept_init'] or 'none', report['unused'] or 'none')
+  return merged
