@@ -1,0 +1,299 @@
+"""`bert_glue`: the GLUE train/eval/test records and meta data written by `prepare.py glue` (or by upstream
+TF-Models' `create_finetuning_data.py`, with explicit file paths).
+
+Config (`config.dataset`, defaults in `default_config()`):
+  task            a GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli (AX: MNLI's test split 'ax')
+  data_dir        the output_dir of `prepare.py glue` (files named as in `glue_tasks`), or
+  meta_data_file, train_file, eval_files, test_files
+                  explicit paths, overriding data_dir's; eval_files / test_files are a path (the task's main
+                  split) or {split: path}. Needed for upstream meta data, which names no files.
+  max_seq_length  checked against the meta data and the records (None: taken from the meta data)
+  shuffle_buffer, seed
+
+num_labels, task type, label type, sizes and max_seq_length come from the meta data and are checked against the
+task table, `config.model.num_labels` (when set) and the records. Batches (host-local numpy): input_ids,
+input_mask, segment_ids int32 [B, S]; label_ids int32 [B] (float32 [B] for STS-B); example_id int32 [B] (the GLUE
+index for test splits, -1 on padding); batch_mask float32 [B] (0 = padding of the last eval batch).
+`valid_iter(split)` / `test_iter(split)` pass over a split once (default: the task's main split; the splits are
+meta_data['eval_splits'] / ['test_splits']); every process runs the same number of batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import ml_collections
+import tensorflow as tf
+from absl import logging
+
+from core import registry
+from core.dataset import Dataset
+from projects.bert.datasets import glue_tasks, records
+from projects.bert.datasets.glue_tasks import GlueTask
+
+_UPSTREAM_TASK_TYPES = {'classification': 'bert_classification', 'regression': 'bert_regression'}
+_ALLOWED_EXTRA_FEATURES = ('weight',)  # written by the upstream writer for weighted examples; not read
+
+
+def default_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      'task': '',
+      'data_dir': '',
+      'meta_data_file': '',
+      'train_file': '',
+      'eval_files': '',
+      'test_files': '',
+      'max_seq_length': None,
+      'shuffle_buffer': 10_000,
+      'seed': 0,
+  })
+
+
+def record_spec(max_seq_length: int, regression: bool) -> records.RecordSpec:
+  """The features of the upstream classifier writer; batch_mask comes from is_real_example (1 when absent)."""
+  seq = {k: records.Feature(k, 'int', max_seq_length) for k in ('input_ids', 'input_mask', 'segment_ids')}
+  label = (records.Feature('label_ids', 'float', 1, scalar=True, dtype=tf.float32) if regression else
+           records.Feature('label_ids', 'int', 1, scalar=True))
+  return {
+      **seq,
+      'label_ids': label,
+      'example_id': records.Feature('example_id', 'int', 1, scalar=True, required=False, default=-1),
+      'is_real_example': records.Feature('is_real_example', 'int', 1, scalar=True, required=False, default=1),
+  }
+
+
+def _prepare_command(task: GlueTask, out_dir: str = 'OUT_DIR') -> str:
+  return (f'python -m projects.bert.datasets.prepare glue --task={task.name} --glue_dir=GLUE_DIR '
+          f'--vocab_file=VOCAB --output_dir={out_dir} --max_seq_length=128')
+
+
+def read_meta_data(path: str, task: GlueTask) -> Dict[str, Any]:
+  """The meta-data JSON at `path` (ours or upstream's), checked to be of `task`."""
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'GLUE meta data {path!r} does not exist. Write it (with the records) by running:\n  '
+                            f'{_prepare_command(task, os.path.dirname(path) or ".")}\nor set '
+                            f'config.dataset.meta_data_file to the meta data of create_finetuning_data.py.')
+  try:
+    with tf.io.gfile.GFile(path, 'r') as f:
+      meta = json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f'{path} is not valid JSON meta data ({e}).') from None
+  for key in ('processor_type', 'max_seq_length', 'train_data_size', 'task_type'):
+    if key not in meta:
+      raise ValueError(f'{path} lacks the field {key!r}: it is not the meta data of prepare.py or '
+                       f'create_finetuning_data.py. Re-create it with:\n  {_prepare_command(task)}')
+  accepted = glue_tasks.accepted_processor_names(task)
+  if meta['processor_type'] not in accepted:
+    raise ValueError(f'{path} is meta data of processor_type {meta["processor_type"]!r}, but config.dataset.task is '
+                     f'{task.name!r} (processor_type {"/".join(accepted)}). Point config.dataset.data_dir / '
+                     f'meta_data_file at the {task.name} data, or set config.dataset.task to match.')
+  return meta
+
+
+def check_meta_against_config(meta: Mapping[str, Any], path: str, task: GlueTask,
+                              config: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the meta data file and the field when the meta data, the task table or the config
+  disagree (task type, num_labels, label type, label list, max_seq_length)."""
+  problems = []
+  expected_type = _UPSTREAM_TASK_TYPES[task.task_type]
+  if meta['task_type'] != expected_type:
+    problems.append(f'task_type is {meta["task_type"]!r}, task {task.name} is {expected_type!r}')
+  if task.is_regression:
+    if meta.get('label_type', 'float') != 'float':
+      problems.append(f'label_type is {meta.get("label_type")!r}, regression needs "float"')
+  elif meta.get('num_labels') != task.num_labels:
+    problems.append(f'num_labels is {meta.get("num_labels")}, task {task.name} has {task.num_labels} labels')
+  if meta.get('label_list') is not None and task.labels is not None and list(meta['label_list']) != list(task.labels):
+    problems.append(f'label_list is {meta["label_list"]}, task {task.name} has {list(task.labels)}')
+  if problems:
+    raise ValueError(f'{path} does not describe GLUE task {task.name}: {"; ".join(problems)}. Re-create it with:\n  '
+                     f'{_prepare_command(task)}')
+  if cfg.max_seq_length is not None and int(cfg.max_seq_length) != int(meta['max_seq_length']):
+    raise ValueError(f'{path} says max_seq_length={meta["max_seq_length"]} but config.dataset.max_seq_length='
+                     f'{cfg.max_seq_length}: re-run prepare with --max_seq_length={cfg.max_seq_length}, or set '
+                     f'config.dataset.max_seq_length={meta["max_seq_length"]} (or None).')
+  model = config.get('model')
+  model_labels = model.get('num_labels') if model is not None else None
+  if model_labels is not None and int(model_labels) != task.num_labels:
+    raise ValueError(f'config.model.num_labels={model_labels} but {path} (task {task.name}) has {task.num_labels} '
+                     f'labels; set config.model.num_labels={task.num_labels} or None (taken from the meta data).')
+
+
+def _split_paths(given: Any, splits: Mapping[str, Any], main: str, field: str) -> Dict[str, str]:
+  """config.dataset.eval_files / test_files -> {split: path}."""
+  if not given:
+    return {}
+  if isinstance(given, str):
+    return {main: given}
+  given = dict(given)
+  unknown = sorted(set(given) - set(splits))
+  if unknown:
+    raise ValueError(f'config.dataset.{field} names splits {unknown}; this task has {list(splits)}.')
+  return {split: str(path) for split, path in given.items()}
+
+
+def resolve_files(cfg: ml_collections.ConfigDict, task: GlueTask, meta: Mapping[str, Any],
+                  base_dir: str) -> Dict[str, Any]:
+  """{'train': path, 'eval': {split: path}, 'test': {split: path}}: explicit config paths > the meta data's
+  'files' (relative to its directory) > the prepare naming layout. Missing required files raise FileNotFoundError.
+  """
+  listed = meta.get('files') or {}
+  upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
+
+  def under_base(name: str) -> str:
+    return name if os.path.isabs(name) or '://' in name else os.path.join(base_dir, name)
+
+  def require(path: str, what: str, field: str) -> str:
+    if not tf.io.gfile.exists(path):
+      raise FileNotFoundError(f'The GLUE {task.name} {what} records {path!r} do not exist. Set '
+                              f'config.dataset.{field}, or write them with:\n  {_prepare_command(task, base_dir)}')
+    return path
+
+  train = require(cfg.train_file or under_base(listed.get('train') or task.record_file('train')), 'train',
+                  'train_file')
+  out: Dict[str, Any] = {'train': train, 'eval': {}, 'test': {}}
+  for kind, splits, main, field in (('eval', task.eval_splits, task.main_eval_split, 'eval_files'),
+                                    ('test', task.test_splits, upstream_test, 'test_files')):
+    explicit = _split_paths(cfg.get(field), splits, main, field)
+    if explicit:
+      out[kind] = {s: require(p, f'{kind} ({s})', field) for s, p in explicit.items()}
+    elif listed.get(kind):
+      out[kind] = {s: require(under_base(p), f'{kind} ({s})', field) for s, p in listed[kind].items()}
+    else:  # upstream meta data in a prepare-style directory: take the files that exist
+      for split in splits:
+        path = under_base(task.record_file(kind, split))
+        if tf.io.gfile.exists(path):
+          out[kind][split] = path
+  if not out['eval']:
+    require(under_base(task.record_file('eval', task.main_eval_split)), f'eval ({task.main_eval_split})',
+            'eval_files')
+  return out
+
+
+def _declared_size(meta: Mapping[str, Any], kind: str, split: str, upstream_split: str) -> Optional[int]:
+  """The split size the meta data declares: ours per split, upstream's for its one eval / test file."""
+  sizes = meta.get(f'{kind}_data_sizes') or {}
+  if split in sizes:
+    return int(sizes[split])
+  if split == upstream_split and f'{kind}_data_size' in meta:
+    return int(meta[f'{kind}_data_size'])
+  return None
+
+
+@registry.DATASETS.register('bert_glue')
+def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
+          process_count: Optional[int] = None) -> Dataset:
+  """Builds a GLUE dataset (see the module docstring). `process_*` override JAX's (tests only)."""
+  cfg = records.merge_dataset_config(config, default_config(), 'bert_glue')
+  if not cfg.task:
+    raise ValueError(f'config.dataset.task is not set; GLUE tasks: {", ".join(glue_tasks.task_names())}.')
+  task = glue_tasks.get_task(cfg.task)
+  index, count = records.process_info(process_index, process_count)
+  train_batch = records.local_batch_size(config.batch_size, count, 'batch_size')
+  eval_global = config.get('eval_batch_size') or config.batch_size
+  eval_batch = records.local_batch_size(eval_global, count, 'eval_batch_size')
+
+  if not cfg.meta_data_file and not cfg.data_dir:
+    raise ValueError('Set config.dataset.data_dir (the --output_dir of `prepare.py glue`) or '
+                     'config.dataset.meta_data_file with train_file / eval_files.')
+  meta_path = cfg.meta_data_file or os.path.join(cfg.data_dir, task.meta_data_file)
+  meta = read_meta_data(meta_path, task)
+  check_meta_against_config(meta, meta_path, task, config, cfg)
+  files = resolve_files(cfg, task, meta, os.path.dirname(meta_path))  # names in the meta data are relative to it
+  seq_len = int(meta['max_seq_length'])
+
+  # Check the first record of every file before building any pipeline.
+  spec = record_spec(seq_len, task.is_regression)
+  fix = (f'the meta data {meta_path} says max_seq_length={seq_len} and task {task.name} '
+         f'({task.task_type}); re-create the records and the meta data together with:\n  {_prepare_command(task)}')
+  all_files = [files['train']] + list(files['eval'].values()) + list(files['test'].values())
+  compression = records.common_compression(all_files)
+  for path in all_files:
+    records.check_record(path, records.read_first_example(path, compression), spec,
+                         allowed_extra=_ALLOWED_EXTRA_FEATURES, fix=fix)
+  parse = records.make_batch_parser(spec)
+
+  def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    batch = dict(batch)
+    batch['batch_mask'] = tf.cast(batch.pop('is_real_example'), tf.float32)
+    return batch
+
+  train_ds = records.train_dataset([files['train']], compression=compression, parse=parse, host_batch=train_batch,
+                                   seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, cycle_length=1,
+                                   process_index=index, process_count=count, add_batch_fields=add_train_mask,
+                                   warn_few_files=False)  # one train file is GLUE's layout, not a mistake
+  train_iter = records.RecordIterator(train_ds, [files['train']])
+
+  upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
+  sizes = {'eval': {}, 'test': {}}
+  checked = set()  # (kind, split) whose record count is known to match its size
+  pipelines: Dict[Any, tf.data.Dataset] = {}
+  for kind, upstream_split in (('eval', task.main_eval_split), ('test', upstream_test)):
+    for split, path in files[kind].items():
+      declared = _declared_size(meta, kind, split, upstream_split)
+      if declared is None:
+        declared = records.count_records(path, compression)
+        checked.add((kind, split))
+      sizes[kind][split] = declared
+
+  def split_iter(kind: str) -> Callable[[Optional[str]], Any]:
+    available = files[kind]
+    default = task.main_eval_split if kind == 'eval' else upstream_test
+    if default not in available and available:
+      default = next(iter(available))
+
+    def make(split: Optional[str] = None):
+      split = default if split is None else split
+      if split not in available:
+        raise ValueError(f'GLUE {task.name} has no {kind} split {split!r}; its {kind} splits are '
+                         f'{list(available)}.')
+      path, n = available[split], sizes[kind][split]
+      if (kind, split) not in checked:  # the padding arithmetic needs the exact size: count once
+        actual = records.count_records(path, compression)
+        if actual != n:
+          raise ValueError(f'{path} holds {actual} records but {meta_path} says the {kind} split {split!r} has {n}; '
+                           f're-create the records and meta data together with:\n  {_prepare_command(task)}')
+        checked.add((kind, split))
+      if (kind, split) not in pipelines:  # built once: a new pass re-iterates it without re-tracing
+        pipelines[kind, split] = records.eval_dataset(
+            [path], compression=compression, parse=parse, host_batch=eval_batch, num_examples=n,
+            process_index=index, process_count=count, pad_values={'example_id': -1}, mask_from='is_real_example')
+      return records.numpy_batches(pipelines[kind, split], [path])
+
+    return make
+
+  label_dtype = 'float32' if task.is_regression else 'int32'
+  meta_data: Dict[str, Any] = {
+      'task': task.name,
+      'task_type': task.task_type,
+      'num_labels': task.num_labels,
+      'label_type': task.label_type,
+      'label_list': list(task.labels) if task.labels else None,
+      'metrics': list(task.metrics),
+      'processor_type': meta['processor_type'],
+      'max_seq_length': seq_len,
+      'train_size': int(meta['train_data_size']),
+      'eval_splits': list(files['eval']),
+      'eval_sizes': dict(sizes['eval']),
+      'test_splits': list(files['test']),
+      'test_sizes': dict(sizes['test']),
+      'submission_files': {s: task.submission_files[s] for s in files['test']},
+      'num_eval_batches': {s: records.num_eval_batches(n, eval_global) for s, n in sizes['eval'].items()},
+      'input_specs': {
+          'input_ids': ((seq_len,), 'int32'),
+          'input_mask': ((seq_len,), 'int32'),
+          'segment_ids': ((seq_len,), 'int32'),
+          'label_ids': ((), label_dtype),
+          'example_id': ((), 'int32'),
+          'batch_mask': ((), 'float32'),
+      },
+      'files': files,
+      'meta_data_file': meta_path,
+  }
+  logging.info('bert_glue %s: train %d, eval %s, test %s, S=%d, host batch %d / eval %d.', task.name,
+               meta_data['train_size'], sizes['eval'], sizes['test'], seq_len, train_batch, eval_batch)
+  return Dataset(train_iter=train_iter, valid_iter=split_iter('eval') if files['eval'] else None,
+                 test_iter=split_iter('test') if files['test'] else None, meta_data=meta_data)
+

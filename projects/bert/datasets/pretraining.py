@@ -1,0 +1,155 @@
+"""`bert_pretraining`: the masked-LM + next-sentence records of TF-Models' `create_pretraining_data.py`.
+
+Config (`config.dataset`, defaults in `default_config()`):
+  train_files              file, glob pattern, comma-separated list, or list (local, gs://, any tf.io.gfile path)
+  eval_files               same, optional ('' = no eval); read once per evaluation, every record exactly once
+  max_seq_length           S; checked against the records (None: taken from them)
+  max_predictions_per_seq  P; checked against the records (None: taken from them)
+  shuffle_buffer, seed     record shuffling (deterministic for a seed, so a resumed run continues exactly)
+  cycle_length             files read in parallel (interleaved) per process
+  eval_max_examples        read at most this many eval records (None: all)
+
+Batches (host-local numpy, batch B = config.batch_size // process_count): input_ids, input_mask, segment_ids
+int32 [B, S]; masked_lm_positions, masked_lm_ids int32 [B, P]; masked_lm_weights float32 [B, P];
+next_sentence_labels int32 [B]. Eval batches (config.eval_batch_size) add batch_mask float32 [B] (0 = padding).
+Records written with `--use_v2_feature_names` (input_word_ids, input_type_ids) and `--gzip_compress` are read too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import ml_collections
+import tensorflow as tf
+from absl import logging
+
+from core import registry
+from core.dataset import Dataset
+from projects.bert.datasets import records
+
+# Batch key -> record name, for the two naming schemes of create_pretraining_data.py.
+_V1_NAMES = {'input_ids': 'input_ids', 'input_mask': 'input_mask', 'segment_ids': 'segment_ids'}
+_V2_NAMES = {'input_ids': 'input_word_ids', 'input_mask': 'input_mask', 'segment_ids': 'input_type_ids'}
+
+
+def default_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      'train_files': '',
+      'eval_files': '',
+      'max_seq_length': None,
+      'max_predictions_per_seq': None,
+      'shuffle_buffer': 2_000,
+      'seed': 0,
+      'cycle_length': 8,
+      'eval_max_examples': None,
+  })
+
+
+def record_spec(max_seq_length: Optional[int], max_predictions_per_seq: Optional[int],
+                v2_names: bool = False) -> records.RecordSpec:
+  """The seven pretraining features (None lengths: not checked)."""
+  names = _V2_NAMES if v2_names else _V1_NAMES
+  seq = {key: records.Feature(names[key], 'int', max_seq_length) for key in ('input_ids', 'input_mask',
+                                                                             'segment_ids')}
+  return {
+      **seq,
+      'masked_lm_positions': records.Feature('masked_lm_positions', 'int', max_predictions_per_seq),
+      'masked_lm_ids': records.Feature('masked_lm_ids', 'int', max_predictions_per_seq),
+      'masked_lm_weights': records.Feature('masked_lm_weights', 'float', max_predictions_per_seq, dtype=tf.float32),
+      'next_sentence_labels': records.Feature('next_sentence_labels', 'int', 1, scalar=True),
+  }
+
+
+def _fix_hint(field: str, found: int, flag: str) -> str:
+  return (f'set config.dataset.{field}={found} to read these records, or re-create them with '
+          f'`python -m projects.bert.datasets.prepare pretraining ... --{flag}=<config value>`.')
+
+
+def validate_files(files: List[str], compression: str, max_seq_length: Optional[int],
+                   max_predictions_per_seq: Optional[int]) -> Dict[str, Any]:
+  """Checks the first record of every file; returns {'max_seq_length', 'max_predictions_per_seq', 'v2_names'}.
+
+  Lengths left None are taken from the first file and then required of the others.
+  """
+  seq_len, preds, v2 = max_seq_length, max_predictions_per_seq, None
+  for path in files:
+    example = records.read_first_example(path, compression)
+    names = set(example.features.feature)
+    file_v2 = 'input_word_ids' in names
+    if v2 is None:
+      v2 = file_v2
+    elif v2 != file_v2:
+      raise ValueError(f'{path} uses {"v2" if file_v2 else "v1"} feature names but {files[0]} does not; '
+                       f're-create the files with the same --use_v2_feature_names setting.')
+    found = records.record_features(example)
+    # Infer unset lengths before the check, so that the check reports every other difference.
+    seq_name = _V2_NAMES['input_ids'] if v2 else 'input_ids'
+    if seq_len is None and seq_name in found:
+      seq_len = found[seq_name][1]
+    if preds is None and 'masked_lm_ids' in found:
+      preds = found['masked_lm_ids'][1]
+    hint = 'these are not the records of create_pretraining_data.py; point config.dataset.*_files at them.'
+    if seq_name in found and found[seq_name][1] != seq_len:
+      hint = _fix_hint('max_seq_length', found[seq_name][1], 'max_seq_length')
+    elif 'masked_lm_ids' in found and found['masked_lm_ids'][1] != preds:
+      hint = _fix_hint('max_predictions_per_seq', found['masked_lm_ids'][1], 'max_predictions_per_seq')
+    records.check_record(path, example, record_spec(seq_len, preds, v2), fix=hint)
+  return {'max_seq_length': seq_len, 'max_predictions_per_seq': preds, 'v2_names': bool(v2)}
+
+
+@registry.DATASETS.register('bert_pretraining')
+def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
+          process_count: Optional[int] = None) -> Dataset:
+  """Builds the pretraining dataset (see the module docstring). `process_*` override JAX's (tests only)."""
+  cfg = records.merge_dataset_config(config, default_config(), 'bert_pretraining')
+  index, count = records.process_info(process_index, process_count)
+  train_batch = records.local_batch_size(config.batch_size, count, 'batch_size')
+
+  train_files = records.resolve_files(cfg.train_files, 'train_files')
+  eval_files = records.resolve_files(cfg.eval_files, 'eval_files') if cfg.eval_files else []
+  compression = records.common_compression(train_files + eval_files)
+  found = validate_files(train_files + eval_files, compression, cfg.max_seq_length, cfg.max_predictions_per_seq)
+  seq_len, preds = found['max_seq_length'], found['max_predictions_per_seq']
+  spec = record_spec(seq_len, preds, found['v2_names'])
+  parse = records.make_batch_parser(spec)
+
+  train_ds = records.train_dataset(train_files, compression=compression, parse=parse, host_batch=train_batch,
+                                   seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, cycle_length=cfg.cycle_length,
+                                   process_index=index, process_count=count)
+  train_iter = records.RecordIterator(train_ds, train_files)
+
+  meta: Dict[str, Any] = {
+      'task': 'pretraining',
+      'max_seq_length': seq_len,
+      'max_predictions_per_seq': preds,
+      'input_specs': records.input_specs(spec),
+      'num_train_files': len(train_files),
+      'compression': compression,
+      'feature_names': 'v2' if found['v2_names'] else 'v1',
+      'eval_splits': [],
+      'eval_sizes': {},
+  }
+  valid_iter = None
+  if eval_files:
+    eval_global = config.get('eval_batch_size') or config.batch_size
+    eval_batch = records.local_batch_size(eval_global, count, 'eval_batch_size')
+    n_eval = sum(records.count_records(f, compression) for f in eval_files)
+    if cfg.eval_max_examples:
+      n_eval = min(n_eval, int(cfg.eval_max_examples))
+    meta['eval_splits'] = ['validation']
+    meta['eval_sizes'] = {'validation': n_eval}
+    meta['num_eval_batches'] = records.num_eval_batches(n_eval, eval_global)
+    # Built once: every pass re-iterates the same pipeline (no re-tracing).
+    eval_ds = records.eval_dataset(eval_files, compression=compression, parse=parse, host_batch=eval_batch,
+                                   num_examples=n_eval, process_index=index, process_count=count)
+
+    def valid_iter(split: Optional[str] = None):
+      """One pass over the eval records: batches of eval_batch_size // process_count, with batch_mask."""
+      if split not in (None, 'validation'):
+        raise ValueError(f'Unknown pretraining eval split {split!r}; the only one is "validation".')
+      return records.numpy_batches(eval_ds, eval_files)
+
+  logging.info('bert_pretraining: %d train files (%s), S=%d, P=%d, host batch %d; eval examples: %s.',
+               len(train_files), compression or 'uncompressed', seq_len, preds, train_batch,
+               meta['eval_sizes'] or 'none')
+  return Dataset(train_iter=train_iter, valid_iter=valid_iter, test_iter=None, meta_data=meta)

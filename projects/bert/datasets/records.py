@@ -1,0 +1,362 @@
+"""TFRecord plumbing shared by the BERT dataset builders: finding files, checking records, and the tf.data pipelines.
+
+Each builder describes its records as a `{batch key: Feature}` spec; this module checks the first record of every
+file against it (so a wrong file fails before training with the file named, not deep inside tf.data), and builds:
+  - the train pipeline: deterministic for a seed (so `CheckpointableIterator` save/restore resumes exactly),
+    repeated, shuffled, each process reading its own files (or its own records when files are fewer than
+    processes), batched to the host batch, parsed in batches, prefetched;
+  - the eval pipeline: every record exactly once over all processes, the last batch padded with batch_mask 0,
+    and every process yielding the same number of batches (needed for the collective eval step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from core import sharding as sharding_lib
+from core.dataset import CheckpointableIterator, NumpyBatch
+
+FileSpec = Union[str, Sequence[str]]
+_GLOB_CHARS = ('*', '?', '[')
+_GZIP_MAGIC = b'\x1f\x8b\x08'
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+  """One feature of a record and how it appears in a batch.
+
+  `name` is its name in the records, `kind` 'int' (int64_list) or 'float' (float_list), `length` the number of
+  values per record (None: any, the caller infers it), `scalar` whether the batch holds it as `[B]` rather than
+  `[B, length]`, `dtype` the batch dtype; `required=False` features are filled with `default` when absent.
+  """
+
+  name: str
+  kind: str
+  length: Optional[int]
+  scalar: bool = False
+  dtype: tf.DType = tf.int32
+  required: bool = True
+  default: Any = 0
+
+
+RecordSpec = Mapping[str, Feature]  # batch key -> feature
+
+
+# ----------------------------------------------------------------------------------------------------- config
+
+
+def merge_dataset_config(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict,
+                         builder: str) -> ml_collections.ConfigDict:
+  """`defaults` overridden by the fields of `config.dataset`; the user's config is left untouched (it may be locked).
+
+  Unknown fields are logged, not fatal: configs may carry fields for other components.
+  """
+  given = config.get('dataset') or {}
+  given = given.to_dict() if hasattr(given, 'to_dict') else dict(given)
+  merged = defaults.to_dict()
+  unknown = sorted(set(given) - set(merged))
+  if unknown:
+    logging.warning('%s ignores config.dataset fields %s (it reads %s).', builder, unknown, sorted(merged))
+  merged.update(given)
+  return ml_collections.ConfigDict(merged)
+
+
+def local_batch_size(global_batch_size: int, process_count: int, field: str) -> int:
+  """This process's rows of a global batch; the global batch must split over all devices and processes."""
+  if not global_batch_size or global_batch_size <= 0:
+    raise ValueError(f'config.{field} must be a positive global batch size, got {global_batch_size!r}.')
+  try:
+    sharding_lib.host_batch_size(global_batch_size)  # the check against the device count
+  except ValueError as e:
+    raise ValueError(f'config.{field}: {e}') from None
+  if global_batch_size % process_count:
+    raise ValueError(f'config.{field}={global_batch_size} does not split over {process_count} processes.')
+  return global_batch_size // process_count
+
+
+def process_info(process_index: Optional[int], process_count: Optional[int]) -> Tuple[int, int]:
+  """(index, count) of this process; explicit values (tests simulating several hosts) win over JAX's."""
+  index = jax.process_index() if process_index is None else int(process_index)
+  count = jax.process_count() if process_count is None else int(process_count)
+  if not 0 <= index < count:
+    raise ValueError(f'process_index {index} is not in [0, {count}).')
+  return index, count
+
+
+# ------------------------------------------------------------------------------------------------------ files
+
+
+def resolve_files(spec: FileSpec, field: str) -> List[str]:
+  """Paths from a comma-separated string or a list of paths / glob patterns (local or any tf.io.gfile path).
+
+  Patterns expand to their sorted matches. A pattern that matches nothing or a path that does not exist raises
+  FileNotFoundError naming it and the config field.
+  """
+  if isinstance(spec, str):
+    items = [s.strip() for s in spec.split(',')]
+  else:
+    items = [str(s).strip() for s in (spec or ())]
+  items = [s for s in items if s]
+  if not items:
+    raise ValueError(f'config.dataset.{field} is empty: give a file, a glob pattern, or a comma-separated list.')
+  files: List[str] = []
+  for item in items:
+    if any(c in item for c in _GLOB_CHARS):
+      matches = sorted(tf.io.gfile.glob(item))
+      if not matches:
+        raise FileNotFoundError(f'config.dataset.{field}: the pattern {item!r} matches no files. Check the path, '
+                                f'or create the records with `python -m projects.bert.datasets.prepare`.')
+      files.extend(matches)
+    else:
+      if not tf.io.gfile.exists(item):
+        raise FileNotFoundError(f'config.dataset.{field}: the file {item!r} does not exist. Check the path, or '
+                                f'create the records with `python -m projects.bert.datasets.prepare`.')
+      files.append(item)
+  return list(dict.fromkeys(files))  # the same file named twice is read once
+
+
+def compression_of(path: str) -> str:
+  """'GZIP' for gzip-compressed record files (create_pretraining_data --gzip_compress), else ''."""
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    return 'GZIP' if f.read(3) == _GZIP_MAGIC else ''
+
+
+def common_compression(files: Sequence[str]) -> str:
+  kinds = {f: compression_of(f) for f in files}
+  if len(set(kinds.values())) > 1:
+    gz = [f for f, k in kinds.items() if k]
+    raise ValueError(f'Some record files are gzip-compressed ({gz[:3]}...) and others are not; '
+                     f're-create them with the same --gzip_compress setting.')
+  return next(iter(kinds.values()))
+
+
+def _op_message(e: tf.errors.OpError) -> str:
+  """The useful part of a TF error message (without the function-node and op-name wrapping)."""
+  message = re.sub(r'\{\{.*?\}\}\s*', '', e.message or str(e))
+  return re.sub(r'\s*\[Op:[^\]]*\].*$', '', message, flags=re.S).strip()
+
+
+def _describe(files: Sequence[str]) -> str:
+  return repr(files[0]) if len(files) == 1 else f'{len(files)} files ({files[0]!r}, ...)'
+
+
+# ------------------------------------------------------------------------------------------------- validation
+
+
+def read_first_example(path: str, compression: str = '') -> tf.train.Example:
+  """The first record of `path` as a tf.train.Example; ValueError naming the file if it cannot be read."""
+  try:
+    raw = next(iter(tf.data.TFRecordDataset(path, compression_type=compression).take(1)), None)
+  except (tf.errors.DataLossError, tf.errors.OpError) as e:
+    raise ValueError(f'{path} is not a readable TFRecord file ({_op_message(e)}). It is corrupt or truncated, '
+                     f'or not a record file; re-create it with `python -m projects.bert.datasets.prepare`.') from None
+  if raw is None:
+    raise ValueError(f'{path} holds no records; re-create it with `python -m projects.bert.datasets.prepare`.')
+  try:
+    return tf.train.Example.FromString(raw.numpy())
+  except Exception as e:  # protobuf's DecodeError has no stable import path
+    raise ValueError(f'The first record of {path} is not a tf.train.Example ({e}).') from None
+
+
+def record_features(example: tf.train.Example) -> Dict[str, Tuple[str, int]]:
+  """{name: (kind, number of values)} of a parsed record; kind is 'int', 'float' or 'bytes'."""
+  kinds = {'int64_list': 'int', 'float_list': 'float', 'bytes_list': 'bytes'}
+  found = {}
+  for name, feature in example.features.feature.items():
+    which = feature.WhichOneof('kind')
+    found[name] = (kinds.get(which, str(which)), len(getattr(feature, which).value) if which else 0)
+  return found
+
+
+def check_record(path: str, example: tf.train.Example, spec: RecordSpec, *, allowed_extra: Sequence[str] = (),
+                 fix: str = '') -> Dict[str, int]:
+  """Checks one record against `spec`: feature names, kinds and lengths. Returns {record name: length}.
+
+  Raises ValueError naming the file, each difference (missing, unexpected, wrong kind, wrong length), and `fix`.
+  """
+  found = record_features(example)
+  expected = {f.name: f for f in spec.values()}
+  problems = []
+  missing = [n for n, f in expected.items() if f.required and n not in found]
+  if missing:
+    problems.append(f'missing features {missing}')
+  unexpected = sorted(set(found) - set(expected) - set(allowed_extra))
+  if unexpected:
+    problems.append(f'unexpected features {unexpected}')
+  for name, feature in expected.items():
+    if name not in found:
+      continue
+    kind, length = found[name]
+    if kind != feature.kind:
+      problems.append(f'{name!r} holds {kind} values, expected {feature.kind}')
+    elif feature.length is not None and length != feature.length:
+      problems.append(f'{name!r} has {length} values, expected {feature.length}')
+  if problems:
+    expected_desc = ', '.join(f'{n}[{f.length if f.length is not None else "?"}]' for n, f in expected.items())
+    found_desc = ', '.join(f'{n}[{length}]' for n, (_, length) in sorted(found.items()))
+    raise ValueError(f'{path}: the records do not match what this dataset reads: {"; ".join(problems)}.\n'
+                     f'  expected: {expected_desc}\n  found:    {found_desc}' + (f'\n  fix: {fix}' if fix else ''))
+  return {n: length for n, (_, length) in found.items()}
+
+
+def count_records(path: str, compression: str = '') -> int:
+  """Number of records in one file; ValueError naming the file when it is corrupt or truncated."""
+  ds = tf.data.TFRecordDataset(path, compression_type=compression)
+  try:
+    return int(ds.reduce(np.int64(0), lambda n, _: n + 1).numpy())
+  except tf.errors.OpError as e:
+    raise ValueError(f'{path} is corrupt or truncated ({_op_message(e)}); re-create it with '
+                     f'`python -m projects.bert.datasets.prepare`.') from None
+
+
+# ------------------------------------------------------------------------------------------------- pipelines
+
+
+def make_batch_parser(spec: RecordSpec) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
+  """`serialized [n] -> {key: [n] or [n, length]}` cast to the spec's dtypes (records hold int64)."""
+  features = {}
+  for f in spec.values():
+    shape = [] if f.scalar else [f.length]
+    tf_type = tf.int64 if f.kind == 'int' else tf.float32
+    default = None if f.required else (f.default if f.scalar else [f.default] * f.length)
+    features[f.name] = tf.io.FixedLenFeature(shape, tf_type, default_value=default)
+
+  def parse(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
+    parsed = tf.io.parse_example(serialized, features)
+    return {key: tf.cast(parsed[f.name], f.dtype) for key, f in spec.items()}
+
+  return parse
+
+
+def _options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True  # same order for a seed: exact resume and reproducible runs
+  options.experimental_optimization.map_parallelization = True
+  return options
+
+
+def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, host_batch: int, seed: int,
+                  shuffle_buffer: int, cycle_length: int, process_index: int, process_count: int,
+                  add_batch_fields: Optional[Callable] = None, warn_few_files: bool = True) -> tf.data.Dataset:
+  """Repeated, shuffled, batched and parsed records of this process's share of `files`.
+
+  With at least as many files as processes each process reads every `process_count`-th file (files shuffled per
+  epoch, interleaved); otherwise every process reads all files and keeps every `process_count`-th record. Records
+  are shuffled within each epoch (a new order every epoch, the same for the same seed); batches may span epochs.
+  """
+  files = list(files)
+  if not shuffle_buffer or shuffle_buffer < 1:
+    raise ValueError(f'config.dataset.shuffle_buffer must be at least 1 (1 = no shuffling), got {shuffle_buffer!r}.')
+  if len(files) >= process_count:
+    own = files[process_index::process_count]
+    ds = tf.data.Dataset.from_tensor_slices(own).shuffle(len(own), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+                       cycle_length=max(1, min(cycle_length, len(own))), block_length=1,
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  else:
+    log = logging.warning if warn_few_files else logging.info
+    log('%d record files for %d processes: every process reads all files and keeps every %d-th record. '
+        'Write at least one file per process for faster input.', len(files), process_count, process_count)
+    ds = tf.data.TFRecordDataset(files, compression_type=compression).shard(process_count, process_index)
+  # Shuffle within an epoch, then repeat: every epoch passes over all records once (in a new order each time).
+  ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+  ds = ds.batch(host_batch, drop_remainder=True)
+  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if add_batch_fields is not None:
+    ds = ds.map(add_batch_fields)
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def num_eval_batches(num_examples: int, global_batch: int) -> int:
+  """Batches every process runs to cover `num_examples` once with global batches of `global_batch`."""
+  return math.ceil(num_examples / global_batch)
+
+
+def eval_dataset(files: Sequence[str], *, compression: str, parse: Callable, host_batch: int, num_examples: int,
+                 process_index: int, process_count: int, pad_values: Optional[Mapping[str, Any]] = None,
+                 mask_from: Optional[str] = None) -> tf.data.Dataset:
+  """One pass over the first `num_examples` records of `files` (in order), padded to whole batches.
+
+  Process i gets records i, i + P, i + 2P, ... and every process yields `num_eval_batches(num_examples,
+  host_batch * P)` batches, each with `batch_mask` float32 [host_batch]: 1 for real records (or the record's
+  `mask_from` field, e.g. is_real_example), 0 for padding. Padded rows hold zeros, or `pad_values[key]`.
+  """
+  pad_values = dict(pad_values or {})
+  n_batches = num_eval_batches(num_examples, host_batch * process_count)
+  local_examples = len(range(process_index, num_examples, process_count))
+  real_batches = math.ceil(local_examples / host_batch)
+
+  def pad_batch(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    n = tf.shape(next(iter(batch.values())))[0]
+    mask = tf.cast(batch.pop(mask_from), tf.float32) if mask_from else tf.ones([n], tf.float32)
+    batch['batch_mask'] = mask
+    out = {}
+    for key, x in batch.items():
+      paddings = [[0, host_batch - n]] + [[0, 0]] * (len(x.shape) - 1)
+      padded = tf.pad(x, paddings, constant_values=tf.cast(pad_values.get(key, 0), x.dtype))
+      padded.set_shape([host_batch] + list(x.shape[1:]))
+      out[key] = padded
+    return out
+
+  ds = tf.data.TFRecordDataset(list(files), compression_type=compression).take(num_examples)
+  ds = ds.shard(process_count, process_index).batch(host_batch)
+  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).map(pad_batch)
+  if n_batches > real_batches:  # processes with fewer records still run the collective eval steps
+    empty = {k: tf.fill([host_batch] + list(s.shape[1:]), tf.cast(pad_values.get(k, 0), s.dtype))
+             for k, s in ds.element_spec.items()}
+    empty['batch_mask'] = tf.zeros([host_batch], tf.float32)
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(empty).repeat(n_batches - real_batches))
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+_READ_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)
+
+
+def _read_error(files: Sequence[str], e: tf.errors.OpError) -> ValueError:
+  return ValueError(f'Reading the records of {_describe(files)} failed: {_op_message(e)}. A file is corrupt, '
+                    f'truncated or was removed, or holds records unlike its first one; re-create it with '
+                    f'`python -m projects.bert.datasets.prepare`.')
+
+
+class RecordIterator(CheckpointableIterator):
+  """A `CheckpointableIterator` whose read errors name the record files instead of a tf.data op."""
+
+  def __init__(self, tf_dataset: tf.data.Dataset, files: Sequence[str]):
+    super().__init__(tf_dataset)
+    self.files = list(files)
+
+  def __next__(self) -> NumpyBatch:
+    try:
+      return super().__next__()
+    except _READ_ERRORS as e:
+      raise _read_error(self.files, e) from None
+
+
+def numpy_batches(ds: tf.data.Dataset, files: Sequence[str]) -> Iterator[NumpyBatch]:
+  """Host-local numpy batches of a finite dataset, with read errors naming the files."""
+  it = iter(ds)
+  while True:
+    try:
+      batch = next(it)
+    except StopIteration:
+      return
+    except _READ_ERRORS as e:
+      raise _read_error(files, e) from None
+    yield {k: v._numpy() for k, v in batch.items()}  # pylint: disable=protected-access
+
+
+def input_specs(spec: RecordSpec, extra: Optional[Mapping[str, Tuple[Tuple[int, ...], str]]] = None
+                ) -> Dict[str, Tuple[Tuple[int, ...], str]]:
+  """meta_data['input_specs']: {key: (shape without the batch dimension, dtype name)}."""
+  specs = {k: (() if f.scalar else (int(f.length),), f.dtype.name) for k, f in spec.items()}
+  specs.update(extra or {})
+  return specs
