@@ -1,0 +1,3 @@
+"""BERT trainers; importing this package registers them."""
+
+from projects.bert.trainers import pretrain_trainer  # noqa: F401
