@@ -1,3 +1,4 @@
 """BERT trainers; importing this package registers them."""
 
 from projects.bert.trainers import pretrain_trainer  # noqa: F401
+from projects.bert.trainers import finetune_trainer  # noqa: F401

@@ -1,0 +1,93 @@
+r"""GLUE fine-tuning. Variant: `TASK[,SIZE][,runlocal]`, TASK one of cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte,
+wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base (default), large.
+
+  python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=VOCAB \
+      --output_dir=data/glue --max_seq_length=128
+  python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc \
+      --config.init_from=/tmp/bert_base          # python -m projects.bert.convert output, or a pretraining workdir
+  python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.eval_only=True
+  python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.mode=predict
+
+Defaults follow the BERT paper's fine-tuning recipe: batch 32, 3 epochs, peak learning rate 2e-5 (the paper
+searches {5e-5, 4e-5, 3e-5, 2e-5} per task on the dev set: override `--config.schedule.base_lr`), linear warm-up
+over the first 10% of the steps then linear decay to 0, AdamW (weight decay 0.01 except LayerNorm and biases,
+eps 1e-6, no bias correction, as the original BERT optimizer), gradient clipping at 1.0, dropout 0.1, sequence
+length 128. `init_from` must be set for a meaningful run: empty means random weights. config.model must match the
+checkpoint's size (the converter's metadata.json holds its `model`); `init_heads=False` makes the task head fresh.
+
+The task table (labels, regression or classification, metrics, splits, file names) is
+`projects.bert.datasets.glue_tasks`; the selection metric per task is `projects.bert.glue_metrics.MAIN_METRIC`.
+`runlocal` shrinks any variant to a few steps of the tiny model for a smoke test.
+"""
+
+import ml_collections
+
+from projects.bert.configs import common
+from projects.bert.datasets import glue_tasks
+
+# Evaluate often enough for best-checkpoint selection to matter on the small tasks, rarely enough on the big ones
+# (MNLI/QQP dev sets have 20k / 40k examples).
+EVAL_EVERY = {'mnli': 2000, 'qqp': 2000, 'qnli': 1000, 'sst2': 500}
+DEFAULT_EVAL_EVERY = 100
+
+
+def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
+  parts = [p.strip() for p in arg.split(',') if p.strip()]
+  task = glue_tasks.get_task(parts[0] if parts else 'mrpc')
+  sizes = [p for p in parts[1:] if p in common.SIZES]
+  unknown = [p for p in parts[1:] if p not in common.SIZES and p != 'runlocal']
+  if unknown or len(sizes) > 1:
+    raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,runlocal] with SIZE in {list(common.SIZES)}.')
+  size = sizes[0] if sizes else 'base'
+  runlocal = 'runlocal' in parts
+
+  config = ml_collections.ConfigDict()
+  config.trainer_name = 'bert_glue_trainer'
+  config.dataset_name = 'bert_glue'
+  config.model_name = 'bert_regression' if task.is_regression else 'bert_classification'
+  config.rng_seed = 0
+  config.model = common.model_config(size)  # num_labels comes from the dataset's meta data
+
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.task = task.name
+  config.dataset.data_dir = 'data/glue'  # the --output_dir of `prepare glue`
+  config.dataset.max_seq_length = 128  # checked against the records; None takes whatever they hold
+  config.dataset.shuffle_buffer = 10_000
+  config.dataset.seed = 0
+
+  config.batch_size = 32
+  config.eval_batch_size = 64
+  config.num_epochs = 3.0
+  config.num_train_steps = 0  # > 0 overrides num_epochs; 0: ceil(num_epochs * train_size / batch_size)
+  config.grad_accum_steps = 1
+
+  config.optimizer = ml_collections.ConfigDict({
+      'name': 'adamw', 'weight_decay': 0.01, 'b1': 0.9, 'b2': 0.999, 'eps': 1e-6, 'grad_clip_norm': 1.0,
+      'bias_correction': False})
+  config.schedule = ml_collections.ConfigDict({
+      'base_lr': 2e-5, 'warmup_fraction': 0.1, 'decay': 'linear', 'end_lr': 0.0})
+
+  config.init_from = ''  # converted checkpoint (projects.bert.convert) or pretraining workdir; '' = random init
+  config.init_heads = False  # take only the encoder from init_from: the task head starts fresh
+
+  config.mode = 'train'  # 'train', 'eval' (= eval_only) or 'predict' (GLUE submission files of the test splits)
+  config.eval_only = False
+  config.predict = False  # also write the submission files after training (from the best parameters)
+  config.eval_every = EVAL_EVERY.get(task.name, DEFAULT_EVAL_EVERY)  # and always at the last step
+  config.log_every = 50
+  config.checkpoint_every = 1000
+  # Fine-tuning checkpoints are for resuming only (the best parameters are kept apart in workdir/best): keep one.
+  config.checkpoint = ml_collections.ConfigDict({'keep': 1, 'async_save': True, 'restore_input': True})
+  config.param_sharding_rules = ()
+
+  if runlocal:
+    config.model = common.model_config('tiny')
+    config.dataset.max_seq_length = None
+    config.dataset.shuffle_buffer = 100
+    config.batch_size = 8
+    config.eval_batch_size = 8
+    config.num_train_steps = 10
+    config.eval_every = 5
+    config.log_every = 5
+    config.checkpoint_every = 5
+  return config

