@@ -88,13 +88,15 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
-  """Builds the dataset, model class and trainer that the config names, and runs the trainer.
+  """Writes the config to workdir/config.json, builds the dataset, model class and trainer that the config names,
+  and runs the trainer.
 
   Registered trainers are called as `trainer(rng=, config=, model_cls=, dataset=, workdir=, writer=)` (Scenic's
   signature); a trainer whose config has no dataset_name or model_name gets None for them.
   """
   from core.loop import create_writer
 
+  write_config(config, workdir)
   trainer = registry.TRAINERS.get(config.trainer_name)
   dataset_name = config.get('dataset_name')
   model_name = config.get('model_name')
@@ -122,7 +124,6 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) 
     logging.info('JAX process %d / %d, %d local / %d global devices (%s).', jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(), jax.default_backend())
     check_workdir_config(config, workdir, _ALLOW_CONFIG_CHANGE.value)
-    write_config(config, workdir)
     (main or train_and_evaluate)(config, workdir)
 
   app.run(_main)

@@ -6,6 +6,7 @@ Every loss and metric weights examples by `batch_mask` [batch] when the batch ha
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Optional
 
 import flax.linen as nn
@@ -40,6 +41,10 @@ def _mean(pair: tuple) -> jnp.ndarray:
 
 class BertModel(BaseModel):
   """Shared part: `config.model` -> `modeling.BertConfig`; the default config is the tiny size."""
+
+  def __init__(self, config: Optional[ml_collections.ConfigDict], dataset_meta_data: Optional[Mapping[str, Any]]):
+    super().__init__(config, dataset_meta_data)
+    check_vocab_fits(self.config.model, self.dataset_meta_data)
 
   def bert_config(self) -> modeling.BertConfig:
     return modeling.BertConfig.from_model_config(self.config.model)
@@ -135,6 +140,25 @@ class BertRegressionModel(BertModel):
 
   def loss_function(self, outputs: Any, batch: Batch, model_params: Any = None) -> jnp.ndarray:
     return _mean(self.get_metrics_fn()(outputs, batch)['loss'])
+
+
+def check_vocab_fits(model_config: Mapping[str, Any], meta_data: Mapping[str, Any]) -> None:
+  """Token ids beyond the embedding table are silently clamped by XLA: refuse data made with a larger vocab."""
+  vocab_size = int(model_config['vocab_size'])
+  vocab_file = meta_data.get('vocab_file')
+  if vocab_file and os.path.exists(vocab_file):
+    with open(vocab_file) as f:
+      n = sum(1 for _ in f)
+    if n > vocab_size:
+      raise ValueError(f'{vocab_file} (the vocab the records were made with) has {n} tokens but '
+                       f'config.model.vocab_size is {vocab_size}: set --config.model.vocab_size={n} (and a '
+                       f'checkpoint of that vocab), or re-create the records with the model\'s vocab.txt.')
+  seen = meta_data.get('max_token_id_seen')
+  if seen is not None and int(seen) >= vocab_size:
+    files = meta_data.get('files', {}).get('train', [])
+    raise ValueError(f'Records {files[:3]} hold token id {seen} but config.model.vocab_size is {vocab_size}: they '
+                     f'were made with a larger vocab. Set config.model.vocab_size to that vocab\'s size, or '
+                     f're-create the records with the model\'s vocab.txt.')
 
 
 # Fields that change the function the weights compute without changing any shape: a mismatch loads silently.

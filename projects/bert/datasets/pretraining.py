@@ -71,7 +71,7 @@ def validate_files(files: List[str], compression: str, max_seq_length: Optional[
 
   Lengths left None are taken from the first file and then required of the others.
   """
-  seq_len, preds, v2 = max_seq_length, max_predictions_per_seq, None
+  seq_len, preds, v2, max_id = max_seq_length, max_predictions_per_seq, None, 0
   for path in files:
     example = records.read_first_example(path, compression)
     names = set(example.features.feature)
@@ -94,7 +94,10 @@ def validate_files(files: List[str], compression: str, max_seq_length: Optional[
     elif 'masked_lm_ids' in found and found['masked_lm_ids'][1] != preds:
       hint = _fix_hint('max_predictions_per_seq', found['masked_lm_ids'][1], 'max_predictions_per_seq')
     records.check_record(path, example, record_spec(seq_len, preds, v2), fix=hint)
-  return {'max_seq_length': seq_len, 'max_predictions_per_seq': preds, 'v2_names': bool(v2)}
+    for name in (seq_name, 'masked_lm_ids'):  # lets the model catch records made with a larger vocab
+      max_id = max([max_id, *example.features.feature[name].int64_list.value])
+  return {'max_seq_length': seq_len, 'max_predictions_per_seq': preds, 'v2_names': bool(v2),
+          'max_token_id': max_id, 'checked_files': files}
 
 
 @registry.DATASETS.register('bert_pretraining')
@@ -126,6 +129,8 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
       'num_train_files': len(train_files),
       'compression': compression,
       'feature_names': 'v2' if found['v2_names'] else 'v1',
+      'max_token_id_seen': found['max_token_id'],  # in the first record of each file
+      'files': {'train': train_files, 'eval': eval_files},
       'eval_splits': [],
       'eval_sizes': {},
   }
