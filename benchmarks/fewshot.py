@@ -1,0 +1,143 @@
+r"""Wall time of a few-shot sweep: reading, embedding (compile and steady state), and the ridge probes.
+
+  python -m benchmarks.fewshot --sizes=base,large --dtypes=float32,bfloat16 --pool=20000 --eval=10000 --seq=128 \
+      --output=benchmarks/results/fewshot_gpu.json                                       # synthetic tokens
+  python -m benchmarks.fewshot --init_from=/tmp/minilm --records=data/glue --task=sst2    # real records
+
+With synthetic tokens (random ids, random lengths and labels) only the embedding and the probes are timed; with
+`--records` (a `prepare.py glue` output directory) the sweep runs through the evaluator's own input path and the
+read is timed too. The splits are embedded once and every (k, seed) fit reuses the features; the table also shows
+what re-embedding the splits for every fit would cost at the measured throughput. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+
+def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+  p = argparse.ArgumentParser(prog='python -m benchmarks.fewshot', description=__doc__.split('\n')[0])
+  p.add_argument('--sizes', default='base', help='Model sizes (configs/common.py) when --init_from is not given.')
+  p.add_argument('--init_from', default='', help='Converted checkpoint or workdir (architecture and weights).')
+  p.add_argument('--dtypes', default='float32', help='Compute dtypes, comma-separated: float32, bfloat16.')
+  p.add_argument('--feature', default='mean', choices=('mean', 'pooled'))
+  p.add_argument('--records', default='', help='Records dir of `prepare.py glue`; empty: synthetic tokens.')
+  p.add_argument('--task', default='sst2', help='GLUE task of --records.')
+  p.add_argument('--pool', type=int, default=20_000, help='Train pool size (examples embedded once).')
+  p.add_argument('--eval', type=int, default=10_000, help='Eval examples (synthetic; with --records: a cap).')
+  p.add_argument('--seq', type=int, default=128, help='Sequence length (synthetic).')
+  p.add_argument('--classes', type=int, default=3, help='Number of classes (synthetic).')
+  p.add_argument('--batch', type=int, default=256, help='Global batch of the embedding pass.')
+  p.add_argument('--shots', default='1,2,4,8,16,32')
+  p.add_argument('--seeds', type=int, default=5)
+  p.add_argument('--output', default='/tmp/fewshot_benchmark.json')
+  return p.parse_args(argv)
+
+
+def _synthetic_inputs(args: argparse.Namespace, vocab_size: int):
+  """TaskInputs of random token batches (host-local; one process) and labels."""
+  from projects.bert.trainers.fewshot_trainer import TaskInputs
+
+  rng = np.random.default_rng(0)
+
+  def batches(n: int) -> List[Dict[str, np.ndarray]]:
+    out = []
+    for start in range(0, n, args.batch):
+      real = min(args.batch, n - start)
+      lengths = rng.integers(args.seq // 4, args.seq + 1, size=args.batch)
+      mask = (np.arange(args.seq)[None, :] < lengths[:, None]).astype(np.int32)
+      ids = rng.integers(1000, vocab_size, size=(args.batch, args.seq)).astype(np.int32) * mask
+      labels = np.arange(start, start + args.batch, dtype=np.int32) % args.classes  # every class present
+      out.append({'input_ids': ids, 'input_mask': mask, 'segment_ids': np.zeros_like(ids), 'label_ids': labels,
+                  'batch_mask': (np.arange(args.batch) < real).astype(np.float32)})
+    return out
+
+  return TaskInputs(task='synthetic', num_classes=args.classes, main_split='validation',
+                    train_batches=batches(args.pool), eval_batches={'validation': batches(args.eval)},
+                    train_size=args.pool, eval_sizes={'validation': args.eval})
+
+
+def run(args: argparse.Namespace, size: str, dtype: str) -> Dict[str, Any]:
+  """One sweep of the encoder of `size` (or --init_from) computing in `dtype`; returns its timings."""
+  import projects.bert  # noqa: F401  (registers the datasets)
+  from core import sharding as sharding_lib
+  from projects.bert import fewshot
+  from projects.bert.configs import common
+  from projects.bert.configs import fewshot as fewshot_config
+  from projects.bert.trainers import fewshot_trainer
+
+  shots = [int(k) for k in args.shots.split(',')]
+  config = ml_collections.ConfigDict({'init_from': args.init_from,
+                                      'model': None if args.init_from else common.model_config(size)})
+  params, model_config, _ = fewshot_trainer.load_encoder(config, jax.random.PRNGKey(0))
+  model_config.dtype = dtype
+  mesh = sharding_lib.create_mesh()
+  params = jax.device_put(params, sharding_lib.replicated(mesh))
+  block = fewshot_config.fewshot_block([args.task] if args.records else ['sst2'], data_dir=args.records,
+                                       shots=tuple(shots), num_seeds=args.seeds, feature=args.feature,
+                                       train_pool_size=args.pool, eval_size=args.eval, batch_size=args.batch)
+
+  t0 = time.perf_counter()
+  if args.records:
+    inputs = fewshot_trainer.load_task_inputs(block, args.task)
+  else:
+    inputs = _synthetic_inputs(args, model_config.vocab_size)
+  read_s = time.perf_counter() - t0
+  feature_fn = fewshot.make_feature_fn(model_config, args.feature, mesh)
+
+  t0 = time.perf_counter()
+  fewshot_trainer.embed_task(feature_fn, params, inputs, mesh)  # compiles
+  first_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  features = fewshot_trainer.embed_task(feature_fn, params, inputs, mesh)
+  embed_s = time.perf_counter() - t0
+  score_fn = fewshot_trainer.glue_score if args.records else fewshot.accuracy_score
+  t0 = time.perf_counter()
+  fewshot.fewshot_sweep(features, shots, list(range(args.seeds)), block.l2_regs, score_fn=score_fn)
+  probe_s = time.perf_counter() - t0
+
+  n_embedded = inputs.train_size + sum(inputs.eval_sizes.values())
+  fits = len(shots) * args.seeds
+  return {
+      'encoder': args.init_from or size, 'hidden': model_config.hidden_size, 'layers': model_config.num_layers,
+      'dtype': dtype, 'feature': args.feature, 'data': args.records or 'synthetic',
+      'seq_len': int(inputs.train_batches[0]['input_ids'].shape[1]), 'pool': inputs.train_size,
+      'eval': sum(inputs.eval_sizes.values()), 'fits': fits, 'l2_regs': len(block.l2_regs),
+      'read_s': read_s, 'compile_s': max(first_s - embed_s, 0.0), 'embed_s': embed_s,
+      'examples_per_s': n_embedded / embed_s, 'probe_s': probe_s, 'ms_per_fit': 1e3 * probe_s / fits,
+      'sweep_s': read_s + first_s + probe_s,
+      # What the sweep would take if every (k, seed) fit embedded the splits again, at the measured throughput.
+      'reembed_s': fits * embed_s + probe_s,
+  }
+
+
+COLUMNS = ('encoder', 'dtype', 'seq_len', 'pool', 'eval', 'fits', 'read_s', 'compile_s', 'embed_s', 'examples_per_s',
+           'probe_s', 'ms_per_fit', 'sweep_s', 'reembed_s')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  from benchmarks import common
+
+  args = _parse(argv)
+  sizes = [args.init_from] if args.init_from else [s for s in args.sizes.split(',') if s]
+  rows = [run(args, size, dtype) for size in sizes for dtype in args.dtypes.split(',') if dtype]
+  env = {**common.environment(), 'device': f'{jax.devices()[0].device_kind} x{jax.device_count()}',
+         'jax': jax.__version__}
+  print(f"Few-shot sweep on {env['device']}: shots {args.shots} x {args.seeds} seeds, {args.feature} features; "
+        f"each split embedded once ('reembed_s': if every fit embedded them again).")
+  print(common.format_table(rows, COLUMNS))
+  payload = {'benchmark': 'fewshot', 'environment': env, 'args': vars(args), 'rows': rows}
+  common.write_json(args.output, payload)
+  print(f'Wrote {args.output}')
+  return payload
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

