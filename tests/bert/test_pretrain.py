@@ -4,6 +4,7 @@ resumed run equals an uninterrupted one bit for bit, and 1 and 8 devices give th
 import glob
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -114,3 +115,35 @@ def test_one_and_eight_devices_give_the_same_loss_curve(records, reference, tmp_
   one, eight = _scalars(tmp_path / 'one', 'train/loss'), _scalars(reference, 'train/loss')
   assert sorted(one) == sorted(eight) == list(range(1, STEPS + 1))
   np.testing.assert_allclose([one[s] for s in sorted(one)], [eight[s] for s in sorted(eight)], rtol=2e-4)
+
+
+def test_two_processes_read_disjoint_files_and_match_one_process(records, tmp_path):
+  # No shuffling and no dropout: one process interleaves the two files row by row, two processes read one file
+  # each, so every global batch holds the same examples (in another row order) and the losses must agree.
+  same = {'dataset.shuffle_buffer': 1, 'model.hidden_dropout_prob': 0.0, 'model.attention_dropout_prob': 0.0,
+          'checkpoint_every': 6}
+  _main(tmp_path / 'single', _overrides(records, 6, **same))
+  multi = tmp_path / 'multi'
+
+  def launch(steps):
+    port = socket.socket()
+    port.bind(('127.0.0.1', 0))
+    address = f'127.0.0.1:{port.getsockname()[1]}'
+    port.close()
+    procs = [_main(multi, _overrides(records, steps, **same) + [
+        f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'], devices=4, wait=False)
+        for i in range(2)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    for p, e in zip(procs, errs):
+      assert p.returncode == 0, e[-3000:]
+    return errs
+
+  launch(6)
+  one, two = _scalars(tmp_path / 'single', 'train/loss'), _scalars(multi, 'train/loss')
+  assert sorted(one) == sorted(two) == list(range(1, 7))
+  np.testing.assert_allclose([one[s] for s in range(1, 7)], [two[s] for s in range(1, 7)], rtol=2e-4)
+  step_dirs = [d for d in os.listdir(multi / 'checkpoints') if d.isdigit()]
+  assert step_dirs == ['6']  # written once, collectively
+  assert {'process_0', 'process_1'} <= set(os.listdir(multi / 'checkpoints' / '6' / 'input'))
+  errs = launch(8)
+  assert all('at step 6' in e for e in errs)
