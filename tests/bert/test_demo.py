@@ -1,0 +1,35 @@
+"""The README's main job at its smallest setting, end to end, and a rerun that skips the finished stages."""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _demo(workdir):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+  proc = subprocess.run([sys.executable, 'main.py', '--config=projects/bert/configs/demo.py:smoke',
+                         f'--workdir={workdir}'], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return proc
+
+
+def test_demo_smoke_end_to_end_then_skips_finished_stages(tmp_path):
+  proc = _demo(tmp_path)
+  summary = json.load(open(tmp_path / 'summary.json'))
+  stages = summary['stages']
+  assert set(stages) == {'data', 'pretrain', 'convert', 'finetune', 'fewshot'}
+  assert stages['pretrain']['result']['step'] == 10
+  assert os.path.isdir(tmp_path / 'pretrain' / 'checkpoints' / '10')
+  # Fine-tuned from the real pretrained MiniLM: dev sentences use adjectives never seen in training.
+  assert stages['finetune']['result']['best']['value'] > 0.8
+  assert os.path.exists(tmp_path / 'finetune' / 'predictions' / 'SST-2.tsv')
+  fewshot = stages['fewshot']['result']
+  assert fewshot['minilm']['scalars']['sst2/8shot'] > fewshot['random_tiny']['scalars']['sst2/8shot'] + 0.15
+  assert any(f.endswith('.png') for f in os.listdir(tmp_path / 'fewshot' / 'minilm'))
+  assert 'wall s' in proc.stdout and 'minilm' in proc.stdout  # the summary table
+  again = _demo(tmp_path)
+  for stage in ('data', 'pretrain', 'convert', 'finetune', 'fewshot'):
+    assert f'Stage {stage} finished earlier' in again.stderr
