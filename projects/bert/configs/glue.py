@@ -61,9 +61,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.num_train_steps = 0  # > 0 overrides num_epochs; 0: ceil(num_epochs * train_size / batch_size)
   config.grad_accum_steps = 1
 
-  config.optimizer = ml_collections.ConfigDict({
-      'name': 'adamw', 'weight_decay': 0.01, 'b1': 0.9, 'b2': 0.999, 'eps': 1e-6, 'grad_clip_norm': 1.0,
-      'bias_correction': False})
+  config.optimizer = common.bert_optimizer_config()
   config.schedule = ml_collections.ConfigDict({
       'base_lr': 2e-5, 'warmup_fraction': 0.1, 'decay': 'linear', 'end_lr': 0.0})
 

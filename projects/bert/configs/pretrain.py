@@ -42,9 +42,7 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   config.num_train_steps = 100_000 if phase2 else 900_000
   config.grad_accum_steps = 1
 
-  config.optimizer = ml_collections.ConfigDict({
-      'name': 'adamw', 'weight_decay': 0.01, 'b1': 0.9, 'b2': 0.999, 'eps': 1e-6, 'grad_clip_norm': 1.0,
-      'bias_correction': False})
+  config.optimizer = common.bert_optimizer_config()
   config.schedule = ml_collections.ConfigDict({
       'base_lr': 1e-4, 'warmup_steps': 10_000, 'decay': 'linear', 'end_lr': 0.0})
 
