@@ -59,6 +59,9 @@ def setup_training(
   run in `workdir/checkpoints`: a resumed run never re-reads the pretrained weights.
   """
   mesh = sharding_lib.create_mesh()
+  logging.info('Mesh %s over %d devices (%s), %d process(es); global batch %s split over the data axis.',
+               dict(mesh.shape), mesh.devices.size, jax.default_backend(), jax.process_count(),
+               config.get('batch_size'))
   lr_fn = optimizers.learning_rate_schedule(config.schedule, num_train_steps)
   tx = optimizers.create_optimizer(config.optimizer, lr_fn)
   rules = tuple(tuple(r) for r in config.get('param_sharding_rules', ()))
