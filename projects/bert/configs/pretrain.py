@@ -6,21 +6,25 @@ r"""BERT pretraining (MLM + NSP). Variant: `SIZE[,phase2][,runlocal]`.
   python main.py --config=projects/bert/configs/pretrain.py:base,phase2 --workdir=gs://bucket/bert_base_p2 \
       --config.init_from=gs://bucket/bert_base_p1
 
-SIZE is one of tiny, mini, small, medium, base, large. Phase 1 / phase 2 follow the original BERT recipe: 90% of
-the steps at sequence length 128 (20 predictions per sequence), then 10% at 512 (80), batch 256, peak learning rate
-1e-4 with 10k warm-up steps and linear decay, AdamW (decay 0.01, no bias correction), clipping at 1.0. `tiny` is a
-CPU-sized run; `runlocal` shrinks any variant to a few steps for a smoke test on a laptop.
+SIZE is one of tiny, mini, small, medium, base, large; `,fewshot` adds few-shot SST-2/RTE probes every
+eval_every steps (`--config.fewshot.dataset.data_dir=` the `prepare glue` output).
+
+Phase 1 / phase 2 follow the original BERT recipe: 90% of the steps at sequence length 128 (20 predictions per
+sequence), then 10% at 512 (80), batch 256, peak learning rate 1e-4 with 10k warm-up steps and linear decay, AdamW
+(decay 0.01, no bias correction), clipping at 1.0. `tiny` is a CPU-sized run; `runlocal` shrinks any variant to a
+few steps for a smoke test on a laptop.
 """
 
 import ml_collections
 
 from projects.bert.configs import common
+from projects.bert.configs import fewshot as fewshot_configs
 
 
 def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   parts = [p for p in arg.split(',') if p]
   size = parts[0] if parts else 'tiny'
-  phase2, runlocal = 'phase2' in parts, 'runlocal' in parts
+  phase2, runlocal, with_fewshot = 'phase2' in parts, 'runlocal' in parts, 'fewshot' in parts
 
   config = ml_collections.ConfigDict()
   config.trainer_name = 'bert_pretrainer'
@@ -53,7 +57,9 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   config.checkpoint_every = 5_000
   config.checkpoint = ml_collections.ConfigDict({'keep': 3, 'async_save': True, 'restore_input': True})
   config.param_sharding_rules = ()  # e.g. ((r'.*', 'fsdp'),) to shard weights and moments over the data axis
-  config.fewshot = None  # a configs/fewshot.py block to watch few-shot GLUE scores while pretraining
+  # Few-shot GLUE scores of the current weights every `fewshot.every` steps (variant `,fewshot`; the GLUE records
+  # of `prepare glue` in fewshot.dataset.data_dir).
+  config.fewshot = None
 
   if size == 'tiny' or runlocal:
     config.batch_size = 32
@@ -73,4 +79,7 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
     config.log_every = 5
     config.eval_every = 10
     config.checkpoint_every = 10
+  if with_fewshot:
+    config.fewshot = fewshot_configs.fewshot_block(('sst2', 'rte'), data_dir='data/glue', every=config.eval_every,
+                                                   eval_size=2000)
   return config
