@@ -1,4 +1,4 @@
-r"""BERT pretraining (MLM + NSP). Variant: `SIZE[,phase2][,runlocal]`.
+r"""BERT pretraining (MLM + NSP). Variant: `SIZE[,phase2][,fewshot][,runlocal]`.
 
   python main.py --config=projects/bert/configs/pretrain.py:tiny --workdir=/tmp/pt_tiny \
       --config.dataset.train_files=/data/pretrain/*.tfrecord
