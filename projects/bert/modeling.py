@@ -32,8 +32,17 @@ Array = jax.Array
 
 # BERT/HF 'gelu' is the exact erf form; TF Model Garden and the original TF BERT code evaluate 'gelu' with the tanh
 # approximation, so their checkpoints convert to 'gelu_tanh' (HF calls the same function 'gelu_new').
+def gelu_erf(x: Array) -> Array:
+  """Exact GELU, x * Phi(x), written with erf.
+
+  `jax.nn.gelu(approximate=False)` evaluates it through erfc, which XLA expands into a slower two-branch
+  expression (twice the forward + backward time on CPUs); erf differs from it by at most ~1e-6 absolute in float32.
+  """
+  return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
+
+
 ACTIVATIONS: Dict[str, Callable[[Array], Array]] = {
-    'gelu': functools.partial(nn.gelu, approximate=False),
+    'gelu': gelu_erf,
     'gelu_tanh': functools.partial(nn.gelu, approximate=True),
     'gelu_new': functools.partial(nn.gelu, approximate=True),
     'gelu_pytorch_tanh': functools.partial(nn.gelu, approximate=True),
@@ -90,6 +99,33 @@ class BertConfig:
     return ACTIVATIONS[self.hidden_act]
 
 
+class Dropout(nn.Module):
+  """Inverted dropout like `flax.linen.Dropout`, drawing 16 random bits per element instead of 32.
+
+  Random-bit generation (threefry or Philox, expanded into integer arithmetic by XLA) is most of dropout's cost on
+  CPUs and a visible part on GPUs: one 32-bit draw serves two elements here, which halves it. The rate is quantised
+  to 1/65536 (0.1 -> 0.10000610) and the kept values are scaled by the exact keep probability, so the output is
+  unbiased. Draws from the 'dropout' RNG stream.
+  """
+
+  rate: float
+  deterministic: Optional[bool] = None
+
+  @nn.compact
+  def __call__(self, x: Array, deterministic: Optional[bool] = None) -> Array:
+    deterministic = nn.merge_param('deterministic', self.deterministic, deterministic)
+    if deterministic or self.rate == 0.0:
+      return x
+    if self.rate >= 1.0:
+      return jnp.zeros_like(x)
+    threshold = min(65535, round(self.rate * 65536))  # drop where bits < threshold
+    size = x.size
+    words = jax.random.bits(self.make_rng('dropout'), ((size + 1) // 2,), jnp.uint32)
+    halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size].reshape(x.shape)
+    keep_prob = 1.0 - threshold / 65536.0
+    return jnp.where(halves >= threshold, x / jnp.asarray(keep_prob, x.dtype), jnp.zeros((), x.dtype))
+
+
 def _init(config: BertConfig) -> Callable:
   return nn.initializers.truncated_normal(config.initializer_range)
 
@@ -143,7 +179,7 @@ class SelfAttention(nn.Module):
     if train and c.attention_dropout_prob > 0:
       # jax.nn.dot_product_attention has no dropout on the probabilities (neither its XLA path nor the cuDNN one
       # exposes it), so training with attention dropout materialises them; eval and dropout-free runs stay fused.
-      drop = nn.Dropout(c.attention_dropout_prob, deterministic=False)
+      drop = Dropout(c.attention_dropout_prob, deterministic=False)
       ctx = explicit_attention(q, k, v, mask, dropout=drop)
     else:
       ctx = fused_attention(q, k, v, mask)
@@ -160,7 +196,7 @@ class TransformerLayer(nn.Module):
   def __call__(self, x: Array, mask: Array, train: bool) -> Array:
     c = self.config
     dense = functools.partial(nn.Dense, dtype=c.compute_dtype, param_dtype=jnp.float32, kernel_init=_init(c))
-    drop = nn.Dropout(c.hidden_dropout_prob, deterministic=not train)
+    drop = Dropout(c.hidden_dropout_prob, deterministic=not train)
     attn = SelfAttention(c, name='attention')(x, mask, train)
     x = _layer_norm(c, 'attention_layer_norm')(x + drop(attn))
     h = c.activation(dense(c.intermediate_size, name='intermediate')(x))
@@ -187,7 +223,7 @@ class BertEncoder(nn.Module):
     self.position_embeddings = embed(c.max_position_embeddings)
     self.type_embeddings = embed(c.type_vocab_size)
     self.embeddings_layer_norm = _layer_norm(c, None)
-    self.embeddings_dropout = nn.Dropout(c.hidden_dropout_prob)
+    self.embeddings_dropout = Dropout(c.hidden_dropout_prob)
     # train (argument 3, counting self) is a Python bool that selects code paths: static under remat.
     layer_cls = nn.remat(TransformerLayer, static_argnums=(3,)) if c.remat else TransformerLayer
     self.layer = [layer_cls(c) for _ in range(c.num_layers)]  # parameter names layer_0 ... layer_{L-1}
@@ -276,7 +312,7 @@ class BertForSequenceClassification(nn.Module):
   def __call__(self, batch: Mapping[str, Array], train: bool = False) -> Array:
     _, pooled = BertEncoder(self.config, name='bert')(batch['input_ids'], batch['input_mask'], batch['segment_ids'],
                                                       train=train)
-    pooled = nn.Dropout(self.config.hidden_dropout_prob, deterministic=not train)(pooled.astype(jnp.float32))
+    pooled = Dropout(self.config.hidden_dropout_prob, deterministic=not train)(pooled.astype(jnp.float32))
     return _head(self.config, self.num_labels, 'classifier')(pooled)
 
 
@@ -289,5 +325,5 @@ class BertForRegression(nn.Module):
   def __call__(self, batch: Mapping[str, Array], train: bool = False) -> Array:
     _, pooled = BertEncoder(self.config, name='bert')(batch['input_ids'], batch['input_mask'], batch['segment_ids'],
                                                       train=train)
-    pooled = nn.Dropout(self.config.hidden_dropout_prob, deterministic=not train)(pooled.astype(jnp.float32))
+    pooled = Dropout(self.config.hidden_dropout_prob, deterministic=not train)(pooled.astype(jnp.float32))
     return _head(self.config, 1, 'regressor')(pooled)[:, 0]

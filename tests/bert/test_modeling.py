@@ -122,6 +122,29 @@ def test_dropout_differs_between_train_and_eval():
   np.testing.assert_allclose(out['mlm_logits'], apply(False, 0), atol=1e-6)
 
 
+def test_erf_gelu_matches_the_exact_gelu():
+  x = jnp.linspace(-12.0, 12.0, 20001, dtype=jnp.float32)
+  np.testing.assert_allclose(modeling.gelu_erf(x), jax.nn.gelu(x, approximate=False), atol=2e-6, rtol=1e-6)
+  g = jax.vmap(jax.grad(modeling.gelu_erf))(x)
+  g_ref = jax.vmap(jax.grad(lambda t: jax.nn.gelu(t, approximate=False)))(x)
+  np.testing.assert_allclose(g, g_ref, atol=2e-6)
+
+
+@pytest.mark.parametrize('rate', [0.1, 0.5])
+def test_dropout_module_drops_at_the_rate_and_keeps_the_mean(rate):
+  x = jnp.ones((301, 257), jnp.float32)  # odd size: the 16-bit halves of the last 32-bit word are trimmed
+  drop = modeling.Dropout(rate)
+  y = np.asarray(drop.apply({}, x, deterministic=False, rngs={'dropout': jax.random.PRNGKey(0)}))
+  dropped = (y == 0).mean()
+  assert abs(dropped - rate) < 4 * np.sqrt(rate * (1 - rate) / x.size), dropped
+  np.testing.assert_allclose(y[y != 0], 1.0 / (1.0 - round(rate * 65536) / 65536), rtol=1e-6)
+  assert abs(y.mean() - 1.0) < 0.02
+  # The two halves of one 32-bit word are independent: neighbours are not dropped together more than chance.
+  pairs = (y.reshape(-1)[: (x.size // 2) * 2].reshape(-1, 2) == 0)
+  assert abs(pairs.all(axis=1).mean() - rate**2) < 4 * np.sqrt(rate**2 * (1 - rate**2) / pairs.shape[0])
+  np.testing.assert_array_equal(drop.apply({}, x, deterministic=True), x)
+
+
 def test_remat_gives_the_same_values_and_gradients():
   batch = make_batch()
   # One layer without dropout shows it; more layers and dropout masks only add compile time on the test CPU.
