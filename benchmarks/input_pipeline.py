@@ -6,6 +6,14 @@ Writes pretraining records (official create_pretraining_data.py on a corpus resa
 P=20) and an MRPC-format GLUE task (our prepare path, S=128) into --data_dir (a temporary folder by default),
 then times `train_iter` (repeated, shuffled) and one or more full `valid_iter` passes of each builder after a
 warm-up, on the host only (no accelerator work). Prints a table and writes the rows as JSON.
+
+With --train_step_json (the JSON of benchmarks/train_step.py), each row is also set against what this project's
+train step consumes at the same sequence length: `headroom` = pipeline examples/s / the fastest measured step's
+examples/s (above 1, the input keeps up with that step). The pipeline and the step compete for the same cores in a
+real run, so a headroom near 1 on the CPU means the input would slow training.
+
+  python benchmarks/input_pipeline.py --train_step_json=benchmarks/results/train_step_cpu.json \
+      --output=benchmarks/results/input_pipeline_cpu.json
 """
 
 from __future__ import annotations
@@ -98,6 +106,24 @@ def run(args: argparse.Namespace) -> List[Dict[str, Any]]:
   return rows
 
 
+def train_step_consumption(path: str) -> Dict[int, Dict[str, Any]]:
+  """Per sequence length, the fastest configuration of our train step in a train_step.py JSON (examples/s)."""
+  with open(path) as f:
+    result = json.load(f)
+  best: Dict[int, Dict[str, Any]] = {}
+  for row in result.get('rows', []):
+    if row.get('peer') != 'ours' or not row.get('ok'):
+      continue
+    eps = row['batch'] / row['step_s']
+    if row['seq_len'] not in best or eps > best[row['seq_len']]['examples_per_s']:
+      best[row['seq_len']] = {'examples_per_s': eps, 'size': row['size'], 'batch': row['batch'],
+                              'dtype': row['dtype'], 'backend': result.get('backend')}
+  if not best:
+    raise SystemExit(f'{path}: no successful rows of peer "ours"; run benchmarks/train_step.py with --peers=ours '
+                     'and --output first')
+  return best
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--output', default='input_pipeline.json', help='JSON file for the results')
@@ -110,15 +136,29 @@ def main() -> None:
   parser.add_argument('--num_files', type=int, default=4, help='pretraining record files')
   parser.add_argument('--glue_train', type=int, default=4000)
   parser.add_argument('--glue_dev', type=int, default=1000)
+  parser.add_argument('--train_step_json', default='',
+                      help="benchmarks/train_step.py's JSON: compare with the step's consumption")
   args = parser.parse_args()
 
+  consumption = train_step_consumption(args.train_step_json) if args.train_step_json else {}
   rows = run(args)
-  header = f'{"builder":18} {"split":6} {"batch":>6} {"seq":>4} {"batches":>8} {"examples/s":>11} {"batches/s":>10}'
+  for r in rows:
+    step = consumption.get(r['max_seq_length'])
+    if step:
+      r['train_step'] = step
+      r['headroom'] = r['examples_per_s'] / step['examples_per_s']
+  header = (f'{"builder":18} {"split":6} {"batch":>6} {"seq":>4} {"batches":>8} {"examples/s":>11} {"batches/s":>10}'
+            f' {"step ex/s":>10} {"headroom":>9}')
   print(header)
   print('-' * len(header))
   for r in rows:
+    step = r.get('train_step')
+    step_cells = (f' {step["examples_per_s"]:10.1f} {r["headroom"]:8.0f}x' if step else f' {"-":>10} {"-":>9}')
     print(f'{r["builder"]:18} {r["split"]:6} {r["batch_size"]:6d} {r["max_seq_length"]:4d} {r["batches"]:8d} '
-          f'{r["examples_per_s"]:11.0f} {r["batches_per_s"]:10.1f}')
+          f'{r["examples_per_s"]:11.0f} {r["batches_per_s"]:10.1f}' + step_cells)
+  for seq, step in sorted(consumption.items()):
+    print(f'step ex/s at S={seq}: our {step["size"]} {step["dtype"]} step, batch {step["batch"]}, on '
+          f'{step["backend"]} ({args.train_step_json})')
   result = {'machine': {'cpus': os.cpu_count(), 'platform': platform.platform(), 'python': platform.python_version()},
             'args': vars(args), 'rows': rows}
   os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
