@@ -43,7 +43,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def _synthetic_inputs(args: argparse.Namespace, vocab_size: int):
   """TaskInputs of random token batches (host-local; one process) and labels."""
-  from projects.bert.trainers.fewshot_trainer import TaskInputs
+  from projects.bert.trainers.fewshot_inputs import TaskInputs
 
   rng = np.random.default_rng(0)
 
@@ -68,10 +68,10 @@ def run(args: argparse.Namespace, size: str, dtype: str) -> Dict[str, Any]:
   """One sweep of the encoder of `size` (or --init_from) computing in `dtype`; returns its timings."""
   import projects.bert  # noqa: F401  (registers the datasets)
   from core import sharding as sharding_lib
-  from projects.bert import fewshot
+  from projects.bert import fewshot, glue_metrics
   from projects.bert.configs import common
   from projects.bert.configs import fewshot as fewshot_config
-  from projects.bert.trainers import fewshot_trainer
+  from projects.bert.trainers import fewshot_inputs, fewshot_trainer
 
   shots = [int(k) for k in args.shots.split(',')]
   config = ml_collections.ConfigDict({'init_from': args.init_from,
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, size: str, dtype: str) -> Dict[str, Any]:
 
   t0 = time.perf_counter()
   if args.records:
-    inputs = fewshot_trainer.load_task_inputs(block, args.task)
+    inputs = fewshot_inputs.load_task_inputs(block, args.task)
   else:
     inputs = _synthetic_inputs(args, model_config.vocab_size)
   read_s = time.perf_counter() - t0
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace, size: str, dtype: str) -> Dict[str, Any]:
   t0 = time.perf_counter()
   features = fewshot_trainer.embed_task(feature_fn, params, inputs, mesh)
   embed_s = time.perf_counter() - t0
-  score_fn = fewshot_trainer.glue_score if args.records else fewshot.accuracy_score
+  score_fn = glue_metrics.main_score if args.records else fewshot.accuracy_score
   t0 = time.perf_counter()
   fewshot.fewshot_sweep(features, shots, list(range(args.seeds)), block.l2_regs, score_fn=score_fn)
   probe_s = time.perf_counter() - t0

@@ -15,7 +15,7 @@ AX has no public labels: it is only predicted (MNLI's test split 'ax'), never sc
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 from scipy import stats
@@ -43,6 +43,12 @@ def main_metric_key(task: str, eval_splits) -> str:
   if split not in splits:
     split = splits[0]
   return f'{split}/{MAIN_METRIC[task_obj.name]}'
+
+
+def main_score(task: str, outputs: np.ndarray, labels: np.ndarray) -> Tuple[str, float]:
+  """(the task's main metric, its value) on one split; `outputs` and `labels` as for `compute_metrics`."""
+  name = MAIN_METRIC[glue_tasks.get_task(task).name]
+  return name, compute_metrics(task, outputs, labels)[name]
 
 
 def predictions_from_outputs(task: str, outputs: np.ndarray) -> np.ndarray:

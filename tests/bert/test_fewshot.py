@@ -14,7 +14,7 @@ import projects.bert  # noqa: F401  (registers the datasets)
 from projects.bert import fewshot
 from projects.bert.configs import common
 from projects.bert.configs import fewshot as fewshot_config
-from projects.bert.trainers import fewshot_trainer
+from projects.bert.trainers import fewshot_inputs, fewshot_trainer
 
 
 def test_support_sets_have_exactly_k_per_class_and_are_nested():
@@ -281,15 +281,15 @@ def test_config_variants():
   with pytest.raises(ValueError, match='Unknown few-shot field'):
     fewshot_config.fewshot_block(['sst2'], shot=(1,))
   block = fewshot_config.fewshot_block(['sst2'], data_dir='/data/{task}', every=100, eval_size=500)
-  assert fewshot_trainer.task_dataset_config(block, 'sst2').dataset.data_dir == '/data/sst2'
+  assert fewshot_inputs.task_dataset_config(block, 'sst2').dataset.data_dir == '/data/sst2'
 
 
 def test_a_pool_too_small_for_the_shots_fails_before_embedding(minilm_task):
   records_dir, _ = minilm_task
   block = fewshot_config.fewshot_block(['sst2'], data_dir=records_dir, shots=(1, 8), train_pool_size=10, batch_size=8)
   with pytest.raises(ValueError, match='fewer than the largest shot count 8'):
-    fewshot_trainer.load_task_inputs(block, 'sst2')
+    fewshot_inputs.load_task_inputs(block, 'sst2')
   block.train_pool_size = 40
-  inputs = fewshot_trainer.load_task_inputs(block, 'sst2')
+  inputs = fewshot_inputs.load_task_inputs(block, 'sst2')
   assert inputs.train_size == 40 and inputs.eval_sizes == {'validation': 96} and inputs.main_split == 'validation'
   assert sum(int(b['batch_mask'].sum()) for b in inputs.train_batches) == 40
