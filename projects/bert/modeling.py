@@ -30,8 +30,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-# BERT/HF 'gelu' is the exact erf form; TF Model Garden and the original TF BERT code evaluate 'gelu' with the tanh
-# approximation, so their checkpoints convert to 'gelu_tanh' (HF calls the same function 'gelu_new').
+
 def gelu_erf(x: Array) -> Array:
   """Exact GELU, x * Phi(x), written with erf.
 
@@ -41,6 +40,8 @@ def gelu_erf(x: Array) -> Array:
   return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
 
 
+# BERT/HF 'gelu' is the exact erf form; TF Model Garden and the original TF BERT code evaluate 'gelu' with the tanh
+# approximation, so their checkpoints convert to 'gelu_tanh' (HF calls the same function 'gelu_new').
 ACTIVATIONS: Dict[str, Callable[[Array], Array]] = {
     'gelu': gelu_erf,
     'gelu_tanh': functools.partial(nn.gelu, approximate=True),
