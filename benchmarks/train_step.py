@@ -58,7 +58,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (benchmarks/common.py)
 
 RESULT_TAG = 'RESULT_JSON: '
-VOCAB_SIZE = 30522
 PREDICTIONS_PER_SEQ = {128: 20, 512: 80}  # the BERT recipe's max_predictions_per_seq at each phase's length
 PEER_NAMES = {'ours': 'ours (JAX/Flax)', 'tf': 'TF Model Garden (XLA)', 'torch': 'HF PyTorch'}
 
@@ -66,12 +65,17 @@ PEER_NAMES = {'ours': 'ours (JAX/Flax)', 'tf': 'TF Model Garden (XLA)', 'torch':
 # ----------------------------------------------------------------------------------------------------------------
 # Shared by the workers: sizes, the batch, FLOPs, memory.
 
+def _import_configs_common():
+  """projects.bert.configs.common (ml_collections only), without running projects/bert/__init__.py (see below)."""
+  _stub_projects_bert()
+  from projects.bert.configs import common as configs_common
+  return configs_common
+
+
 def size_dims(size: str) -> Dict[str, int]:
-  """{'L', 'H', 'A', 'I', 'V'} of a named size, read from configs/common.py without importing the project."""
-  sizes = {'tiny': (2, 128), 'mini': (4, 256), 'small': (4, 512), 'medium': (8, 512), 'base': (12, 768),
-           'large': (24, 1024)}  # mirrors projects.bert.configs.common.SIZES (checked in the ours worker)
-  layers, hidden = sizes[size]
-  return {'L': layers, 'H': hidden, 'A': hidden // 64, 'I': 4 * hidden, 'V': VOCAB_SIZE}
+  """{'L', 'H', 'A', 'I', 'V'} of a named size: the config.model that configs/common.py builds for it."""
+  m = _import_configs_common().model_config(size)
+  return {'L': m.num_layers, 'H': m.hidden_size, 'A': m.num_heads, 'I': m.intermediate_size, 'V': m.vocab_size}
 
 
 def num_predictions(seq_len: int) -> int:
@@ -89,12 +93,12 @@ def pretraining_flops(size: str, seq_len: int, batch_size: int, mlm_positions: O
   return 3.0 * batch_size * (encoder + heads)
 
 
-def synthetic_batch(batch_size: int, seq_len: int, seed: int = 0) -> Dict[str, np.ndarray]:
+def synthetic_batch(batch_size: int, seq_len: int, vocab_size: int, seed: int = 0) -> Dict[str, np.ndarray]:
   """A pretraining batch by the contract: int32 [B, S] tokens (two segments, no padding), P sorted distinct masked
   positions per row (never [CLS]) with their original ids, weights 1.0, random NSP labels."""
   rng = np.random.default_rng(seed)
   p = num_predictions(seq_len)
-  input_ids = rng.integers(1000, VOCAB_SIZE, (batch_size, seq_len)).astype(np.int32)
+  input_ids = rng.integers(1000, vocab_size, (batch_size, seq_len)).astype(np.int32)
   input_ids[:, 0] = 101  # [CLS]
   segment_ids = np.zeros((batch_size, seq_len), np.int32)
   segment_ids[:, seq_len // 2:] = 1
@@ -111,15 +115,6 @@ def synthetic_batch(batch_size: int, seq_len: int, seed: int = 0) -> Dict[str, n
   }
 
 
-def _rss_mb() -> float:
-  """Current resident set size of this process in MiB (VmRSS)."""
-  with open('/proc/self/status') as f:
-    for line in f:
-      if line.startswith('VmRSS:'):
-        return int(line.split()[1]) / 1024.0
-  return float('nan')
-
-
 def _peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
@@ -132,8 +127,8 @@ def _peak_rss_mb() -> float:
 Prepared = Tuple[Dict[str, Any], Callable[[int], None], Callable[[], Dict[str, Any]]]
 
 
-def _import_bert_models():
-  """projects.bert.models and configs without running projects/bert/__init__.py.
+def _stub_projects_bert() -> None:
+  """Makes `projects.bert` importable without running its __init__.py.
 
   That __init__ registers the TF input pipelines and the trainers (tensorflow, clu), which the step needs neither
   of; importing TF would also add its memory and threads to our process (and the GPU image has no TF).
@@ -143,10 +138,14 @@ def _import_bert_models():
     pkg = types.ModuleType('projects.bert')
     pkg.__path__ = [os.path.join(ROOT, 'projects', 'bert')]
     sys.modules['projects.bert'] = pkg
+
+
+def _import_bert_models():
+  """projects.bert.models and the pretraining config, without running projects/bert/__init__.py."""
+  _stub_projects_bert()
   from projects.bert import models
-  from projects.bert.configs import common as configs_common
   from projects.bert.configs import pretrain
-  return models, configs_common, pretrain
+  return models, _import_configs_common(), pretrain
 
 
 def _first_steps(run_steps: Callable[[int], None], warmup: int) -> float:
@@ -170,8 +169,6 @@ def prepare_ours(spec: Dict[str, Any]) -> Prepared:
   if spec.get('prng'):
     jax.config.update('jax_default_prng_impl', spec['prng'])  # e.g. 'rbg': dropout masks from XLA's RNG op
   models, configs_common, pretrain = _import_bert_models()
-  d = size_dims(spec['size'])
-  assert configs_common.SIZES[spec['size']] == (d['L'], d['H']), 'size table out of date'
   config = pretrain.get_config(spec['size'])
   config.model = configs_common.model_config(spec['size'], dtype=spec['dtype'], remat=spec.get('remat', False))
   for key, value in spec.get('model_overrides', {}).items():
@@ -180,7 +177,7 @@ def prepare_ours(spec: Dict[str, Any]) -> Prepared:
   mesh = sharding_lib.create_mesh()
   lr_fn = optimizers.learning_rate_schedule(config.schedule, config.num_train_steps)
   tx = optimizers.create_optimizer(config.optimizer, lr_fn)
-  np_batch = synthetic_batch(spec['batch_size'], spec['seq_len'])
+  np_batch = synthetic_batch(spec['batch_size'], spec['seq_len'], config.model.vocab_size)
   state, shardings = create_sharded_train_state(lambda r: model.init_params(r, np_batch), tx,
                                                 jax.random.PRNGKey(0), mesh)
   step = make_train_step(model, shardings, mesh, learning_rate_fn=lr_fn)
@@ -235,7 +232,7 @@ def prepare_tf(spec: Dict[str, Any]) -> Prepared:
                                         epsilon=1e-6, global_clipnorm=1.0)
   optimizer.exclude_from_weight_decay(var_names=['LayerNorm', 'layer_norm', 'bias'])
 
-  b = synthetic_batch(spec['batch_size'], spec['seq_len'])
+  b = synthetic_batch(spec['batch_size'], spec['seq_len'], d['V'])
   inputs = {'input_word_ids': tf.constant(b['input_ids']), 'input_mask': tf.constant(b['input_mask']),
             'input_type_ids': tf.constant(b['segment_ids']),
             'masked_lm_positions': tf.constant(b['masked_lm_positions'])}
@@ -303,7 +300,7 @@ def prepare_torch(spec: Dict[str, Any]) -> Prepared:
              'weight_decay': 0.0}]
   optimizer = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.999), eps=1e-6)
 
-  b = synthetic_batch(spec['batch_size'], spec['seq_len'])
+  b = synthetic_batch(spec['batch_size'], spec['seq_len'], d['V'])
   labels = np.full(b['input_ids'].shape, -100, np.int64)
   np.put_along_axis(labels, b['masked_lm_positions'], b['masked_lm_ids'], axis=1)
   kwargs = {'input_ids': torch.from_numpy(b['input_ids'].astype(np.int64)).to(device),
@@ -431,7 +428,7 @@ def serve(spec: Dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # The orchestrator.
 
-def worker_env(peer: str, backend: str) -> Dict[str, str]:
+def worker_env(backend: str) -> Dict[str, str]:
   """Environment of one worker: quiet logs, no fake device counts, and on a CPU run no framework sees a GPU."""
   env = dict(os.environ)
   env.pop('XLA_FLAGS', None)  # the test suite's 8 fake CPU devices must not leak into a benchmark
@@ -456,7 +453,7 @@ class Worker:
     self.log = open(self.log_path, 'w')
     self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), '--worker=' + json.dumps(spec)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT,
-                                 env=worker_env(spec['peer'], spec['backend']))
+                                 env=worker_env(spec['backend']))
     self.buffer = b''
     self.info: Dict[str, Any] = {}
     self.result: Optional[Dict[str, Any]] = None
