@@ -32,7 +32,9 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')  # the input pipeline runs on the CPU; keep TF off GPUs
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import common  # noqa: E402  (benchmarks/common.py)
 import ml_collections  # noqa: E402
 
 from core.registry import DATASETS  # noqa: E402
@@ -161,9 +163,7 @@ def main() -> None:
           f'{step["backend"]} ({args.train_step_json})')
   result = {'machine': {'cpus': os.cpu_count(), 'platform': platform.platform(), 'python': platform.python_version()},
             'args': vars(args), 'rows': rows}
-  os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-  with open(args.output, 'w') as f:
-    json.dump(result, f, indent=2)
+  common.write_json(args.output, result)
   print(f'wrote {args.output}')
 
 
