@@ -1,5 +1,16 @@
-"""BERT on the core framework. Importing this package registers its datasets, models and trainers."""
+"""BERT on the core framework. Importing this package declares its datasets, models and trainers by name; each
+module is imported on first use, so importing a config or the model code never loads TensorFlow or trainer code.
+"""
 
-from projects.bert import datasets  # noqa: F401
-from projects.bert import models  # noqa: F401
-from projects.bert import trainers  # noqa: F401
+from core import registry
+
+for _name, _module in (('bert_pretraining', 'projects.bert.datasets.pretraining'),
+                       ('bert_glue', 'projects.bert.datasets.glue')):
+  registry.DATASETS.declare(_name, _module)
+for _name in ('bert_pretraining', 'bert_classification', 'bert_regression'):
+  registry.MODELS.declare(_name, 'projects.bert.models')
+for _name, _module in (('bert_pretrainer', 'projects.bert.trainers.pretrain_trainer'),
+                       ('bert_glue_trainer', 'projects.bert.trainers.finetune_trainer'),
+                       ('bert_fewshot_evaluator', 'projects.bert.trainers.fewshot_trainer'),
+                       ('bert_demo', 'projects.bert.trainers.demo_trainer')):
+  registry.TRAINERS.declare(_name, _module)

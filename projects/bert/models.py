@@ -16,7 +16,6 @@ import ml_collections
 import optax
 from absl import logging
 
-from core import params_io
 from core.model import Batch, BaseModel, MetricsDict, MetricsFn
 from core.registry import MODELS
 from projects.bert import modeling
@@ -176,6 +175,8 @@ def load_pretrained(params: Any, path: str, *, model_config: Optional[Mapping[st
   names (e.g. ('bert',) to take only the encoder). With `model_config` (config.model), the fields that shapes
   cannot reveal (hidden_act, layer_norm_eps) are compared with the source's metadata, and a difference is logged.
   """
+  from core import params_io  # orbax: only runs that load weights pay its import
+
   source, metadata = params_io.read_pretrained(path)
   if keep is not None:
     source = {k: v for k, v in source.items() if k in keep}

@@ -29,3 +29,23 @@ def test_duplicate_registration_fails():
   reg.register('m')(object)
   with pytest.raises(ValueError, match="already registered"):
     reg.register('m')(dict)
+
+
+def test_declared_name_imports_its_module_on_first_get(tmp_path, monkeypatch):
+  (tmp_path / 'declared_widget_mod.py').write_text(
+      'from tests.core import test_registry as t\n'
+      't.LAZY.register("w")(dict)\n')
+  monkeypatch.syspath_prepend(str(tmp_path))
+  LAZY.declare('w', 'declared_widget_mod')
+  assert 'w' in LAZY and LAZY.names() == ['w']
+  assert LAZY.get('w') is dict
+
+
+def test_declared_module_that_does_not_register_fails_clearly():
+  reg = Registry('model')
+  reg.declare('ghost', 'json')  # a module that registers nothing
+  with pytest.raises(ValueError, match="json was declared to register model 'ghost' but did not"):
+    reg.get('ghost')
+
+
+LAZY = Registry('widget')

@@ -1,8 +1,6 @@
-"""BERT dataset builders; importing this package registers `bert_pretraining` and `bert_glue`.
+"""BERT dataset builders (`bert_pretraining` in pretraining.py, `bert_glue` in glue.py), the GLUE task table, and
+`prepare.py` (the CLI that writes the records with the official TF-Models writers).
 
-`prepare.py` (the CLI that writes the records with the official TF-Models writers) is not imported here: it pulls
-in TF-Models, which training does not need.
+Nothing is imported here: the builders need TensorFlow, the task table does not, and `projects.bert` declares the
+builders by module so that they load on first use.
 """
-
-from projects.bert.datasets import glue  # noqa: F401
-from projects.bert.datasets import pretraining  # noqa: F401
