@@ -46,7 +46,6 @@ import sys
 import tempfile
 import time
 import traceback
-import types
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -65,16 +64,10 @@ PEER_NAMES = {'ours': 'ours (JAX/Flax)', 'tf': 'TF Model Garden (XLA)', 'torch':
 # ----------------------------------------------------------------------------------------------------------------
 # Shared by the workers: sizes, the batch, FLOPs, memory.
 
-def _import_configs_common():
-  """projects.bert.configs.common (ml_collections only), without running projects/bert/__init__.py (see below)."""
-  _stub_projects_bert()
-  from projects.bert.configs import common as configs_common
-  return configs_common
-
-
 def size_dims(size: str) -> Dict[str, int]:
   """{'L', 'H', 'A', 'I', 'V'} of a named size: the config.model that configs/common.py builds for it."""
-  m = _import_configs_common().model_config(size)
+  from projects.bert.configs import common as configs_common
+  m = configs_common.model_config(size)
   return {'L': m.num_layers, 'H': m.hidden_size, 'A': m.num_heads, 'I': m.intermediate_size, 'V': m.vocab_size}
 
 
@@ -127,35 +120,17 @@ def _peak_rss_mb() -> float:
 Prepared = Tuple[Dict[str, Any], Callable[[int], None], Callable[[], Dict[str, Any]]]
 
 
-def _stub_projects_bert() -> None:
-  """Makes `projects.bert` importable without running its __init__.py.
-
-  That __init__ registers the TF input pipelines and the trainers (tensorflow, clu), which the step needs neither
-  of; importing TF would also add its memory and threads to our process (and the GPU image has no TF).
-  """
-  if 'projects.bert' not in sys.modules:
-    import projects  # noqa: F401
-    pkg = types.ModuleType('projects.bert')
-    pkg.__path__ = [os.path.join(ROOT, 'projects', 'bert')]
-    sys.modules['projects.bert'] = pkg
-
-
-def _import_bert_models():
-  """projects.bert.models and the pretraining config, without running projects/bert/__init__.py."""
-  _stub_projects_bert()
-  from projects.bert import models
-  from projects.bert.configs import pretrain
-  return models, _import_configs_common(), pretrain
-
-
-def _first_steps(run_steps: Callable[[int], None], warmup: int) -> float:
-  """Runs the compiling first step (returns its seconds), then `warmup` more."""
+def _first_steps(run_steps: Callable[[int], None], spec: Dict[str, Any], info: Dict[str, Any]) -> None:
+  """Runs the compiling first step, then `spec['warmup']` more; records in `info` the first step's seconds
+  (`first_step_s`: compilation, and tracing for JAX) and the seconds from the worker's launch to the end of its
+  first step (`start_to_first_step_s`: interpreter and framework start-up, model and state creation, compilation)."""
   t0 = time.perf_counter()
   run_steps(1)
-  compile_s = time.perf_counter() - t0
-  if warmup:
-    run_steps(warmup)
-  return compile_s
+  info['first_step_s'] = time.perf_counter() - t0
+  if spec.get('launch_time'):
+    info['start_to_first_step_s'] = time.time() - spec['launch_time']
+  if spec.get('warmup'):
+    run_steps(spec['warmup'])
 
 
 def prepare_ours(spec: Dict[str, Any]) -> Prepared:
@@ -165,10 +140,13 @@ def prepare_ours(spec: Dict[str, Any]) -> Prepared:
   from core import sharding as sharding_lib
   from core.state import create_sharded_train_state
   from core.train_step import make_train_step
+  from projects.bert import models
+  from projects.bert.configs import common as configs_common
+  from projects.bert.configs import pretrain
 
   if spec.get('prng'):
     jax.config.update('jax_default_prng_impl', spec['prng'])  # e.g. 'rbg': dropout masks from XLA's RNG op
-  models, configs_common, pretrain = _import_bert_models()
+  t0 = time.perf_counter()
   config = pretrain.get_config(spec['size'])
   config.model = configs_common.model_config(spec['size'], dtype=spec['dtype'], remat=spec.get('remat', False))
   for key, value in spec.get('model_overrides', {}).items():
@@ -178,8 +156,9 @@ def prepare_ours(spec: Dict[str, Any]) -> Prepared:
   lr_fn = optimizers.learning_rate_schedule(config.schedule, config.num_train_steps)
   tx = optimizers.create_optimizer(config.optimizer, lr_fn)
   np_batch = synthetic_batch(spec['batch_size'], spec['seq_len'], config.model.vocab_size)
-  state, shardings = create_sharded_train_state(lambda r: model.init_params(r, np_batch), tx,
-                                                jax.random.PRNGKey(0), mesh)
+  state, shardings = create_sharded_train_state(model.params_init(np_batch), tx, jax.random.PRNGKey(0), mesh)
+  jax.block_until_ready(state)
+  init_s = time.perf_counter() - t0
   step = make_train_step(model, shardings, mesh, learning_rate_fn=lr_fn)
   batch = sharding_lib.make_global_batch(np_batch, mesh)
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
@@ -192,8 +171,13 @@ def prepare_ours(spec: Dict[str, Any]) -> Prepared:
     jax.block_until_ready(s)
     holder['state'], holder['metrics'] = s, m
 
-  compile_s = _first_steps(run_steps, spec['warmup'])
   device = jax.devices()[0]
+  variant = f'jax {jax.__version__}, {spec["dtype"]}' + (', remat' if spec.get('remat') else '')
+  variant += ''.join(f', {k}={v}' for k, v in spec.get('model_overrides', {}).items())
+  variant += f', prng={spec["prng"]}' if spec.get('prng') else ''
+  info = {'impl': variant, 'init_s': init_s, 'params': n_params, 'device': device.device_kind,
+          'executed_flops': pretraining_flops(spec['size'], spec['seq_len'], spec['batch_size'])}
+  _first_steps(run_steps, spec, info)
 
   def finish():
     out = {'loss': float(holder['metrics']['loss'])}
@@ -202,11 +186,6 @@ def prepare_ours(spec: Dict[str, Any]) -> Prepared:
       out['device_peak_mb'] = stats.get('peak_bytes_in_use', 0) / 2**20
     return out
 
-  variant = f'jax {jax.__version__}, {spec["dtype"]}' + (', remat' if spec.get('remat') else '')
-  variant += ''.join(f', {k}={v}' for k, v in spec.get('model_overrides', {}).items())
-  variant += f', prng={spec["prng"]}' if spec.get('prng') else ''
-  info = {'impl': variant, 'compile_s': compile_s, 'params': n_params, 'device': device.device_kind,
-          'executed_flops': pretraining_flops(spec['size'], spec['seq_len'], spec['batch_size'])}
   return info, run_steps, finish
 
 
@@ -217,6 +196,7 @@ def prepare_tf(spec: Dict[str, Any]) -> Prepared:
 
   if spec['dtype'] != 'float32':
     raise NotImplementedError('the TF peer runs float32 only here')
+  t0 = time.perf_counter()
   d = size_dims(spec['size'])
   tf.random.set_seed(0)
   gelu = lambda x: tf_keras.activations.gelu(x, approximate=False)  # noqa: E731  (ours and HF use exact GELU)
@@ -242,6 +222,7 @@ def prepare_tf(spec: Dict[str, Any]) -> Prepared:
   variables = model.trainable_variables
   n_params = int(sum(np.prod(v.shape) for v in variables))
   optimizer.build(variables)
+  init_s = time.perf_counter() - t0
 
   @tf.function(jit_compile=True)
   def train_step(inputs, labels):
@@ -265,9 +246,9 @@ def prepare_tf(spec: Dict[str, Any]) -> Prepared:
       out = train_step(inputs, labels)
     holder['loss'] = float(out.numpy())  # the one host read, after the last step
 
-  compile_s = _first_steps(run_steps, spec['warmup'])
-  info = {'impl': f'tf {tf.__version__}, jit_compile=True, float32', 'compile_s': compile_s, 'params': n_params,
+  info = {'impl': f'tf {tf.__version__}, jit_compile=True, float32', 'init_s': init_s, 'params': n_params,
           'device': 'cpu', 'executed_flops': pretraining_flops(spec['size'], spec['seq_len'], spec['batch_size'])}
+  _first_steps(run_steps, spec, info)
   return info, run_steps, lambda: {'loss': holder['loss']}
 
 
@@ -286,6 +267,7 @@ def prepare_torch(spec: Dict[str, Any]) -> Prepared:
   if bf16 and not cuda:
     raise NotImplementedError('the torch peer runs bfloat16 (autocast) on GPUs only here')
   torch.manual_seed(0)
+  t0 = time.perf_counter()
   d = size_dims(spec['size'])
   config = BertConfig(vocab_size=d['V'], hidden_size=d['H'], num_hidden_layers=d['L'], num_attention_heads=d['A'],
                       intermediate_size=d['I'], hidden_act='gelu', hidden_dropout_prob=0.1,
@@ -299,6 +281,9 @@ def prepare_torch(spec: Dict[str, Any]) -> Prepared:
             {'params': [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
              'weight_decay': 0.0}]
   optimizer = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.999), eps=1e-6)
+  if cuda:
+    torch.cuda.synchronize()
+  init_s = time.perf_counter() - t0
 
   b = synthetic_batch(spec['batch_size'], spec['seq_len'], d['V'])
   labels = np.full(b['input_ids'].shape, -100, np.int64)
@@ -325,7 +310,16 @@ def prepare_torch(spec: Dict[str, Any]) -> Prepared:
     sync()
     holder['loss'] = loss
 
-  compile_s = _first_steps(run_steps, spec['warmup'])
+  attn = getattr(model.config, '_attn_implementation', '?')
+  info = {'impl': (f'torch {torch.__version__}, transformers {transformers.__version__}, '
+                   f'{"torch.compile" if spec["compile"] else "eager"}, attn={attn}, '
+                   f'{"bf16 autocast" if bf16 else "float32"}'
+                   + ('' if cuda else f', {torch.get_num_threads()} threads')),
+          'init_s': init_s, 'params': n_params, 'device': torch.cuda.get_device_name() if cuda else 'cpu',
+          # HF's MLM head scores all S positions, the loss then keeps the P labelled ones.
+          'executed_flops': pretraining_flops(spec['size'], spec['seq_len'], spec['batch_size'],
+                                              mlm_positions=spec['seq_len'])}
+  _first_steps(run_steps, spec, info)
   if cuda:
     torch.cuda.reset_peak_memory_stats()  # the steady-state peak, as jax's peak_bytes_in_use after warm-up is not
 
@@ -335,15 +329,6 @@ def prepare_torch(spec: Dict[str, Any]) -> Prepared:
       out['device_peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
     return out
 
-  attn = getattr(model.config, '_attn_implementation', '?')
-  info = {'impl': (f'torch {torch.__version__}, transformers {transformers.__version__}, '
-                   f'{"torch.compile" if spec["compile"] else "eager"}, attn={attn}, '
-                   f'{"bf16 autocast" if bf16 else "float32"}'
-                   + ('' if cuda else f', {torch.get_num_threads()} threads')),
-          'compile_s': compile_s, 'params': n_params, 'device': torch.cuda.get_device_name() if cuda else 'cpu',
-          # HF's MLM head scores all S positions, the loss then keeps the P labelled ones.
-          'executed_flops': pretraining_flops(spec['size'], spec['seq_len'], spec['batch_size'],
-                                              mlm_positions=spec['seq_len'])}
   return info, run_steps, finish
 
 
@@ -353,7 +338,7 @@ def prepare_peak(spec: Dict[str, Any]) -> Prepared:
   gpu = spec['backend'] == 'gpu'
   n = spec.get('n') or (8192 if gpu else 2048)
   dtype = 'bfloat16' if gpu else 'float32'
-  info = {'n': n, 'dtype': dtype, 'executed_flops': 2.0 * n ** 3, 'compile_s': 0.0}
+  info = {'n': n, 'dtype': dtype, 'executed_flops': 2.0 * n ** 3}
   if spec['framework'] == 'jax':
     import jax
     import jax.numpy as jnp
@@ -447,10 +432,11 @@ class Worker:
 
   def __init__(self, spec: Dict[str, Any], log_dir: str):
     self.spec = spec
-    name = '_'.join(str(spec[k]) for k in ('peer', 'framework', 'size', 'seq_len', 'batch_size', 'dtype', 'compile',
-                                           'threads', 'prng') if spec.get(k) is not None)
+    name = '_'.join(str(spec[k]) for k in ('peer', 'variant', 'framework', 'size', 'seq_len', 'batch_size', 'dtype',
+                                           'compile', 'threads', 'prng') if spec.get(k) is not None)
     self.log_path = os.path.join(log_dir, name + '.log')
     self.log = open(self.log_path, 'w')
+    spec = {**spec, 'launch_time': time.time()}  # the worker measures its start-up from here
     self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), '--worker=' + json.dumps(spec)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT,
                                  env=worker_env(spec['backend']))
@@ -546,6 +532,22 @@ class Worker:
       self.proc.wait()
 
 
+def peer_name(spec: Dict[str, Any]) -> str:
+  return PEER_NAMES[spec['peer']] + (f' [{spec["variant"]}]' if spec.get('variant') else '')
+
+
+def parse_overrides(text: str) -> Dict[str, Any]:
+  """'a=1,b=true,c=cudnn' -> {'a': 1, 'b': True, 'c': 'cudnn'} (JSON values where they parse, else strings)."""
+  out = {}
+  for item in filter(None, text.split(',')):
+    key, value = item.split('=')
+    try:
+      out[key.strip()] = json.loads(value)
+    except json.JSONDecodeError:
+      out[key.strip()] = value.strip()
+  return out
+
+
 def detect_backend() -> str:
   return 'gpu' if common.gpu_names() else 'cpu'
 
@@ -608,6 +610,15 @@ def main(argv: Optional[List[str]] = None) -> None:
   parser.add_argument('--torch_threads', default='', help='comma list of torch CPU thread counts (default: cores)')
   parser.add_argument('--ours_overrides', default='',
                       help="extra config.model fields for ours, e.g. 'attention_dropout_prob=0.0'")
+  parser.add_argument('--ours_variants', default='',
+                      help="more rows of ours, ';'-separated NAME:FIELD=VALUE,... (config.model fields, or prng), "
+                           "e.g. 'scan:scan_layers=true;rbg:prng=rbg'")
+  parser.add_argument('--variants_at', default='',
+                      help="SIZE:SEQ pairs where the variants run, e.g. 'base:128' (default: every configuration); "
+                           'variant rows are measured after all the others')
+  parser.add_argument('--peak_frameworks', default='jax,torch', help='frameworks that measure the matmul peak')
+  parser.add_argument('--deadline_min', type=float, default=0,
+                      help='start no new configuration after this many minutes (0: no limit); skipped rows say so')
   parser.add_argument('--backend', default='auto', choices=['auto', 'cpu', 'gpu'])
   parser.add_argument('--interleave', default='auto', choices=['auto', 'on', 'off'],
                       help="keep a configuration's peers alive together and alternate their windows (auto: on CPU)")
@@ -631,30 +642,29 @@ def main(argv: Optional[List[str]] = None) -> None:
   peers = [p for p in args.peers.split(',') if p]
   dtypes = [d for d in args.dtypes.split(',') if d]
   torch_threads = [int(t) for t in args.torch_threads.split(',') if t] or [os.cpu_count()]
-  overrides = {}
-  for item in filter(None, args.ours_overrides.split(',')):
-    key, value = item.split('=')
-    try:
-      overrides[key] = json.loads(value)  # numbers and true/false
-    except json.JSONDecodeError:
-      overrides[key] = value
+  overrides = parse_overrides(args.ours_overrides)
+  variants = {}
+  for item in filter(None, args.ours_variants.split(';')):
+    name, _, fields = item.partition(':')
+    variants[name.strip()] = parse_overrides(fields)
   env = common.environment()
   t_start = time.perf_counter()
   print(f'backend={backend} cpu={env["cpu"]} x{env["cpu_count"]} gpus={env["gpus"]} interleave={interleave} '
         f'logs={args.log_dir}', flush=True)
 
   peak_workers = []
-  for fw in ('jax', 'torch'):
+  for fw in filter(None, args.peak_frameworks.split(',')):
     w = Worker({'peer': 'peak', 'framework': fw, 'backend': backend}, args.log_dir)
     if w.wait_ready(args.timeout):
       peak_workers.append(w)
   run_rounds([], peak_workers, args, len(peak_workers))
 
-  configs = []
+  variants_at = {tuple(item.split(':')) for item in args.variants_at.split(',') if item}
+  configs, variant_configs = [], []
   for size in sizes:
     for seq_len in seq_lens:
       for dtype in dtypes:
-        specs = []
+        specs, variant_specs = [], []
         for peer in peers:
           if peer == 'tf' and (dtype != 'float32' or backend == 'gpu'):
             continue  # TF runs float32 here, and the GPU image has no TensorFlow
@@ -664,6 +674,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                   'dtype': dtype, 'warmup': args.warmup, 'backend': backend, 'remat': args.remat}
           if peer == 'ours':
             spec.update({'model_overrides': overrides, 'prng': args.ours_prng or None})
+            for name, fields in (variants.items() if not variants_at or (size, str(seq_len)) in variants_at
+                                 else ()):
+              fields = dict(fields)
+              prng = fields.pop('prng', None) or args.ours_prng or None
+              variant_specs.append({**spec, 'variant': name, 'model_overrides': {**overrides, **fields},
+                                    'prng': prng})
           if peer == 'torch':
             spec['compile'] = args.torch_compile != 'off'
             for threads in (torch_threads if backend == 'cpu' else [None]):
@@ -671,11 +687,21 @@ def main(argv: Optional[List[str]] = None) -> None:
           else:
             specs.append(spec)
         configs.append(specs)
+        if variant_specs:
+          variant_configs.append(variant_specs)
+  configs += variant_configs  # the main table first: a deadline skips variants before it skips a main row
 
   rows = []
   for specs in configs:
     s0 = specs[0]
     print(f'{s0["size"]} S={s0["seq_len"]} B={s0["batch_size"]} {s0["dtype"]}:', flush=True)
+    if args.deadline_min and time.perf_counter() - t_start > 60 * args.deadline_min:
+      print(f'  skipped: past the {args.deadline_min:g}-minute deadline', flush=True)
+      for spec in specs:
+        rows.append({'size': spec['size'], 'seq_len': spec['seq_len'], 'batch': spec['batch_size'],
+                     'dtype': spec['dtype'], 'peer': spec['peer'], 'name': peer_name(spec), 'ok': False,
+                     'error': f'skipped: past the {args.deadline_min:g}-minute deadline'})
+      continue
     finished = []
     if interleave:
       workers = [start_worker(spec, args) for spec in specs]
@@ -690,8 +716,9 @@ def main(argv: Optional[List[str]] = None) -> None:
       spec = w.spec
       row = {'size': spec['size'], 'seq_len': spec['seq_len'], 'batch': spec['batch_size'],
              'P': num_predictions(spec['seq_len']), 'dtype': spec['dtype'], 'peer': spec['peer'],
-             'name': PEER_NAMES[spec['peer']] + (f' {spec["threads"]} thr' if len(torch_threads) > 1 and
-                                                 spec.get('threads') else ''),
+             'name': peer_name(spec) + (f' {spec["threads"]} thr' if len(torch_threads) > 1 and
+                                        spec.get('threads') else ''),
+             'ours_variant': spec.get('variant'),
              'model_flops': pretraining_flops(spec['size'], spec['seq_len'], spec['batch_size']),
              'windows_s': w.windows, **result}
       if result.get('ok') and w.windows:
@@ -701,11 +728,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         row['tokens_per_s'] = spec['batch_size'] * spec['seq_len'] / row['step_s']
         row['model_tflops'] = row['model_flops'] / row['step_s'] / 1e12
         row['peak_mem_mb'] = result.get('device_peak_mb', result.get('peak_rss_mb'))
-        print(f'  {spec["peer"]}: {row["step_ms"]:.1f} ms/step (median {1e3 * row["median_step_s"]:.1f}), '
-              f'{row["tokens_per_s"]:.0f} tok/s  [{result.get("impl")}]', flush=True)
+        print(f'  {row["name"]}: {row["step_ms"]:.1f} ms/step (median {1e3 * row["median_step_s"]:.1f}), '
+              f'{row["tokens_per_s"]:.0f} tok/s, init {result.get("init_s", 0):.1f} s, first step '
+              f'{result.get("first_step_s", 0):.1f} s, start to first step '
+              f'{result.get("start_to_first_step_s", 0):.1f} s  [{result.get("impl")}]', flush=True)
       else:
         row['ok'] = False
-        print(f'  {spec["peer"]}: FAILED {result.get("error")}', flush=True)
+        print(f'  {row["name"]}: FAILED {result.get("error")}', flush=True)
       rows.append(row)
 
   for w in peak_workers:
@@ -723,13 +752,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     row['mfu'] = row['model_flops'] / row['step_s'] / peak_flops
     row['mfu_pct'] = 100 * row['mfu']
     row['variant'] = row.get('impl')
-    ours = next((r for r in rows if r['peer'] == 'ours' and r.get('ok') and
+    ours = next((r for r in rows if r['peer'] == 'ours' and not r.get('ours_variant') and r.get('ok') and
                  all(r[k] == row[k] for k in ('size', 'seq_len', 'batch', 'dtype'))), None)
     if ours is not None:
       row['ours_speedup'] = ours['tokens_per_s'] / row['tokens_per_s']
 
   columns = ['size', 'seq_len', 'batch', 'dtype', 'name', 'step_ms', 'tokens_per_s', 'ours_speedup', 'mfu_pct',
-             'peak_mem_mb', 'compile_s', 'variant']
+             'peak_mem_mb', 'init_s', 'first_step_s', 'start_to_first_step_s', 'variant']
   table = common.format_table(rows, columns)
   total_s = time.perf_counter() - t_start
   print(f'\nBERT pretraining train step on {backend} ({env["cpu"]} x{env["cpu_count"]}{", " if env["gpus"] else ""}'

@@ -45,8 +45,27 @@ class BaseModel:
     return self.flax_model.apply({'params': params}, batch, train=train, rngs=rngs)
 
   def init_params(self, rng: jax.Array, batch: Batch) -> Any:
-    """Initial parameters from a (possibly abstract) example batch."""
+    """Initial parameters from a (possibly abstract) example batch, through the Flax module's own `init`."""
     return self.flax_model.init({'params': rng, 'dropout': rng}, batch, train=False)['params']
+
+  def param_initializers(self, abstract_params: Any) -> Optional[Any]:
+    """A `core.param_init.Initializer` per parameter (the same tree as `abstract_params`), or None.
+
+    Models that say how their parameters start are initialised on the host (`core.param_init`), which compiles
+    nothing; the default (None) initialises through the jitted `init_params`.
+    """
+    del abstract_params
+    return None
+
+  def params_init(self, batch: Batch) -> Any:
+    """What `core.state.create_sharded_train_state` initialises the parameters with, for example `batch`: a
+    `core.param_init.HostInit` when the model gives its initializers, else `fn(rng) -> params`."""
+    from core import param_init
+
+    init_fn = lambda rng: self.init_params(rng, batch)  # noqa: E731
+    abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+    initializers = self.param_initializers(abstract)
+    return init_fn if initializers is None else param_init.HostInit(abstract, initializers)
 
   def loss_function(self, outputs: Any, batch: Batch, model_params: Any = None) -> jnp.ndarray:
     """Scalar training loss of `outputs` (what `forward` returned) against `batch`."""

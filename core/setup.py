@@ -65,7 +65,7 @@ def setup_training(
   lr_fn = optimizers.learning_rate_schedule(config.schedule, num_train_steps)
   tx = optimizers.create_optimizer(config.optimizer, lr_fn)
   rules = tuple(tuple(r) for r in config.get('param_sharding_rules', ()))
-  state, shardings = create_sharded_train_state(lambda r: model.init_params(r, example_batch), tx, rng, mesh, rules)
+  state, shardings = create_sharded_train_state(model.params_init(example_batch), tx, rng, mesh, rules)
   ckpt_cfg = config.get('checkpoint', ml_collections.ConfigDict())
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'), max_to_keep=ckpt_cfg.get('keep', 3),
                               async_save=ckpt_cfg.get('async_save', True))

@@ -29,26 +29,36 @@ class TrainState:
     return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates), opt_state=opt_state)
 
 
-def create_sharded_train_state(init_params_fn, tx: optax.GradientTransformation, rng: jax.Array, mesh,
+def create_sharded_train_state(params_init: Any, tx: optax.GradientTransformation, rng: jax.Array, mesh,
                                param_rules=()) -> tuple:
   """Initialises a `TrainState` directly into its shardings (no full host copy of large models).
 
-  `init_params_fn(rng) -> params`. Returns `(state, state_shardings)`.
+  `params_init` is either a `core.param_init.HostInit` (parameter shapes and initialisers: the parameters are drawn
+  on the host, nothing is compiled for them) or `fn(rng) -> params` (traced and compiled under `jit`, e.g. a
+  jitted `Module.init`). Returns `(state, state_shardings)`.
   """
+  from core import param_init
   from core import sharding as sharding_lib
 
   params_rng, state_rng = jax.random.split(rng)
-
-  def init():
-    return TrainState.create(init_params_fn(params_rng), tx, state_rng)
-
-  abstract = jax.eval_shape(init)
-  p_shard = sharding_lib.param_shardings(abstract.params, mesh, param_rules)
+  host = isinstance(params_init, param_init.HostInit)
+  abstract_params = params_init.abstract if host else jax.eval_shape(params_init, params_rng)
+  p_shard = sharding_lib.param_shardings(abstract_params, mesh, param_rules)
+  abstract_opt = jax.eval_shape(tx.init, abstract_params)
+  replicated = sharding_lib.replicated(mesh)
   # Optimizer moments mirror their parameters' shardings; everything else (counts, step, rng) is replicated.
-  opt_shard = _mirror_shardings(abstract.opt_state, abstract.params, p_shard, sharding_lib.replicated(mesh))
-  shardings = abstract.replace(step=sharding_lib.replicated(mesh), params=p_shard, opt_state=opt_shard,
-                               rng=sharding_lib.replicated(mesh))
-  state = jax.jit(init, out_shardings=shardings)()
+  opt_shard = _mirror_shardings(abstract_opt, abstract_params, p_shard, replicated)
+  shardings = TrainState(step=replicated, params=p_shard, opt_state=opt_shard, rng=replicated, tx=tx)
+  if host:
+    params = param_init.initialize(abstract_params, params_init.initializers, p_shard,
+                                   param_init.seed_from_key(params_rng))
+    # The optimizer's initial state (zeros, counts) compiles to a few fills: no random numbers, no forward pass.
+    opt_state = jax.jit(tx.init, out_shardings=opt_shard)(params)
+    import jax.numpy as jnp
+    state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), replicated), params=params, opt_state=opt_state,
+                       rng=jax.device_put(state_rng, replicated), tx=tx)
+  else:
+    state = jax.jit(lambda: TrainState.create(params_init(params_rng), tx, state_rng), out_shardings=shardings)()
   return state, shardings
 
 

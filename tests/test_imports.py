@@ -15,7 +15,7 @@ LIGHT_MODULES = (
     'projects.bert', 'projects.bert.modeling', 'projects.bert.models', 'projects.bert.configs.common',
     'projects.bert.configs.pretrain', 'projects.bert.configs.glue', 'projects.bert.configs.fewshot',
     'projects.bert.configs.demo', 'core.state', 'core.train_step', 'core.optimizers', 'core.sharding',
-    'core.model', 'core.registry',
+    'core.model', 'core.registry', 'core.param_init',
 )
 BLOCKED = ('tensorflow', 'clu', 'orbax', 'tf_keras', 'official')
 

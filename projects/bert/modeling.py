@@ -51,6 +51,7 @@ ACTIVATIONS: Dict[str, Callable[[Array], Array]] = {
     'tanh': jnp.tanh,
 }
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+ATTENTION_IMPLS = ('auto', 'xla', 'cudnn')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,12 @@ class BertConfig:
   hidden_act: str = 'gelu'
   dtype: str = 'float32'
   remat: bool = False  # recompute each layer's activations in the backward pass (memory for compute)
+  # 'auto': cuDNN's fused (flash) attention on GPUs in bfloat16 where no attention dropout is needed, else XLA;
+  # 'xla': always XLA; 'cudnn': always cuDNN (GPU, bfloat16, no attention dropout in training).
+  attention_impl: str = 'auto'
+  # One compiled layer body run L times by `lax.scan` instead of L unrolled copies: compiles several times faster,
+  # with the same parameter tree (layer_0 ... layer_{L-1}) and the same function.
+  scan_layers: bool = False
 
   def __post_init__(self):
     if self.hidden_size % self.num_heads:
@@ -79,6 +86,11 @@ class BertConfig:
       raise ValueError(f'Unknown hidden_act {self.hidden_act!r}; known: {sorted(ACTIVATIONS)}.')
     if self.dtype not in DTYPES:
       raise ValueError(f'Unknown dtype {self.dtype!r}; use one of {sorted(DTYPES)}.')
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(f'Unknown attention_impl {self.attention_impl!r}; use one of {ATTENTION_IMPLS}.')
+    if self.attention_impl == 'cudnn' and self.dtype != 'bfloat16':
+      raise ValueError("attention_impl='cudnn' needs dtype='bfloat16' (cuDNN's fused attention has no float32 "
+                       "kernel); use attention_impl='auto' to fall back to XLA.")
 
   @classmethod
   def from_model_config(cls, model_config: Mapping[str, Any]) -> 'BertConfig':
@@ -142,16 +154,34 @@ def attention_mask(input_mask: Array) -> Array:
   return (input_mask > 0)[:, None, None, :]
 
 
-def fused_attention(query: Array, key: Array, value: Array, mask: Array) -> Array:
-  """Softmax attention through `jax.nn.dot_product_attention`, leaving the implementation to JAX.
+def sequence_lengths(input_mask: Array) -> Array:
+  """`input_mask` [batch, seq] -> int32 [batch] real tokens per row.
 
-  With `implementation=None` JAX picks (XLA's fused attention today). We do not force 'cudnn': in the JAX versions
-  we use its kernel rejects a [batch, 1, 1, seq] boolean mask (it wants per-sequence lengths instead).
+  BERT's inputs (every official writer's records) are padded at the end, so the mask is a prefix of ones and the
+  lengths say the same as the mask; the fused GPU kernels take lengths instead of a mask.
+  """
+  return jnp.sum(input_mask > 0, axis=-1, dtype=jnp.int32)
+
+
+def fused_attention(query: Array, key: Array, value: Array, mask: Array) -> Array:
+  """Softmax attention through `jax.nn.dot_product_attention`'s XLA implementation, with a boolean key mask.
 
   query/key/value [batch, seq, heads, head_dim] in one dtype; mask bool broadcastable to [batch, heads, q, k].
   Returns [batch, seq, heads, head_dim] in the input dtype (logits and softmax are float32 inside).
   """
-  return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=None)
+  return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation='xla')
+
+
+def length_masked_attention(query: Array, key: Array, value: Array, lengths: Array,
+                            implementation: Optional[str] = None) -> Array:
+  """Attention over the first `lengths` [batch] keys of each row (shapes as `fused_attention`).
+
+  `implementation='cudnn'` is cuDNN's fused flash-attention kernel (GPUs, bfloat16), which takes the padding as
+  sequence lengths; 'xla' computes the same function anywhere (this is how the CPU tests check the GPU path's
+  semantics). Query rows past a row's length come out as zeros (they are padding: nothing reads them).
+  """
+  return jax.nn.dot_product_attention(query, key, value, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+                                      implementation=implementation)
 
 
 def explicit_attention(query: Array, key: Array, value: Array, mask: Array,
@@ -166,24 +196,47 @@ def explicit_attention(query: Array, key: Array, value: Array, mask: Array,
   return jnp.einsum('bnqk,bknd->bqnd', probs.astype(value.dtype), value)
 
 
+def attention_kernel(config: BertConfig, train: bool) -> str:
+  """Which attention computes a layer: 'explicit' (probabilities materialised, so that dropout can act on them),
+  'cudnn' (fused flash kernel, GPU) or 'xla' (XLA's fused attention).
+
+  Neither fused path has dropout on the probabilities (`jax.nn.dot_product_attention` exposes none), so training
+  with attention dropout always materialises them; with 'auto', cuDNN serves every other case on a GPU in bfloat16.
+  """
+  if train and config.attention_dropout_prob > 0:
+    if config.attention_impl == 'cudnn':
+      raise ValueError(f"attention_impl='cudnn' has no attention dropout, but attention_dropout_prob="
+                       f"{config.attention_dropout_prob}: set it to 0, or use attention_impl='auto'.")
+    return 'explicit'
+  if config.attention_impl == 'cudnn':
+    return 'cudnn'
+  if (config.attention_impl == 'auto' and config.dtype == 'bfloat16' and jax.default_backend() == 'gpu'):
+    return 'cudnn'
+  return 'xla'
+
+
 class SelfAttention(nn.Module):
-  """Multi-head self-attention with per-head projections ([hidden] -> [heads, head_dim]) and the output projection."""
+  """Multi-head self-attention with per-head projections ([hidden] -> [heads, head_dim]) and the output projection.
+
+  `mask` is `(key mask [batch, 1, 1, seq], lengths [batch])`: the mask for the XLA paths, the lengths for cuDNN.
+  """
 
   config: BertConfig
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array, train: bool) -> Array:
+  def __call__(self, x: Array, mask: Tuple[Array, Array], train: bool) -> Array:
     c = self.config
     proj = functools.partial(nn.DenseGeneral, features=(c.num_heads, c.head_dim), dtype=c.compute_dtype,
                              param_dtype=jnp.float32, kernel_init=_init(c))
     q, k, v = proj(name='query')(x), proj(name='key')(x), proj(name='value')(x)
-    if train and c.attention_dropout_prob > 0:
-      # jax.nn.dot_product_attention has no dropout on the probabilities (neither its XLA path nor the cuDNN one
-      # exposes it), so training with attention dropout materialises them; eval and dropout-free runs stay fused.
-      drop = Dropout(c.attention_dropout_prob, deterministic=False)
-      ctx = explicit_attention(q, k, v, mask, dropout=drop)
+    key_mask, lengths = mask
+    kernel = attention_kernel(c, train)
+    if kernel == 'explicit':
+      ctx = explicit_attention(q, k, v, key_mask, dropout=Dropout(c.attention_dropout_prob, deterministic=False))
+    elif kernel == 'cudnn':
+      ctx = length_masked_attention(q, k, v, lengths, implementation='cudnn')
     else:
-      ctx = fused_attention(q, k, v, mask)
+      ctx = fused_attention(q, k, v, key_mask)
     return nn.DenseGeneral(c.hidden_size, axis=(-2, -1), dtype=c.compute_dtype, param_dtype=jnp.float32,
                            kernel_init=_init(c), name='output')(ctx)
 
@@ -194,7 +247,7 @@ class TransformerLayer(nn.Module):
   config: BertConfig
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array, train: bool) -> Array:
+  def __call__(self, x: Array, mask: Tuple[Array, Array], train: bool) -> Array:
     c = self.config
     dense = functools.partial(nn.Dense, dtype=c.compute_dtype, param_dtype=jnp.float32, kernel_init=_init(c))
     drop = Dropout(c.hidden_dropout_prob, deterministic=not train)
@@ -243,11 +296,33 @@ class BertEncoder(nn.Module):
     x = (self.word_embeddings(input_ids) + self.position_embeddings(jnp.arange(seq_len)[None, :])
          + self.type_embeddings(segment_ids))
     x = self.embeddings_dropout(self.embeddings_layer_norm(x), deterministic=not train)
-    mask = attention_mask(input_mask)
-    for layer in self.layer:
-      x = layer(x, mask, train)
+    mask = (attention_mask(input_mask), sequence_lengths(input_mask))
+    if c.scan_layers and not self.is_initializing():
+      x = self._scanned_layers(x, mask, train)
+    else:
+      for layer in self.layer:
+        x = layer(x, mask, train)
     pooled = jnp.tanh(self.pooler(x[:, 0]))
     return x, pooled
+
+  def _scanned_layers(self, x: Array, mask: Tuple[Array, Array], train: bool) -> Array:
+    """The layers as one `lax.scan` over their parameters stacked on the fly (a copy XLA fuses with the compute
+    dtype cast the layers make anyway). Each layer draws its dropout from its own key of the 'dropout' stream."""
+    c = self.config
+    stacked = jax.tree_util.tree_map(lambda *p: jnp.stack(p), *[layer.variables['params'] for layer in self.layer])
+    needs_rng = train and (c.hidden_dropout_prob > 0 or c.attention_dropout_prob > 0)
+    keys = jax.random.split(self.make_rng('dropout'), c.num_layers) if needs_rng else jnp.zeros((c.num_layers,))
+    body_module = TransformerLayer(c, parent=None)
+
+    def body(h, params_and_key):
+      params, key = params_and_key
+      rngs = {'dropout': key} if needs_rng else None
+      return body_module.apply({'params': params}, h, mask, train, rngs=rngs), None
+
+    if c.remat:
+      body = jax.checkpoint(body, prevent_cse=False)  # scan already keeps iterations apart
+    x, _ = jax.lax.scan(body, x, (stacked, keys))
+    return x
 
   def embedding_table(self) -> Array:
     """The word embedding matrix [vocab, hidden] (float32), which the MLM head's output layer shares."""

@@ -51,6 +51,12 @@ class BertModel(BaseModel):
   def default_flax_model_config(self) -> ml_collections.ConfigDict:
     return common.model_config('tiny')
 
+  def param_initializers(self, abstract_params: Any) -> Any:
+    """BERT's initialisation, as every module of `modeling` declares it: LayerNorm scales 1, biases 0, every
+    kernel and embedding a truncated normal of standard deviation `initializer_range`. Lets the train state be
+    drawn on the host (`core.param_init`) instead of compiling the model's `init`."""
+    return bert_param_initializers(abstract_params, self.bert_config().initializer_range)
+
 
 @MODELS.register('bert_pretraining')
 class BertPretrainingModel(BertModel):
@@ -139,6 +145,29 @@ class BertRegressionModel(BertModel):
 
   def loss_function(self, outputs: Any, batch: Batch, model_params: Any = None) -> jnp.ndarray:
     return _mean(self.get_metrics_fn()(outputs, batch)['loss'])
+
+
+def bert_param_initializers(abstract_params: Any, initializer_range: float) -> Any:
+  """An `Initializer` per array of a BERT parameter tree (any of the heads), from its name; a name outside these
+  rules is an error, so a new parameter in `modeling` cannot silently start from the wrong distribution."""
+  from core import param_init
+
+  zeros, ones = param_init.Initializer('zeros'), param_init.Initializer('ones')
+  normal = param_init.Initializer('truncated_normal', initializer_range)
+
+  def rule(path, leaf):
+    names = [str(getattr(k, 'key', k)) for k in path]
+    last, owner = names[-1], names[-2] if len(names) > 1 else ''
+    if 'layer_norm' in owner or 'LayerNorm' in owner:
+      return ones if last == 'scale' else zeros
+    if last in ('bias', 'output_bias'):
+      return zeros
+    if last in ('kernel', 'embedding'):
+      return normal
+    raise ValueError(f'No initializer rule for BERT parameter {"/".join(names)!r} {leaf.shape}: add one to '
+                     f'bert_param_initializers.')
+
+  return jax.tree_util.tree_map_with_path(rule, abstract_params)
 
 
 def check_vocab_fits(model_config: Mapping[str, Any], meta_data: Mapping[str, Any]) -> None:

@@ -24,7 +24,9 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
   Fields: vocab_size (uncased WordPiece, 30522), hidden_size, num_layers, num_heads, intermediate_size,
   max_position_embeddings, type_vocab_size, hidden_dropout_prob, attention_dropout_prob, initializer_range,
   layer_norm_eps, hidden_act ('gelu' = exact erf form; 'gelu_tanh' for TF-converted weights), dtype (compute dtype,
-  'float32' or 'bfloat16'; parameters stay float32) and remat (recompute layer activations in the backward pass).
+  'float32' or 'bfloat16'; parameters stay float32), remat (recompute layer activations in the backward pass),
+  attention_impl ('auto': cuDNN flash attention on GPUs in bfloat16 wherever no attention dropout is needed, else
+  XLA; 'xla'; 'cudnn') and scan_layers (one compiled layer run L times: faster compilation, same parameters).
   """
   if size not in SIZES:
     raise ValueError(f'Unknown BERT size {size!r}; known sizes: {", ".join(SIZES)}.')
@@ -44,6 +46,8 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
       'hidden_act': 'gelu',
       'dtype': 'float32',
       'remat': False,
+      'attention_impl': 'auto',
+      'scan_layers': False,
   })
   for key, value in overrides.items():
     config[key] = value
