@@ -81,6 +81,28 @@ def main(argv=None) -> int:
     record(f'{impl} attention d{name}', _rel(g.astype(jnp.float32), r), 2e-2)
   kernel_s = time.perf_counter() - t0
 
+  # 1b. Our flash kernel (Pallas; Triton on GPUs) with dropout against the reference with its documented mask.
+  from projects.bert import flash_attention
+  rate, seed = 0.1, jnp.asarray([3, 2024], jnp.uint32)
+  keep = flash_attention.keep_mask(seed, b, n, s, rate)
+  flash = lambda q, k, v: flash_attention.flash_attention(  # noqa: E731
+      q, k, v, lengths, dropout_rate=rate, seed=seed, interpret=not gpu)
+
+  def dropped_reference(q, k, v):
+    q, k, v = (x.astype(jnp.float32) for x in (q, k, v))
+    logits = jnp.einsum('bqnd,bknd->bnqk', q, k, precision='highest') / np.sqrt(d)
+    logits = jnp.where(input_mask[:, None, None, :] > 0, logits, -jnp.inf)
+    probs = jnp.where(keep, jax.nn.softmax(logits, -1) / (1 - rate), 0.0)
+    return jnp.einsum('bnqk,bknd->bqnd', probs, v, precision='highest') * real[..., 0, 0][:, :, None, None]
+
+  out = jax.jit(flash)(q, k, v)
+  ref = dropped_reference(q, k, v)
+  record('flash attention + dropout values (bf16)', _rel(out.astype(jnp.float32), ref), 2e-2)
+  grads = jax.jit(jax.grad(loss(flash), argnums=(0, 1, 2)))(q, k, v)
+  ref_grads = jax.grad(loss(dropped_reference), argnums=(0, 1, 2))(q, k, v)
+  for name, g, r in zip('qkv', grads, ref_grads):
+    record(f'flash attention + dropout d{name}', _rel(g.astype(jnp.float32), r), 2e-2)
+
   # 2. The encoder on cuDNN against the encoder on XLA (same weights, eval).
   from projects.bert.configs import common as configs_common
   base = modeling.BertConfig.from_model_config(configs_common.model_config('small', dtype='bfloat16'))

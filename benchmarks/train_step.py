@@ -563,9 +563,10 @@ def parse_batch_sizes(text: str, seq_lens: List[int]) -> Dict[int, int]:
   return out
 
 
-def start_worker(spec: Dict[str, Any], args: argparse.Namespace) -> Worker:
-  """Starts a worker and waits until it has compiled; torch.compile falls back to eager under --torch_compile=auto."""
-  worker = Worker(spec, args.log_dir)
+def start_worker(spec: Dict[str, Any], args: argparse.Namespace, worker: Optional[Worker] = None) -> Worker:
+  """Starts a worker (or takes one already launched) and waits until it has compiled; torch.compile falls back to
+  eager under --torch_compile=auto."""
+  worker = worker or Worker(spec, args.log_dir)
   worker.wait_ready(args.timeout)
   if spec['peer'] == 'torch' and spec.get('compile') and args.torch_compile == 'auto' and not worker.alive:
     error = worker.close(10).get('error')
@@ -704,7 +705,9 @@ def main(argv: Optional[List[str]] = None) -> None:
       continue
     finished = []
     if interleave:
-      workers = [start_worker(spec, args) for spec in specs]
+      # Launched together: they compile in parallel, then take turns on the device.
+      launched = [Worker(spec, args.log_dir) for spec in specs]
+      workers = [start_worker(spec, args, w) for spec, w in zip(specs, launched)]
       run_rounds([w for w in workers if w.alive], peak_workers, args, args.repeats)
       finished = [(w, w.close(args.timeout)) for w in workers]
     else:

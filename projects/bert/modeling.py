@@ -51,7 +51,7 @@ ACTIVATIONS: Dict[str, Callable[[Array], Array]] = {
     'tanh': jnp.tanh,
 }
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-ATTENTION_IMPLS = ('auto', 'xla', 'cudnn')
+ATTENTION_IMPLS = ('auto', 'xla', 'cudnn', 'flash')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,12 +72,16 @@ class BertConfig:
   hidden_act: str = 'gelu'
   dtype: str = 'float32'
   remat: bool = False  # recompute each layer's activations in the backward pass (memory for compute)
-  # 'auto': cuDNN's fused (flash) attention on GPUs in bfloat16 where no attention dropout is needed, else XLA;
-  # 'xla': always XLA; 'cudnn': always cuDNN (GPU, bfloat16, no attention dropout in training).
+  # 'auto': on GPUs in bfloat16, our Pallas flash kernel when training drops attention probabilities and cuDNN's
+  # flash attention otherwise; XLA elsewhere. 'xla', 'cudnn' (GPU, bf16, no attention dropout) and 'flash' (ours;
+  # on a CPU it runs in the Pallas interpreter: tests only) force one.
   attention_impl: str = 'auto'
   # One compiled layer body run L times by `lax.scan` instead of L unrolled copies: compiles several times faster,
   # with the same parameter tree (layer_0 ... layer_{L-1}) and the same function.
   scan_layers: bool = False
+  # Where dropout's random bits come from: 'jax' (the key's PRNG, threefry by default) or 'hash' (a counter-based
+  # hash of the element index keyed by one draw from the key: a fifth of threefry's integer work).
+  dropout_rng: str = 'jax'
 
   def __post_init__(self):
     if self.hidden_size % self.num_heads:
@@ -88,6 +92,8 @@ class BertConfig:
       raise ValueError(f'Unknown dtype {self.dtype!r}; use one of {sorted(DTYPES)}.')
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f'Unknown attention_impl {self.attention_impl!r}; use one of {ATTENTION_IMPLS}.')
+    if self.dropout_rng not in ('jax', 'hash'):
+      raise ValueError(f"Unknown dropout_rng {self.dropout_rng!r}; use 'jax' or 'hash'.")
     if self.attention_impl == 'cudnn' and self.dtype != 'bfloat16':
       raise ValueError("attention_impl='cudnn' needs dtype='bfloat16' (cuDNN's fused attention has no float32 "
                        "kernel); use attention_impl='auto' to fall back to XLA.")
@@ -123,6 +129,7 @@ class Dropout(nn.Module):
 
   rate: float
   deterministic: Optional[bool] = None
+  rng: str = 'jax'  # 'jax': jax.random.bits of the 'dropout' key; 'hash': a counter hash keyed by that key
 
   @nn.compact
   def __call__(self, x: Array, deterministic: Optional[bool] = None) -> Array:
@@ -133,7 +140,12 @@ class Dropout(nn.Module):
       return jnp.zeros_like(x)
     threshold = min(65535, round(self.rate * 65536))  # drop where bits < threshold
     size = x.size
-    words = jax.random.bits(self.make_rng('dropout'), ((size + 1) // 2,), jnp.uint32)
+    if self.rng == 'hash':
+      from projects.bert import flash_attention  # the same hash as the attention kernel's dropout
+      seed = jax.random.bits(self.make_rng('dropout'), (2,), jnp.uint32)
+      words = flash_attention.hash_bits(seed, (size + 1) // 2)
+    else:
+      words = jax.random.bits(self.make_rng('dropout'), ((size + 1) // 2,), jnp.uint32)
     halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size].reshape(x.shape)
     keep_prob = 1.0 - threshold / 65536.0
     return jnp.where(halves >= threshold, x / jnp.asarray(keep_prob, x.dtype), jnp.zeros((), x.dtype))
@@ -196,23 +208,30 @@ def explicit_attention(query: Array, key: Array, value: Array, mask: Array,
   return jnp.einsum('bnqk,bknd->bqnd', probs.astype(value.dtype), value)
 
 
-def attention_kernel(config: BertConfig, train: bool) -> str:
-  """Which attention computes a layer: 'explicit' (probabilities materialised, so that dropout can act on them),
-  'cudnn' (fused flash kernel, GPU) or 'xla' (XLA's fused attention).
+def attention_kernel(config: BertConfig, train: bool, seq_len: Optional[int] = None) -> str:
+  """Which attention computes a layer: 'explicit' (probabilities materialised, so that XLA can drop them), 'flash'
+  (our fused kernel, dropout inside: `flash_attention.py`), 'cudnn' (cuDNN's fused kernel, no dropout) or 'xla'
+  (`jax.nn.dot_product_attention`'s XLA implementation).
 
-  Neither fused path has dropout on the probabilities (`jax.nn.dot_product_attention` exposes none), so training
-  with attention dropout always materialises them; with 'auto', cuDNN serves every other case on a GPU in bfloat16.
+  `jax.nn.dot_product_attention` exposes no dropout on the probabilities (neither its XLA nor its cuDNN path), so
+  training with attention dropout takes our kernel on GPUs and materialises the probabilities elsewhere.
   """
-  if train and config.attention_dropout_prob > 0:
-    if config.attention_impl == 'cudnn':
-      raise ValueError(f"attention_impl='cudnn' has no attention dropout, but attention_dropout_prob="
-                       f"{config.attention_dropout_prob}: set it to 0, or use attention_impl='auto'.")
+  from projects.bert import flash_attention
+
+  dropout = train and config.attention_dropout_prob > 0
+  impl = config.attention_impl
+  if impl == 'cudnn' and dropout:
+    raise ValueError(f"attention_impl='cudnn' has no attention dropout, but attention_dropout_prob="
+                     f"{config.attention_dropout_prob}: set it to 0, or use attention_impl='auto' or 'flash'.")
+  if impl == 'auto':
+    fits = seq_len is None or flash_attention.supported(seq_len, config.head_dim, config.compute_dtype)
+    if config.dtype == 'bfloat16' and jax.default_backend() == 'gpu' and fits:
+      impl = 'flash' if dropout else 'cudnn'
+    else:
+      impl = 'xla'
+  if impl == 'xla' and dropout:
     return 'explicit'
-  if config.attention_impl == 'cudnn':
-    return 'cudnn'
-  if (config.attention_impl == 'auto' and config.dtype == 'bfloat16' and jax.default_backend() == 'gpu'):
-    return 'cudnn'
-  return 'xla'
+  return impl
 
 
 class SelfAttention(nn.Module):
@@ -230,9 +249,16 @@ class SelfAttention(nn.Module):
                              param_dtype=jnp.float32, kernel_init=_init(c))
     q, k, v = proj(name='query')(x), proj(name='key')(x), proj(name='value')(x)
     key_mask, lengths = mask
-    kernel = attention_kernel(c, train)
+    kernel = attention_kernel(c, train, x.shape[1])
     if kernel == 'explicit':
-      ctx = explicit_attention(q, k, v, key_mask, dropout=Dropout(c.attention_dropout_prob, deterministic=False))
+      ctx = explicit_attention(q, k, v, key_mask, dropout=Dropout(c.attention_dropout_prob, deterministic=False,
+                                                                       rng=c.dropout_rng))
+    elif kernel == 'flash':
+      from projects.bert import flash_attention
+      rate = c.attention_dropout_prob if train else 0.0
+      seed = jax.random.bits(self.make_rng('dropout'), (2,), jnp.uint32) if rate > 0 else None
+      ctx = flash_attention.flash_attention(q, k, v, lengths, dropout_rate=rate, seed=seed,
+                                            interpret=jax.default_backend() != 'gpu')
     elif kernel == 'cudnn':
       ctx = length_masked_attention(q, k, v, lengths, implementation='cudnn')
     else:
@@ -250,7 +276,7 @@ class TransformerLayer(nn.Module):
   def __call__(self, x: Array, mask: Tuple[Array, Array], train: bool) -> Array:
     c = self.config
     dense = functools.partial(nn.Dense, dtype=c.compute_dtype, param_dtype=jnp.float32, kernel_init=_init(c))
-    drop = Dropout(c.hidden_dropout_prob, deterministic=not train)
+    drop = Dropout(c.hidden_dropout_prob, deterministic=not train, rng=c.dropout_rng)
     attn = SelfAttention(c, name='attention')(x, mask, train)
     x = _layer_norm(c, 'attention_layer_norm')(x + drop(attn))
     h = c.activation(dense(c.intermediate_size, name='intermediate')(x))
@@ -277,7 +303,7 @@ class BertEncoder(nn.Module):
     self.position_embeddings = embed(c.max_position_embeddings)
     self.type_embeddings = embed(c.type_vocab_size)
     self.embeddings_layer_norm = _layer_norm(c, None)
-    self.embeddings_dropout = Dropout(c.hidden_dropout_prob)
+    self.embeddings_dropout = Dropout(c.hidden_dropout_prob, rng=c.dropout_rng)
     # train (argument 3, counting self) is a Python bool that selects code paths: static under remat.
     layer_cls = nn.remat(TransformerLayer, static_argnums=(3,)) if c.remat else TransformerLayer
     self.layer = [layer_cls(c) for _ in range(c.num_layers)]  # parameter names layer_0 ... layer_{L-1}
@@ -294,7 +320,7 @@ class BertEncoder(nn.Module):
     if segment_ids is None:
       segment_ids = jnp.zeros_like(input_ids)
     x = (self.word_embeddings(input_ids) + self.position_embeddings(jnp.arange(seq_len)[None, :])
-         + self.type_embeddings(segment_ids))
+         + self._type_embedding(segment_ids))
     x = self.embeddings_dropout(self.embeddings_layer_norm(x), deterministic=not train)
     mask = (attention_mask(input_mask), sequence_lengths(input_mask))
     if c.scan_layers and not self.is_initializing():
@@ -323,6 +349,18 @@ class BertEncoder(nn.Module):
       body = jax.checkpoint(body, prevent_cse=False)  # scan already keeps iterations apart
     x, _ = jax.lax.scan(body, x, (stacked, keys))
     return x
+
+  def _type_embedding(self, segment_ids: Array) -> Array:
+    """The segment embedding, selected row by row with `where` rather than gathered: a gather's gradient is a
+    scatter-add of every token into the 2 rows of the table, which serialises on GPU atomics; this one's is a
+    masked sum. The same values exactly (a select, no arithmetic)."""
+    table = self.type_embeddings.embedding
+    if table.shape[0] > 4:
+      return self.type_embeddings(segment_ids)
+    out = jnp.broadcast_to(table[0], segment_ids.shape + table.shape[1:])
+    for t in range(1, table.shape[0]):
+      out = jnp.where((segment_ids == t)[..., None], table[t], out)
+    return out
 
   def embedding_table(self) -> Array:
     """The word embedding matrix [vocab, hidden] (float32), which the MLM head's output layer shares."""

@@ -3,7 +3,8 @@ each configuration takes, and the scanned layer stack against the unrolled one.
 
 The cuDNN kernel itself needs a GPU (benchmarks/gpu_attention_check.py checks it there); its semantics (padding
 given as sequence lengths instead of a mask) are checked here through the same `jax.nn.dot_product_attention` call
-with the XLA implementation.
+with the XLA implementation. Our flash kernel (`flash_attention.py`) runs here in the Pallas interpreter: the same
+kernel code that lowers to Triton on GPUs, with its in-kernel dropout checked against the mask it documents.
 """
 
 import dataclasses
@@ -13,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from projects.bert import modeling
+from projects.bert import flash_attention, modeling
 from tests.bert.test_modeling import TINY, make_batch
 
-B, S, N, D = 3, 16, 4, 8
+B, S, N, D = 3, 32, 2, 16
 
 
 def _inputs(dtype, seed=0):
@@ -27,18 +28,23 @@ def _inputs(dtype, seed=0):
   return q, k, v, input_mask
 
 
-def _reference(q, k, v, input_mask):
-  """Plain float32 softmax attention over the real keys."""
+def _reference(q, k, v, input_mask, keep=None, rate=0.0):
+  """Plain float32 softmax attention over the real keys; `keep` [B, N, S, S] drops probabilities (inverted)."""
   q, k, v = (x.astype(jnp.float32) for x in (q, k, v))
-  logits = jnp.einsum('bqnd,bknd->bnqk', q, k) / np.sqrt(D)
+  logits = jnp.einsum('bqnd,bknd->bnqk', q, k, precision='highest') / np.sqrt(q.shape[-1])
   logits = jnp.where(input_mask[:, None, None, :] > 0, logits, -jnp.inf)
-  return jnp.einsum('bnqk,bknd->bqnd', jax.nn.softmax(logits, -1), v)
+  probs = jax.nn.softmax(logits, -1)
+  if keep is not None:
+    probs = jnp.where(keep, probs / (1.0 - rate), 0.0)
+  return jnp.einsum('bnqk,bknd->bqnd', probs, v, precision='highest')
 
 
 PATHS = {
     'explicit': lambda q, k, v, m: modeling.explicit_attention(q, k, v, modeling.attention_mask(m)),
     'xla_mask': lambda q, k, v, m: modeling.fused_attention(q, k, v, modeling.attention_mask(m)),
     'lengths': lambda q, k, v, m: modeling.length_masked_attention(q, k, v, modeling.sequence_lengths(m), 'xla'),
+    'flash': lambda q, k, v, m: flash_attention.flash_attention(q, k, v, modeling.sequence_lengths(m),
+                                                                interpret=True),
 }
 
 
@@ -66,6 +72,57 @@ def test_attention_path_matches_the_reference_values_and_gradients(path, dtype, 
     np.testing.assert_allclose(g.astype(jnp.float32), r, atol=tol * g_scale, err_msg=name)
 
 
+@pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_flash_kernel_drops_exactly_its_documented_mask(dtype, tol):
+  # Several query and key blocks (S=256: 128 x 64 blocks), a padded row, and dropout on the probabilities.
+  b, s, n, d, rate = 2, 256, 2, 16, 0.3
+  rng = np.random.default_rng(2)
+  q, k, v = (jnp.asarray(rng.normal(size=(b, s, n, d)), dtype) for _ in range(3))
+  lengths = jnp.asarray([s, 77], jnp.int32)
+  input_mask = (jnp.arange(s)[None] < lengths[:, None]).astype(jnp.int32)
+  seed = jnp.asarray([11, 2024], jnp.uint32)
+  keep = flash_attention.keep_mask(seed, b, n, s, rate)
+  weights = jnp.asarray(rng.normal(size=(b, s, n, d)), jnp.float32)
+  flash = lambda q, k, v: flash_attention.flash_attention(q, k, v, lengths, dropout_rate=rate, seed=seed,  # noqa: E731
+                                                          interpret=True)
+  reference = lambda q, k, v: _reference(q, k, v, input_mask, keep, rate) * (  # noqa: E731
+      np.asarray(input_mask, np.float32)[:, :, None, None])
+  out = flash(q, k, v)
+  ref = reference(q, k, v)
+  np.testing.assert_allclose(out.astype(jnp.float32), ref, atol=tol * float(jnp.abs(ref).max()))
+  assert np.all(np.asarray(out[1, 77:]) == 0)  # padded query rows are zeros
+  loss = lambda fn: (lambda *a: jnp.sum(fn(*a).astype(jnp.float32) * weights))  # noqa: E731
+  grads = jax.grad(loss(flash), argnums=(0, 1, 2))(q, k, v)
+  ref_grads = jax.grad(loss(reference), argnums=(0, 1, 2))(*(x.astype(jnp.float32) for x in (q, k, v)))
+  for name, g, r in zip('qkv', grads, ref_grads):
+    np.testing.assert_allclose(g.astype(jnp.float32), r, atol=tol * float(jnp.abs(r).max()), err_msg=name)
+  # Keys past a row's length get no gradient, as they got no attention.
+  assert np.all(np.asarray(grads[1][1, 77:]) == 0) and np.all(np.asarray(grads[2][1, 77:]) == 0)
+
+
+def test_flash_dropout_mask_is_uniform_and_independent():
+  seed = jnp.asarray([5, 6], jnp.uint32)
+  keep = np.asarray(flash_attention.keep_mask(seed, 4, 3, 128, 0.1))
+  n = keep.size
+  assert abs(keep.mean() - 0.9) < 4 * np.sqrt(0.09 / n)
+  # Neighbouring keys, neighbouring queries, heads and batch rows drop independently.
+  for a, b in ((keep[..., 1:], keep[..., :-1]), (keep[..., 1:, :], keep[..., :-1, :]), (keep[:, 1:], keep[:, :-1]),
+               (keep[1:], keep[:-1])):
+    both = np.mean(~a & ~b)
+    assert abs(both - 0.01) < 5 * np.sqrt(0.01 * 0.99 / a.size), both
+  other = np.asarray(flash_attention.keep_mask(jnp.asarray([5, 7], jnp.uint32), 4, 3, 128, 0.1))
+  assert abs(np.mean(~keep & ~other) - 0.01) < 5 * np.sqrt(0.0099 / n)  # a new step's seed: a new mask
+
+
+def test_flash_kernel_refuses_what_it_cannot_take():
+  q = jnp.zeros((1, 24, 1, 16), jnp.bfloat16)
+  with pytest.raises(ValueError, match='multiple of 16'):
+    flash_attention.flash_attention(q, q, q, jnp.array([24]))
+  q = jnp.zeros((1, 32, 1, 16), jnp.bfloat16)
+  with pytest.raises(ValueError, match='needs a seed'):
+    flash_attention.flash_attention(q, q, q, jnp.array([32]), dropout_rate=0.1)
+
+
 def test_lengths_are_the_prefix_mask():
   mask = jnp.asarray([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]], jnp.int32)
   np.testing.assert_array_equal(modeling.sequence_lengths(mask), [3, 4, 1])
@@ -74,19 +131,23 @@ def test_lengths_are_the_prefix_mask():
 
 def test_which_kernel_each_configuration_takes():
   cfg = lambda **kw: dataclasses.replace(TINY, **kw)  # noqa: E731
-  assert modeling.attention_kernel(cfg(), train=True) == 'explicit'  # attention dropout: probabilities exist
-  assert modeling.attention_kernel(cfg(), train=False) == 'xla'  # the CPU
+  gpu = jax.default_backend() == 'gpu'
+  assert modeling.attention_kernel(cfg(), train=True) == 'explicit'  # float32: XLA drops materialised probabilities
+  assert modeling.attention_kernel(cfg(), train=False) == 'xla'
   assert modeling.attention_kernel(cfg(attention_dropout_prob=0.0), train=True) == 'xla'
-  assert modeling.attention_kernel(cfg(dtype='bfloat16'), train=False) == (
-      'cudnn' if jax.default_backend() == 'gpu' else 'xla')
+  bf16 = cfg(dtype='bfloat16')
+  assert modeling.attention_kernel(bf16, train=False, seq_len=128) == ('cudnn' if gpu else 'xla')
+  assert modeling.attention_kernel(bf16, train=True, seq_len=128) == ('flash' if gpu else 'explicit')
+  assert modeling.attention_kernel(bf16, train=True, seq_len=100) == 'explicit'  # not a multiple of 16
   assert modeling.attention_kernel(cfg(dtype='bfloat16', attention_impl='cudnn'), train=False) == 'cudnn'
   assert modeling.attention_kernel(cfg(attention_impl='xla', dtype='bfloat16'), train=False) == 'xla'
+  assert modeling.attention_kernel(cfg(attention_impl='flash'), train=True) == 'flash'
   with pytest.raises(ValueError, match='has no attention dropout'):
     modeling.attention_kernel(cfg(dtype='bfloat16', attention_impl='cudnn'), train=True)
   with pytest.raises(ValueError, match="needs dtype='bfloat16'"):
     cfg(attention_impl='cudnn')
   with pytest.raises(ValueError, match='Unknown attention_impl'):
-    cfg(attention_impl='flash')
+    cfg(attention_impl='pallas')
 
 
 @pytest.mark.parametrize('remat', [False, True])
@@ -111,6 +172,27 @@ def test_scanned_layers_compute_the_unrolled_function(remat):
   g_u = jax.jit(jax.grad(lambda p: loss(unrolled, p)))(params)
   g_s = jax.jit(jax.grad(lambda p: loss(scanned, p)))(params)
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_u, g_s)
+
+
+def test_model_on_the_flash_kernel_computes_the_model_on_xla():
+  batch = make_batch()
+  batch = {k: np.concatenate([v, v]) for k, v in batch.items()}  # tokens padded: lengths vary per row
+  batch = {k: (np.pad(v, [(0, 0), (0, 16 - v.shape[1])]) if k in ('input_ids', 'input_mask', 'segment_ids') else v)
+           for k, v in batch.items()}  # S = 16: a size the kernel takes
+  config = dataclasses.replace(TINY, num_layers=1, num_heads=2, hidden_dropout_prob=0.0, attention_dropout_prob=0.0)
+  xla = modeling.BertForPreTraining(dataclasses.replace(config, attention_impl='xla'))
+  flash = modeling.BertForPreTraining(dataclasses.replace(config, attention_impl='flash'))
+  params = jax.jit(xla.init)(jax.random.PRNGKey(0), batch)['params']
+  loss = lambda m, p: jnp.sum(m.apply({'params': p}, batch, train=True)['mlm_logits'] ** 2)  # noqa: E731
+  np.testing.assert_allclose(loss(flash, params), loss(xla, params), rtol=1e-5)
+  g_x, g_f = jax.grad(lambda p: loss(xla, p))(params), jax.grad(lambda p: loss(flash, p))(params)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_f, g_x)
+  # With attention dropout the kernel draws from the module's 'dropout' stream: a function of the key.
+  drop = modeling.BertForPreTraining(dataclasses.replace(config, attention_impl='flash', attention_dropout_prob=0.2))
+  run = lambda seed: drop.apply({'params': params}, batch, train=True,  # noqa: E731
+                                rngs={'dropout': jax.random.PRNGKey(seed)})['mlm_logits']
+  np.testing.assert_array_equal(run(0), run(0))
+  assert not np.allclose(run(0), run(1))
 
 
 def test_scanned_layers_draw_fresh_dropout_per_layer_and_key():

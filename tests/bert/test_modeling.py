@@ -130,10 +130,11 @@ def test_erf_gelu_matches_the_exact_gelu():
   np.testing.assert_allclose(g, g_ref, atol=2e-6)
 
 
+@pytest.mark.parametrize('rng', ['jax', 'hash'])
 @pytest.mark.parametrize('rate', [0.1, 0.5])
-def test_dropout_module_drops_at_the_rate_and_keeps_the_mean(rate):
+def test_dropout_module_drops_at_the_rate_and_keeps_the_mean(rate, rng):
   x = jnp.ones((301, 257), jnp.float32)  # odd size: the 16-bit halves of the last 32-bit word are trimmed
-  drop = modeling.Dropout(rate)
+  drop = modeling.Dropout(rate, rng=rng)
   y = np.asarray(drop.apply({}, x, deterministic=False, rngs={'dropout': jax.random.PRNGKey(0)}))
   dropped = (y == 0).mean()
   assert abs(dropped - rate) < 4 * np.sqrt(rate * (1 - rate) / x.size), dropped

@@ -25,8 +25,9 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
   max_position_embeddings, type_vocab_size, hidden_dropout_prob, attention_dropout_prob, initializer_range,
   layer_norm_eps, hidden_act ('gelu' = exact erf form; 'gelu_tanh' for TF-converted weights), dtype (compute dtype,
   'float32' or 'bfloat16'; parameters stay float32), remat (recompute layer activations in the backward pass),
-  attention_impl ('auto': cuDNN flash attention on GPUs in bfloat16 wherever no attention dropout is needed, else
-  XLA; 'xla'; 'cudnn') and scan_layers (one compiled layer run L times: faster compilation, same parameters).
+  attention_impl ('auto': on GPUs in bfloat16 our flash kernel with in-kernel dropout when training, cuDNN's
+  otherwise; XLA elsewhere; or force 'xla', 'cudnn', 'flash'), scan_layers (one compiled layer run L times: faster
+  compilation, same parameters) and dropout_rng ('jax': the key's PRNG; 'hash': a cheaper counter hash).
   """
   if size not in SIZES:
     raise ValueError(f'Unknown BERT size {size!r}; known sizes: {", ".join(SIZES)}.')
@@ -48,6 +49,7 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
       'remat': False,
       'attention_impl': 'auto',
       'scan_layers': False,
+      'dropout_rng': 'jax',
   })
   for key, value in overrides.items():
     config[key] = value
