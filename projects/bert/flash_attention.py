@@ -37,6 +37,13 @@ _LOG2E = math.log2(math.e)
 # The dropout mask: a counter-based hash, the same inside the kernels and in `keep_mask`.
 
 
+def _dot(a: Array, b: Array, trans_a: bool = False, trans_b: bool = False) -> Array:
+  """a @ b (either transposed) with float32 accumulation: the one matmul form Pallas lowers on every backend and
+  version (pl.dot is gone from newer JAX)."""
+  dims = (((0,) if trans_a else (1,), (1,) if trans_b else (0,)), ((), ()))
+  return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+
+
 def _mix32(x: Array) -> Array:
   """A 32-bit avalanche mixer (xor-shift / multiply, the 'lowbias32' constants): every output bit depends on every
   input bit; uint32 in, uint32 out."""
@@ -101,7 +108,7 @@ def _forward_kernel(q_ref, k_ref, v_ref, len_ref, seed_ref, o_ref, lse_ref, *, s
     acc, m_prev, l_prev = carry
     k_slice = pl.ds(kb * block_k, block_k)
     cols = kb * block_k + jnp.arange(block_k)
-    s = pl.dot(q, k_ref[k_slice, :], trans_b=True) * (scale * _LOG2E)  # [block_q, block_k], log2 units
+    s = _dot(q, k_ref[k_slice, :], trans_b=True) * (scale * _LOG2E)  # [block_q, block_k], log2 units
     s = jnp.where(cols[None, :] < length, s, _MASKED)
     m_next = jnp.maximum(m_prev, jnp.max(s, axis=1))
     correction = jnp.exp2(m_prev - m_next)
@@ -110,7 +117,7 @@ def _forward_kernel(q_ref, k_ref, v_ref, len_ref, seed_ref, o_ref, lse_ref, *, s
     if rate > 0:
       p = jnp.where(_keep(row_key, seed1, rows, cols, seq_len, _threshold(rate)), p * (1.0 / (1.0 - rate)), 0.0)
     v = v_ref[k_slice, :]
-    acc = acc * correction[:, None] + pl.dot(p.astype(v.dtype), v)
+    acc = acc * correction[:, None] + _dot(p.astype(v.dtype), v)
     return acc, m_next, l_next
 
   # Padded query blocks do no work, and no block of keys past the sequence is visited.
@@ -141,18 +148,18 @@ def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, len_ref, seed_
     q_slice = pl.ds(qb * block_q, block_q)
     rows = qb * block_q + jnp.arange(block_q)
     q, do = q_ref[q_slice, :], do_ref[q_slice, :]
-    s = pl.dot(q, k, trans_b=True) * (scale * _LOG2E)
+    s = _dot(q, k, trans_b=True) * (scale * _LOG2E)
     valid = (rows[:, None] < length) & (cols[None, :] < length)
     p = jnp.where(valid, jnp.exp2(s - lse_ref[q_slice][:, None]), 0.0)  # the forward's probabilities
-    dp = pl.dot(do, v, trans_b=True)  # d(dropped probabilities)
+    dp = _dot(do, v, trans_b=True)  # d(dropped probabilities)
     if rate > 0:
       z = jnp.where(_keep(row_key, seed1, rows, cols, seq_len, _threshold(rate)), 1.0 / (1.0 - rate), 0.0)
-      dv = dv + pl.dot((p * z).astype(do.dtype), do, trans_a=True)
+      dv = dv + _dot((p * z).astype(do.dtype), do, trans_a=True)
       dp = dp * z
     else:
-      dv = dv + pl.dot(p.astype(do.dtype), do, trans_a=True)
+      dv = dv + _dot(p.astype(do.dtype), do, trans_a=True)
     ds = p * (dp - delta_ref[q_slice][:, None])
-    dk = dk + pl.dot(ds.astype(q.dtype), q, trans_a=True)
+    dk = dk + _dot(ds.astype(q.dtype), q, trans_a=True)
     return dk, dv
 
   num_blocks = jnp.where(k_start < length, pl.cdiv(length, block_q), 0)
@@ -179,14 +186,14 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, len_ref, seed_re
     k_slice = pl.ds(kb * block_k, block_k)
     cols = kb * block_k + jnp.arange(block_k)
     k, v = k_ref[k_slice, :], v_ref[k_slice, :]
-    s = pl.dot(q, k, trans_b=True) * (scale * _LOG2E)
+    s = _dot(q, k, trans_b=True) * (scale * _LOG2E)
     valid = (rows[:, None] < length) & (cols[None, :] < length)
     p = jnp.where(valid, jnp.exp2(s - lse[:, None]), 0.0)
-    dp = pl.dot(do, v, trans_b=True)
+    dp = _dot(do, v, trans_b=True)
     if rate > 0:
       dp = jnp.where(_keep(row_key, seed1, rows, cols, seq_len, _threshold(rate)), dp * (1.0 / (1.0 - rate)), 0.0)
     ds = p * (dp - delta[:, None])
-    return dq + pl.dot(ds.astype(k.dtype), k)
+    return dq + _dot(ds.astype(k.dtype), k)
 
   num_blocks = jnp.where(q_start < length, pl.cdiv(length, block_k), 0)
   dq = jax.lax.fori_loop(0, num_blocks, body, jnp.zeros((block_q, head_dim), jnp.float32))
