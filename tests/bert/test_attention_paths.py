@@ -206,3 +206,16 @@ def test_scanned_layers_draw_fresh_dropout_per_layer_and_key():
   np.testing.assert_array_equal(a['mlm_logits'], apply(params, jax.random.PRNGKey(0), True)['mlm_logits'])
   assert not np.allclose(a['mlm_logits'], b['mlm_logits'])
   assert not np.allclose(a['mlm_logits'], apply(params, jax.random.PRNGKey(0), False)['mlm_logits'])
+
+
+def test_flash_kernel_lowers_to_triton_for_gpus():
+  # Lowering for CUDA runs here, with no GPU: every op of the three kernels has a Triton lowering.
+  q = jax.ShapeDtypeStruct((2, 128, 4, 64), jnp.bfloat16)
+  lengths, seed = jax.ShapeDtypeStruct((2,), jnp.int32), jax.ShapeDtypeStruct((2,), jnp.uint32)
+  loss = lambda q, k, v, n, s: jnp.sum(flash_attention.flash_attention(  # noqa: E731
+      q, k, v, n, dropout_rate=0.1, seed=s).astype(jnp.float32))
+  lowered = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))).trace(q, q, q, lengths, seed).lower(
+      lowering_platforms=('cuda',))
+  text = lowered.as_text()
+  for name in ('bert_flash_attention_fwd', 'bert_flash_attention_dkdv', 'bert_flash_attention_dq'):
+    assert name in text, name
