@@ -56,9 +56,17 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                             enable_async_checkpointing=async_save))
+                                             enable_async_checkpointing=async_save,
+                                             # a save that a crash or a full disk cut short leaves a temporary
+                                             # directory: remove it at the next start
+                                             cleanup_tmp_directories=True))
 
   def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def step_on_disk(self) -> Optional[int]:
+    """The newest step whose checkpoint is complete on disk (re-read from the directory, not from memory)."""
+    self._manager.reload()
     return self._manager.latest_step()
 
   def all_steps(self) -> list:

@@ -183,9 +183,8 @@ class BestParams:
     self.step: Optional[int] = None
     self.value = -math.inf
     self.metrics: Dict[str, float] = {}
-    meta_path = os.path.join(directory, 'metadata.json')
-    if os.path.isdir(os.path.join(directory, 'params')) and os.path.exists(meta_path):
-      meta = _read_json(meta_path)
+    if params_io.has_params(directory):
+      meta = params_io.load_params_metadata(directory)
       if meta.get('metric') == metric:
         self.step, self.value, self.metrics = meta['step'], float(meta['value']), meta.get('metrics', {})
 
