@@ -1,6 +1,7 @@
 """Faults met by BERT runs (issue 18), each injected for real and checked on disk: best parameters lost or out of
 step with results.json, predict from a checkpoint without a task head, ..."""
 
+import glob
 import json
 import os
 import shutil
@@ -97,3 +98,83 @@ def test_predict_from_a_checkpoint_without_the_task_head_is_refused(glue_data, t
   results = os.path.join(workdir, 'results.json')
   assert not os.path.exists(results) or 'predictions' not in json.load(open(results))
   assert np.all(np.isfinite(params_io.load_params(encoder_only)[0]['bert']['pooler']['kernel']))  # source untouched
+
+
+# ------------------------------------------------------------------------------------- resuming into another input
+
+
+@pytest.fixture(scope='module')
+def pretraining(tmp_path_factory):
+  """Phase-1 records (S=32, 3 files) and phase-2 records (S=64), and a phase-1 run of 4 steps on two of the files."""
+  root = tmp_path_factory.mktemp('faults_pt')
+  files, vocab = data_utils.make_pretraining_records(root / 'p1', max_seq_length=32, max_predictions_per_seq=5,
+                                                     num_files=3)
+  files64, _ = data_utils.make_pretraining_records(root / 'p2', max_seq_length=64, max_predictions_per_seq=10,
+                                                   vocab_path=vocab, num_files=2)
+  workdir = str(root / 'phase1')
+  app.train_and_evaluate(_pretrain_config(files[:2], vocab), workdir)
+  return files, files64, vocab, workdir
+
+
+def _pretrain_config(files, vocab, steps=4, seq_len=32, preds=5):
+  from projects.bert.configs import common, pretrain
+  config = pretrain.get_config('tiny')
+  config.model = common.model_config('tiny', vocab_size=len(data_utils.read_vocab(vocab)), hidden_size=32,
+                                     num_heads=2, intermediate_size=64)
+  config.dataset.train_files = ','.join(files)
+  config.dataset.max_seq_length = seq_len
+  config.dataset.max_predictions_per_seq = preds
+  config.dataset.shuffle_buffer = 16
+  config.batch_size = 8
+  config.num_train_steps = steps
+  config.log_every = 2
+  config.checkpoint_every = 2
+  config.checkpoint.async_save = False
+  return config
+
+
+def _copy_run(pretraining, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(pretraining[3], workdir)
+  return workdir
+
+
+def test_resume_with_another_batch_size_or_files_says_what_changed_and_what_to_do(pretraining, tmp_path):
+  files, _, vocab, _ = pretraining
+  workdir = _copy_run(pretraining, tmp_path)
+  bigger = _pretrain_config(files[:2], vocab, steps=6)
+  bigger.batch_size = 16
+  with pytest.raises(ValueError, match=r'(?s)input pipeline differs .*global_batch_size: 8 -> 16.*'
+                                       r'restore_input=False.*new --workdir with --config.init_from'):
+    app.train_and_evaluate(bigger, workdir)
+  more_files = _pretrain_config(files, vocab, steps=6)
+  with pytest.raises(ValueError, match=r'train_files: 2 -> 3 entries, added .*pretrain-2.tfrecord'):
+    app.train_and_evaluate(more_files, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']  # nothing written
+  # The advice works: continue the weights on the new input.
+  bigger.checkpoint.restore_input = False
+  results = app.train_and_evaluate(bigger, workdir)
+  assert results['resumed_from'] == 4 and results['step'] == 6
+
+
+def test_a_checkpoint_without_fingerprint_and_another_pipeline_gets_the_same_advice(pretraining, tmp_path):
+  files, _, vocab, _ = pretraining
+  workdir = _copy_run(pretraining, tmp_path)
+  for path in glob.glob(os.path.join(workdir, 'checkpoints', '*', 'input', 'process_*', 'fingerprint.json')):
+    os.remove(path)  # as written before fingerprints existed: TensorFlow's own check fails
+  with pytest.raises(ValueError, match=r'(?s)input position saved in .* does not fit this input pipeline.*'
+                                       r'restore_input=False'):
+    app.train_and_evaluate(_pretrain_config(files, vocab, steps=6), workdir)
+
+
+def test_phase2_in_the_phase1_workdir_is_refused_instead_of_nothing_to_train(pretraining, tmp_path):
+  _, files64, vocab, _ = pretraining
+  workdir = _copy_run(pretraining, tmp_path)
+  phase2 = _pretrain_config(files64, vocab, steps=2, seq_len=64, preds=10)  # fewer steps than phase 1 ran
+  phase2.init_from = pretraining[3]
+  with pytest.raises(ValueError, match=r'(?s)record_lengths.input_ids: 32 -> 64.*new --workdir with '
+                                       r'--config.init_from'):
+    app.train_and_evaluate(phase2, workdir)
+  # What the message says to do: a new workdir starting from phase 1.
+  results = app.train_and_evaluate(phase2, str(tmp_path / 'phase2'))
+  assert results['resumed_from'] is None and results['step'] == 2

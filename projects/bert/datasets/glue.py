@@ -220,11 +220,11 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
     batch['batch_mask'] = tf.cast(batch.pop('is_real_example'), tf.float32)
     return batch
 
-  train_ds = records.train_dataset([files['train']], compression=compression, parse=parse, host_batch=train_batch,
-                                   seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, cycle_length=1,
-                                   process_index=index, process_count=count, add_batch_fields=add_train_mask,
-                                   warn_few_files=False)  # one train file is GLUE's layout, not a mistake
-  train_iter = records.RecordIterator(train_ds, [files['train']])
+  train_iter = records.train_iterator([files['train']], spec=spec, dataset=f'bert_glue/{task.name}',
+                                      compression=compression, host_batch=train_batch, seed=cfg.seed,
+                                      shuffle_buffer=cfg.shuffle_buffer, cycle_length=1, process_index=index,
+                                      process_count=count, add_batch_fields=add_train_mask,
+                                      warn_few_files=False)  # one train file is GLUE's layout, not a mistake
 
   upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
   sizes = {'eval': {}, 'test': {}}

@@ -116,10 +116,9 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   spec = record_spec(seq_len, preds, found['v2_names'])
   parse = records.make_batch_parser(spec)
 
-  train_ds = records.train_dataset(train_files, compression=compression, parse=parse, host_batch=train_batch,
-                                   seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, cycle_length=cfg.cycle_length,
-                                   process_index=index, process_count=count)
-  train_iter = records.RecordIterator(train_ds, train_files)
+  train_iter = records.train_iterator(train_files, spec=spec, dataset='bert_pretraining', compression=compression,
+                                      host_batch=train_batch, seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
+                                      cycle_length=cfg.cycle_length, process_index=index, process_count=count)
 
   meta: Dict[str, Any] = {
       'task': 'pretraining',

@@ -276,6 +276,20 @@ def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, ho
   return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
+def train_iterator(files: Sequence[str], *, spec: RecordSpec, dataset: str, host_batch: int, process_index: int,
+                   process_count: int, **kwargs: Any) -> 'RecordIterator':
+  """`train_dataset(files, host_batch=..., **kwargs)` (parsed with `spec`) as a checkpointable iterator whose
+  fingerprint holds everything that defines an input position: a resume into a pipeline that differs in any of
+  them (other files, batch size, lengths, seed, process count, ...) is refused with what changed."""
+  ds = train_dataset(files, parse=make_batch_parser(spec), host_batch=host_batch, process_index=process_index,
+                     process_count=process_count, **kwargs)
+  fingerprint = {
+      'dataset': dataset, 'train_files': list(files), 'global_batch_size': host_batch * process_count,
+      'process_count': process_count, 'record_lengths': {k: f.length for k, f in spec.items() if not f.scalar},
+      **{k: v for k, v in kwargs.items() if k in ('seed', 'shuffle_buffer', 'cycle_length', 'compression')}}
+  return RecordIterator(ds, files, fingerprint=fingerprint)
+
+
 def num_eval_batches(num_examples: int, global_batch: int) -> int:
   """Batches every process runs to cover `num_examples` once with global batches of `global_batch`."""
   return math.ceil(num_examples / global_batch)
@@ -330,8 +344,8 @@ def _read_error(files: Sequence[str], e: tf.errors.OpError) -> ValueError:
 class RecordIterator(CheckpointableIterator):
   """A `CheckpointableIterator` whose read errors name the record files instead of a tf.data op."""
 
-  def __init__(self, tf_dataset: tf.data.Dataset, files: Sequence[str]):
-    super().__init__(tf_dataset)
+  def __init__(self, tf_dataset: tf.data.Dataset, files: Sequence[str], fingerprint: Optional[Dict[str, Any]] = None):
+    super().__init__(tf_dataset, fingerprint=fingerprint)
     self.files = list(files)
 
   def __next__(self) -> NumpyBatch:
