@@ -4,6 +4,7 @@ step with results.json, predict from a checkpoint without a task head, ..."""
 import glob
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -178,3 +179,180 @@ def test_phase2_in_the_phase1_workdir_is_refused_instead_of_nothing_to_train(pre
   # What the message says to do: a new workdir starting from phase 1.
   results = app.train_and_evaluate(phase2, str(tmp_path / 'phase2'))
   assert results['resumed_from'] is None and results['step'] == 2
+
+
+# ----------------------------------------------------------------------------------------- damaged or odd inputs
+
+
+def _examples(path):
+  import tensorflow as tf
+  return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+
+
+def test_token_ids_beyond_the_vocab_past_the_first_record_name_the_vocab_not_divergence(pretraining, tmp_path):
+  import tensorflow as tf
+  files, _, vocab, _ = pretraining
+  vocab_size = len(data_utils.read_vocab(vocab))
+  bad = str(tmp_path / 'bad.tfrecord')
+  examples = _examples(files[0])
+  ids = examples[5].features.feature['input_ids'].int64_list.value
+  ids[3] = vocab_size + 7  # record 6: the first record of the file, which the builder checks, is fine
+  with tf.io.TFRecordWriter(bad) as w:
+    for ex in examples:
+      w.write(ex.SerializeToString())
+  config = _pretrain_config([bad], vocab, steps=12)
+  config.dataset.shuffle_buffer = 1
+  with pytest.raises(ValueError, match=rf'(?s)bad.tfrecord.* hold input_ids up to {vocab_size + 7}, but '
+                                       rf'config.model.vocab_size is {vocab_size}.*larger vocabulary.*vocab.txt'):
+    app.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def _cut_inside_record(path, index):
+  """Truncates a record file in the middle of record `index` (cut in its data, which TF reports as damage)."""
+  data = open(path, 'rb').read()
+  offset = 0
+  for _ in range(index):
+    offset += 16 + int.from_bytes(data[offset:offset + 8], 'little')  # length, crc, data, crc
+  open(path, 'wb').write(data[:offset + 12 + 5])
+
+
+def test_a_truncated_shard_among_several_is_named(pretraining, tmp_path):
+  files, _, vocab, _ = pretraining
+  copies = []
+  for f in files:
+    copies.append(str(tmp_path / os.path.basename(f)))
+    shutil.copy(f, copies[-1])
+  _cut_inside_record(copies[2], 3)
+  config = _pretrain_config(copies, vocab, steps=12)
+  with pytest.raises(ValueError, match=r'pretrain-2.tfrecord is corrupt or truncated .*re-create it'):
+    app.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def test_glue_tsv_line_without_its_label_or_with_non_utf8_bytes_names_file_and_line(tmp_path):
+  from projects.bert.datasets import prepare
+  data = data_utils.write_glue_task_dir(tmp_path / 'glue', 'sst2', n_train=8, n_dev=4, n_test=4)
+  vocab = data_utils.write_vocab(tmp_path / 'vocab.txt')
+  train = os.path.join(data.glue_dir, 'SST-2', 'train.tsv')
+  good = open(train, 'rb').read()
+  lines = good.split(b'\n')
+  lines[3] = lines[3].split(b'\t')[0]  # line 4: the sentence without its label column (was an IndexError)
+  open(train, 'wb').write(b'\n'.join(lines))
+  with pytest.raises(prepare.PrepareError, match=rf'{train}:4 has 1 tab-separated columns, but GLUE sst2 has its '
+                                                 rf'label in column 2.*Fix or remove the line'):
+    prepare.prepare_glue('sst2', data.glue_dir, vocab, str(tmp_path / 'out'))
+  lines = good.split(b'\n')
+  lines[5] = lines[5].replace(b' ', b' caf\xe9 ', 1)  # latin-1, not UTF-8
+  open(train, 'wb').write(b'\n'.join(lines))
+  with pytest.raises(prepare.PrepareError, match=rf"{train}:6: byte \d+ \(b'\\xe9'\) is not UTF-8.*iconv"):
+    prepare.prepare_glue('sst2', data.glue_dir, vocab, str(tmp_path / 'out'))
+  assert os.listdir(tmp_path / 'out') == []  # nothing written, no staging folder left
+
+
+def test_convert_names_a_truncated_config_json_safetensors_or_bert_config(tmp_path, capsys):
+  from safetensors.numpy import save_file
+  from projects.bert import convert
+  hf = tmp_path / 'hf'
+  hf.mkdir()
+  (hf / 'config.json').write_text('{"model_type": "bert", "vocab_size": 30')
+  out = str(tmp_path / 'out')
+
+  def error_of(*argv):
+    with pytest.raises(SystemExit) as e:
+      convert.main([*argv, f'--output={out}'])
+    return str(e.value.code)
+
+  assert re.search(rf'{hf}/config.json is not valid JSON .*damaged or truncated', error_of('--format=hf',
+                                                                                           f'--input={hf}'))
+  (hf / 'config.json').write_text(json.dumps({'model_type': 'bert', 'vocab_size': 30, 'hidden_size': 8,
+                                              'num_hidden_layers': 1, 'num_attention_heads': 2,
+                                              'intermediate_size': 16, 'max_position_embeddings': 16,
+                                              'type_vocab_size': 2}))
+  save_file({'embeddings.word_embeddings.weight': np.zeros((30, 8), np.float32)}, str(hf / 'model.safetensors'))
+  data = (hf / 'model.safetensors').read_bytes()
+  (hf / 'model.safetensors').write_bytes(data[:len(data) // 2])
+  assert re.search(rf'{hf}/model.safetensors cannot be read as safetensors .*damaged or truncated',
+                   error_of('--format=hf', f'--input={hf}'))
+  bert_config = tmp_path / 'bert_config.json'
+  bert_config.write_text('{"vocab_size": 30, "hidden_')
+  assert re.search(rf'{bert_config} is not valid JSON', error_of('--format=tf', f'--input={tmp_path}/model.ckpt',
+                                                                 f'--bert_config={bert_config}'))
+  assert not os.path.exists(out)
+
+
+# ---------------------------------------------------------------------------------------------- prepare reruns
+
+
+def _snapshot(folder):
+  return {name: open(os.path.join(folder, name), 'rb').read() for name in sorted(os.listdir(folder))}
+
+
+def test_prepare_glue_interrupted_keeps_the_old_data_and_a_rerun_removes_what_is_gone(tmp_path, monkeypatch):
+  from official.nlp.data import classifier_data_lib
+  from projects.bert.datasets import prepare
+  data = data_utils.write_glue_task_dir(tmp_path / 'glue', 'mnli', n_train=8, n_dev=4, n_test=4)
+  vocab = data_utils.write_vocab(tmp_path / 'vocab.txt')
+  out = str(tmp_path / 'out')
+  prepare.prepare_glue('mnli', data.glue_dir, vocab, out, max_seq_length=32)
+  before = _snapshot(out)
+  convert = classifier_data_lib.file_based_convert_examples_to_features
+
+  calls = []
+
+  def interrupted(*args, **kwargs):  # Ctrl-C once the new train file is written, while writing the eval file
+    calls.append(1)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return convert(*args, **kwargs)
+
+  monkeypatch.setattr(classifier_data_lib, 'file_based_convert_examples_to_features', interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    prepare.prepare_glue('mnli', data.glue_dir, vocab, out, max_seq_length=64)
+  assert _snapshot(out) == before  # every file as it was, no staging folder left
+  monkeypatch.setattr(classifier_data_lib, 'file_based_convert_examples_to_features', convert)
+  # A rerun on a folder without the AX test file: the old AX records go, the meta data no longer lists them.
+  os.remove(os.path.join(data.glue_dir, 'diagnostic', 'diagnostic.tsv'))
+  meta = prepare.prepare_glue('mnli', data.glue_dir, vocab, out, max_seq_length=64)
+  assert 'ax' not in meta['files']['test']
+  assert set(os.listdir(out)) == set(before) - {'mnli_test_ax.tf_record'}
+  assert json.load(open(os.path.join(out, 'mnli_meta_data')))['max_seq_length'] == 64
+
+
+def _fake_official_script(fail=False):
+  """Stands in for create_pretraining_data.py: writes 4 records to each --output_file (half of them, then fails)."""
+  import subprocess
+  import tensorflow as tf
+
+  def run(cmd, **kwargs):
+    outputs = [a.split('=', 1)[1] for a in cmd if a.startswith('--output_file=')][0].split(',')
+    for path in outputs[:len(outputs) // 2] if fail else outputs:
+      with tf.io.TFRecordWriter(path) as w:
+        for i in range(4):
+          w.write(tf.train.Example(features=tf.train.Features(feature={'x': tf.train.Feature(
+              int64_list=tf.train.Int64List(value=[i]))})).SerializeToString())
+    return subprocess.CompletedProcess(cmd, 1 if fail else 0, '', 'killed' if fail else '')
+
+  return run
+
+
+def test_prepare_pretraining_rerun_with_fewer_shards_removes_the_stale_ones_and_a_failure_changes_nothing(
+    tmp_path, monkeypatch):
+  from projects.bert.datasets import prepare
+  corpus = data_utils.write_corpus(tmp_path / 'corpus.txt')
+  vocab = data_utils.write_vocab(tmp_path / 'vocab.txt')
+  out = tmp_path / 'pt'
+
+  def prepare_shards(*names, fail=False):
+    monkeypatch.setattr(prepare.subprocess, 'run', _fake_official_script(fail))
+    return prepare.prepare_pretraining([f'--input_file={corpus}', f'--vocab_file={vocab}',
+                                        '--output_file=' + ','.join(str(out / n) for n in names)])
+
+  prepare_shards('train-0.tfrecord', 'train-1.tfrecord', 'train-2.tfrecord')
+  prepare_shards('other-0.tfrecord')  # another corpus into the same folder: not part of the train set
+  assert prepare_shards('train-0.tfrecord', 'train-1.tfrecord') == {str(out / 'train-0.tfrecord'): 4,
+                                                                     str(out / 'train-1.tfrecord'): 4}
+  assert sorted(os.listdir(out)) == ['.prepare_manifest.json', 'other-0.tfrecord', 'train-0.tfrecord',
+                                     'train-1.tfrecord']
+  before = _snapshot(out)
+  with pytest.raises(RuntimeError, match='failed'):
+    prepare_shards('train-0.tfrecord', 'train-1.tfrecord', fail=True)
+  assert _snapshot(out) == before
