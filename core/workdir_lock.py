@@ -47,7 +47,7 @@ class WorkdirLock:
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # held by another process (BlockingIOError), or a file system without locks
+    except BlockingIOError:  # held by another process
       holder = self._read(fd)
       os.close(fd)
       who = (f'host {holder.get("host")}, pid {holder.get("pid")}, started {holder.get("started")}: '
@@ -57,6 +57,10 @@ class WorkdirLock:
           f'checkpoints. Wait for it to end, stop it (SIGTERM saves a checkpoint first; the same command then '
           f'resumes), or give this run another --workdir. The lock ({self.path}) is released when that process '
           f'ends, however it ends.') from None
+    except OSError as e:  # a file system without locks
+      os.close(fd)
+      logging.warning('Cannot lock %s (%s): make sure no other run uses %s.', self.path, e, self.workdir)
+      return
     os.ftruncate(fd, 0)
     os.write(fd, (json.dumps(_holder_info()) + '\n').encode())
     os.fsync(fd)
