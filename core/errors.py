@@ -44,7 +44,8 @@ def disk_full_error(exc: BaseException) -> Optional[OSError]:
       return exc
     text = str(exc)
     if 'No space left on device' in text or 'Disk quota exceeded' in text:
-      path = re.search(r'((?:/|gs://)[^\s;,:\'"]+)', text)  # the file named in the wrapped message
+      text = re.sub(r'\{\{.*?\}\}', '', text)  # TensorFlow's {{function_node .../job:localhost/...}} prefix
+      path = re.search(r'(?:^|[\s\'"(])((?:/|gs://)[^\s;,:\'"]+)', text)  # the file named in the wrapped message
       return OSError(errno.ENOSPC, 'No space left on device', path.group(1) if path else None)
     exc = exc.__cause__ or exc.__context__
   return None

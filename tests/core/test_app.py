@@ -65,6 +65,8 @@ def test_a_full_disk_anywhere_is_reported_last_with_the_path(capsys):
   err = capsys.readouterr().err
   assert err.rstrip().splitlines()[-1].startswith('error: No space left on device writing /wd/results.json. Free space')
   # A TensorFlow/TensorStore message that only quotes the OS error still gives the path.
-  found = errors.disk_full_error(ValueError('SaveV2 /wd/checkpoints/4.tmp/iterator; No space left on device [Op]'))
-  assert found.filename == '/wd/checkpoints/4.tmp/iterator'
+  found = errors.disk_full_error(ValueError(
+      '{{function_node __wrapped__SaveV2_dtypes_2_device_/job:localhost/replica:0/task:0/device:CPU:0}} '
+      '/wd/checkpoints/4.tmp/iterator_temp/part-0.tempstate1; No space left on device [Op:SaveV2]'))
+  assert found.filename == '/wd/checkpoints/4.tmp/iterator_temp/part-0.tempstate1'
   assert not app.report_error(ValueError('a bug'))  # other errors keep their traceback (the caller re-raises)
