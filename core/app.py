@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any, Callable, Optional, Sequence
+import sys
+import traceback
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 # TensorFlow is only our input pipeline: keep it off the accelerators JAX uses, and quiet.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -18,7 +21,8 @@ import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from core import registry  # noqa: E402
+from core import atomic, errors, registry  # noqa: E402
+from core.workdir_lock import WorkdirLock  # noqa: E402
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, optionally `path.py:variant`.',
@@ -30,6 +34,9 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processe
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index (multi-process runs).')
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False, 'Run in a workdir whose config.json names another trainer, model or dataset.')
+_VERBOSE_ERRORS = flags.DEFINE_bool(
+    'verbose_errors', False, 'Also print the traceback of errors whose message says what to fix (bad input, config, '
+    'workdir, a full disk).')
 
 # Fields that define what a workdir's checkpoints are; changing others (steps, eval cadence) is a normal resume.
 IDENTITY_FIELDS = ('trainer_name', 'model_name', 'dataset_name', 'model')
@@ -65,26 +72,94 @@ def initialize_distributed(coordinator_address: Optional[str] = None, num_proces
     multihost_utils.sync_global_devices('scenic_bert_start')
 
 
+def read_workdir_config(workdir: str) -> Optional[Dict[str, Any]]:
+  """The config.json a run wrote into `workdir` (a dict), or None when there is none."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise errors.ConfigError(f'{path} is not valid JSON ({e}): it is damaged (a run of an older version stopped '
+                             f'while writing it?). Delete it if this workdir holds the run you are starting, or use '
+                             f'a new --workdir.') from None
+
+
+def _identity(config: Dict[str, Any]) -> Dict[str, Any]:
+  """The IDENTITY_FIELDS of a config as JSON; unset (None) fields are left out, so adding an optional field to a
+  config does not make older workdirs look like another run's."""
+
+  def drop_none(x: Any) -> Any:
+    return {k: drop_none(v) for k, v in x.items() if v is not None} if isinstance(x, dict) else x
+
+  return {k: drop_none(config.get(k)) for k in IDENTITY_FIELDS}
+
+
 def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False) -> None:
   """Refuses to mix runs: a workdir whose config.json differs in IDENTITY_FIELDS belongs to another run."""
-  path = os.path.join(workdir, 'config.json')
-  if allow_change or not os.path.exists(path):
+  old = None if allow_change else read_workdir_config(workdir)
+  if old is None:
     return
-  with open(path) as f:
-    old = json.load(f)
-  new = json.loads(config.to_json_best_effort())
+  old, new = _identity(old), _identity(json.loads(config.to_json_best_effort()))
   differs = [k for k in IDENTITY_FIELDS if old.get(k) != new.get(k)]
   if differs:
     details = '; '.join(f'{k}: {json.dumps(old.get(k))[:200]} -> {json.dumps(new.get(k))[:200]}' for k in differs)
-    raise ValueError(f'{path} belongs to another run ({details}). Use a new --workdir, or pass '
-                     f'--allow_config_change to reuse this one (its checkpoints must fit the new model).')
+    raise errors.ConfigError(f'{os.path.join(workdir, "config.json")} belongs to another run ({details}). Use a new '
+                             f'--workdir, or pass --allow_config_change to reuse this one (its checkpoints must fit '
+                             f'the new model).')
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes workdir/config.json atomically (first process only): a crash leaves the old or the new file whole."""
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    atomic.write_text(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str) -> Iterator[None]:
+  """Holds `workdir` for this run (`core.workdir_lock`); all processes of a multi-host run fail together when
+  another run holds it (only process 0 takes the lock)."""
+  lock, busy = WorkdirLock(workdir), None
+  if jax.process_index() == 0:
+    try:
+      lock.acquire()
+    except errors.WorkdirBusyError as e:
+      busy = e
+  if jax.process_count() > 1:
+    import numpy as np
+    from jax.experimental import multihost_utils
+    if int(multihost_utils.broadcast_one_to_all(np.int32(busy is not None))) and busy is None:
+      busy = errors.WorkdirBusyError(f'{workdir} is in use by another run (process 0 says which).')
+  if busy is not None:
+    raise busy
+  try:
+    yield
+  finally:
+    lock.release()
+
+
+def report_error(exc: BaseException, verbose: bool = False) -> bool:
+  """Prints a user-fixable error (`core.errors.UserError`, or a full disk) last, as one `error: ...` paragraph.
+
+  Returns False for other errors, which the caller re-raises (their traceback is the report).
+  """
+  full = errors.disk_full_error(exc)
+  if not isinstance(exc, errors.UserError) and full is None:
+    return False
+  if verbose:
+    traceback.print_exception(exc)
+  if isinstance(exc, errors.UserError):
+    message = str(exc)
+  else:
+    where = getattr(full, 'filename', None) or getattr(exc, 'filename', None)
+    message = (f'No space left on device{f" writing {where}" if where else ""}. Free space on that disk (or give '
+               f'the run a --workdir on another one), then rerun the same command: it resumes from the newest '
+               f'complete checkpoint.')
+  logging.flush()
+  sys.stdout.flush()
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  return True
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
@@ -123,7 +198,13 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) 
     config, workdir = _CONFIG.value, _WORKDIR.value
     logging.info('JAX process %d / %d, %d local / %d global devices (%s).', jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(), jax.default_backend())
-    check_workdir_config(config, workdir, _ALLOW_CONFIG_CHANGE.value)
-    (main or train_and_evaluate)(config, workdir)
+    try:
+      with workdir_lock(workdir):
+        check_workdir_config(config, workdir, _ALLOW_CONFIG_CHANGE.value)
+        (main or train_and_evaluate)(config, workdir)
+    except Exception as e:  # pylint: disable=broad-except
+      if not report_error(e, _VERBOSE_ERRORS.value):
+        raise
+      sys.exit(1)
 
   app.run(_main)

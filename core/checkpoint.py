@@ -16,6 +16,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from core import errors
+
 
 @dataclasses.dataclass
 class InputStateSave(ocp.args.CheckpointArgs):
@@ -28,20 +30,64 @@ class InputStateRestore(ocp.args.CheckpointArgs):
 
 
 class InputStateHandler(ocp.CheckpointHandler):
-  """Saves each process's input iterator under `process_<index>` inside the step directory."""
+  """Saves each process's input iterator under `process_<index>` inside the step directory, with the iterator's
+  `fingerprint` (what defines its position: files, batch size, lengths, ...) so that a resume into another pipeline
+  says what changed instead of failing inside TensorFlow or reading wrong positions."""
 
   def save(self, directory: epath.Path, args: InputStateSave) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    args.iterator.save(str(directory / f'process_{jax.process_index()}' / 'iterator'))
+    process_dir = directory / f'process_{jax.process_index()}'
+    args.iterator.save(str(process_dir / 'iterator'))
+    fingerprint = getattr(args.iterator, 'fingerprint', None)
+    if fingerprint is not None:
+      (process_dir / FINGERPRINT_FILE).write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
 
   def restore(self, directory: epath.Path, args: InputStateRestore) -> Any:
     path = directory / f'process_{jax.process_index()}'
     if not path.exists():
-      raise FileNotFoundError(
+      raise errors.ConfigError(
           f'{path} is missing: this checkpoint was written by fewer processes than are running now. Restart with '
-          f'the same number of processes, or set config.checkpoint.restore_input=False to restart the input.')
-    args.iterator.restore(str(path / 'iterator'))
+          f'the same number of processes, or set --config.checkpoint.restore_input=False to restart the input.')
+    saved = path / FINGERPRINT_FILE
+    current = getattr(args.iterator, 'fingerprint', None)
+    if current is not None and saved.exists():
+      changes = describe_changes(json.loads(saved.read_text()), json.loads(json.dumps(current)))
+      if changes:
+        raise errors.ConfigError(f'The input pipeline differs from the one {directory.parent} was written with: '
+                                 f'{changes}. {_RESTORE_INPUT_FIX}')
+    try:
+      args.iterator.restore(str(path / 'iterator'))
+    except Exception as e:  # pylint: disable=broad-except  (TensorFlow's errors for another pipeline vary)
+      raise errors.ConfigError(f'The input position saved in {path} does not fit this input pipeline ({e}). '
+                               f'{_RESTORE_INPUT_FIX}') from None
     return args.iterator
+
+
+FINGERPRINT_FILE = 'fingerprint.json'
+_RESTORE_INPUT_FIX = (
+    'A saved input position cannot be restored into another pipeline. To continue this run\'s weights on the new '
+    'input in this workdir, rerun with --config.checkpoint.restore_input=False (the input restarts from its first '
+    'record); for a new run or phase (e.g. pretraining phase 2) from these weights, use a new --workdir with '
+    '--config.init_from=<this workdir>; to resume exactly, go back to the settings this checkpoint was written with.')
+
+
+def describe_changes(old: Dict[str, Any], new: Dict[str, Any], prefix: str = '') -> str:
+  """'key: old -> new; ...' for the entries of two JSON-like dicts that differ (lists of files as added/removed)."""
+  parts = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if a == b:
+      continue
+    name = prefix + key
+    if isinstance(a, dict) and isinstance(b, dict):
+      parts.append(describe_changes(a, b, name + '.'))
+    elif isinstance(a, list) and isinstance(b, list) and set(map(str, a)) != set(map(str, b)):
+      removed, added = [x for x in a if x not in b], [x for x in b if x not in a]
+      parts.append(f'{name}: {len(a)} -> {len(b)} entries' + (f', removed {removed[:3]}' if removed else '') +
+                   (f', added {added[:3]}' if added else ''))
+    else:
+      parts.append(f'{name}: {json.dumps(a)[:120]} -> {json.dumps(b)[:120]}')
+  return '; '.join(p for p in parts if p)
 
 
 ocp.args.register_with_handler(InputStateHandler, for_save=True)(InputStateSave)
@@ -56,9 +102,17 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                             enable_async_checkpointing=async_save))
+                                             enable_async_checkpointing=async_save,
+                                             # a save that a crash or a full disk cut short leaves a temporary
+                                             # directory: remove it at the next start
+                                             cleanup_tmp_directories=True))
 
   def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def step_on_disk(self) -> Optional[int]:
+    """The newest step whose checkpoint is complete on disk (re-read from the directory, not from memory)."""
+    self._manager.reload()
     return self._manager.latest_step()
 
   def all_steps(self) -> list:
@@ -84,6 +138,8 @@ class Checkpointer:
       items['input'] = InputStateRestore(train_iter)
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    except errors.UserError:
+      raise
     except (ValueError, KeyError, TypeError) as e:
       raise ValueError(f'Checkpoint {step_dir} does not match this model/optimizer: {e}. Use a fresh '
                        f'--workdir, or the config that wrote this checkpoint.') from e

@@ -31,16 +31,20 @@ class CheckpointableIterator:
   """An iterator over host-local batches whose position can be saved and restored.
 
   Wraps a `tf.data.Dataset`; the state (including shuffle buffers) is saved with a `tf.train.Checkpoint`, which
-  TensorFlow supports for every standard tf.data transformation.
+  TensorFlow supports for every standard tf.data transformation. `fingerprint` (JSON-able: files, batch size,
+  lengths, seed, ...) describes the pipeline; checkpoints store it and a resume into a pipeline with another one is
+  refused with what changed (`core.checkpoint`).
   """
 
-  def __init__(self, tf_dataset: Any, to_numpy: Optional[Callable[[Any], NumpyBatch]] = None):
+  def __init__(self, tf_dataset: Any, to_numpy: Optional[Callable[[Any], NumpyBatch]] = None,
+               fingerprint: Optional[Dict[str, Any]] = None):
     import tensorflow as tf  # Local: core works without TF for datasets that do not use tf.data.
 
     self._tf = tf
     self._dataset = tf_dataset
     self._iterator = iter(tf_dataset)
     self._checkpoint = tf.train.Checkpoint(iterator=self._iterator)
+    self.fingerprint = fingerprint
     self._to_numpy = to_numpy or (lambda b: {k: v._numpy() for k, v in b.items()})  # pylint: disable=protected-access
 
   def __iter__(self) -> 'CheckpointableIterator':

@@ -13,10 +13,12 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import jax
 import numpy as np
+import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.sharding import Mesh
 
+from core import errors
 from core import sharding as sharding_lib
 from core.checkpoint import Checkpointer
 from core.state import TrainState
@@ -25,8 +27,13 @@ from core.state import TrainState
 Evaluator = Callable[[TrainState, int], Mapping[str, float]]
 
 
-class DivergenceError(RuntimeError):
-  """The loss became NaN or infinite; the last good checkpoint is kept."""
+# A parameter norm this many times its value at the start of the run counts as divergence: such weights are never
+# saved (a blow-up can leave finite but useless weights, e.g. 4e10, a step before the loss becomes NaN).
+MAX_PARAM_NORM_GROWTH = 100.0
+
+
+class DivergenceError(errors.UserError, RuntimeError):
+  """A metric became NaN or infinite, or the parameters exploded; no checkpoint of such a state is written."""
 
 
 class PreemptionWatcher:
@@ -61,14 +68,41 @@ def create_writer(workdir: str) -> metric_writers.MetricWriter:
   return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0, asynchronous=True)
 
 
-def _check_finite(metrics: Dict[str, float], step: int, checkpointer: Optional[Checkpointer]) -> None:
-  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
-  if bad:
-    kept = checkpointer.latest_step() if checkpointer else None
-    raise DivergenceError(
-        f'Training diverged at step {step}: {bad}. The last good checkpoint (step {kept}) is kept; lower the '
-        f'learning rate, raise warm-up, or enable gradient clipping (config.optimizer.grad_clip_norm), then rerun '
-        f'the same command to resume from it.')
+def _first_divergence(steps: Sequence[Mapping[str, Any]], first_step: int,
+                      max_param_norm: Optional[float]) -> Optional[Tuple[int, Dict[str, float]]]:
+  """(step, {metric: value}) of the first of `steps` (per-step host metrics, the first at `first_step`) with a
+  non-finite metric or a `param_norm` above `max_param_norm`; None when all are fine."""
+  for i, metrics in enumerate(steps):
+    bad = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0 and not np.isfinite(v)}
+    norm = metrics.get('param_norm')
+    if max_param_norm and norm is not None and np.isfinite(norm) and norm > max_param_norm:
+      bad['param_norm'] = float(norm)
+    if bad:
+      return first_step + i, bad
+  return None
+
+
+def _finish_saves(checkpointer: Optional[Checkpointer]) -> Tuple[Optional[int], Optional[BaseException]]:
+  """Lets in-flight asynchronous saves commit (or fail); returns (newest step complete on disk, the save error)."""
+  if checkpointer is None:
+    return None, None
+  failure = None
+  try:
+    checkpointer.wait()
+  except Exception as e:  # pylint: disable=broad-except  (reported with the step that is on disk)
+    failure = e
+  try:
+    return checkpointer.step_on_disk(), failure
+  except Exception:  # pylint: disable=broad-except
+    return None, failure
+
+
+def _on_disk(step: Optional[int], checkpointer: Optional[Checkpointer]) -> str:
+  if checkpointer is None:
+    return 'This run writes no checkpoints.'
+  if step is None:
+    return f'No checkpoint is on disk yet ({checkpointer.directory}): a rerun starts from the beginning.'
+  return f'The newest complete checkpoint on disk is step {step} ({checkpointer.directory}/{step}).'
 
 
 def train_loop(
@@ -86,32 +120,48 @@ def train_loop(
     examples_per_step: Optional[int] = None,
     tokens_per_step: Optional[int] = None,
     checkpoint_metadata: Optional[Dict[str, Any]] = None,
+    max_param_norm_growth: Optional[float] = MAX_PARAM_NORM_GROWTH,
 ) -> Tuple[TrainState, Dict[str, Any]]:
   """Runs `train_step` from `state.step` to `num_train_steps`.
 
   Returns `(state, info)`; `info['preempted']` is True when a SIGTERM stopped the run after saving a
   checkpoint (rerun the same command to resume), `info['last_eval']` holds each evaluator's latest results.
   Evaluators are `(name, every_steps, fn)`; they also run at the last step.
+
+  Every step's metrics are checked before a checkpoint is written: a non-finite metric (`train_step`'s metrics
+  include the norms of the new parameters and of the update) or a `param_norm` above `max_param_norm_growth` times
+  its value at the start raises `DivergenceError`, so no checkpoint ever holds such a state. Whatever stops the
+  loop, asynchronous saves in flight are let finish before the error propagates, and the error says which step
+  is complete on disk.
   """
   start_step = int(jax.device_get(state.step))
   info: Dict[str, Any] = {'preempted': False, 'last_eval': {}, 'start_step': start_step}
   if start_step >= num_train_steps:
-    logging.info('Nothing to train: state is at step %d of %d.', start_step, num_train_steps)
+    where = f' ({checkpointer.directory})' if checkpointer is not None else ''
+    logging.warning('Nothing to train: the state%s is at step %d of num_train_steps=%d. Raise num_train_steps to '
+                    'train further; to start a new phase from these weights, use a new --workdir with '
+                    '--config.init_from set to this one.', where, start_step, num_train_steps)
     return state, info
 
   hooks: List[Any] = [periodic_actions.ReportProgress(num_train_steps=num_train_steps, writer=writer,
                                                       every_steps=log_every)]
   pending: List[Dict[str, jax.Array]] = []
   t_log, steps_since_log = time.perf_counter(), 0
+  max_param_norm = None
+  if max_param_norm_growth:  # one reduction on device, no copy of the parameters to the host
+    start_norm = float(jax.jit(optax.global_norm)(state.params))
+    max_param_norm = max_param_norm_growth * max(start_norm, 1e-6)
 
   def flush_train_metrics(step: int) -> None:
     nonlocal t_log, steps_since_log
     if not pending:
       return
     host = jax.device_get(pending)
-    means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
     pending.clear()
-    _check_finite(means, step, checkpointer)
+    diverged = _first_divergence(host, step - len(host) + 1, max_param_norm)
+    if diverged is not None:
+      raise _Diverged(step, *diverged)
+    means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
     elapsed = max(time.perf_counter() - t_log, 1e-9)
     scalars = {f'train/{k}': v for k, v in means.items()}
     scalars['train/steps_per_sec'] = steps_since_log / elapsed
@@ -127,35 +177,83 @@ def train_loop(
       flush_train_metrics(step)  # never checkpoint a diverged state
       checkpointer.save(step, state, train_iter=train_iter, metadata=checkpoint_metadata)
 
-  with PreemptionWatcher() as preemption:
-    step = start_step
-    while step < num_train_steps:
-      with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        batch = sharding_lib.make_global_batch(next(train_iter), mesh)
-        state, metrics = train_step(state, batch)
-      step += 1
-      steps_since_log += 1
-      pending.append(metrics)
-      for hook in hooks:
-        hook(step)
-      last = step == num_train_steps
-      if step % log_every == 0 or last:
-        flush_train_metrics(step)
-      for name, every, evaluate in evaluators:
-        if (every and step % every == 0) or last:
-          results = dict(evaluate(state, step))
-          info['last_eval'][name] = results
-          writer.write_scalars(step, {f'{name}/{k}': v for k, v in results.items()
-                                      if np.ndim(v) == 0 and np.isfinite(v)})
-      if preemption.requested(step):
-        logging.warning('SIGTERM received: saving a checkpoint at step %d and stopping.', step)
-        save(step)
-        info['preempted'] = True
-        break
-      if (checkpoint_every and step % checkpoint_every == 0) or last:
-        save(step)
-  writer.flush()
-  if checkpointer is not None:
-    checkpointer.wait()
+  step = start_step
+  try:
+    with PreemptionWatcher() as preemption:
+      while step < num_train_steps:
+        with jax.profiler.StepTraceAnnotation('train', step_num=step):
+          batch = sharding_lib.make_global_batch(next(train_iter), mesh)
+          state, metrics = train_step(state, batch)
+        step += 1
+        steps_since_log += 1
+        pending.append(metrics)
+        for hook in hooks:
+          hook(step)
+        last = step == num_train_steps
+        if step % log_every == 0 or last:
+          flush_train_metrics(step)
+        for name, every, evaluate in evaluators:
+          if (every and step % every == 0) or last:
+            results = dict(evaluate(state, step))
+            info['last_eval'][name] = results
+            writer.write_scalars(step, {f'{name}/{k}': v for k, v in results.items()
+                                        if np.ndim(v) == 0 and np.isfinite(v)})
+        if preemption.requested(step):
+          logging.warning('SIGTERM received: saving a checkpoint at step %d and stopping.', step)
+          save(step)
+          info['preempted'] = True
+          break
+        if (checkpoint_every and step % checkpoint_every == 0) or last:
+          save(step)
+    writer.flush()
+    on_disk, failure = _finish_saves(checkpointer)
+    if failure is not None:
+      raise failure
+  except BaseException as e:  # pylint: disable=broad-except  (KeyboardInterrupt too: let good saves commit)
+    replacement = _stopped(e, step, checkpointer, max_param_norm_growth)
+    if replacement is e:
+      raise
+    raise replacement from (None if isinstance(e, _Diverged) else e)
   info['end_step'] = step
   return state, info
+
+
+class _Diverged(Exception):
+  """Raised inside the loop when divergence is found; becomes a `DivergenceError` once saves are finished."""
+
+  def __init__(self, step: int, first_step: int, bad: Dict[str, float]):
+    super().__init__(step, first_step, bad)
+    self.step, self.first_step, self.bad = step, first_step, bad
+
+
+def _stopped(exc: BaseException, step: int, checkpointer: Optional[Checkpointer],
+             max_param_norm_growth: Optional[float]) -> BaseException:
+  """The error to raise for `exc`, which stopped the loop at `step`, once in-flight saves are finished: it says
+  which checkpoint is complete on disk (user errors in their message, other errors in a log line before their
+  traceback)."""
+  on_disk, failure = _finish_saves(checkpointer)
+  full = errors.disk_full_error(exc) or (errors.disk_full_error(failure) if failure is not None else None)
+  if isinstance(exc, _Diverged):
+    bad = ', '.join(f'{k}={v:.4g}' for k, v in exc.bad.items())
+    return DivergenceError(
+        f'Training diverged at step {exc.step} (first at step {exc.first_step}: {bad}; param_norm is limited to '
+        f'{max_param_norm_growth or 0:g}x its value at the start). {_on_disk(on_disk, checkpointer)} No checkpoint is '
+        f'written before its parameters and update are checked finite and not exploding. Lower the learning rate '
+        f'(--config.schedule.base_lr), raise warm-up, or enable gradient clipping '
+        f'(--config.optimizer.grad_clip_norm), then rerun the same command with the change: it resumes from that '
+        f'checkpoint with the new settings.')
+  if full is not None:
+    where = getattr(full, 'filename', None) or (checkpointer.directory if checkpointer is not None else '')
+    return errors.UserError(
+        f'No space left on device writing {where} at step {step}. {_on_disk(on_disk, checkpointer)} Free space '
+        f'on that disk (or use a --workdir on another one), then rerun the same command to resume from it.')
+  if failure is not None:
+    logging.error('A checkpoint save in flight failed too: %s', failure)
+  if isinstance(exc, errors.UserError):
+    try:
+      return type(exc)(f'{exc}\nTraining stopped at step {step}. {_on_disk(on_disk, checkpointer)} Rerun the '
+                       f'same command after the fix to resume from it.')
+    except TypeError:  # a subclass with another constructor
+      return exc
+  logging.error('Training stopped at step %d by %s. %s', step, type(exc).__name__, _on_disk(on_disk, checkpointer))
+  return exc

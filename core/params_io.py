@@ -13,34 +13,80 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 from flax import traverse_util
 
+from core import atomic, errors
+
+
+def _is_complete(directory: epath.Path) -> bool:
+  """metadata.json is written last: a params directory that has it is complete."""
+  return (directory / 'metadata.json').exists() and (directory / 'params').exists()
+
+
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def _path(directory: str) -> epath.Path:
+  return epath.Path(directory if '://' in str(directory) else os.path.abspath(directory))
+
 
 def save_params(directory: str, params: Any, metadata: Optional[Dict[str, Any]] = None) -> None:
-  """Writes `params` (any pytree of arrays) and `metadata` under `directory` (atomically, through orbax)."""
-  directory = os.path.abspath(directory)
-  os.makedirs(directory, exist_ok=True)
+  """Writes `params` (any pytree of arrays) and `metadata` to `directory`, replacing what it held atomically.
+
+  The new copy is written beside it (`directory.new`, metadata.json last) and swapped in by renames
+  (`core.atomic.swap_in_directory`): a crash at any moment leaves the previous or the new complete copy, which
+  `load_params` finds. Every process calls it (orbax writes collectively); process 0 renames.
+  """
+  final = _path(directory)
+  if jax.process_index() == 0:
+    atomic.staging_path(final, _is_complete)  # finishes a swap a crash interrupted; clears a stale copy
+  _sync('save_params_staged')
+  staged = final.parent / (final.name + atomic.NEW_SUFFIX)
   params = jax.tree_util.tree_map(np.asarray, params)
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(epath.Path(directory) / 'params', params, force=True)
+    ckptr.save(staged / 'params', params)
   if jax.process_index() == 0:
-    with open(os.path.join(directory, 'metadata.json'), 'w') as f:
-      json.dump(metadata or {}, f, indent=2, sort_keys=True)
+    atomic.write_json(staged / 'metadata.json', metadata or {})
+    atomic.swap_in_directory(staged, final)
+  _sync('save_params_swapped')
 
 
 def load_params(directory: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   """Returns `(params as nested dict of numpy arrays, metadata)` from a `save_params` directory."""
-  directory = os.path.abspath(directory)
-  path = os.path.join(directory, 'params')
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'{path} does not exist: expected a directory written by save_params '
-                            f'(e.g. by `python -m projects.bert.convert`).')
+  final = _path(directory)
+  source = atomic.readable_directory(final, _is_complete)
+  path = source / 'params'
+  if not path.is_dir():
+    raise errors.MissingFileError(f'{final / "params"} does not exist: expected a directory written by save_params '
+                                  f'(e.g. by `python -m projects.bert.convert`).')
+  if source != final:
+    logging.warning('%s is missing: reading %s, the complete copy a crash left beside it.', final, source)
   with ocp.StandardCheckpointer() as ckptr:
-    params = ckptr.restore(epath.Path(path))
-  meta_path = os.path.join(directory, 'metadata.json')
-  metadata = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
-  return jax.tree_util.tree_map(np.asarray, params), metadata
+    params = ckptr.restore(path)
+  return jax.tree_util.tree_map(np.asarray, params), load_params_metadata(directory)
+
+
+def load_params_metadata(directory: str) -> Dict[str, Any]:
+  """The metadata.json of a `save_params` directory ({} when it has none), without reading the arrays."""
+  final = _path(directory)
+  meta_path = atomic.readable_directory(final, _is_complete) / 'metadata.json'
+  if not meta_path.exists():
+    return {}
+  try:
+    return json.loads(meta_path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise errors.DataError(f'{meta_path} is not valid JSON ({e}): the file is damaged. Re-create {final} '
+                           f'(convert or train again).') from None
+
+
+def has_params(directory: str) -> bool:
+  """Whether `directory` (or the copy a crash left beside it) holds a complete `save_params` directory."""
+  return _is_complete(atomic.readable_directory(_path(directory), _is_complete))
 
 
 def merge_params(target: Mapping[str, Any], source: Mapping[str, Any], *, source_name: str = 'checkpoint',
@@ -79,7 +125,7 @@ def read_pretrained(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   - a run's workdir (or its `checkpoints/` directory): the parameters of its latest train-state checkpoint.
   """
   path = os.path.abspath(path)
-  if os.path.isdir(os.path.join(path, 'params')):
+  if has_params(path):
     return load_params(path)
   ckpt_dir = os.path.join(path, 'checkpoints') if os.path.isdir(os.path.join(path, 'checkpoints')) else path
   steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) if os.path.isdir(ckpt_dir) else []

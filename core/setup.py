@@ -71,6 +71,9 @@ def setup_training(
                               async_save=ckpt_cfg.get('async_save', True))
   latest = checkpointer.latest_step()
   if latest is not None:
+    if config.get('init_from'):
+      logging.info('config.init_from=%s is not read: this workdir holds its own checkpoint (step %d), which is '
+                   'restored. To start from init_from instead, use a new --workdir.', config.init_from, latest)
     restore_iter = train_iter if ckpt_cfg.get('restore_input', True) else None
     state = checkpointer.restore(state, train_iter=restore_iter)
     logging.info('Resuming from %s/checkpoints at step %d.', workdir, latest)

@@ -34,8 +34,8 @@ def make_train_step(model: BaseModel, state_shardings: Any, mesh: Mesh, *,
 
   `batch` holds global arrays sharded over the data axis. With `grad_accum_steps` > 1 the batch is split into
   that many micro-batches (each device keeps its own rows) whose gradients are averaged, so the global batch
-  can exceed device memory. Metrics are per-step means (floats): loss, the model's train metrics, grad_norm and
-  learning_rate.
+  can exceed device memory. Metrics are per-step means (floats): loss, the model's train metrics, grad_norm,
+  param_norm and update_norm (of the new parameters and of this step's change) and learning_rate.
   """
   metrics_fn = model.get_metrics_fn('train')
 
@@ -79,6 +79,10 @@ def make_train_step(model: BaseModel, state_shardings: Any, mesh: Mesh, *,
     out = _normalize(metrics)
     out['loss'] = loss
     out['grad_norm'] = optax.global_norm(grads)
+    # The loop refuses to checkpoint a state whose parameters are non-finite or exploding: two reductions here,
+    # fused into the step, instead of a pass over the parameters on the host.
+    out['param_norm'] = optax.global_norm(new_state.params)
+    out['update_norm'] = optax.global_norm(jax.tree_util.tree_map(jnp.subtract, new_state.params, state.params))
     if learning_rate_fn is not None:
       out['learning_rate'] = learning_rate_fn(state.step)
     return new_state, out

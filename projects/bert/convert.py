@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 from flax import traverse_util
 
+from core import errors
 from projects.bert import modeling
 from projects.bert.configs import common
 
@@ -143,6 +144,16 @@ def _unused_check(available: Mapping[str, Any], used: Sequence[str], namespace: 
                      f'the config ({_describe(model_config)}): the config does not fit the checkpoint.')
 
 
+def _read_json(path: str) -> Dict[str, Any]:
+  """The JSON object in `path`; DataError naming the file when it is damaged."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise errors.DataError(f'{path} is not valid JSON ({e}): the file is damaged or truncated. Download it again '
+                           f'(or re-save the model).') from None
+
+
 # ------------------------------------------------------------------------------------------------ Hugging Face
 
 
@@ -154,10 +165,15 @@ def _hf_weights(hf_dir: str) -> Tuple[Dict[str, np.ndarray], str]:
   if os.path.exists(single) or os.path.exists(index):
     from safetensors.numpy import load_file
     files = [single] if os.path.exists(single) else sorted(
-        {os.path.join(hf_dir, f) for f in json.load(open(index))['weight_map'].values()})
+        {os.path.join(hf_dir, f) for f in _read_json(index)['weight_map'].values()})
     weights = {}
     for f in files:
-      weights.update(load_file(f))
+      try:
+        weights.update(load_file(f))
+      except Exception as e:  # pylint: disable=broad-except  (safetensors raises its own error types)
+        raise errors.DataError(f'{f} cannot be read as safetensors ({e}): the file is damaged or truncated (an '
+                               f'interrupted download?). Download it again, or re-save the model with '
+                               f'save_pretrained.') from None
     return weights, files[0] if len(files) == 1 else index
   if os.path.exists(torch_bin):
     try:
@@ -165,7 +181,11 @@ def _hf_weights(hf_dir: str) -> Tuple[Dict[str, np.ndarray], str]:
     except ImportError as e:
       raise ImportError(f'{torch_bin} is a PyTorch pickle and torch is not installed; install torch or re-save the '
                         f'model with safetensors (save_pretrained(..., safe_serialization=True)).') from e
-    state = torch.load(torch_bin, map_location='cpu', weights_only=True)
+    try:
+      state = torch.load(torch_bin, map_location='cpu', weights_only=True)
+    except Exception as e:  # pylint: disable=broad-except  (torch raises RuntimeError, EOFError, pickle errors)
+      raise errors.DataError(f'{torch_bin} cannot be read ({e}): the file is damaged or truncated (an interrupted '
+                             f'download?). Download it again.') from None
     return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}, torch_bin
   raise FileNotFoundError(f'{hf_dir} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin '
                           f'(expected a directory written by save_pretrained).')
@@ -233,7 +253,7 @@ def convert_hf_checkpoint(hf_dir: str) -> Tuple[Params, ml_collections.ConfigDic
   config_path = os.path.join(hf_dir, 'config.json')
   if not os.path.exists(config_path):
     raise FileNotFoundError(f'{config_path} not found: expected a directory written by save_pretrained.')
-  model_config = hf_model_config(json.load(open(config_path)))
+  model_config = hf_model_config(_read_json(config_path))
   weights, file = _hf_weights(hf_dir)
   prefix = 'bert.' if any(k.startswith('bert.') for k in weights) else ''
   entries = _hf_entries(prefix, model_config.num_layers)
@@ -400,9 +420,13 @@ def convert_tf_checkpoint(ckpt_path: str, bert_config_json: str) -> Tuple[Params
   `cls/predictions`) and 'nsp_head' (TF1 `cls/seq_relationship`); float32 numpy arrays.
   """
   import tensorflow as tf
-  model_config = tf_model_config(json.load(open(bert_config_json)))
+  model_config = tf_model_config(_read_json(bert_config_json))
   prefix = _resolve_tf_checkpoint(ckpt_path)
-  reader = tf.train.load_checkpoint(prefix)
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+  except (tf.errors.OpError, ValueError) as e:
+    raise errors.DataError(f'{prefix} (.index / .data-*) cannot be read as a TF checkpoint ({str(e)[:300]}): a file '
+                           f'is damaged or truncated. Download the checkpoint again.') from None
   available = {k: tuple(v) for k, v in reader.get_variable_to_shape_map().items()}
   if 'bert/embeddings/word_embeddings' in available:
     entries = _tf1_entries(model_config.num_layers)

@@ -49,3 +49,24 @@ def test_override_of_wrong_type_is_refused(tmp_path):
   proc = _main(tmp_path, '--config.num_train_steps=abc')
   assert proc.returncode != 0
   assert 'num_train_steps' in proc.stderr and 'abc' in proc.stderr
+
+
+def test_a_full_disk_anywhere_is_reported_last_with_the_path(capsys):
+  import errno
+
+  from core import app, errors
+  try:
+    try:
+      raise OSError(errno.ENOSPC, 'No space left on device', '/wd/results.json')
+    except OSError as e:
+      raise RuntimeError('writer thread failed') from e  # as libraries wrap it
+  except RuntimeError as wrapped:
+    assert app.report_error(wrapped)
+  err = capsys.readouterr().err
+  assert err.rstrip().splitlines()[-1].startswith('error: No space left on device writing /wd/results.json. Free space')
+  # A TensorFlow/TensorStore message that only quotes the OS error still gives the path.
+  found = errors.disk_full_error(ValueError(
+      '{{function_node __wrapped__SaveV2_dtypes_2_device_/job:localhost/replica:0/task:0/device:CPU:0}} '
+      '/wd/checkpoints/4.tmp/iterator_temp/part-0.tempstate1; No space left on device [Op:SaveV2]'))
+  assert found.filename == '/wd/checkpoints/4.tmp/iterator_temp/part-0.tempstate1'
+  assert not app.report_error(ValueError('a bug'))  # other errors keep their traceback (the caller re-raises)

@@ -1,9 +1,11 @@
 """Faults on the core: SIGTERM, SIGKILL at random moments (checkpoint writes included), a workdir of another run,
-and two processes through jax.distributed giving the single-process result with one checkpoint."""
+two processes through jax.distributed giving the single-process result with one checkpoint, an error while a save
+is in flight, divergence, a second run on a busy workdir, a full disk."""
 
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +14,8 @@ import time
 
 import jax
 import numpy as np
+import pytest
+from etils import epath
 
 from core import params_io
 from core.checkpoint import Checkpointer
@@ -146,3 +150,132 @@ def test_two_processes_match_one_and_share_one_checkpoint(tmp_path):
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), p_single, p_multi)
   errs = launch(10)
   assert all('at step 8' in e for e in errs)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Faults that used to lose data or hide the error (issue 18): each run for real, then what is on disk is checked.
+
+
+def _error_report(stderr):
+  """The text after the last 'error: ' line; nothing but that report may follow it (no log lines, no traceback)."""
+  assert '\nerror: ' in '\n' + stderr, stderr[-3000:]
+  report = ('\n' + stderr).rsplit('\nerror: ', 1)[1]
+  for line in report.splitlines():
+    assert not re.match(r'[IWEF]\d{4} |Traceback|  File ', line), report
+  return report
+
+
+def _checkpoint_steps(workdir):
+  names = os.listdir(os.path.join(workdir, 'checkpoints'))
+  return sorted(int(d) for d in names if d.isdigit()), [d for d in names if not d.isdigit()]
+
+
+def test_error_while_an_async_save_is_in_flight_commits_it_and_is_printed_last(tmp_path):
+  # The 7th batch is damaged; the save of step 5 is still being written in the background when it is read.
+  proc = subprocess.run([sys.executable, '-m', 'tests.core.faulty_toy_main', f'--config={CONFIG}:tiny',
+                         f'--workdir={tmp_path}', '--config.checkpoint.async_save=True', '--config.checkpoint_every=5'],
+                        cwd=REPO, env=dict(_env(), TOY_FAULT='data_error@7'), capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 1
+  report = _error_report(proc.stderr)
+  assert 'record 7 of toy.tfrecord is damaged' in report
+  assert 'stopped at step 6' in report and f'step 5 ({tmp_path}/checkpoints/5)' in report
+  steps, others = _checkpoint_steps(tmp_path)
+  assert steps == [5] and not others  # committed, no temporary directory left
+  params, meta = params_io.read_pretrained(str(tmp_path))
+  assert meta['step'] == 5 and np.all(np.isfinite(params['Dense_0']['kernel']))
+
+
+def test_divergence_never_saves_exploded_weights_and_a_lower_lr_resumes(tmp_path):
+  # lr 1e6: the first update makes the weights ~1e6 while the loss that step reports is still finite.
+  cmd = _cmd(tmp_path, '--config.num_train_steps=10', '--config.checkpoint_every=1', '--config.checkpoint.keep=20',
+             '--config.schedule.base_lr=1e6')
+  proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  report = _error_report(proc.stderr)
+  assert 'Training diverged at step' in report and 'param_norm' in report
+  steps, _ = _checkpoint_steps(tmp_path)
+  assert steps, report
+  assert f'newest complete checkpoint on disk is step {steps[-1]}' in report
+  for step in steps:  # every checkpoint on disk holds sane weights
+    ckpt_params = _params_at(tmp_path, step)
+    assert max(float(np.max(np.abs(p))) for p in jax.tree_util.tree_leaves(ckpt_params)) < 100.0, step
+  # The advice works: the same command with a lower learning rate resumes from that checkpoint and finishes.
+  proc = subprocess.run(cmd[:-1] + ['--config.schedule.base_lr=0.03'], cwd=REPO, env=_env(), capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'at step {steps[-1]}' in proc.stderr
+  steps, _ = _checkpoint_steps(tmp_path)
+  assert steps[-1] == 10
+  assert all(np.all(np.isfinite(p)) for p in jax.tree_util.tree_leaves(_params_at(tmp_path, 10)))
+
+
+def _params_at(workdir, step):
+  return params_io._restore_params_subtree(  # pylint: disable=protected-access
+      epath.Path(workdir) / 'checkpoints' / str(step) / 'state',
+      {'Dense_0': {'kernel': jax.ShapeDtypeStruct((8, 8), np.float32), 'bias': jax.ShapeDtypeStruct((8,), np.float32)},
+       'Dense_1': {'kernel': jax.ShapeDtypeStruct((8, 1), np.float32), 'bias': jax.ShapeDtypeStruct((1,), np.float32)}})
+
+
+def test_second_run_on_a_busy_workdir_is_refused_naming_the_holder_and_a_dead_holder_frees_it(tmp_path):
+  workdir = str(tmp_path)
+  first = subprocess.Popen(_cmd(workdir, '--config.num_train_steps=1000000', '--config.checkpoint_every=20'),
+                           cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    _wait_for_checkpoint(workdir, first)
+    config_before = open(tmp_path / 'config.json').read()
+    # The same command, and a changed one: both refused before touching anything, naming the holder.
+    for extra in ((), ('--config.model.hidden=32',)):
+      second = subprocess.run(_cmd(workdir, '--config.num_train_steps=30', *extra), cwd=REPO, env=_env(),
+                              capture_output=True, text=True, timeout=300)
+      assert second.returncode == 1
+      report = _error_report(second.stderr)
+      assert 'is in use by another run' in report and f'pid {first.pid}' in report
+      assert socket.gethostname() in report and 'num_train_steps=1000000' in report
+      assert open(tmp_path / 'config.json').read() == config_before
+  finally:
+    first.kill()  # SIGKILL: the holder cannot clean up; the lock must free itself
+    first.wait()
+    first.stderr.close()
+  steps, _ = _checkpoint_steps(workdir)
+  proc = subprocess.run(_cmd(workdir, f'--config.num_train_steps={steps[-1] + 2}'), cwd=REPO, env=_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'at step {steps[-1]}' in proc.stderr
+  assert _checkpoint_steps(workdir)[0][-1] == steps[-1] + 2
+
+
+def _can_mount_tmpfs():
+  try:
+    return subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c',
+                           'mount -t tmpfs -o size=64k tmpfs /mnt'], capture_output=True, timeout=30).returncode == 0
+  except (OSError, subprocess.TimeoutExpired):
+    return False
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason='needs user namespaces to mount a small tmpfs')
+def test_disk_full_is_reported_last_with_the_path_and_a_rerun_with_space_resumes(tmp_path):
+  # The workdir is a 300 kB tmpfs (in a private mount namespace); checkpoints every step fill it.
+  mount, out = tmp_path / 'mnt', tmp_path / 'after'
+  mount.mkdir()
+  run = ' '.join(_cmd(mount / 'wd', '--config.checkpoint_every=1', '--config.checkpoint.keep=1000',
+                      '--config.checkpoint.async_save=True'))
+  script = (f'mount -t tmpfs -o size=300k tmpfs {mount} && {run} --config.num_train_steps=1000 2>{tmp_path}/full.log;'
+            f' echo $? > {tmp_path}/full.rc; cp -r {mount}/wd {out};'
+            f' mount -o remount,size=4m {mount} && {run} --config.num_train_steps=STEPS 2>{tmp_path}/resume.log;'
+            f' echo $? > {tmp_path}/resume.rc; cp -r {mount}/wd {tmp_path}/resumed')
+  # The resumed run goes 2 steps past the step on disk, which the first run's message names.
+  script = script.replace('STEPS', '$(( $(sed -n "s/.*on disk is step \\([0-9]*\\).*/\\1/p" '
+                                   f'{tmp_path}/full.log | tail -1) + 2 ))')
+  subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c', script], cwd=REPO, env=_env(),
+                 timeout=600, check=True)
+  assert open(tmp_path / 'full.rc').read().strip() == '1'
+  report = _error_report(open(tmp_path / 'full.log').read())
+  assert report.startswith('No space left on device writing ' + str(mount / 'wd')), report
+  on_disk = int(re.search(r'on disk is step (\d+)', report).group(1))
+  steps, _ = _checkpoint_steps(out)
+  assert steps[-1] == on_disk
+  assert open(tmp_path / 'resume.rc').read().strip() == '0', open(tmp_path / 'resume.log').read()[-3000:]
+  assert f'at step {on_disk}' in open(tmp_path / 'resume.log').read()
+  steps, others = _checkpoint_steps(tmp_path / 'resumed')
+  assert steps[-1] == on_disk + 2 and not others  # the cut-short save's temporary directory was removed

@@ -43,7 +43,7 @@ def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int 
   """`config.fewshot`: what the standalone evaluator sweeps, and what pretraining runs every `every` steps.
 
   Fields: tasks; dataset (the `bert_glue` fields shared by the tasks: data_dir, in which '{task}' is replaced by the
-  task name, max_seq_length None = whatever the records hold); shots (examples per class); num_seeds (seeds 0 ..
+  task name, max_seq_length 0 = whatever the records hold); shots (examples per class); num_seeds (seeds 0 ..
   num_seeds - 1); l2_regs; feature ('mean': tokens averaged over input_mask; 'pooled': the tanh pooler over [CLS]);
   train_pool_size (support sets are drawn from the first this many train records; 0 = all); eval_size (score the
   first this many examples of each eval split; 0 = all); batch_size (global batch of the embedding pass); every
@@ -56,7 +56,7 @@ def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int 
       raise ValueError(f'{task} is a regression task; few-shot evaluation needs classification tasks.')
   block = ml_collections.ConfigDict({
       'tasks': tuple(glue_tasks.get_task(t).name for t in tasks),
-      'dataset': ml_collections.ConfigDict({'data_dir': data_dir, 'max_seq_length': None}),
+      'dataset': ml_collections.ConfigDict({'data_dir': data_dir, 'max_seq_length': 0}),
       'shots': SHOTS,
       'num_seeds': 5,
       'l2_regs': L2_REGS,

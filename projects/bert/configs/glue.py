@@ -21,6 +21,7 @@ The task table (labels, regression or classification, metrics, splits, file name
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from projects.bert.configs import common
 from projects.bert.datasets import glue_tasks
@@ -46,12 +47,19 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.dataset_name = 'bert_glue'
   config.model_name = 'bert_regression' if task.is_regression else 'bert_classification'
   config.rng_seed = 0
-  config.model = common.model_config(size)  # num_labels comes from the dataset's meta data
+  config.model = common.model_config(size)
+  config.model.num_labels = config_dict.placeholder(int)  # None: from the dataset's meta data (checked if set)
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.task = task.name
   config.dataset.data_dir = 'data/glue'  # the --output_dir of `prepare glue`
-  config.dataset.max_seq_length = 128  # checked against the records; None takes whatever they hold
+  # Explicit paths instead of data_dir's (e.g. the meta data and records of create_finetuning_data.py); the eval and
+  # test files of the task's main split, or {split: path} in a config file.
+  config.dataset.meta_data_file = ''
+  config.dataset.train_file = ''
+  config.dataset.eval_files = ''
+  config.dataset.test_files = ''
+  config.dataset.max_seq_length = 128  # checked against the records; 0 takes whatever they hold
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
 
@@ -80,7 +88,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
 
   if runlocal:
     config.model = common.model_config('tiny')
-    config.dataset.max_seq_length = None
+    config.dataset.max_seq_length = 0
     config.dataset.shuffle_buffer = 100
     config.batch_size = 8
     config.eval_batch_size = 8

@@ -36,10 +36,13 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   config.dataset = ml_collections.ConfigDict()
   config.dataset.train_files = 'data/pretraining/train-*.tfrecord'
   config.dataset.eval_files = ''  # optional held-out records for periodic MLM/NSP evaluation
+  # Checked against the records; 0 takes them from the records.
   config.dataset.max_seq_length = 512 if phase2 else 128
   config.dataset.max_predictions_per_seq = 80 if phase2 else 20
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
+  config.dataset.cycle_length = 8  # record files read in parallel (interleaved) per process
+  config.dataset.eval_max_examples = 0  # read at most this many eval records; 0 = all
 
   config.batch_size = 256
   config.eval_batch_size = 256

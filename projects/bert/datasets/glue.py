@@ -7,7 +7,7 @@ Config (`config.dataset`, defaults in `default_config()`):
   meta_data_file, train_file, eval_files, test_files
                   explicit paths, overriding data_dir's; eval_files / test_files are a path (the task's main
                   split) or {split: path}. Needed for upstream meta data, which names no files.
-  max_seq_length  checked against the meta data and the records (None: taken from the meta data)
+  max_seq_length  checked against the meta data and the records (None or 0: taken from the meta data)
   shuffle_buffer, seed
 
 num_labels, task type, label type, sizes and max_seq_length come from the meta data and are checked against the
@@ -28,7 +28,7 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from core import registry
+from core import errors, registry
 from core.dataset import Dataset
 from projects.bert.datasets import glue_tasks, records
 from projects.bert.datasets.glue_tasks import GlueTask
@@ -72,23 +72,24 @@ def _prepare_command(task: GlueTask, out_dir: str = 'OUT_DIR') -> str:
 def read_meta_data(path: str, task: GlueTask) -> Dict[str, Any]:
   """The meta-data JSON at `path` (ours or upstream's), checked to be of `task`."""
   if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f'GLUE meta data {path!r} does not exist. Write it (with the records) by running:\n  '
-                            f'{_prepare_command(task, os.path.dirname(path) or ".")}\nor set '
-                            f'config.dataset.meta_data_file to the meta data of create_finetuning_data.py.')
+    raise errors.MissingFileError(f'GLUE meta data {path!r} does not exist. Write it (with the records) by running:\n  '
+                                  f'{_prepare_command(task, os.path.dirname(path) or ".")}\nor set '
+                                  f'config.dataset.meta_data_file to the meta data of create_finetuning_data.py.')
   try:
     with tf.io.gfile.GFile(path, 'r') as f:
       meta = json.load(f)
   except json.JSONDecodeError as e:
-    raise ValueError(f'{path} is not valid JSON meta data ({e}).') from None
+    raise errors.DataError(f'{path} is not valid JSON meta data ({e}).') from None
   for key in ('processor_type', 'max_seq_length', 'train_data_size', 'task_type'):
     if key not in meta:
-      raise ValueError(f'{path} lacks the field {key!r}: it is not the meta data of prepare.py or '
-                       f'create_finetuning_data.py. Re-create it with:\n  {_prepare_command(task)}')
+      raise errors.DataError(f'{path} lacks the field {key!r}: it is not the meta data of prepare.py or '
+                             f'create_finetuning_data.py. Re-create it with:\n  {_prepare_command(task)}')
   accepted = glue_tasks.accepted_processor_names(task)
   if meta['processor_type'] not in accepted:
-    raise ValueError(f'{path} is meta data of processor_type {meta["processor_type"]!r}, but config.dataset.task is '
-                     f'{task.name!r} (processor_type {"/".join(accepted)}). Point config.dataset.data_dir / '
-                     f'meta_data_file at the {task.name} data, or set config.dataset.task to match.')
+    raise errors.DataError(f'{path} is meta data of processor_type {meta["processor_type"]!r}, but '
+                           f'config.dataset.task is {task.name!r} (processor_type {"/".join(accepted)}). Point '
+                           f'config.dataset.data_dir / meta_data_file at the {task.name} data, or set '
+                           f'config.dataset.task to match.')
   return meta
 
 
@@ -108,17 +109,19 @@ def check_meta_against_config(meta: Mapping[str, Any], path: str, task: GlueTask
   if meta.get('label_list') is not None and task.labels is not None and list(meta['label_list']) != list(task.labels):
     problems.append(f'label_list is {meta["label_list"]}, task {task.name} has {list(task.labels)}')
   if problems:
-    raise ValueError(f'{path} does not describe GLUE task {task.name}: {"; ".join(problems)}. Re-create it with:\n  '
-                     f'{_prepare_command(task)}')
-  if cfg.max_seq_length is not None and int(cfg.max_seq_length) != int(meta['max_seq_length']):
-    raise ValueError(f'{path} says max_seq_length={meta["max_seq_length"]} but config.dataset.max_seq_length='
-                     f'{cfg.max_seq_length}: re-run prepare with --max_seq_length={cfg.max_seq_length}, or set '
-                     f'config.dataset.max_seq_length={meta["max_seq_length"]} (or None).')
+    raise errors.DataError(f'{path} does not describe GLUE task {task.name}: {"; ".join(problems)}. Re-create it '
+                           f'with:\n  {_prepare_command(task)}')
+  if cfg.max_seq_length and int(cfg.max_seq_length) != int(meta['max_seq_length']):  # None / 0: the meta data's
+    raise errors.DataError(f'{path} says max_seq_length={meta["max_seq_length"]} but config.dataset.max_seq_length='
+                           f'{cfg.max_seq_length}: re-run prepare with --max_seq_length={cfg.max_seq_length}, or set '
+                           f'config.dataset.max_seq_length={meta["max_seq_length"]} (or 0 to take it from the meta '
+                           f'data).')
   model = config.get('model')
   model_labels = model.get('num_labels') if model is not None else None
-  if model_labels is not None and int(model_labels) != task.num_labels:
-    raise ValueError(f'config.model.num_labels={model_labels} but {path} (task {task.name}) has {task.num_labels} '
-                     f'labels; set config.model.num_labels={task.num_labels} or None (taken from the meta data).')
+  if model_labels and int(model_labels) != task.num_labels:  # None / 0: the meta data's
+    raise errors.ConfigError(f'config.model.num_labels={model_labels} but {path} (task {task.name}) has '
+                             f'{task.num_labels} labels; set config.model.num_labels={task.num_labels}, or 0 to '
+                             f'take it from the meta data.')
 
 
 def _split_paths(given: Any, splits: Mapping[str, Any], main: str, field: str) -> Dict[str, str]:
@@ -130,7 +133,7 @@ def _split_paths(given: Any, splits: Mapping[str, Any], main: str, field: str) -
   given = dict(given)
   unknown = sorted(set(given) - set(splits))
   if unknown:
-    raise ValueError(f'config.dataset.{field} names splits {unknown}; this task has {list(splits)}.')
+    raise errors.DataError(f'config.dataset.{field} names splits {unknown}; this task has {list(splits)}.')
   return {split: str(path) for split, path in given.items()}
 
 
@@ -147,8 +150,9 @@ def resolve_files(cfg: ml_collections.ConfigDict, task: GlueTask, meta: Mapping[
 
   def require(path: str, what: str, field: str) -> str:
     if not tf.io.gfile.exists(path):
-      raise FileNotFoundError(f'The GLUE {task.name} {what} records {path!r} do not exist. Set '
-                              f'config.dataset.{field}, or write them with:\n  {_prepare_command(task, base_dir)}')
+      raise errors.MissingFileError(f'The GLUE {task.name} {what} records {path!r} do not exist. Set '
+                                    f'config.dataset.{field}, or write them with:\n  '
+                                    f'{_prepare_command(task, base_dir)}')
     return path
 
   train = require(cfg.train_file or under_base(listed.get('train') or task.record_file('train')), 'train',
@@ -188,7 +192,7 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   """Builds a GLUE dataset (see the module docstring). `process_*` override JAX's (tests only)."""
   cfg = records.merge_dataset_config(config, default_config(), 'bert_glue')
   if not cfg.task:
-    raise ValueError(f'config.dataset.task is not set; GLUE tasks: {", ".join(glue_tasks.task_names())}.')
+    raise errors.DataError(f'config.dataset.task is not set; GLUE tasks: {", ".join(glue_tasks.task_names())}.')
   task = glue_tasks.get_task(cfg.task)
   index, count = records.process_info(process_index, process_count)
   train_batch = records.local_batch_size(config.batch_size, count, 'batch_size')
@@ -196,8 +200,8 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   eval_batch = records.local_batch_size(eval_global, count, 'eval_batch_size')
 
   if not cfg.meta_data_file and not cfg.data_dir:
-    raise ValueError('Set config.dataset.data_dir (the --output_dir of `prepare.py glue`) or '
-                     'config.dataset.meta_data_file with train_file / eval_files.')
+    raise errors.DataError('Set config.dataset.data_dir (the --output_dir of `prepare.py glue`) or '
+                           'config.dataset.meta_data_file with train_file / eval_files.')
   meta_path = cfg.meta_data_file or os.path.join(cfg.data_dir, task.meta_data_file)
   meta = read_meta_data(meta_path, task)
   check_meta_against_config(meta, meta_path, task, config, cfg)
@@ -213,18 +217,20 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   for path in all_files:
     records.check_record(path, records.read_first_example(path, compression), spec,
                          allowed_extra=_ALLOWED_EXTRA_FEATURES, fix=fix)
-  parse = records.make_batch_parser(spec)
+  id_limits = records.token_id_limits(config)  # every batch's ids are checked against the embedding sizes
+  parse = records.make_batch_parser(spec, id_limits)
 
   def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     batch = dict(batch)
     batch['batch_mask'] = tf.cast(batch.pop('is_real_example'), tf.float32)
     return batch
 
-  train_ds = records.train_dataset([files['train']], compression=compression, parse=parse, host_batch=train_batch,
-                                   seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, cycle_length=1,
-                                   process_index=index, process_count=count, add_batch_fields=add_train_mask,
-                                   warn_few_files=False)  # one train file is GLUE's layout, not a mistake
-  train_iter = records.RecordIterator(train_ds, [files['train']])
+  train_iter = records.train_iterator([files['train']], spec=spec, dataset=f'bert_glue/{task.name}',
+                                      compression=compression, host_batch=train_batch, seed=cfg.seed,
+                                      shuffle_buffer=cfg.shuffle_buffer, cycle_length=1, process_index=index,
+                                      process_count=count, add_batch_fields=add_train_mask,
+                                      id_limits=id_limits,
+                                      warn_few_files=False)  # one train file is GLUE's layout, not a mistake
 
   upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
   sizes = {'eval': {}, 'test': {}}
@@ -247,14 +253,15 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
     def make(split: Optional[str] = None):
       split = default if split is None else split
       if split not in available:
-        raise ValueError(f'GLUE {task.name} has no {kind} split {split!r}; its {kind} splits are '
-                         f'{list(available)}.')
+        raise errors.DataError(f'GLUE {task.name} has no {kind} split {split!r}; its {kind} splits are '
+                               f'{list(available)}.')
       path, n = available[split], sizes[kind][split]
       if (kind, split) not in checked:  # the padding arithmetic needs the exact size: count once
         actual = records.count_records(path, compression)
         if actual != n:
-          raise ValueError(f'{path} holds {actual} records but {meta_path} says the {kind} split {split!r} has {n}; '
-                           f're-create the records and meta data together with:\n  {_prepare_command(task)}')
+          raise errors.DataError(f'{path} holds {actual} records but {meta_path} says the {kind} split {split!r} '
+                                 f'has {n}; '
+                                 f're-create the records and meta data together with:\n  {_prepare_command(task)}')
         checked.add((kind, split))
       if (kind, split) not in pipelines:  # built once: a new pass re-iterates it without re-tracing
         pipelines[kind, split] = records.eval_dataset(

@@ -25,18 +25,22 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from typing import Any, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
 
+from core import atomic, errors
 from projects.bert.datasets import glue_tasks, records
 from projects.bert.datasets.glue_tasks import GlueTask, TsvLayout
 
 PRETRAINING_MODULE = 'official.nlp.data.create_pretraining_data'
+_STAGING_PREFIX = '.prepare-'  # staging folders inside the output folder (same file system: renames are atomic)
+MANIFEST = '.prepare_manifest.json'  # which pretraining record files each `prepare pretraining` run wrote together
 
 
-class PrepareError(ValueError):
+class PrepareError(errors.DataError):
   """A problem with the inputs of `prepare`, with what to do about it."""
 
 
@@ -57,6 +61,34 @@ def find_tsv(glue_dir: str, layout: TsvLayout) -> Optional[str]:
       if tf.io.gfile.exists(path):
         return path
   return None
+
+
+def _utf8_lines(path: str) -> List[str]:
+  """The lines of a text file (split on newlines only: GLUE text holds other line-break characters), each checked
+  to be UTF-8; PrepareError naming the line and byte otherwise."""
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    data = f.read()
+  lines = []
+  for line_no, raw in enumerate(data.split(b'\n'), start=1):
+    try:
+      lines.append(raw.decode('utf-8') + '\n')
+    except UnicodeDecodeError as e:
+      raise PrepareError(f'{path}:{line_no}: byte {e.start + 1} ({raw[e.start:e.start + 1]!r}) is not UTF-8 '
+                         f'({e.reason}). GLUE files are UTF-8: re-download the file, or convert it (e.g. `iconv -f '
+                         f'latin1 -t utf-8`).') from None
+  if lines and lines[-1] == '\n':
+    lines.pop()  # the empty piece after the final newline
+  return lines
+
+
+def _column(row: Sequence[str], index: int, what: str, path: str, line_no: int, task: GlueTask) -> str:
+  """`row[index]`, or PrepareError naming the line when the row is too short."""
+  try:
+    return row[index]
+  except IndexError:
+    raise PrepareError(f'{path}:{line_no} has {len(row)} tab-separated columns, but GLUE {task.name} has its {what} '
+                       f'in column {index + 1 if index >= 0 else len(row) + index + 1}: the line is cut short (or a '
+                       f'tab is missing). Fix or remove the line, or re-download the file.') from None
 
 
 def _make_processor(task: GlueTask, glue_dir: str):
@@ -98,8 +130,7 @@ def _make_processor(task: GlueTask, glue_dir: str):
       if path is None:
         raise PrepareError(f'GLUE {task.name}: none of {[os.path.join(glue_dir, p) for p in layout.paths]} exists. '
                            f'--glue_dir must be the GLUE data folder (with {layout.paths[0].split("/")[0]}/ in it).')
-      with tf.io.gfile.GFile(path, 'r') as f:
-        rows = list(csv.reader(f, delimiter='\t', quoting=csv.QUOTE_NONE))
+      rows = list(csv.reader(_utf8_lines(path), delimiter='\t', quoting=csv.QUOTE_NONE))
       if layout.header:
         rows = rows[1:]
       examples, skipped = [], 0
@@ -107,15 +138,12 @@ def _make_processor(task: GlueTask, glue_dir: str):
         if not row or len(row) < max(layout.min_columns, 1):
           skipped += 1
           continue
-        try:
-          text_a = self.process_text_fn(row[layout.text_a])
-          text_b = self.process_text_fn(row[layout.text_b]) if layout.text_b is not None else None
-        except IndexError:
-          raise PrepareError(f'{path}:{line_no} has {len(row)} columns; GLUE {task.name} has its text in columns '
-                             f'{layout.text_a}{"" if layout.text_b is None else f" and {layout.text_b}"}.') from None
-        label = self._label(row, layout, path, line_no)
+        column = lambda i, what: _column(row, i, what, path, line_no, task)  # noqa: E731
+        text_a = self.process_text_fn(column(layout.text_a, 'first text'))
+        text_b = self.process_text_fn(column(layout.text_b, 'second text')) if layout.text_b is not None else None
+        label = self._label(column(layout.label, 'label') if layout.label is not None else None, path, line_no)
         example_id = None
-        if layout.index is not None and row[layout.index].strip().lstrip('-').isdigit():
+        if layout.index is not None and column(layout.index, 'index').strip().lstrip('-').isdigit():
           example_id = int(row[layout.index])
         examples.append(classifier_data_lib.InputExample(guid=f'{set_type}-{len(examples)}', text_a=text_a,
                                                          text_b=text_b, label=label, example_id=example_id))
@@ -124,10 +152,10 @@ def _make_processor(task: GlueTask, glue_dir: str):
       logging.info('%s: %d examples.', path, len(examples))
       return examples
 
-    def _label(self, row: Sequence[str], layout: TsvLayout, path: str, line_no: int) -> Any:
-      if layout.label is None:  # unlabelled test data: a placeholder label, as upstream writes
+    def _label(self, value: Optional[str], path: str, line_no: int) -> Any:
+      if value is None:  # unlabelled test data: a placeholder label, as upstream writes
         return 0.0 if task.is_regression else task.labels[0]
-      value = row[layout.label].strip()
+      value = value.strip()
       if task.is_regression:
         try:
           return float(value)
@@ -148,7 +176,6 @@ def prepare_glue(task_name: str, glue_dir: str, vocab_file: str, output_dir: str
   Train and every eval split are required; test splits are written when their TSV exists (MNLI's 'ax' when
   diagnostic/diagnostic.tsv or AX.tsv is there).
   """
-  from official.nlp.data import classifier_data_lib
   from official.nlp.tools import tokenization
 
   task = glue_tasks.get_task(task_name)
@@ -170,7 +197,29 @@ def prepare_glue(task_name: str, glue_dir: str, vocab_file: str, output_dir: str
   tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
   processor = _make_processor(task, glue_dir)
   tf.io.gfile.makedirs(output_dir)
-  out = lambda name: os.path.join(output_dir, name)
+  # Everything is written into a staging folder first; the old records and meta data stay untouched until the new
+  # ones are complete (an error or Ctrl-C before that changes nothing).
+  for stale in tf.io.gfile.glob(os.path.join(output_dir, f'{_STAGING_PREFIX}{task.name}-*')):
+    tf.io.gfile.rmtree(stale)
+  staging = os.path.join(output_dir, f'{_STAGING_PREFIX}{task.name}-{uuid.uuid4().hex[:8]}')
+  tf.io.gfile.makedirs(staging)
+  try:
+    meta = _write_glue(task, processor, tokenizer, glue_dir, staging, test_splits, max_seq_length, do_lower_case,
+                       vocab_file)
+    _commit_glue(task, staging, output_dir, meta['files'])
+  finally:
+    if tf.io.gfile.exists(staging):
+      tf.io.gfile.rmtree(staging)
+  logging.info('GLUE %s: wrote %s', task.name, os.path.join(output_dir, task.meta_data_file))
+  return meta
+
+
+def _write_glue(task: GlueTask, processor: Any, tokenizer: Any, glue_dir: str, out_dir: str, test_splits: List[str],
+                max_seq_length: int, do_lower_case: bool, vocab_file: str) -> Dict[str, Any]:
+  """Writes the task's records and meta data into `out_dir`; returns the meta data."""
+  from official.nlp.data import classifier_data_lib
+
+  out = lambda name: os.path.join(out_dir, name)  # noqa: E731
   files: Dict[str, Any] = {'train': task.record_file('train'), 'eval': {}, 'test': {}}
   files['eval'] = {s: task.record_file('eval', s) for s in task.eval_splits}
   files['test'] = {s: task.record_file('test', s) for s in test_splits}
@@ -209,8 +258,41 @@ def prepare_glue(task_name: str, glue_dir: str, vocab_file: str, output_dir: str
   })
   with tf.io.gfile.GFile(out(task.meta_data_file), 'w') as f:  # formatted as create_finetuning_data.py does
     f.write(json.dumps(meta, indent=4) + '\n')
-  logging.info('GLUE %s: wrote %s', task.name, out(task.meta_data_file))
   return meta
+
+
+def _commit_glue(task: GlueTask, staging: str, output_dir: str, files: Dict[str, Any]) -> None:
+  """Moves complete records from `staging` into `output_dir`, the meta data last.
+
+  The old meta data goes first, so that a crash while the records move leaves no meta data (the builder then
+  says to run prepare) rather than old meta data beside new records. Record files the old meta data listed and
+  the new one does not (a test split no longer there) are removed.
+  """
+  meta_path = os.path.join(output_dir, task.meta_data_file)
+  old_files: List[str] = []
+  if tf.io.gfile.exists(meta_path):
+    try:
+      with tf.io.gfile.GFile(meta_path) as f:
+        old_files = _file_names(json.load(f).get('files') or {})
+    except ValueError:  # damaged: it is replaced anyway
+      pass
+    tf.io.gfile.remove(meta_path)
+  new_files = _file_names(files)
+  for name in new_files:
+    tf.io.gfile.rename(os.path.join(staging, name), os.path.join(output_dir, name), overwrite=True)
+  tf.io.gfile.rename(os.path.join(staging, task.meta_data_file), meta_path, overwrite=True)
+  for name in set(old_files) - set(new_files):
+    if tf.io.gfile.exists(os.path.join(output_dir, name)):
+      logging.info('Removing %s: the new %s data has no such file.', os.path.join(output_dir, name), task.name)
+      tf.io.gfile.remove(os.path.join(output_dir, name))
+
+
+def _file_names(files: Dict[str, Any]) -> List[str]:
+  """The record file names of a meta data 'files' entry ({'train': name, 'eval': {split: name}, ...})."""
+  names = []
+  for value in files.values():
+    names.extend(value.values() if isinstance(value, dict) else [value])
+  return [n for n in names if n]
 
 
 def available_tasks(glue_dir: str) -> List[str]:
@@ -250,14 +332,74 @@ def prepare_pretraining(args: Sequence[str]) -> Dict[str, int]:
   if not output_spec:
     raise PrepareError('No --output_file given: pass the record file(s) to write (comma-separated for several).')
   outputs = [p for p in output_spec.split(',') if p]
+  # The script writes into a staging folder beside each output; the files move into place once all are complete,
+  # so an error or Ctrl-C leaves the previous files as they were.
+  staged = {path: os.path.join(os.path.dirname(path) or '.', f'{_STAGING_PREFIX}{uuid.uuid4().hex[:8]}',
+                               os.path.basename(path)) for path in outputs}
   for path in outputs:
-    if os.path.dirname(path):
-      tf.io.gfile.makedirs(os.path.dirname(path))
-  cmd = [sys.executable, '-m', PRETRAINING_MODULE, *args]
-  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-  if proc.returncode:
-    raise RuntimeError(f'{PRETRAINING_MODULE} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}')
+    tf.io.gfile.makedirs(os.path.dirname(staged[path]))
+  try:
+    cmd = [sys.executable, '-m', PRETRAINING_MODULE, *_with_flag(args, 'output_file', ','.join(staged.values()))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode:
+      raise RuntimeError(f'{PRETRAINING_MODULE} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}')
+    for path in outputs:
+      tf.io.gfile.rename(staged[path], path, overwrite=True)
+    _remove_stale_shards(outputs, args)
+  finally:
+    for folder in {os.path.dirname(p) for p in staged.values()}:
+      if tf.io.gfile.exists(folder):
+        tf.io.gfile.rmtree(folder)
   return {path: records.count_records(path, records.compression_of(path)) for path in outputs}
+
+
+def _with_flag(args: Sequence[str], name: str, value: str) -> List[str]:
+  """`args` with every occurrence of --name (as --name=v or --name v) set to `value`."""
+  out, skip = [], False
+  for i, arg in enumerate(args):
+    if skip:
+      skip = False
+      continue
+    if arg.startswith(f'--{name}='):
+      arg = f'--{name}={value}'
+    elif arg == f'--{name}' and i + 1 < len(args):
+      arg, skip = f'--{name}={value}', True
+    out.append(arg)
+  return out
+
+
+def _remove_stale_shards(outputs: Sequence[str], args: Sequence[str]) -> None:
+  """Removes the record files that an earlier run wrote together with any of `outputs` and this run did not write.
+
+  A rerun with fewer shards (train-0..2 then train-0..1) would otherwise leave train-2 for a glob to read. Files of
+  unrelated runs into the same folder (one run per input shard) are kept. Each folder's `.prepare_manifest.json`
+  lists the sets written together; it is updated after the stale files are gone.
+  """
+  by_folder: Dict[str, List[str]] = {}
+  for path in outputs:
+    by_folder.setdefault(os.path.dirname(path) or '.', []).append(os.path.basename(path))
+  for folder, names in by_folder.items():
+    manifest_path = os.path.join(folder, MANIFEST)
+    runs: List[Dict[str, Any]] = []
+    if tf.io.gfile.exists(manifest_path):
+      try:
+        with tf.io.gfile.GFile(manifest_path) as f:
+          runs = json.load(f).get('runs', [])
+      except ValueError:
+        logging.warning('%s is damaged; starting it anew.', manifest_path)
+    kept = []
+    for run in runs:
+      if set(run.get('outputs', [])) & set(names):
+        for name in sorted(set(run['outputs']) - set(names)):
+          stale = os.path.join(folder, name)
+          if tf.io.gfile.exists(stale):
+            logging.warning('Removing %s: an earlier run wrote it together with %s, which this run replaced.',
+                            stale, ', '.join(sorted(set(run['outputs']) & set(names))))
+            tf.io.gfile.remove(stale)
+      else:
+        kept.append(run)
+    kept.append({'outputs': sorted(names), 'args': list(args)})
+    atomic.write_json(manifest_path, {'runs': kept})
 
 
 # ------------------------------------------------------------------------------------------------------- CLI

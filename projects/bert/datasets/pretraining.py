@@ -3,11 +3,11 @@
 Config (`config.dataset`, defaults in `default_config()`):
   train_files              file, glob pattern, comma-separated list, or list (local, gs://, any tf.io.gfile path)
   eval_files               same, optional ('' = no eval); read once per evaluation, every record exactly once
-  max_seq_length           S; checked against the records (None: taken from them)
-  max_predictions_per_seq  P; checked against the records (None: taken from them)
+  max_seq_length           S; checked against the records (None or 0: taken from them)
+  max_predictions_per_seq  P; checked against the records (None or 0: taken from them)
   shuffle_buffer, seed     record shuffling (deterministic for a seed, so a resumed run continues exactly)
   cycle_length             files read in parallel (interleaved) per process
-  eval_max_examples        read at most this many eval records (None: all)
+  eval_max_examples        read at most this many eval records (None or 0: all)
 
 Batches (host-local numpy, batch B = config.batch_size // process_count): input_ids, input_mask, segment_ids
 int32 [B, S]; masked_lm_positions, masked_lm_ids int32 [B, P]; masked_lm_weights float32 [B, P];
@@ -23,7 +23,7 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from core import registry
+from core import errors, registry
 from core.dataset import Dataset
 from projects.bert.datasets import records
 
@@ -79,8 +79,8 @@ def validate_files(files: List[str], compression: str, max_seq_length: Optional[
     if v2 is None:
       v2 = file_v2
     elif v2 != file_v2:
-      raise ValueError(f'{path} uses {"v2" if file_v2 else "v1"} feature names but {files[0]} does not; '
-                       f're-create the files with the same --use_v2_feature_names setting.')
+      raise errors.DataError(f'{path} uses {"v2" if file_v2 else "v1"} feature names but {files[0]} does not; '
+                             f're-create the files with the same --use_v2_feature_names setting.')
     found = records.record_features(example)
     # Infer unset lengths before the check, so that the check reports every other difference.
     seq_name = _V2_NAMES['input_ids'] if v2 else 'input_ids'
@@ -111,15 +111,18 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   train_files = records.resolve_files(cfg.train_files, 'train_files')
   eval_files = records.resolve_files(cfg.eval_files, 'eval_files') if cfg.eval_files else []
   compression = records.common_compression(train_files + eval_files)
-  found = validate_files(train_files + eval_files, compression, cfg.max_seq_length, cfg.max_predictions_per_seq)
+  # 0 means "from the records" too: a command line cannot pass None
+  found = validate_files(train_files + eval_files, compression, cfg.max_seq_length or None,
+                         cfg.max_predictions_per_seq or None)
   seq_len, preds = found['max_seq_length'], found['max_predictions_per_seq']
   spec = record_spec(seq_len, preds, found['v2_names'])
-  parse = records.make_batch_parser(spec)
+  id_limits = records.token_id_limits(config)  # every batch's ids are checked against the embedding sizes
+  parse = records.make_batch_parser(spec, id_limits)
 
-  train_ds = records.train_dataset(train_files, compression=compression, parse=parse, host_batch=train_batch,
-                                   seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, cycle_length=cfg.cycle_length,
-                                   process_index=index, process_count=count)
-  train_iter = records.RecordIterator(train_ds, train_files)
+  train_iter = records.train_iterator(train_files, spec=spec, dataset='bert_pretraining', compression=compression,
+                                      host_batch=train_batch, seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
+                                      cycle_length=cfg.cycle_length, process_index=index, process_count=count,
+                                      id_limits=id_limits)
 
   meta: Dict[str, Any] = {
       'task': 'pretraining',
@@ -151,7 +154,7 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
     def valid_iter(split: Optional[str] = None):
       """One pass over the eval records: batches of eval_batch_size // process_count, with batch_mask."""
       if split not in (None, 'validation'):
-        raise ValueError(f'Unknown pretraining eval split {split!r}; the only one is "validation".')
+        raise errors.DataError(f'Unknown pretraining eval split {split!r}; the only one is "validation".')
       return records.numpy_batches(eval_ds, eval_files)
 
   logging.info('bert_pretraining: %d train files (%s), S=%d, P=%d, host batch %d; eval examples: %s.',

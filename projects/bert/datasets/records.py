@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import jax
@@ -22,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from core import errors
 from core import sharding as sharding_lib
 from core.dataset import CheckpointableIterator, NumpyBatch
 
@@ -73,13 +75,13 @@ def merge_dataset_config(config: ml_collections.ConfigDict, defaults: ml_collect
 def local_batch_size(global_batch_size: int, process_count: int, field: str) -> int:
   """This process's rows of a global batch; the global batch must split over all devices and processes."""
   if not global_batch_size or global_batch_size <= 0:
-    raise ValueError(f'config.{field} must be a positive global batch size, got {global_batch_size!r}.')
+    raise errors.ConfigError(f'config.{field} must be a positive global batch size, got {global_batch_size!r}.')
   try:
     sharding_lib.host_batch_size(global_batch_size)  # the check against the device count
   except ValueError as e:
-    raise ValueError(f'config.{field}: {e}') from None
+    raise errors.ConfigError(f'config.{field}: {e}') from None
   if global_batch_size % process_count:
-    raise ValueError(f'config.{field}={global_batch_size} does not split over {process_count} processes.')
+    raise errors.ConfigError(f'config.{field}={global_batch_size} does not split over {process_count} processes.')
   return global_batch_size // process_count
 
 
@@ -88,7 +90,7 @@ def process_info(process_index: Optional[int], process_count: Optional[int]) -> 
   index = jax.process_index() if process_index is None else int(process_index)
   count = jax.process_count() if process_count is None else int(process_count)
   if not 0 <= index < count:
-    raise ValueError(f'process_index {index} is not in [0, {count}).')
+    raise errors.ConfigError(f'process_index {index} is not in [0, {count}).')
   return index, count
 
 
@@ -107,19 +109,20 @@ def resolve_files(spec: FileSpec, field: str) -> List[str]:
     items = [str(s).strip() for s in (spec or ())]
   items = [s for s in items if s]
   if not items:
-    raise ValueError(f'config.dataset.{field} is empty: give a file, a glob pattern, or a comma-separated list.')
+    raise errors.ConfigError(f'config.dataset.{field} is empty: give a file, a glob pattern, or a '
+                             f'comma-separated list.')
   files: List[str] = []
   for item in items:
     if any(c in item for c in _GLOB_CHARS):
       matches = sorted(tf.io.gfile.glob(item))
       if not matches:
-        raise FileNotFoundError(f'config.dataset.{field}: the pattern {item!r} matches no files. Check the path, '
-                                f'or create the records with `python -m projects.bert.datasets.prepare`.')
+        raise errors.MissingFileError(f'config.dataset.{field}: the pattern {item!r} matches no files. Check the path, '
+                                      f'or create the records with `python -m projects.bert.datasets.prepare`.')
       files.extend(matches)
     else:
       if not tf.io.gfile.exists(item):
-        raise FileNotFoundError(f'config.dataset.{field}: the file {item!r} does not exist. Check the path, or '
-                                f'create the records with `python -m projects.bert.datasets.prepare`.')
+        raise errors.MissingFileError(f'config.dataset.{field}: the file {item!r} does not exist. Check the path, or '
+                                      f'create the records with `python -m projects.bert.datasets.prepare`.')
       files.append(item)
   return list(dict.fromkeys(files))  # the same file named twice is read once
 
@@ -134,8 +137,8 @@ def common_compression(files: Sequence[str]) -> str:
   kinds = {f: compression_of(f) for f in files}
   if len(set(kinds.values())) > 1:
     gz = [f for f, k in kinds.items() if k]
-    raise ValueError(f'Some record files are gzip-compressed ({gz[:3]}...) and others are not; '
-                     f're-create them with the same --gzip_compress setting.')
+    raise errors.DataError(f'Some record files are gzip-compressed ({gz[:3]}...) and others are not; '
+                           f're-create them with the same --gzip_compress setting.')
   return next(iter(kinds.values()))
 
 
@@ -157,14 +160,15 @@ def read_first_example(path: str, compression: str = '') -> tf.train.Example:
   try:
     raw = next(iter(tf.data.TFRecordDataset(path, compression_type=compression).take(1)), None)
   except (tf.errors.DataLossError, tf.errors.OpError) as e:
-    raise ValueError(f'{path} is not a readable TFRecord file ({_op_message(e)}). It is corrupt or truncated, '
-                     f'or not a record file; re-create it with `python -m projects.bert.datasets.prepare`.') from None
+    raise errors.DataError(f'{path} is not a readable TFRecord file ({_op_message(e)}). It is corrupt or truncated, '
+                           f'or not a record file; re-create it with `python -m projects.bert.datasets.prepare`.'
+                           ) from None
   if raw is None:
-    raise ValueError(f'{path} holds no records; re-create it with `python -m projects.bert.datasets.prepare`.')
+    raise errors.DataError(f'{path} holds no records; re-create it with `python -m projects.bert.datasets.prepare`.')
   try:
     return tf.train.Example.FromString(raw.numpy())
   except Exception as e:  # protobuf's DecodeError has no stable import path
-    raise ValueError(f'The first record of {path} is not a tf.train.Example ({e}).') from None
+    raise errors.DataError(f'The first record of {path} is not a tf.train.Example ({e}).') from None
 
 
 def record_features(example: tf.train.Example) -> Dict[str, Tuple[str, int]]:
@@ -203,8 +207,9 @@ def check_record(path: str, example: tf.train.Example, spec: RecordSpec, *, allo
   if problems:
     expected_desc = ', '.join(f'{n}[{f.length if f.length is not None else "?"}]' for n, f in expected.items())
     found_desc = ', '.join(f'{n}[{length}]' for n, (_, length) in sorted(found.items()))
-    raise ValueError(f'{path}: the records do not match what this dataset reads: {"; ".join(problems)}.\n'
-                     f'  expected: {expected_desc}\n  found:    {found_desc}' + (f'\n  fix: {fix}' if fix else ''))
+    raise errors.DataError(f'{path}: the records do not match what this dataset reads: {"; ".join(problems)}.\n'
+                           f'  expected: {expected_desc}\n  found:    {found_desc}'
+                           + (f'\n  fix: {fix}' if fix else ''))
   return {n: length for n, (_, length) in found.items()}
 
 
@@ -214,25 +219,50 @@ def count_records(path: str, compression: str = '') -> int:
   try:
     return int(ds.reduce(np.int64(0), lambda n, _: n + 1).numpy())
   except tf.errors.OpError as e:
-    raise ValueError(f'{path} is corrupt or truncated ({_op_message(e)}); re-create it with '
-                     f'`python -m projects.bert.datasets.prepare`.') from None
+    raise errors.DataError(f'{path} is corrupt or truncated ({_op_message(e)}); re-create it with '
+                           f'`python -m projects.bert.datasets.prepare`.') from None
 
 
 # ------------------------------------------------------------------------------------------------- pipelines
 
 
-def make_batch_parser(spec: RecordSpec) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
-  """`serialized [n] -> {key: [n] or [n, length]}` cast to the spec's dtypes (records hold int64)."""
+# Token ids beyond an embedding table are clamped by XLA's gather without an error; the parser checks every batch.
+_ID_CHECK = 'token id out of range'
+
+
+def token_id_limits(config: ml_collections.ConfigDict) -> Dict[str, Tuple[int, str]]:
+  """{batch key: (exclusive upper bound, config field)} for the id features, from `config.model` ({} without one)."""
+  model = config.get('model')
+  if not model or not model.get('vocab_size'):
+    return {}
+  limits = {k: (int(model.vocab_size), 'model.vocab_size') for k in ('input_ids', 'masked_lm_ids')}
+  if model.get('type_vocab_size'):
+    limits['segment_ids'] = (int(model.type_vocab_size), 'model.type_vocab_size')
+  return limits
+
+
+def make_batch_parser(spec: RecordSpec, id_limits: Optional[Mapping[str, Tuple[int, str]]] = None
+                      ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
+  """`serialized [n] -> {key: [n] or [n, length]}` cast to the spec's dtypes (records hold int64).
+
+  `id_limits` ({key: (bound, config field)}, from `token_id_limits`) makes every batch check its ids against their
+  bounds: a record holding a larger one fails reading, named by `RecordIterator` / `numpy_batches`.
+  """
   features = {}
   for f in spec.values():
     shape = [] if f.scalar else [f.length]
     tf_type = tf.int64 if f.kind == 'int' else tf.float32
     default = None if f.required else (f.default if f.scalar else [f.default] * f.length)
     features[f.name] = tf.io.FixedLenFeature(shape, tf_type, default_value=default)
+  limits = {k: v for k, v in (id_limits or {}).items() if k in spec}
 
   def parse(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
     parsed = tf.io.parse_example(serialized, features)
-    return {key: tf.cast(parsed[f.name], f.dtype) for key, f in spec.items()}
+    checks = [tf.debugging.Assert(tf.reduce_max(parsed[spec[key].name]) < bound,
+                                  [_ID_CHECK, key, field, bound, tf.reduce_max(parsed[spec[key].name])])
+              for key, (bound, field) in limits.items()]
+    with tf.control_dependencies(checks):
+      return {key: tf.cast(tf.identity(parsed[f.name]), f.dtype) for key, f in spec.items()}
 
   return parse
 
@@ -255,7 +285,8 @@ def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, ho
   """
   files = list(files)
   if not shuffle_buffer or shuffle_buffer < 1:
-    raise ValueError(f'config.dataset.shuffle_buffer must be at least 1 (1 = no shuffling), got {shuffle_buffer!r}.')
+    raise errors.ConfigError(f'config.dataset.shuffle_buffer must be at least 1 (1 = no shuffling), got '
+                             f'{shuffle_buffer!r}.')
   if len(files) >= process_count:
     own = files[process_index::process_count]
     ds = tf.data.Dataset.from_tensor_slices(own).shuffle(len(own), seed=seed, reshuffle_each_iteration=True)
@@ -274,6 +305,21 @@ def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, ho
   if add_batch_fields is not None:
     ds = ds.map(add_batch_fields)
   return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def train_iterator(files: Sequence[str], *, spec: RecordSpec, dataset: str, host_batch: int, process_index: int,
+                   process_count: int, id_limits: Optional[Mapping[str, Tuple[int, str]]] = None,
+                   **kwargs: Any) -> 'RecordIterator':
+  """`train_dataset(files, host_batch=..., **kwargs)` (parsed with `spec`) as a checkpointable iterator whose
+  fingerprint holds everything that defines an input position: a resume into a pipeline that differs in any of
+  them (other files, batch size, lengths, seed, process count, ...) is refused with what changed."""
+  ds = train_dataset(files, parse=make_batch_parser(spec, id_limits), host_batch=host_batch,
+                     process_index=process_index, process_count=process_count, **kwargs)
+  fingerprint = {
+      'dataset': dataset, 'train_files': list(files), 'global_batch_size': host_batch * process_count,
+      'process_count': process_count, 'record_lengths': {k: f.length for k, f in spec.items() if not f.scalar},
+      **{k: v for k, v in kwargs.items() if k in ('seed', 'shuffle_buffer', 'cycle_length', 'compression')}}
+  return RecordIterator(ds, files, fingerprint=fingerprint)
 
 
 def num_eval_batches(num_examples: int, global_batch: int) -> int:
@@ -322,16 +368,43 @@ _READ_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.erro
 
 
 def _read_error(files: Sequence[str], e: tf.errors.OpError) -> ValueError:
-  return ValueError(f'Reading the records of {_describe(files)} failed: {_op_message(e)}. A file is corrupt, '
-                    f'truncated or was removed, or holds records unlike its first one; re-create it with '
-                    f'`python -m projects.bert.datasets.prepare`.')
+  message = _op_message(e)
+  if _ID_CHECK in message:  # "... [token id out of range] [input_ids] [model.vocab_size] [30] [57]"
+    key, field, bound, found = re.findall(r'\[([^\]]*)\]', message.split(_ID_CHECK, 1)[1])[:4]
+    return errors.DataError(
+        f'The records of {_describe(files)} hold {key} up to {found}, but config.{field} is {bound}: they were made '
+        f'with a larger vocabulary than the model\'s embedding (XLA would silently clamp such ids). Set '
+        f'--config.{field} to the size of the vocab the records were made with (and use a checkpoint of that vocab), '
+        f'or re-create the records with the model\'s vocab.txt.')
+  if isinstance(e, tf.errors.DataLossError) and len(files) > 1:
+    damaged = _find_damaged(files)  # TensorFlow's message names an offset, not the file
+    if damaged is not None:
+      return damaged
+  return errors.DataError(f'Reading the records of {_describe(files)} failed: {_op_message(e)}. A file is corrupt, '
+                          f'truncated or was removed, or holds records unlike its first one; re-create it with '
+                          f'`python -m projects.bert.datasets.prepare`.')
+
+
+def _find_damaged(files: Sequence[str], budget_s: float = 300.0) -> Optional[errors.DataError]:
+  """The error naming the first of `files` that does not read to its end (within `budget_s` of reading)."""
+  logging.warning('A record file is damaged; reading the %d files to find which.', len(files))
+  t0 = time.monotonic()
+  compression = common_compression(files)
+  for path in files:
+    if time.monotonic() - t0 > budget_s:
+      break
+    try:
+      count_records(path, compression)
+    except errors.DataError as e:
+      return e
+  return None
 
 
 class RecordIterator(CheckpointableIterator):
   """A `CheckpointableIterator` whose read errors name the record files instead of a tf.data op."""
 
-  def __init__(self, tf_dataset: tf.data.Dataset, files: Sequence[str]):
-    super().__init__(tf_dataset)
+  def __init__(self, tf_dataset: tf.data.Dataset, files: Sequence[str], fingerprint: Optional[Dict[str, Any]] = None):
+    super().__init__(tf_dataset, fingerprint=fingerprint)
     self.files = list(files)
 
   def __next__(self) -> NumpyBatch:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable, Dict, Optional
 
@@ -10,6 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from core import atomic
 from projects.bert import models
 
 
@@ -31,11 +31,7 @@ def write_json(workdir: str, name: str, obj: Dict[str, Any]) -> str:
   """Writes `obj` to workdir/name atomically (first process only); returns the path."""
   path = os.path.join(workdir, name)
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(obj, f, indent=2, sort_keys=True, default=_to_builtin)
-    os.replace(tmp, path)
+    atomic.write_json(path, obj, default=_to_builtin)
   return path
 
 

@@ -34,7 +34,7 @@ from absl import logging
 from clu import metric_writers
 from flax import traverse_util
 
-from core import evaluation, loop, params_io, registry
+from core import errors, evaluation, loop, params_io, registry
 from core import sharding as sharding_lib
 from core.dataset import Dataset
 from core.model import BaseModel
@@ -183,9 +183,8 @@ class BestParams:
     self.step: Optional[int] = None
     self.value = -math.inf
     self.metrics: Dict[str, float] = {}
-    meta_path = os.path.join(directory, 'metadata.json')
-    if os.path.isdir(os.path.join(directory, 'params')) and os.path.exists(meta_path):
-      meta = _read_json(meta_path)
+    if params_io.has_params(directory):
+      meta = params_io.load_params_metadata(directory)
       if meta.get('metric') == metric:
         self.step, self.value, self.metrics = meta['step'], float(meta['value']), meta.get('metrics', {})
 
@@ -298,17 +297,38 @@ def _load_params_into(model: BaseModel, mesh: Any, config: ml_collections.Config
   merged, report = params_io.merge_params(fresh, source, source_name=source_name)
   heads = [n for n in report['kept_init'] if not n.startswith('bert/')]
   if heads:
-    logging.warning('%s has no %s: those are RANDOM (a pretrained, not a fine-tuned, checkpoint?).', source_name,
-                    heads)
+    raise errors.ConfigError(
+        f'{source_name} has no {", ".join(heads)}: it holds an encoder without this task\'s head (a pretraining run '
+        f'or a converted checkpoint), so evaluating or predicting would use a RANDOM head. Fine-tune first '
+        f'(mode=train with --config.init_from={source_name}), then evaluate or predict in that run\'s workdir.')
   rules = tuple(tuple(r) for r in config.get('param_sharding_rules', ()))
   shardings = sharding_lib.param_shardings(merged, mesh, rules)
   return jax.device_put(merged, shardings), shardings
 
 
 def saved_params_path(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Where eval/predict read parameters: workdir/best, workdir's latest checkpoint, else config.init_from."""
-  if os.path.isdir(os.path.join(workdir, BEST_DIR, 'params')):
-    return os.path.join(workdir, BEST_DIR)
+  """Where eval/predict read parameters: workdir/best, workdir's latest checkpoint, else config.init_from.
+
+  When results.json names best parameters, they are the only source: a missing best/, or a best/ of another step
+  than results.json says, is an error rather than a silent switch to another source.
+  """
+  best_dir = os.path.join(workdir, BEST_DIR)
+  results_path = os.path.join(workdir, RESULTS_FILE)
+  named = (_read_json(results_path).get('best') or {}).get('step')
+  if params_io.has_params(best_dir):
+    saved = params_io.load_params_metadata(best_dir).get('step')
+    if named is not None and saved != named:
+      raise errors.DataError(
+          f'{best_dir} holds the parameters of step {saved} but {results_path} names step {named} (the run stopped '
+          f'between saving them and recording them). Rerun the training command to resume: it brings '
+          f'{RESULTS_FILE} up to date; then evaluate or predict.')
+    return best_dir
+  if named is not None:
+    raise errors.MissingFileError(
+        f'{results_path} names the best parameters of step {named} in {best_dir}, but {best_dir} is missing. '
+        f'Predictions from any other source would not be the ones {RESULTS_FILE} reports. Evaluate another source '
+        f'explicitly instead: a new --workdir with --config.init_from={workdir} (its latest checkpoint) or a '
+        f'params directory.')
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir)):
     return workdir
@@ -342,5 +362,6 @@ def _evaluate_saved(rng: jax.Array, config: ml_collections.ConfigDict, model: Ba
     results['predictions'] = write_predictions(predict_step, params, dataset, mesh, task, test_splits(task, meta),
                                                os.path.join(workdir, PREDICTIONS_DIR))
     results['predictions_source'] = path
+    results['predictions_step'] = step
   common.write_json(workdir, RESULTS_FILE, results)
   return results

@@ -1,0 +1,31 @@
+"""`toy_main` with a fault injected at a chosen batch, for the reliability tests.
+
+  TOY_FAULT=data_error@7   the 7th batch read raises a `core.errors.DataError` (a damaged record, say)
+"""
+
+import os
+
+from core import app, errors
+from tests.core import toy, toy_main  # noqa: F401  (registers the toy pieces)
+
+
+def _faulty_dataset(config):
+  kind, at = os.environ['TOY_FAULT'].split('@')
+  dataset = toy.toy_dataset(config.batch_size)
+  read, count = dataset.train_iter.__next__, [0]
+
+  class Faulty(type(dataset.train_iter)):
+    def __next__(self):
+      count[0] += 1
+      if kind == 'data_error' and count[0] == int(at):
+        raise errors.DataError(f'record {count[0]} of toy.tfrecord is damaged (injected fault)')
+      return read()
+
+  dataset.train_iter.__class__ = Faulty
+  return dataset
+
+
+app.registry.DATASETS._entries['toy_dataset'] = _faulty_dataset  # pylint: disable=protected-access
+
+if __name__ == '__main__':
+  app.run()
