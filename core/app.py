@@ -1,14 +1,17 @@
 """The generic entry point: flags, multi-host start-up, workdir set-up, and dispatch through the registries.
 
 `main.py` imports the projects (which fill the registries) and calls `run()`. The config comes from
-`--config=path.py[:variant]` with `--config.field=value` overrides; the final config is written to the workdir.
+`--config=path.py[:variant]` with `--config.field=value` overrides. A training run writes it to workdir/config.json
+once its state is set up (`core.setup`). `--config.mode=eval` or `predict` in a workdir that holds a run uses that
+run's config.json instead, taking only the mode and the weights source (`init_from`) from the command line, and
+never rewrites it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 # TensorFlow is only our input pipeline: keep it off the accelerators JAX uses, and quiet.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -33,6 +36,10 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
 
 # Fields that define what a workdir's checkpoints are; changing others (steps, eval cadence) is a normal resume.
 IDENTITY_FIELDS = ('trainer_name', 'model_name', 'dataset_name', 'model')
+# Modes that score the run in a workdir rather than train: they use its config.json with only these fields taken
+# from the command line.
+EVAL_MODES = ('eval', 'predict')
+EVAL_OVERRIDES = ('mode', 'init_from')
 
 
 def hide_accelerators_from_tensorflow() -> None:
@@ -65,10 +72,17 @@ def initialize_distributed(coordinator_address: Optional[str] = None, num_proces
     multihost_utils.sync_global_devices('scenic_bert_start')
 
 
+def _holds_checkpoint(workdir: str) -> bool:
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  return os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir))
+
+
 def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False) -> None:
-  """Refuses to mix runs: a workdir whose config.json differs in IDENTITY_FIELDS belongs to another run."""
+  """Refuses to mix runs: a workdir that holds checkpoints and whose config.json differs in IDENTITY_FIELDS belongs
+  to another run. Without a checkpoint there is nothing to mix up (a run that failed before its first checkpoint
+  does not block the corrected command)."""
   path = os.path.join(workdir, 'config.json')
-  if allow_change or not os.path.exists(path):
+  if allow_change or not os.path.exists(path) or not _holds_checkpoint(workdir):
     return
   with open(path) as f:
     old = json.load(f)
@@ -80,23 +94,37 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_
                      f'--allow_config_change to reuse this one (its checkpoints must fit the new model).')
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+def config_for_run(config: ml_collections.ConfigDict, workdir: str,
+                   overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """The config a run uses: `config`, except in an eval mode (`config.mode` in EVAL_MODES) in a workdir with a
+  config.json: that run's config, with only EVAL_OVERRIDES taken from `overrides` (the command line's
+  `--config.x=y`); other overrides are ignored, with a warning."""
+  from core.setup import read_run_config
+
+  mode = config.get('mode') or 'train'
+  saved = read_run_config(workdir) if mode in EVAL_MODES else None
+  if saved is None:
+    return config
+  ignored = sorted(k for k in overrides if k not in EVAL_OVERRIDES)
+  if ignored:
+    logging.warning('mode=%s uses the config of the run in %s; ignoring the overrides %s (only %s apply).', mode,
+                    workdir, ignored, list(EVAL_OVERRIDES))
+  saved.mode = mode
+  if 'init_from' in overrides:
+    saved.init_from = config.init_from
+  logging.info('mode=%s: the config of %s/config.json (%s), weights source init_from=%r.', mode, workdir,
+               saved.get('trainer_name'), saved.get('init_from'))
+  return saved
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
-  """Writes the config to workdir/config.json, builds the dataset, model class and trainer that the config names,
-  and runs the trainer.
+  """Builds the dataset, model class and trainer that the config names, and runs the trainer.
 
   Registered trainers are called as `trainer(rng=, config=, model_cls=, dataset=, workdir=, writer=)` (Scenic's
   signature); a trainer whose config has no dataset_name or model_name gets None for them.
   """
   from core.loop import create_writer
 
-  write_config(config, workdir)
   trainer = registry.TRAINERS.get(config.trainer_name)
   dataset_name = config.get('dataset_name')
   model_name = config.get('model_name')
@@ -123,6 +151,7 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) 
     config, workdir = _CONFIG.value, _WORKDIR.value
     logging.info('JAX process %d / %d, %d local / %d global devices (%s).', jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(), jax.default_backend())
+    config = config_for_run(config, workdir, config_flags.get_override_values(FLAGS['config']))
     check_workdir_config(config, workdir, _ALLOW_CONFIG_CHANGE.value)
     (main or train_and_evaluate)(config, workdir)
 
