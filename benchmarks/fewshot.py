@@ -43,7 +43,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def _synthetic_inputs(args: argparse.Namespace, vocab_size: int):
   """TaskInputs of random token batches (host-local; one process) and labels."""
-  from projects.bert.trainers.fewshot_inputs import TaskInputs
+  from projects.bert.evaluators.fewshot import TaskInputs
 
   rng = np.random.default_rng(0)
 
@@ -68,16 +68,20 @@ def run(args: argparse.Namespace, size: str, dtype: str) -> Dict[str, Any]:
   """One sweep of the encoder of `size` (or --init_from) computing in `dtype`; returns its timings."""
   import projects.bert  # noqa: F401  (registers the datasets)
   from core import sharding as sharding_lib
-  from projects.bert import fewshot, glue_metrics
+  from projects.bert import fewshot, glue_metrics, weights
   from projects.bert.configs import common
   from projects.bert.configs import fewshot as fewshot_config
-  from projects.bert.trainers import fewshot_inputs, fewshot_trainer
+  from projects.bert.evaluators import fewshot as fewshot_evaluator
 
   shots = [int(k) for k in args.shots.split(',')]
-  config = ml_collections.ConfigDict({'init_from': args.init_from,
-                                      'model': None if args.init_from else common.model_config(size)})
-  params, model_config, _ = fewshot_trainer.load_encoder(config, jax.random.PRNGKey(0))
+  config = weights.resolve_model_config(ml_collections.ConfigDict(
+      {'init_from': args.init_from, 'model': None if args.init_from else common.model_config(size)}))
+  model_config = ml_collections.ConfigDict(config.model.to_dict())
   model_config.dtype = dtype
+  params = fewshot.init_encoder_params(model_config, jax.random.PRNGKey(0))
+  if args.init_from:
+    loaded, _ = weights.load_weights({'bert': params}, args.init_from, model_config=model_config, keep=('bert',))
+    params = loaded['bert']
   mesh = sharding_lib.create_mesh()
   params = jax.device_put(params, sharding_lib.replicated(mesh))
   block = fewshot_config.fewshot_block([args.task] if args.records else ['sst2'], data_dir=args.records,
@@ -86,17 +90,17 @@ def run(args: argparse.Namespace, size: str, dtype: str) -> Dict[str, Any]:
 
   t0 = time.perf_counter()
   if args.records:
-    inputs = fewshot_inputs.load_task_inputs(block, args.task)
+    inputs = fewshot_evaluator.load_task_inputs(block, args.task)
   else:
     inputs = _synthetic_inputs(args, model_config.vocab_size)
   read_s = time.perf_counter() - t0
   feature_fn = fewshot.make_feature_fn(model_config, args.feature, mesh)
 
   t0 = time.perf_counter()
-  fewshot_trainer.embed_task(feature_fn, params, inputs, mesh)  # compiles
+  fewshot_evaluator.embed_task(feature_fn, params, inputs, mesh)  # compiles
   first_s = time.perf_counter() - t0
   t0 = time.perf_counter()
-  features = fewshot_trainer.embed_task(feature_fn, params, inputs, mesh)
+  features = fewshot_evaluator.embed_task(feature_fn, params, inputs, mesh)
   embed_s = time.perf_counter() - t0
   score_fn = glue_metrics.main_score if args.records else fewshot.accuracy_score
   t0 = time.perf_counter()

@@ -134,7 +134,7 @@ def main(argv=None) -> int:
   for a in ('xla', 'auto'):
     cfg = ml_collections.ConfigDict({'model': configs_common.model_config(
         'small', dtype='bfloat16', attention_dropout_prob=0.0, hidden_dropout_prob=0.0, attention_impl=a)})
-    model = models.BertPretrainingModel(cfg, {})
+    model = models.BertPretrainingModel(cfg, None)
     state, shardings = create_sharded_train_state(model.params_init(batch_np), optax.adamw(1e-4),
                                                   jax.random.PRNGKey(0), mesh)
     step = make_train_step(model, shardings, mesh)

@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> List[Dict[str, Any]]:
     t0 = time.perf_counter()
     ds = DATASETS.get(name)(config)
     build_s = time.perf_counter() - t0
-    seq = ds.meta_data['max_seq_length']
-    size = ds.meta_data['eval_sizes'][ds.meta_data['eval_splits'][0]]
+    seq = ds.meta_data.max_seq_length
+    size = ds.meta_data.eval_sizes[ds.meta_data.eval_splits[0]]
     for split, it in (('train', ds.train_iter), ('eval', _cycle(ds.valid_iter))):
       result = time_batches(it, args.num_batches, args.warmup)
       rows.append(dict(builder=name, split=split, batch_size=args.batch_size, max_seq_length=seq,

@@ -151,7 +151,7 @@ def prepare_ours(spec: Dict[str, Any]) -> Prepared:
   config.model = configs_common.model_config(spec['size'], dtype=spec['dtype'], remat=spec.get('remat', False))
   for key, value in spec.get('model_overrides', {}).items():
     config.model[key] = value
-  model = models.BertPretrainingModel(config, {})
+  model = models.BertPretrainingModel(config, None)
   mesh = sharding_lib.create_mesh()
   lr_fn = optimizers.learning_rate_schedule(config.schedule, config.num_train_steps)
   tx = optimizers.create_optimizer(config.optimizer, lr_fn)

@@ -1,7 +1,10 @@
 """The generic entry point: flags, multi-host start-up, workdir set-up, and dispatch through the registries.
 
 `main.py` imports the projects (which fill the registries) and calls `run()`. The config comes from
-`--config=path.py[:variant]` with `--config.field=value` overrides; the final config is written to the workdir.
+`--config=path.py[:variant]` with `--config.field=value` overrides. A training run writes it to workdir/config.json
+once its state is set up (`core.setup`). `--config.mode=eval` or `predict` in a workdir that holds a run uses that
+run's config.json instead, taking only the mode and the weights source (`init_from`) from the command line, and
+never rewrites it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 import os
 import sys
 import traceback
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
 # TensorFlow is only our input pipeline: keep it off the accelerators JAX uses, and quiet.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -21,7 +24,7 @@ import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from core import atomic, errors, registry  # noqa: E402
+from core import errors, registry  # noqa: E402
 from core.workdir_lock import WorkdirLock  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -40,6 +43,10 @@ _VERBOSE_ERRORS = flags.DEFINE_bool(
 
 # Fields that define what a workdir's checkpoints are; changing others (steps, eval cadence) is a normal resume.
 IDENTITY_FIELDS = ('trainer_name', 'model_name', 'dataset_name', 'model')
+# Modes that score the run in a workdir rather than train: they use its config.json with only these fields taken
+# from the command line.
+EVAL_MODES = ('eval', 'predict')
+EVAL_OVERRIDES = ('mode', 'init_from')
 
 
 def hide_accelerators_from_tensorflow() -> None:
@@ -72,18 +79,9 @@ def initialize_distributed(coordinator_address: Optional[str] = None, num_proces
     multihost_utils.sync_global_devices('scenic_bert_start')
 
 
-def read_workdir_config(workdir: str) -> Optional[Dict[str, Any]]:
-  """The config.json a run wrote into `workdir` (a dict), or None when there is none."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    return None
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise errors.ConfigError(f'{path} is not valid JSON ({e}): it is damaged (a run of an older version stopped '
-                             f'while writing it?). Delete it if this workdir holds the run you are starting, or use '
-                             f'a new --workdir.') from None
+def _holds_checkpoint(workdir: str) -> bool:
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  return os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir))
 
 
 def _identity(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -97,23 +95,21 @@ def _identity(config: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False) -> None:
-  """Refuses to mix runs: a workdir whose config.json differs in IDENTITY_FIELDS belongs to another run."""
-  old = None if allow_change else read_workdir_config(workdir)
-  if old is None:
+  """Refuses to mix runs: a workdir that holds checkpoints and whose config.json differs in IDENTITY_FIELDS belongs
+  to another run. Without a checkpoint there is nothing to mix up (a run that failed before its first checkpoint
+  does not block the corrected command). A damaged config.json is reported in any case (`core.setup`)."""
+  from core.setup import read_run_config
+
+  saved = None if allow_change else read_run_config(workdir)
+  if saved is None or not _holds_checkpoint(workdir):
     return
-  old, new = _identity(old), _identity(json.loads(config.to_json_best_effort()))
+  old, new = _identity(saved.to_dict()), _identity(json.loads(config.to_json_best_effort()))
   differs = [k for k in IDENTITY_FIELDS if old.get(k) != new.get(k)]
   if differs:
     details = '; '.join(f'{k}: {json.dumps(old.get(k))[:200]} -> {json.dumps(new.get(k))[:200]}' for k in differs)
     raise errors.ConfigError(f'{os.path.join(workdir, "config.json")} belongs to another run ({details}). Use a new '
                              f'--workdir, or pass --allow_config_change to reuse this one (its checkpoints must fit '
                              f'the new model).')
-
-
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes workdir/config.json atomically (first process only): a crash leaves the old or the new file whole."""
-  if jax.process_index() == 0:
-    atomic.write_text(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 @contextlib.contextmanager
@@ -162,16 +158,37 @@ def report_error(exc: BaseException, verbose: bool = False) -> bool:
   return True
 
 
+def config_for_run(config: ml_collections.ConfigDict, workdir: str,
+                   overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """The config a run uses: `config`, except in an eval mode (`config.mode` in EVAL_MODES) in a workdir with a
+  config.json: that run's config, with only EVAL_OVERRIDES taken from `overrides` (the command line's
+  `--config.x=y`); other overrides are ignored, with a warning."""
+  from core.setup import read_run_config
+
+  mode = config.get('mode') or 'train'
+  saved = read_run_config(workdir) if mode in EVAL_MODES else None
+  if saved is None:
+    return config
+  ignored = sorted(k for k in overrides if k not in EVAL_OVERRIDES)
+  if ignored:
+    logging.warning('mode=%s uses the config of the run in %s; ignoring the overrides %s (only %s apply).', mode,
+                    workdir, ignored, list(EVAL_OVERRIDES))
+  saved.mode = mode
+  if 'init_from' in overrides:
+    saved.init_from = config.init_from
+  logging.info('mode=%s: the config of %s/config.json (%s), weights source init_from=%r.', mode, workdir,
+               saved.get('trainer_name'), saved.get('init_from'))
+  return saved
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
-  """Writes the config to workdir/config.json, builds the dataset, model class and trainer that the config names,
-  and runs the trainer.
+  """Builds the dataset, model class and trainer that the config names, and runs the trainer.
 
   Registered trainers are called as `trainer(rng=, config=, model_cls=, dataset=, workdir=, writer=)` (Scenic's
   signature); a trainer whose config has no dataset_name or model_name gets None for them.
   """
   from core.loop import create_writer
 
-  write_config(config, workdir)
   trainer = registry.TRAINERS.get(config.trainer_name)
   dataset_name = config.get('dataset_name')
   model_name = config.get('model_name')
@@ -199,7 +216,10 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) 
     logging.info('JAX process %d / %d, %d local / %d global devices (%s).', jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(), jax.default_backend())
     try:
+      # The lock is held for the whole run, eval and predict included: a second run in this workdir (or an
+      # evaluation while it trains) would read or overwrite checkpoints, best/ and results being written.
       with workdir_lock(workdir):
+        config = config_for_run(config, workdir, config_flags.get_override_values(FLAGS['config']))
         check_workdir_config(config, workdir, _ALLOW_CONFIG_CHANGE.value)
         (main or train_and_evaluate)(config, workdir)
     except Exception as e:  # pylint: disable=broad-except

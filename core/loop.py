@@ -1,7 +1,8 @@
-"""The one train loop shared by every trainer: steps, periodic evaluation, metric writing, checkpoints,
+"""The one train loop shared by every trainer: steps, evaluators on their cadence, metric writing, checkpoints,
 preemption and divergence handling.
 
-Trainers differ only in the model (loss), the data and the evaluators they pass in.
+Trainers differ only in the model (loss), the data and the evaluators (`core.evaluators`) they pass in. A run of
+zero training steps is an evaluation: its evaluators score the initial weights once.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from jax.sharding import Mesh
 from core import errors
 from core import sharding as sharding_lib
 from core.checkpoint import Checkpointer
+from core.evaluators import Evaluator, RunResults, run_evaluators
 from core.state import TrainState
-
-# An evaluator: (state, step) -> {name: value}; the loop writes the values under its own name.
-Evaluator = Callable[[TrainState, int], Mapping[str, float]]
 
 
 # A parameter norm this many times its value at the start of the run counts as divergence: such weights are never
@@ -116,7 +115,8 @@ def train_loop(
     checkpointer: Optional[Checkpointer] = None,
     checkpoint_every: int = 1000,
     log_every: int = 100,
-    evaluators: Sequence[Tuple[str, int, Evaluator]] = (),
+    evaluators: Sequence[Evaluator] = (),
+    results: Optional[RunResults] = None,
     examples_per_step: Optional[int] = None,
     tokens_per_step: Optional[int] = None,
     checkpoint_metadata: Optional[Dict[str, Any]] = None,
@@ -125,8 +125,9 @@ def train_loop(
   """Runs `train_step` from `state.step` to `num_train_steps`.
 
   Returns `(state, info)`; `info['preempted']` is True when a SIGTERM stopped the run after saving a
-  checkpoint (rerun the same command to resume), `info['last_eval']` holds each evaluator's latest results.
-  Evaluators are `(name, every_steps, fn)`; they also run at the last step.
+  checkpoint (rerun the same command to resume), `info['last_eval']` holds each evaluator's latest values.
+  Evaluators run every `evaluator.every` steps and after the last step; their summaries go to `results`. With
+  `num_train_steps` 0 the evaluators run once, on the initial weights.
 
   Every step's metrics are checked before a checkpoint is written: a non-finite metric (`train_step`'s metrics
   include the norms of the new parameters and of the update) or a `param_norm` above `max_param_norm_growth` times
@@ -137,10 +138,14 @@ def train_loop(
   start_step = int(jax.device_get(state.step))
   info: Dict[str, Any] = {'preempted': False, 'last_eval': {}, 'start_step': start_step}
   if start_step >= num_train_steps:
-    where = f' ({checkpointer.directory})' if checkpointer is not None else ''
-    logging.warning('Nothing to train: the state%s is at step %d of num_train_steps=%d. Raise num_train_steps to '
-                    'train further; to start a new phase from these weights, use a new --workdir with '
-                    '--config.init_from set to this one.', where, start_step, num_train_steps)
+    if num_train_steps == 0:
+      info['last_eval'] = run_evaluators(evaluators, state, start_step, writer, last=True, results=results)
+    else:
+      where = f' ({checkpointer.directory})' if checkpointer is not None else ''
+      logging.warning('Nothing to train: the state%s is at step %d of num_train_steps=%d. Raise num_train_steps to '
+                      'train further; to start a new phase from these weights, use a new --workdir with '
+                      '--config.init_from set to this one.', where, start_step, num_train_steps)
+    info['end_step'] = start_step
     return state, info
 
   hooks: List[Any] = [periodic_actions.ReportProgress(num_train_steps=num_train_steps, writer=writer,
@@ -192,12 +197,7 @@ def train_loop(
         last = step == num_train_steps
         if step % log_every == 0 or last:
           flush_train_metrics(step)
-        for name, every, evaluate in evaluators:
-          if (every and step % every == 0) or last:
-            results = dict(evaluate(state, step))
-            info['last_eval'][name] = results
-            writer.write_scalars(step, {f'{name}/{k}': v for k, v in results.items()
-                                        if np.ndim(v) == 0 and np.isfinite(v)})
+        info['last_eval'].update(run_evaluators(evaluators, state, step, writer, last=last, results=results))
         if preemption.requested(step):
           logging.warning('SIGTERM received: saving a checkpoint at step %d and stopping.', step)
           save(step)

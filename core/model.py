@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from core.dataset import DatasetMetaData
+
 Batch = Mapping[str, jnp.ndarray]
 # name -> (sum over the batch, number of items): summing both over batches and dividing gives the dataset mean.
 MetricsDict = Dict[str, Tuple[jnp.ndarray, jnp.ndarray]]
@@ -26,11 +28,14 @@ class BaseModel:
   documents the `config.model` fields the module reads.
   """
 
-  def __init__(self, config: Optional[ml_collections.ConfigDict], dataset_meta_data: Optional[Dict[str, Any]]):
+  def __init__(self, config: Optional[ml_collections.ConfigDict], dataset_meta_data: Optional[DatasetMetaData]):
     if config is None:
       config = ml_collections.ConfigDict({'model': self.default_flax_model_config()})
+    if dataset_meta_data is not None and not isinstance(dataset_meta_data, DatasetMetaData):
+      raise TypeError(f'dataset_meta_data must be a core.dataset.DatasetMetaData (or None), not '
+                      f'{type(dataset_meta_data).__name__}.')
     self.config = config
-    self.dataset_meta_data = dict(dataset_meta_data or {})
+    self.dataset_meta_data = dataset_meta_data or DatasetMetaData(input_specs={})
     self.flax_model = self.build_flax_model()
 
   def build_flax_model(self) -> nn.Module:

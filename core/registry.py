@@ -3,7 +3,8 @@
 Projects fill them with the `register` decorator. So that importing a project (or one of its configs) stays light,
 a project may instead `declare` a name with the module that registers it: the module is imported on the first
 `get` of that name, so a config or model import never pulls in TensorFlow input pipelines or trainer code.
-`core.app` looks pieces up by the names a config gives (`config.dataset_name`, `config.model_name`, ...).
+`core.app` looks pieces up by the names a config gives (`config.dataset_name`, `config.model_name`, ...), and
+`core.evaluators` by the `type` of each entry of `config.evals`.
 """
 
 from __future__ import annotations
@@ -60,3 +61,4 @@ class Registry:
 DATASETS = Registry('dataset')
 MODELS = Registry('model')
 TRAINERS = Registry('trainer')
+EVALUATORS = Registry('evaluator')

@@ -1,10 +1,15 @@
-"""Everything a trainer does before its first step, written once: mesh, optimizer, sharded state, and where the
-weights come from — own checkpoint (resume) > pretrained init > random.
+"""Everything a trainer does before its first step, written once: mesh, optimizer, sharded state, where the
+weights come from — own checkpoint (resume) > pretrained init > random — and the run's config.json.
+
+config.json is written here, once the state is in place (data read, model built, weights restored or loaded), so a
+run that fails on a wrong flag before that leaves nothing behind; `core.app` checks a workdir against it only once
+the workdir holds a checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Callable, Dict, Optional
 
@@ -15,10 +20,11 @@ import optax
 from absl import logging
 from jax.sharding import Mesh
 
-from core import optimizers
+from core import atomic, errors, optimizers
 from core import sharding as sharding_lib
 from core import train_step as train_step_lib
 from core.checkpoint import Checkpointer
+from core.dataset import DatasetMetaData
 from core.model import BaseModel
 from core.state import TrainState, create_sharded_train_state
 
@@ -36,10 +42,36 @@ class TrainingSetup:
   resumed_from: Optional[int]
 
 
-def example_batch_from_meta(meta_data: Dict[str, Any], batch_size: int = 1) -> Dict[str, np.ndarray]:
-  """Zeros shaped like one batch, from meta_data['input_specs'] = {name: (shape without batch, dtype)}."""
-  specs = meta_data['input_specs']
-  return {k: np.zeros((batch_size,) + tuple(shape), np.dtype(dtype)) for k, (shape, dtype) in specs.items()}
+CONFIG_FILE = 'config.json'
+
+
+def example_batch_from_meta(meta_data: DatasetMetaData, batch_size: int = 1) -> Dict[str, np.ndarray]:
+  """Zeros shaped like one batch, from meta_data.input_specs = {name: (shape without batch, dtype)}."""
+  return {k: np.zeros((batch_size,) + tuple(shape), np.dtype(dtype))
+          for k, (shape, dtype) in meta_data.input_specs.items()}
+
+
+def write_run_config(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Writes workdir/config.json (first process) atomically (`core.atomic`: a crash leaves the old or the new file
+  whole): what the checkpoints in workdir are."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if jax.process_index() == 0:
+    atomic.write_text(path, config.to_json_best_effort(indent=2, sort_keys=True))
+  return path
+
+
+def read_run_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
+  """The config.json of the run in `workdir`, or None when it has none; a damaged one raises, naming the file."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise errors.ConfigError(f'{path} is not valid JSON ({e}): it is damaged (a run of an older version stopped '
+                             f'while writing it?). Delete it if this workdir holds the run you are starting, or use '
+                             f'a new --workdir.') from None
 
 
 def setup_training(
@@ -53,17 +85,22 @@ def setup_training(
     train_iter: Any = None,
     load_pretrained: Optional[Callable[[Any], Any]] = None,
 ) -> TrainingSetup:
-  """Builds the optimizer from `config.optimizer`/`config.schedule`, the sharded state, and restores.
+  """Builds the optimizer from `config.optimizer`/`config.schedule`, the sharded state, restores, and writes the
+  run's config.json.
 
   `load_pretrained(params) -> params` is applied to fresh parameters only when there is no checkpoint of this
-  run in `workdir/checkpoints`: a resumed run never re-reads the pretrained weights.
+  run in `workdir/checkpoints`: a resumed run never re-reads the pretrained weights. A run of zero steps (an
+  evaluation) gets no optimizer: config.optimizer and config.schedule are not read.
   """
   mesh = sharding_lib.create_mesh()
   logging.info('Mesh %s over %d devices (%s), %d process(es); global batch %s split over the data axis.',
                dict(mesh.shape), mesh.devices.size, jax.default_backend(), jax.process_count(),
                config.get('batch_size'))
-  lr_fn = optimizers.learning_rate_schedule(config.schedule, num_train_steps)
-  tx = optimizers.create_optimizer(config.optimizer, lr_fn)
+  if num_train_steps > 0:
+    lr_fn = optimizers.learning_rate_schedule(config.schedule, num_train_steps)
+    tx = optimizers.create_optimizer(config.optimizer, lr_fn)
+  else:  # nothing to optimise: no moments to hold
+    lr_fn, tx = optax.constant_schedule(0.0), optax.identity()
   rules = tuple(tuple(r) for r in config.get('param_sharding_rules', ()))
   state, shardings = create_sharded_train_state(model.params_init(example_batch), tx, rng, mesh, rules)
   ckpt_cfg = config.get('checkpoint', ml_collections.ConfigDict())
@@ -84,5 +121,6 @@ def setup_training(
                               jax.device_put(params, shardings.params)))
   step = train_step_lib.make_train_step(model, shardings, mesh, learning_rate_fn=lr_fn,
                                         grad_accum_steps=config.get('grad_accum_steps', 1))
+  write_run_config(config, workdir)
   return TrainingSetup(mesh=mesh, state=state, state_shardings=shardings, train_step=step, learning_rate_fn=lr_fn,
                        checkpointer=checkpointer, resumed_from=latest)

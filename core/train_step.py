@@ -91,13 +91,16 @@ def make_train_step(model: BaseModel, state_shardings: Any, mesh: Mesh, *,
                  out_shardings=(state_shardings, sharding_lib.replicated(mesh)), donate_argnums=(0,))
 
 
-def make_eval_step(model: BaseModel, params_shardings: Any, mesh: Mesh,
-                   split: str = 'validation') -> Callable[[Any, Dict[str, jax.Array]], Dict[str, Tuple]]:
-  """Returns `eval_step(params, batch) -> {name: (sum, count)}` over one batch; sum these over the split."""
+def make_eval_step(model: BaseModel, params_shardings: Any, mesh: Mesh, split: str = 'validation',
+                   with_outputs: bool = False) -> Callable[[Any, Dict[str, jax.Array]], Any]:
+  """Returns `eval_step(params, batch) -> {name: (sum, count)}` over one batch (sum these over the split), or with
+  `with_outputs` `-> (outputs, {name: (sum, count)})`, for host-side metrics computed in the same pass."""
   metrics_fn = model.get_metrics_fn(split)
 
   def eval_step(params, batch):
-    return metrics_fn(model.forward(params, batch, train=False), batch)
+    outputs = model.forward(params, batch, train=False)
+    metrics = metrics_fn(outputs, batch)
+    return (outputs, metrics) if with_outputs else metrics
 
   return jax.jit(eval_step, in_shardings=(params_shardings, sharding_lib.batch_sharding(mesh)),
                  out_shardings=sharding_lib.replicated(mesh))

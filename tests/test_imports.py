@@ -12,10 +12,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # What a GPU/TPU user imports to build a model and its train step, and every config file.
 LIGHT_MODULES = (
-    'projects.bert', 'projects.bert.modeling', 'projects.bert.models', 'projects.bert.configs.common',
-    'projects.bert.configs.pretrain', 'projects.bert.configs.glue', 'projects.bert.configs.fewshot',
-    'projects.bert.configs.demo', 'core.state', 'core.train_step', 'core.optimizers', 'core.sharding',
-    'core.model', 'core.registry', 'core.param_init',
+    'projects.bert', 'projects.bert.modeling', 'projects.bert.models', 'projects.bert.weights',
+    'projects.bert.evaluators', 'projects.bert.configs.common', 'projects.bert.configs.pretrain',
+    'projects.bert.configs.glue', 'projects.bert.configs.fewshot', 'projects.bert.configs.demo', 'core.state',
+    'core.train_step', 'core.optimizers', 'core.sharding', 'core.model', 'core.registry', 'core.dataset',
+    'core.evaluators', 'core.param_init', 'core.errors', 'core.atomic',
 )
 BLOCKED = ('tensorflow', 'clu', 'orbax', 'tf_keras', 'official')
 
@@ -42,6 +43,10 @@ def test_imports_without_tensorflow_clu_orbax(module):
         import projects.bert.configs.pretrain as p
         for v in ('tiny', 'base', 'base,phase2', 'tiny,fewshot', 'large,runlocal'):
           p.get_config(v)
+      if {module!r} == 'projects.bert.configs.glue':
+        import projects.bert.configs.glue as g
+        for v in ('mrpc', 'mnli,large,predict', 'stsb,runlocal'):
+          g.get_config(v)
       loaded = sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED)
       assert not loaded, loaded
       """)
@@ -54,7 +59,8 @@ def test_registries_resolve_declared_names_on_first_use():
       from core import registry
       import projects.bert  # noqa: F401
       assert 'tensorflow' not in sys.modules
-      assert 'bert_glue' in registry.DATASETS and 'bert_glue_trainer' in registry.TRAINERS
+      assert 'bert_glue' in registry.DATASETS and 'bert_trainer' in registry.TRAINERS
+      assert {'mlm_nsp', 'glue', 'glue_predict', 'fewshot'} <= set(registry.EVALUATORS.names())
       model_cls = registry.MODELS.get('bert_classification')
       assert model_cls.__name__ == 'BertClassificationModel', model_cls
       assert 'tensorflow' not in sys.modules  # the model module is light

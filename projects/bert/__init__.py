@@ -1,5 +1,6 @@
-"""BERT on the core framework. Importing this package declares its datasets, models and trainers by name; each
-module is imported on first use, so importing a config or the model code never loads TensorFlow or trainer code.
+"""BERT on the core framework. Importing this package declares its datasets, models, trainers and evaluators by
+name; each module is imported on first use, so importing a config or the model code never loads TensorFlow or
+trainer code.
 """
 
 from core import registry
@@ -7,10 +8,10 @@ from core import registry
 for _name, _module in (('bert_pretraining', 'projects.bert.datasets.pretraining'),
                        ('bert_glue', 'projects.bert.datasets.glue')):
   registry.DATASETS.declare(_name, _module)
-for _name in ('bert_pretraining', 'bert_classification', 'bert_regression'):
+for _name in ('bert_pretraining', 'bert_classification', 'bert_regression', 'bert_encoder'):
   registry.MODELS.declare(_name, 'projects.bert.models')
-for _name, _module in (('bert_pretrainer', 'projects.bert.trainers.pretrain_trainer'),
-                       ('bert_glue_trainer', 'projects.bert.trainers.finetune_trainer'),
-                       ('bert_fewshot_evaluator', 'projects.bert.trainers.fewshot_trainer'),
-                       ('bert_demo', 'projects.bert.trainers.demo_trainer')):
+for _name, _module in (('bert_trainer', 'projects.bert.trainer'),
+                       ('bert_demo', 'projects.bert.demo')):
   registry.TRAINERS.declare(_name, _module)
+for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot'):
+  registry.EVALUATORS.declare(_name, f'projects.bert.evaluators.{_name}')

@@ -381,8 +381,3 @@ def plot_results(entries: Mapping[str, Mapping[str, Any]], path: str, title: str
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
-
-
-def default_l2_regs() -> Tuple[float, ...]:
-  """Powers of two from 2^-4 to 2^16: standardised features put XᵀX's eigenvalues between ~1 and n * hidden."""
-  return tuple(float(2.0 ** i) for i in range(-4, 17, 2))

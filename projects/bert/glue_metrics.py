@@ -1,12 +1,13 @@
 """GLUE's official metric for each task, computed on the host with scikit-learn and scipy.
 
-Which metrics a task reports is a task fact (`datasets.glue_tasks.GLUE_TASKS[task].metrics`):
+Which metrics a task reports, and its main one, are task facts (`datasets.glue_tasks`: `metrics`, `main_metric`,
+`main_eval_split`):
 
   cola            Matthews correlation                       main: matthews_corr
   mrpc, qqp       accuracy and F1 of the positive class (1)  main: f1 (the number the BERT paper reports)
   stsb            Pearson and Spearman correlation           main: spearman (the number the BERT paper reports)
-  mnli            accuracy, on each eval split               main: accuracy on the matched split (the trainer
-                                                             prefixes metrics with their split; see MAIN_SPLIT)
+  mnli            accuracy, on each eval split               main: accuracy on the matched split (the GLUE
+                                                             evaluator prefixes metrics with their split)
   sst2, qnli, rte, wnli  accuracy                            main: accuracy
 
 `combined_score` (the mean of a task's metrics, GLUE's per-task leaderboard number) is added for tasks with two.
@@ -15,7 +16,7 @@ AX has no public labels: it is only predicted (MNLI's test split 'ax'), never sc
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
@@ -23,31 +24,15 @@ from sklearn import metrics as skm
 
 from projects.bert.datasets import glue_tasks
 
-# The metric that selects the best checkpoint (higher is better for all of them). This is selection policy, not a
-# task fact, so it lives here rather than in the task table.
-MAIN_METRIC: Dict[str, str] = {
-    'cola': glue_tasks.MATTHEWS, 'sst2': glue_tasks.ACCURACY, 'mrpc': glue_tasks.F1, 'qqp': glue_tasks.F1,
-    'stsb': glue_tasks.SPEARMAN, 'mnli': glue_tasks.ACCURACY, 'qnli': glue_tasks.ACCURACY,
-    'rte': glue_tasks.ACCURACY, 'wnli': glue_tasks.ACCURACY,
-}
-# For tasks with several eval splits, the split whose main metric selects the checkpoint: MNLI's matched dev set is
-# the one the BERT paper and GLUE baselines select on (mismatched is reported, not tuned on).
-MAIN_SPLIT: Dict[str, str] = {'mnli': 'matched'}
 
-
-def main_metric_key(task: str, eval_splits) -> str:
-  """Name of the selection metric in the trainer's flat results, '{split}/{metric}' (e.g. 'validation/f1')."""
-  task_obj = glue_tasks.get_task(task)
-  splits = list(eval_splits)
-  split = MAIN_SPLIT.get(task_obj.name, splits[0])
-  if split not in splits:
-    split = splits[0]
-  return f'{split}/{MAIN_METRIC[task_obj.name]}'
+def main_metric_key(task: str, eval_splits: Sequence[str]) -> str:
+  """Name of the task's main metric among the '{split}/{metric}' results of `eval_splits` (e.g. 'validation/f1')."""
+  return glue_tasks.get_task(task).main_metric_key(eval_splits)
 
 
 def main_score(task: str, outputs: np.ndarray, labels: np.ndarray) -> Tuple[str, float]:
   """(the task's main metric, its value) on one split; `outputs` and `labels` as for `compute_metrics`."""
-  name = MAIN_METRIC[glue_tasks.get_task(task).name]
+  name = glue_tasks.get_task(task).main_metric
   return name, compute_metrics(task, outputs, labels)[name]
 
 

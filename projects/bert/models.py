@@ -1,21 +1,23 @@
-"""The registered BERT models: pretraining (MLM + NSP), sequence classification and regression (STS-B).
+"""The registered BERT models: pretraining (MLM + NSP), sequence classification and regression (STS-B), and the
+encoder alone (for runs that only evaluate it, such as few-shot probes).
 
 Each is a `core.model.BaseModel`: it builds its Flax module from `config.model` and owns its loss and metrics.
 Every loss and metric weights examples by `batch_mask` [batch] when the batch has one (1 = real, 0 = padding).
+Every model keeps its encoder's parameters under 'bert', so weights move between them (`projects.bert.weights`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from absl import logging
 
+from core.dataset import DatasetMetaData
 from core.model import Batch, BaseModel, MetricsDict, MetricsFn
 from core.registry import MODELS
 from projects.bert import modeling
@@ -41,7 +43,7 @@ def _mean(pair: tuple) -> jnp.ndarray:
 class BertModel(BaseModel):
   """Shared part: `config.model` -> `modeling.BertConfig`; the default config is the tiny size."""
 
-  def __init__(self, config: Optional[ml_collections.ConfigDict], dataset_meta_data: Optional[Mapping[str, Any]]):
+  def __init__(self, config: Optional[ml_collections.ConfigDict], dataset_meta_data: Optional[DatasetMetaData]):
     super().__init__(config, dataset_meta_data)
     check_vocab_fits(self.config.model, self.dataset_meta_data)
 
@@ -97,14 +99,14 @@ class BertPretrainingModel(BertModel):
 class BertClassificationModel(BertModel):
   """Sequence classification: forward -> logits [batch, num_labels]; cross-entropy on label_ids int [batch].
 
-  num_labels comes from `config.model.num_labels`, else from `dataset_meta_data['num_labels']`.
+  num_labels comes from `config.model.num_labels`, else from `dataset_meta_data.num_labels`.
   """
 
   def num_labels(self) -> int:
-    n = self.config.model.get('num_labels') or self.dataset_meta_data.get('num_labels')
+    n = self.config.model.get('num_labels') or self.dataset_meta_data.num_labels
     if not n:
       raise ValueError('bert_classification needs the number of labels: set config.model.num_labels or '
-                       "provide dataset_meta_data['num_labels'].")
+                       'give a dataset whose meta data has num_labels.')
     return int(n)
 
   def build_flax_model(self) -> nn.Module:
@@ -170,10 +172,46 @@ def bert_param_initializers(abstract_params: Any, initializer_range: float) -> A
   return jax.tree_util.tree_map_with_path(rule, abstract_params)
 
 
-def check_vocab_fits(model_config: Mapping[str, Any], meta_data: Mapping[str, Any]) -> None:
+class _EncoderModule(nn.Module):
+  """`module(batch, train)` -> {'sequence': [batch, seq, hidden], 'pooled': [batch, hidden]}; params under 'bert'."""
+
+  config: modeling.BertConfig
+
+  @nn.compact
+  def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> Dict[str, jnp.ndarray]:
+    sequence, pooled = modeling.BertEncoder(self.config, name='bert')(
+        batch['input_ids'], batch['input_mask'], batch['segment_ids'], train=train)
+    return {'sequence': sequence, 'pooled': pooled}
+
+
+def encoder_meta_data(max_seq_length: int = 8) -> DatasetMetaData:
+  """Meta data of token batches alone (input_ids, input_mask, segment_ids int32 [batch, max_seq_length]), for runs
+  that have no dataset of their own: enough to build any BERT model's parameters."""
+  spec = ((max_seq_length,), 'int32')
+  return DatasetMetaData(input_specs={k: spec for k in ('input_ids', 'input_mask', 'segment_ids')},
+                         max_seq_length=max_seq_length)
+
+
+@MODELS.register('bert_encoder')
+class BertEncoderModel(BertModel):
+  """The encoder alone, for runs that only evaluate it (few-shot probes with zero training steps): forward ->
+  {'sequence', 'pooled'}. It has no training loss."""
+
+  def build_flax_model(self) -> nn.Module:
+    return _EncoderModule(self.bert_config())
+
+  def get_metrics_fn(self, split: Optional[str] = None) -> MetricsFn:
+    return lambda outputs, batch: {}
+
+  def loss_function(self, outputs: Any, batch: Batch, model_params: Any = None) -> jnp.ndarray:
+    raise ValueError('bert_encoder has no training loss: train with bert_pretraining, bert_classification or '
+                     'bert_regression, or set num_train_steps=0 to only evaluate the encoder.')
+
+
+def check_vocab_fits(model_config: Mapping[str, Any], meta_data: DatasetMetaData) -> None:
   """Token ids beyond the embedding table are silently clamped by XLA: refuse data made with a larger vocab."""
   vocab_size = int(model_config['vocab_size'])
-  vocab_file = meta_data.get('vocab_file')
+  vocab_file = meta_data.extra.get('vocab_file')
   if vocab_file and os.path.exists(vocab_file):
     with open(vocab_file) as f:
       n = sum(1 for _ in f)
@@ -181,42 +219,9 @@ def check_vocab_fits(model_config: Mapping[str, Any], meta_data: Mapping[str, An
       raise ValueError(f'{vocab_file} (the vocab the records were made with) has {n} tokens but '
                        f'config.model.vocab_size is {vocab_size}: set --config.model.vocab_size={n} (and a '
                        f'checkpoint of that vocab), or re-create the records with the model\'s vocab.txt.')
-  seen = meta_data.get('max_token_id_seen')
+  seen = meta_data.extra.get('max_token_id_seen')
   if seen is not None and int(seen) >= vocab_size:
-    files = meta_data.get('files', {}).get('train', [])
+    files = meta_data.files.get('train', [])
     raise ValueError(f'Records {files[:3]} hold token id {seen} but config.model.vocab_size is {vocab_size}: they '
                      f'were made with a larger vocab. Set config.model.vocab_size to that vocab\'s size, or '
                      f're-create the records with the model\'s vocab.txt.')
-
-
-# Fields that change the function the weights compute without changing any shape: a mismatch loads silently.
-_NUMERIC_FIELDS = ('hidden_act', 'layer_norm_eps')
-
-
-def load_pretrained(params: Any, path: str, *, model_config: Optional[Mapping[str, Any]] = None,
-                    keep: Optional[tuple] = None) -> Any:
-  """Copies the pretrained weights at `path` into `params` (fresh initial parameters); returns the merged tree.
-
-  `path` is a params directory written by `core.params_io.save_params` (what `python -m projects.bert.convert`
-  writes) or a run's workdir (its latest checkpoint's parameters), as `core.params_io.read_pretrained` reads them.
-  Every array the source shares with `params` is loaded (shapes must agree, else ValueError naming the variable);
-  the rest (a new classification head) keeps its initial value. `keep` restricts the source to some top-level
-  names (e.g. ('bert',) to take only the encoder). With `model_config` (config.model), the fields that shapes
-  cannot reveal (hidden_act, layer_norm_eps) are compared with the source's metadata, and a difference is logged.
-  """
-  from core import params_io  # orbax: only runs that load weights pay its import
-
-  source, metadata = params_io.read_pretrained(path)
-  if keep is not None:
-    source = {k: v for k, v in source.items() if k in keep}
-  source_model = metadata.get('model') or {}
-  if model_config is not None:
-    for field in _NUMERIC_FIELDS:
-      if field in source_model and field in model_config and source_model[field] != model_config[field]:
-        logging.warning('%s was made with model.%s=%r but this model uses %r: its outputs will differ from the '
-                        'source model.', path, field, source_model[field], model_config[field])
-  merged, report = params_io.merge_params(jax.device_get(params), source, source_name=path)
-  logging.info('Loaded %d arrays from %s (%s); kept the initial value of %d: %s; unused in the source: %s',
-               len(report['loaded']), path, metadata.get('source', 'unknown source'), len(report['kept_init']),
-               report['kept_init'] or 'none', report['unused'] or 'none')
-  return merged

@@ -7,11 +7,12 @@ import ml_collections
 import pytest
 
 from core import params_io
+from core.dataset import DatasetMetaData
 from core.registry import DATASETS, MODELS
 from core.setup import example_batch_from_meta, setup_training
 from projects.bert.configs import common
 from projects.bert.configs import pretrain as pretrain_configs
-from projects.bert.trainers import common as trainer_common
+from projects.bert import weights
 from tests.bert import data_utils
 
 
@@ -46,14 +47,15 @@ def test_glue_vocab_file_larger_than_the_embedding_is_refused(records, tmp_path)
   _, vocab = records
   config = ml_collections.ConfigDict({'model': common.model_config('tiny', vocab_size=10, num_labels=2)})
   with pytest.raises(ValueError, match=rf'{vocab} .*has \d+ tokens but config.model.vocab_size is 10'):
-    MODELS.get('bert_classification')(config, {'vocab_file': vocab, 'num_labels': 2})
+    MODELS.get('bert_classification')(config, DatasetMetaData(input_specs={}, num_labels=2,
+                                                              extra={'vocab_file': vocab}))
 
 
 def _setup(config, workdir, dataset):
   model = MODELS.get('bert_pretraining')(config, dataset.meta_data)
   return setup_training(config=config, model=model, example_batch=example_batch_from_meta(dataset.meta_data),
                         num_train_steps=4, workdir=str(workdir), rng=jax.random.PRNGKey(0),
-                        train_iter=dataset.train_iter, load_pretrained=trainer_common.pretrained_loader(config))
+                        train_iter=dataset.train_iter, load_pretrained=weights.init_from_loader(config))
 
 
 def test_checkpoint_of_another_model_size_is_refused(records, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from flax import traverse_util
 
 from core import params_io
-from projects.bert import convert, modeling, models
+from projects.bert import convert, modeling, models, weights
 from projects.bert.configs import common
 
 REL_TOL = 1e-5
@@ -282,10 +282,10 @@ def test_cli_writes_params_a_model_starts_from(hf_pretraining, tmp_path):
   config = common.model_config('tiny')
   config.update(metadata['model'])
   config.num_labels = 3
-  model = models.BertClassificationModel(type(config)({'model': config}), {})
+  model = models.BertClassificationModel(type(config)({'model': config}), None)
   batch = dict(zip(('input_ids', 'input_mask', 'segment_ids'), padded_inputs(HF_CONFIG['vocab_size'], [5, 8], 8)))
   fresh = model.init_params(jax.random.PRNGKey(0), batch)
-  loaded = models.load_pretrained(fresh, str(output), model_config=config)
+  loaded, _ = weights.load_weights(fresh, str(output), model_config=config)
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['bert'], expected['bert'])
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['classifier'], jax.device_get(fresh['classifier']))
   assert model.forward(loaded, dict(batch, label_ids=np.zeros(2, np.int32)), train=False).shape == (2, 3)

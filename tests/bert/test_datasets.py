@@ -87,12 +87,12 @@ def test_pretraining_eval_pass_round_trips_every_field(pt):
   n = len(raw['input_ids'])
   assert n > 40
   meta = ds.meta_data
-  assert (meta['max_seq_length'], meta['max_predictions_per_seq']) == (32, 5)
-  assert meta['eval_sizes'] == {'validation': n} and meta['eval_splits'] == ['validation']
-  assert meta['input_specs']['masked_lm_weights'] == ((5,), 'float32')
+  assert (meta.max_seq_length, meta.extra['max_predictions_per_seq']) == (32, 5)
+  assert meta.eval_sizes == {'validation': n} and meta.eval_splits == ('validation',)
+  assert meta.input_specs['masked_lm_weights'] == ((5,), 'float32') and meta.task == 'pretraining'
 
   batches = list(ds.valid_iter())
-  assert len(batches) == math.ceil(n / 16) == meta['num_eval_batches']
+  assert len(batches) == math.ceil(n / 16) == meta.num_eval_batches['validation']
   for b in batches:
     assert b['batch_mask'].shape == (16,) and b['batch_mask'].dtype == np.float32
     for k, dtype in PT_KEYS.items():
@@ -237,7 +237,7 @@ def test_prepare_pretraining_v2_names_and_gzip(pt, tmp_path):
   counts = prepare.prepare_pretraining(args)
   assert set(counts) == set(out) and sum(counts.values()) > 10
   ds = DATASETS.get('bert_pretraining')(pt_config(out, eval_files=out, max_seq_length=24))
-  assert ds.meta_data['compression'] == 'GZIP' and ds.meta_data['feature_names'] == 'v2'
+  assert ds.meta_data.extra['compression'] == 'GZIP' and ds.meta_data.extra['feature_names'] == 'v2'
   got = concat_real(list(ds.valid_iter()))
   raw = [raw_records(f, 'GZIP') for f in out]
   np.testing.assert_array_equal(got['input_ids'], np.concatenate([r['input_word_ids'] for r in raw]))
@@ -303,14 +303,14 @@ def test_glue_every_split_round_trips(glue_data, pt, task_name):
   tokenizer = tokenization.FullTokenizer(pt[1], do_lower_case=True)
   ds = DATASETS.get('bert_glue')(glue_config(task_name, out_dir))
   meta = ds.meta_data
-  assert meta['task'] == task_name and meta['max_seq_length'] == seq_len
-  assert meta['task_type'] == ('regression' if task_name == 'stsb' else 'classification')
-  assert meta['num_labels'] == (1 if task_name == 'stsb' else len(data_utils._CLS_LABELS[task_name]))
-  assert meta['train_size'] == len(data.train) == 24
-  assert meta['eval_splits'] == list(data.eval) and meta['test_splits'] == list(data.test)
-  assert meta['eval_sizes'] == {s: len(v) for s, v in data.eval.items()}
-  assert meta['test_sizes'] == {s: len(v) for s, v in data.test.items()}
-  assert meta['input_specs']['label_ids'] == ((), 'float32' if task.is_regression else 'int32')
+  assert meta.task == task_name and meta.max_seq_length == seq_len
+  assert meta.extra['task_type'] == ('regression' if task_name == 'stsb' else 'classification')
+  assert meta.num_labels == (1 if task_name == 'stsb' else len(data_utils._CLS_LABELS[task_name]))
+  assert meta.num_train_examples == len(data.train) == 24
+  assert meta.eval_splits == tuple(data.eval) and meta.test_splits == tuple(data.test)
+  assert meta.eval_sizes == {s: len(v) for s, v in data.eval.items()}
+  assert meta.test_sizes == {s: len(v) for s, v in data.test.items()}
+  assert meta.input_specs['label_ids'] == ((), 'float32' if task.is_regression else 'int32')
 
   for split, examples in data.eval.items():
     check_split(list(ds.valid_iter(split)), examples, task, tokenizer, seq_len, True, np.arange(len(examples)))
@@ -318,7 +318,15 @@ def test_glue_every_split_round_trips(glue_data, pt, task_name):
     check_split(list(ds.test_iter(split)), examples, task, tokenizer, seq_len, False, [e.index for e in examples])
   main_eval = list(ds.valid_iter())
   np.testing.assert_array_equal(concat_real(main_eval)['input_ids'],
-                                concat_real(list(ds.valid_iter(meta['eval_splits'][0])))['input_ids'])
+                                concat_real(list(ds.valid_iter(meta.eval_splits[0])))['input_ids'])
+  # The first n records of a split, and one ordered pass over train (what few-shot pools are drawn from).
+  first = list(ds.valid_iter(meta.eval_splits[0], num_examples=5))
+  assert len(first) == 1 and first[0]['batch_mask'].sum() == 5
+  np.testing.assert_array_equal(concat_real(first)['input_ids'], concat_real(main_eval)['input_ids'][:5])
+  train_pass = concat_real(list(ds.valid_iter('train')))
+  np.testing.assert_array_equal(train_pass['input_ids'],
+                                [expected_features(tokenizer, ex, seq_len)[0] for ex in data.train])
+  assert meta.extra['vocab_file'] == pt[1]  # what the model checks its vocab size against
 
   expected_train = {tuple(expected_features(tokenizer, ex, seq_len)[0]) for ex in data.train}
   rows = set()
@@ -328,7 +336,7 @@ def test_glue_every_split_round_trips(glue_data, pt, task_name):
     assert set(b) == {'input_ids', 'input_mask', 'segment_ids', 'label_ids', 'example_id', 'batch_mask'}
     rows |= {tuple(r) for r in b['input_ids']}
   assert rows <= expected_train and len(rows) == len(expected_train)
-  with pytest.raises(ValueError, match=f"no eval split 'nope'.*{meta['eval_splits'][0]}"):
+  with pytest.raises(ValueError, match=f"no eval split 'nope'.*{meta.eval_splits[0]}"):
     ds.valid_iter('nope')
 
 
@@ -367,8 +375,8 @@ def test_glue_reads_upstream_meta_data_with_explicit_files(glue_data, tmp_path):
                                    'mismatched': path('mnli_eval_mismatched.tf_record')},
                        test_files=path('mnli_test_matched.tf_record'))
   ds = DATASETS.get('bert_glue')(config)
-  assert ds.meta_data['eval_sizes'] == {'matched': 13, 'mismatched': 13}  # mismatched: counted
-  assert ds.meta_data['test_splits'] == ['matched'] and ds.meta_data['num_labels'] == 3
+  assert ds.meta_data.eval_sizes == {'matched': 13, 'mismatched': 13}  # mismatched: counted
+  assert ds.meta_data.test_splits == ('matched',) and ds.meta_data.num_labels == 3
   assert len(concat_real(list(ds.valid_iter('mismatched')))['label_ids']) == 13
 
   # Upstream's AX meta data (MNLI train/dev, AX test) is read by task mnli, its test file as split 'ax'.
@@ -379,7 +387,7 @@ def test_glue_reads_upstream_meta_data_with_explicit_files(glue_data, tmp_path):
   config = glue_config('mnli', '', meta_data_file=str(ax_file), train_file=path('mnli_train.tf_record'),
                        eval_files=path('mnli_eval_matched.tf_record'), test_files=path('mnli_test_ax.tf_record'))
   ds = DATASETS.get('bert_glue')(config)
-  assert ds.meta_data['test_splits'] == ['ax'] and ds.meta_data['submission_files'] == {'ax': 'AX.tsv'}
+  assert ds.meta_data.test_splits == ('ax',) and ds.meta_data.extra['submission_files'] == {'ax': 'AX.tsv'}
   ids = concat_real(list(ds.test_iter()))['example_id']
   np.testing.assert_array_equal(ids, [e.index for e in data.test['ax']])
 
@@ -388,7 +396,7 @@ def test_glue_reads_upstream_meta_data_with_explicit_files(glue_data, tmp_path):
   shutil.copytree(glue_data['sst2'][0], sst_dir)
   upstream_only(sst_dir / 'sst2_meta_data', sst_dir / 'sst2_meta_data')
   ds = DATASETS.get('bert_glue')(glue_config('sst-2', str(sst_dir)))
-  assert ds.meta_data['eval_sizes'] == {'validation': 13} and ds.meta_data['test_sizes'] == {'test': 11}
+  assert ds.meta_data.eval_sizes == {'validation': 13} and ds.meta_data.test_sizes == {'test': 11}
 
 
 def test_glue_meta_data_must_agree_with_config_and_records(glue_data, pt, tmp_path):

@@ -24,12 +24,16 @@ def test_demo_smoke_end_to_end_then_skips_finished_stages(tmp_path):
   assert stages['pretrain']['result']['step'] == 10
   assert os.path.isdir(tmp_path / 'pretrain' / 'checkpoints' / '10')
   # Fine-tuned from the real pretrained MiniLM: dev sentences use adjectives never seen in training.
-  assert stages['finetune']['result']['best']['value'] > 0.8
+  glue = stages['finetune']['result']['glue']
+  assert glue['best_on_dev']['value'] > 0.8
+  assert glue['final']['validation/accuracy'] > 0.8 and glue['final_step'] == 6  # the protocol number
   assert os.path.exists(tmp_path / 'finetune' / 'predictions' / 'SST-2.tsv')
   fewshot = stages['fewshot']['result']
-  assert fewshot['minilm']['scalars']['sst2/8shot'] > fewshot['random_tiny']['scalars']['sst2/8shot'] + 0.15
+  assert (fewshot['minilm']['fewshot']['scalars']['sst2/8shot'] >
+          fewshot['random_tiny']['fewshot']['scalars']['sst2/8shot'] + 0.15)
   assert any(f.endswith('.png') for f in os.listdir(tmp_path / 'fewshot' / 'minilm'))
   assert 'wall s' in proc.stdout and 'minilm' in proc.stdout  # the summary table
+  assert 'final' in proc.stdout and '(protocol)' in proc.stdout and 'best_on_dev' in proc.stdout  # issue 20
   again = _demo(tmp_path)
   for stage in ('data', 'pretrain', 'convert', 'finetune', 'fewshot'):
     assert f'Stage {stage} finished earlier' in again.stderr

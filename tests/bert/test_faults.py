@@ -13,6 +13,7 @@ import pytest
 
 import projects.bert  # noqa: F401  (declares the BERT datasets, models and trainers)
 from core import app, params_io, registry
+from core.dataset import DatasetMetaData
 from core.setup import example_batch_from_meta
 from projects.bert.configs import glue
 from tests.bert import data_utils
@@ -37,7 +38,7 @@ def _glue_config(glue_data):
   config.batch_size = 8
   config.eval_batch_size = 8
   config.num_train_steps = 4
-  config.eval_every = 2
+  config.evals.glue.every = 2
   config.log_every = 2
   config.checkpoint_every = 2
   config.checkpoint.async_save = False
@@ -49,7 +50,7 @@ def trained(glue_data):
   """A finished tiny RTE fine-tuning run (best/ and results.json written); tests copy it before changing it."""
   workdir = str(glue_data[0] / 'trained')
   results = app.train_and_evaluate(_glue_config(glue_data), workdir)
-  assert results['best']['step'] in (2, 4)
+  assert results['glue']['best_on_dev']['step'] in (2, 4)
   return workdir
 
 
@@ -85,9 +86,9 @@ def test_predict_refuses_a_best_of_another_step_than_results_json(glue_data, tra
 
 def test_predict_from_a_checkpoint_without_the_task_head_is_refused(glue_data, tmp_path):
   config = _glue_config(glue_data)
-  model = registry.MODELS.get(config.model_name)(config, {'num_labels': 2})
+  model = registry.MODELS.get(config.model_name)(config, DatasetMetaData(input_specs={}, num_labels=2))
   params = jax.device_get(model.init_params(jax.random.PRNGKey(0), example_batch_from_meta(
-      {'input_specs': {k: ((32,), 'int32') for k in ('input_ids', 'input_mask', 'segment_ids')}})))
+      DatasetMetaData(input_specs={k: ((32,), 'int32') for k in ('input_ids', 'input_mask', 'segment_ids')}))))
   encoder_only = str(tmp_path / 'encoder')  # what a pretraining run or a converted checkpoint holds
   params_io.save_params(encoder_only, {'bert': params['bert']}, {'model': config.model.to_dict()})
   config.mode = 'predict'
@@ -96,8 +97,8 @@ def test_predict_from_a_checkpoint_without_the_task_head_is_refused(glue_data, t
   with pytest.raises(ValueError, match=r'encoder/?.* has no classifier/.*RANDOM head.*Fine-tune first'):
     app.train_and_evaluate(config, workdir)
   assert not os.path.exists(os.path.join(workdir, 'predictions'))
-  results = os.path.join(workdir, 'results.json')
-  assert not os.path.exists(results) or 'predictions' not in json.load(open(results))
+  results = os.path.join(workdir, 'predict_results.json')  # what mode=predict writes
+  assert not os.path.exists(results) or 'glue_predict' not in json.load(open(results))
   assert np.all(np.isfinite(params_io.load_params(encoder_only)[0]['bert']['pooler']['kernel']))  # source untouched
 
 

@@ -1,5 +1,6 @@
-"""Few-shot evaluation: support sampling, the closed-form ridge probe, and the trainer on a small GLUE-format task
-(the real pretrained MiniLM encoder against a random one)."""
+"""Few-shot evaluation: support sampling, the closed-form ridge probe, and the `fewshot` evaluator on a small
+GLUE-format task, in a run of zero steps (the real pretrained MiniLM encoder against a random one) and inside
+pretraining."""
 
 import json
 import os
@@ -10,11 +11,12 @@ import numpy as np
 import pytest
 from clu import metric_writers
 
-import projects.bert  # noqa: F401  (registers the datasets)
-from projects.bert import fewshot
+import projects.bert  # noqa: F401  (declares the datasets, models and evaluators)
+from core import registry
+from projects.bert import fewshot, trainer
 from projects.bert.configs import common
 from projects.bert.configs import fewshot as fewshot_config
-from projects.bert.trainers import fewshot_inputs, fewshot_trainer
+from projects.bert.evaluators import fewshot as fewshot_evaluator
 
 
 def test_support_sets_have_exactly_k_per_class_and_are_nested():
@@ -84,7 +86,7 @@ def test_regulariser_selection_picks_the_best_heldout_accuracy():
   assert one_shot.l2 == max(regs) and one_shot.cv_accuracy == {}
 
 
-# --------------------------------------------------------------------------------------------------- the trainer
+# ------------------------------------------------------------------------------------------------ the evaluator
 
 # A small SST-2-format task whose dev sentences use other sentiment words than its train sentences: a probe on
 # k examples per class can only score well on dev if the encoder already knows that 'superb' is like 'excellent'.
@@ -154,26 +156,29 @@ def _fewshot_config(records_dir, init_from='', model=None, shots=(2, 8), num_see
   config = fewshot_config.get_config('sst2')
   config.init_from = init_from
   config.model = model
-  config.fewshot.dataset.data_dir = records_dir
-  config.fewshot.shots = shots
-  config.fewshot.num_seeds = num_seeds
-  config.fewshot.batch_size = 64
+  config.evals.fewshot.dataset.data_dir = records_dir
+  config.evals.fewshot.shots = shots
+  config.evals.fewshot.num_seeds = num_seeds
+  config.evals.fewshot.batch_size = 64
   return config
 
 
 def _run(config, workdir):
+  """The BERT trainer on a config of zero steps: (the run's results, its `fewshot` section, the scalars written)."""
   writer = _RecordingWriter()
-  results = fewshot_trainer.train(rng=jax.random.PRNGKey(config.rng_seed), config=config, model_cls=None,
-                                  dataset=None, workdir=str(workdir), writer=writer)
-  return results, writer.scalars
+  results = trainer.train(rng=jax.random.PRNGKey(config.rng_seed), config=config,
+                          model_cls=registry.MODELS.get(config.model_name), dataset=None, workdir=str(workdir),
+                          writer=writer)
+  return results, results['fewshot'], writer.scalars
 
 
 def test_pretrained_minilm_beats_a_random_encoder(minilm_task, tmp_path):
   records_dir, minilm_dir = minilm_task
-  pretrained, scalars = _run(_fewshot_config(records_dir, minilm_dir), tmp_path / 'minilm')
+  run, pretrained, scalars = _run(_fewshot_config(records_dir, minilm_dir), tmp_path / 'minilm')
+  assert run['step'] == 0 and run['weights']['source'] == 'init_from'  # an evaluation: no training step
   with open(os.path.join(minilm_dir, 'metadata.json')) as f:
     architecture = json.load(f)['model']  # the same encoder, randomly initialised
-  random_init, _ = _run(_fewshot_config(records_dir, model=architecture), tmp_path / 'random')
+  _, random_init, _ = _run(_fewshot_config(records_dir, model=architecture), tmp_path / 'random')
 
   ours, theirs = pretrained['tasks']['sst2']['shots'][8], random_init['tasks']['sst2']['shots'][8]
   assert len(ours['per_seed']) == 3 and pretrained['tasks']['sst2']['metric'] == 'accuracy'
@@ -181,8 +186,8 @@ def test_pretrained_minilm_beats_a_random_encoder(minilm_task, tmp_path):
   assert ours['mean'] > 0.75, ours
 
   assert scalars['fewshot/sst2/8shot'] == pytest.approx(ours['mean'])
-  with open(tmp_path / 'minilm' / 'fewshot_results.json') as f:
-    written = json.load(f)
+  with open(tmp_path / 'minilm' / 'results.json') as f:
+    written = json.load(f)['fewshot']
   assert written['tasks']['sst2']['shots']['8']['per_seed'] == pytest.approx(ours['per_seed'])
   assert written['model']['hidden_size'] == 384  # taken from the converted checkpoint's metadata
   with open(tmp_path / 'minilm' / 'fewshot.png', 'rb') as f:
@@ -192,19 +197,17 @@ def test_pretrained_minilm_beats_a_random_encoder(minilm_task, tmp_path):
 def test_results_are_deterministic_for_a_seed(minilm_task, tmp_path):
   records_dir, _ = minilm_task
   tiny = common.model_config('tiny')
-  first, _ = _run(_fewshot_config(records_dir, model=tiny, shots=(1, 4), num_seeds=2), tmp_path / 'a')
-  second, _ = _run(_fewshot_config(records_dir, model=tiny, shots=(1, 4), num_seeds=2), tmp_path / 'b')
+  _, first, _ = _run(_fewshot_config(records_dir, model=tiny, shots=(1, 4), num_seeds=2), tmp_path / 'a')
+  _, second, _ = _run(_fewshot_config(records_dir, model=tiny, shots=(1, 4), num_seeds=2), tmp_path / 'b')
   assert first['tasks'] == second['tasks']
   other = _fewshot_config(records_dir, model=tiny, shots=(1, 4), num_seeds=2)
   other.rng_seed = 1  # another random encoder
-  third, _ = _run(other, tmp_path / 'c')
+  _, third, _ = _run(other, tmp_path / 'c')
   assert third['tasks'] != first['tasks']
 
 
 def test_periodic_fewshot_evaluation_inside_pretraining(tmp_path):
-  from core import app, registry
   from projects.bert.configs import pretrain as pretrain_config
-  from projects.bert.trainers import pretrain_trainer
   from tests.bert import data_utils
 
   files, vocab = data_utils.make_pretraining_records(tmp_path / 'pt', max_seq_length=32, max_predictions_per_seq=5)
@@ -213,27 +216,27 @@ def test_periodic_fewshot_evaluation_inside_pretraining(tmp_path):
   config = pretrain_config.get_config('tiny')
   config.model.update(vocab_size=len(data_utils.read_vocab(vocab)), hidden_size=64, num_heads=2, intermediate_size=128)
   config.dataset.update(train_files=','.join(files), max_seq_length=32, max_predictions_per_seq=5, shuffle_buffer=64)
-  config.update(batch_size=16, eval_batch_size=16, num_train_steps=4, log_every=2, eval_every=0, checkpoint_every=4)
+  config.update(batch_size=16, eval_batch_size=16, num_train_steps=4, log_every=2, checkpoint_every=4)
   config.checkpoint.async_save = False
-  config.fewshot = fewshot_config.fewshot_block(['sst2'], data_dir=glue_dir, every=2, shots=(1, 4), num_seeds=2,
-                                                batch_size=16)
-  app.write_config(config, str(tmp_path / 'run'))  # as main.py does: the standalone evaluator reads config.model
+  config.evals.fewshot = fewshot_config.fewshot_block(['sst2'], data_dir=glue_dir, every=2, shots=(1, 4),
+                                                      num_seeds=2, batch_size=16)
   writer = _RecordingWriter()
-  results = pretrain_trainer.train(rng=jax.random.PRNGKey(0), config=config,
-                                   model_cls=registry.MODELS.get('bert_pretraining'),
-                                   dataset=registry.DATASETS.get('bert_pretraining')(config),
-                                   workdir=str(tmp_path / 'run'), writer=writer)
-  assert set(results['fewshot']) == {'sst2/1shot', 'sst2/4shot'}
-  assert all(0.0 <= v <= 1.0 for v in results['fewshot'].values())
-  assert writer.scalars['fewshot/sst2/4shot'] == results['fewshot']['sst2/4shot']
+  results = trainer.train(rng=jax.random.PRNGKey(0), config=config, model_cls=registry.MODELS.get('bert_pretraining'),
+                          dataset=registry.DATASETS.get('bert_pretraining')(config), workdir=str(tmp_path / 'run'),
+                          writer=writer)
+  periodic = results['fewshot']['scalars']
+  assert set(periodic) == {'sst2/1shot', 'sst2/4shot'} and results['fewshot']['step'] == 4
+  assert all(0.0 <= v <= 1.0 for v in periodic.values())
+  assert writer.scalars['fewshot/sst2/4shot'] == periodic['sst2/4shot']
+  assert results['mlm_nsp'] == {}  # no eval_files: nothing to score
 
-  # The periodic scores are those of the standalone evaluator on the same weights.
+  # The periodic scores are those of a run of zero steps on the same weights (the run's latest checkpoint).
   standalone = fewshot_config.get_config('sst2')
-  standalone.init_from = str(tmp_path / 'run')
-  standalone.fewshot = config.fewshot
-  alone, _ = _run(standalone, tmp_path / 'fewshot')
-  assert alone['step'] == 4
-  assert alone['scalars'] == pytest.approx(results['fewshot'])
+  standalone.init_from = str(tmp_path / 'run')  # model None: the architecture from the run's config.json
+  standalone.evals.fewshot = config.evals.fewshot
+  run, alone, _ = _run(standalone, tmp_path / 'fewshot')
+  assert run['weights']['step'] == 4
+  assert alone['scalars'] == pytest.approx(periodic)
 
 
 def test_sweep_on_features_scores_every_split_and_survives_nan_features():
@@ -258,8 +261,8 @@ def test_sweep_on_features_scores_every_split_and_survives_nan_features():
 def test_kshot_finetuning_runs_on_the_same_support_sets(minilm_task, tmp_path):
   records_dir, _ = minilm_task
   config = _fewshot_config(records_dir, model=common.model_config('tiny'), shots=(2,), num_seeds=2)
-  config.fewshot.update(finetune_steps=2, finetune_batch_size=8)
-  results, scalars = _run(config, tmp_path)
+  config.evals.fewshot.update(finetune_steps=2, finetune_batch_size=8)
+  _, results, scalars = _run(config, tmp_path)
   tuned = results['finetune']['sst2']
   assert tuned['metric'] == 'accuracy' and len(tuned['shots'][2]['per_seed']) == 2
   assert all(0.0 <= v <= 1.0 for v in tuned['shots'][2]['per_seed'])
@@ -269,10 +272,11 @@ def test_kshot_finetuning_runs_on_the_same_support_sets(minilm_task, tmp_path):
 
 def test_config_variants():
   config = fewshot_config.get_config('all')
-  assert config.trainer_name == 'bert_fewshot_evaluator' and config.model is None
-  assert 'mnli' in config.fewshot.tasks and 'stsb' not in config.fewshot.tasks
+  assert config.trainer_name == 'bert_trainer' and config.model is None and config.model_name == 'bert_encoder'
+  assert config.num_train_steps == 0  # an evaluation
+  assert 'mnli' in config.evals.fewshot.tasks and 'stsb' not in config.evals.fewshot.tasks
   config = fewshot_config.get_config('SST-2+rte,base')
-  assert config.fewshot.tasks == ('sst2', 'rte') and config.model.hidden_size == 768
+  assert config.evals.fewshot.tasks == ('sst2', 'rte') and config.model.hidden_size == 768
   assert fewshot_config.get_config('sst2,runlocal').model.hidden_size == 128
   with pytest.raises(ValueError, match='TASKS'):
     fewshot_config.get_config('sst2,huge')
@@ -281,15 +285,15 @@ def test_config_variants():
   with pytest.raises(ValueError, match='Unknown few-shot field'):
     fewshot_config.fewshot_block(['sst2'], shot=(1,))
   block = fewshot_config.fewshot_block(['sst2'], data_dir='/data/{task}', every=100, eval_size=500)
-  assert fewshot_inputs.task_dataset_config(block, 'sst2').dataset.data_dir == '/data/sst2'
+  assert fewshot_evaluator.task_dataset_config(block, 'sst2').dataset.data_dir == '/data/sst2'
 
 
 def test_a_pool_too_small_for_the_shots_fails_before_embedding(minilm_task):
   records_dir, _ = minilm_task
   block = fewshot_config.fewshot_block(['sst2'], data_dir=records_dir, shots=(1, 8), train_pool_size=10, batch_size=8)
   with pytest.raises(ValueError, match='fewer than the largest shot count 8'):
-    fewshot_inputs.load_task_inputs(block, 'sst2')
+    fewshot_evaluator.load_task_inputs(block, 'sst2')
   block.train_pool_size = 40
-  inputs = fewshot_inputs.load_task_inputs(block, 'sst2')
+  inputs = fewshot_evaluator.load_task_inputs(block, 'sst2')
   assert inputs.train_size == 40 and inputs.eval_sizes == {'validation': 96} and inputs.main_split == 'validation'
   assert sum(int(b['batch_mask'].sum()) for b in inputs.train_batches) == 40

@@ -4,8 +4,8 @@ The transfer test fine-tunes the real pretrained MiniLM-L6-H384 (pip package gt-
 `projects.bert.convert`) on an SST-2-format sentiment task whose dev and test sentences use only sentiment words
 that never occur in training: a model can score above chance there only through what pretraining taught it about
 those words, so the same run from random weights stays near chance. The other tests use the tiny model on
-`data_utils` tasks to check the trainer's bookkeeping (MNLI's two eval splits and three submission files, STS-B
-regression, best-checkpoint selection, resume, eval-only and predict modes).
+`data_utils` tasks to check the bookkeeping of the trainer and the glue / glue_predict evaluators (MNLI's two eval
+splits and three submission files, STS-B regression, best-on-dev selection, resume, eval and predict modes).
 """
 
 import glob
@@ -19,14 +19,14 @@ import jax
 import numpy as np
 import pytest
 
-import projects.bert  # noqa: F401  (registers the BERT datasets, models and trainers)
+import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainers and evaluators)
 from core import app, params_io, registry
+from core.dataset import DatasetMetaData
 from core.setup import example_batch_from_meta
-from projects.bert import convert
+from projects.bert import convert, trainer, weights
 from projects.bert.configs import common, glue
 from projects.bert.datasets import glue_tasks, prepare
-from projects.bert.trainers import common as trainers_common
-from projects.bert.trainers import finetune_trainer
+from projects.bert.evaluators import glue_predict
 from tests.bert import data_utils
 
 # Sentiment words: the model is trained on the first pair of lists and evaluated on the second.
@@ -95,7 +95,7 @@ def _minilm_config(data, init_from):
   config.eval_batch_size = 64
   config.num_epochs = STEPS * BATCH / N_TRAIN
   config.schedule.base_lr = 5e-5  # the top of the BERT paper's grid: few steps here
-  config.eval_every = STEPS // 2
+  config.evals.glue.every = STEPS // 2
   config.log_every = STEPS // 2
   config.checkpoint.async_save = False
   # Shard weights and Adam moments over the 8 test devices: the optimizer update is then not repeated 8 times.
@@ -114,47 +114,74 @@ def runs(sentiment):
 
 
 def test_pretrained_minilm_transfers_and_random_init_does_not(runs):
-  pretrained = runs['pretrained'][1]['best']['value']
-  random_init = runs['random'][1]['best']['value']
+  pretrained = runs['pretrained'][1]['glue']['best_on_dev']['value']
+  random_init = runs['random'][1]['glue']['best_on_dev']['value']
   print(f'held-out-word dev accuracy: pretrained {pretrained:.3f}, random init {random_init:.3f}')
-  assert pretrained >= 0.8, runs['pretrained'][1]['history']
+  assert pretrained >= 0.8, runs['pretrained'][1]['glue']['history']
   assert pretrained >= random_init + 0.2, (pretrained, random_init)
-  assert runs['pretrained'][1]['final']['validation/num_examples'] == N_DEV
+  assert runs['pretrained'][1]['glue']['final']['validation/num_examples'] == N_DEV
+  assert runs['pretrained'][1]['weights'] == {'source': 'init_from', 'path': runs['pretrained'][1]['init_from'],
+                                              'step': None}
+  assert runs['random'][1]['weights']['source'] == 'random'
 
 
 def test_results_best_checkpoint_and_summaries(runs):
   workdir, results = runs['pretrained']
   on_disk = json.load(open(os.path.join(workdir, 'results.json')))
-  assert on_disk['done'] and on_disk['task'] == 'sst2' and on_disk['main_metric'] == 'validation/accuracy'
-  assert [h['step'] for h in on_disk['history']] == [STEPS // 2, STEPS]
-  assert on_disk['num_train_steps'] == STEPS
-  values = [h['validation/accuracy'] for h in on_disk['history']]
+  glue_results = on_disk['glue']
+  assert on_disk['done'] and glue_results['task'] == 'sst2' and glue_results['main_metric'] == 'validation/accuracy'
+  assert [h['step'] for h in glue_results['history']] == [STEPS // 2, STEPS]
+  assert on_disk['num_train_steps'] == STEPS and on_disk['step'] == STEPS
+  values = [h['validation/accuracy'] for h in glue_results['history']]
   best_index = int(np.argmax(values))  # the first of equal values: ties keep the earlier step
-  assert on_disk['best']['step'] == on_disk['history'][best_index]['step']
-  assert on_disk['best']['value'] == pytest.approx(max(values))
-  assert on_disk['final']['validation/accuracy'] == pytest.approx(values[-1])
+  assert glue_results['best_on_dev']['step'] == glue_results['history'][best_index]['step']
+  assert glue_results['best_on_dev']['value'] == pytest.approx(max(values))
+  # The protocol number is the score after the last step; best_on_dev is named as the optimistic selection it is.
+  assert glue_results['final']['validation/accuracy'] == pytest.approx(values[-1])
+  assert glue_results['final_step'] == STEPS and glue_results['protocol'].startswith('final:')
+  assert 'optimistic' in glue_results['best_on_dev']['note']
+  # The model's own eval loss, from the same pass as the GLUE metrics.
+  assert 0.0 < glue_results['final']['validation/loss'] < 10.0
   best_params, best_meta = params_io.load_params(os.path.join(workdir, 'best'))
-  assert best_meta['step'] == on_disk['best']['step'] and best_meta['metric'] == 'validation/accuracy'
+  assert best_meta['step'] == glue_results['best_on_dev']['step'] and best_meta['metric'] == 'validation/accuracy'
   assert best_params['classifier']['kernel'].shape == (384, 2)
   assert glob.glob(os.path.join(workdir, 'events.out.tfevents*')), os.listdir(workdir)
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', str(STEPS)))
 
 
-def test_eval_only_reproduces_the_best_evaluation_and_predicts(runs, sentiment):
-  workdir, trained = runs['pretrained']
-  config = _minilm_config(sentiment, sentiment.minilm)  # init_from set as in training: workdir/best still wins
-  config.eval_only = True
-  config.predict = True
-  results = app.train_and_evaluate(config, workdir)
-  evaluation = results['evaluation']
-  assert evaluation['source'] == os.path.join(workdir, 'best')
-  assert evaluation['step'] == trained['best']['step']
-  for key, value in trained['best']['metrics'].items():
-    assert evaluation['metrics'][key] == pytest.approx(value, abs=1e-4), key
-  assert json.load(open(os.path.join(workdir, 'results.json')))['history'] == trained['history']  # kept
+def _as_command_line(workdir, mode):
+  """The config `main.py --config=projects/bert/configs/glue.py:sst2 --config.mode=MODE` runs with in `workdir`:
+  the training run's config.json, none of the training overrides given again."""
+  given = glue.get_config('sst2')
+  given.mode = mode
+  return app.config_for_run(given, workdir, {'mode': mode})
 
+
+def test_eval_mode_reproduces_the_best_evaluation_and_predict_mode_writes_the_submission(runs, sentiment):
+  workdir, trained = runs['pretrained']
+  config_json = open(os.path.join(workdir, 'config.json')).read()
+  results_json = open(os.path.join(workdir, 'results.json')).read()
+  config = _as_command_line(workdir, 'eval')
+  assert config.init_from == sentiment.minilm  # as in training: workdir/best still wins
+  results = app.train_and_evaluate(config, workdir)
+  evaluation = results['glue']
+  assert results['weights']['source'] == 'best' and results['weights']['path'] == os.path.join(workdir, 'best')
+  best = trained['glue']['best_on_dev']
+  assert evaluation['step'] == results['step'] == best['step'] and 'optimistic' in evaluation['note']
+  for key, value in best['metrics'].items():
+    assert evaluation['metrics'][key] == pytest.approx(value, abs=1e-4), key
+  assert json.load(open(os.path.join(workdir, 'eval_results.json'))) == json.loads(json.dumps(results))
+  # The training run's files are as they were.
+  assert open(os.path.join(workdir, 'config.json')).read() == config_json
+  assert open(os.path.join(workdir, 'results.json')).read() == results_json
+  assert not os.path.exists(os.path.join(workdir, 'predictions'))  # eval mode runs no prediction writer
+
+  results = app.train_and_evaluate(_as_command_line(workdir, 'predict'), workdir)
   path = os.path.join(workdir, 'predictions', 'SST-2.tsv')
-  assert results['predictions'] == {'test': path}
+  assert results['glue_predict']['files'] == {'test': path} and 'glue' not in results
+  assert results['glue_predict']['weights']['source'] == 'best'
+  assert json.load(open(os.path.join(workdir, 'predict_results.json')))['mode'] == 'predict'
+  assert json.load(open(os.path.join(workdir, 'eval_results.json')))['mode'] == 'eval'  # each mode its own file
   lines = open(path).read().splitlines()
   assert lines[0] == 'index\tprediction'
   rows = [line.split('\t') for line in lines[1:]]
@@ -178,7 +205,7 @@ def _tiny_config(tmp_path, task, **data_kwargs):
   config.batch_size = 16
   config.eval_batch_size = 16
   config.num_train_steps = 8
-  config.eval_every = 4
+  config.evals.glue.every = 4
   config.log_every = 4
   config.schedule.base_lr = 1e-3
   config.checkpoint.async_save = False
@@ -188,21 +215,21 @@ def _tiny_config(tmp_path, task, **data_kwargs):
 def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path):
   config, data = _tiny_config(tmp_path, 'mnli', n_train=64, n_dev=24, n_test=12)
   workdir = str(tmp_path / 'run')
-  results = app.train_and_evaluate(config, workdir)
+  results = app.train_and_evaluate(config, workdir)['glue']
   assert results['main_metric'] == 'matched/accuracy'
   assert results['eval_splits'] == ['matched', 'mismatched']
   for h in results['history']:
     assert h['matched/num_examples'] == 24 and h['mismatched/num_examples'] == 24
     assert 0.0 <= h['mismatched/accuracy'] <= 1.0
   matched = [h['matched/accuracy'] for h in results['history']]
-  assert results['best']['step'] == results['history'][int(np.argmax(matched))]['step']
+  assert results['best_on_dev']['step'] == results['history'][int(np.argmax(matched))]['step']
   config.mode = 'predict'
-  predicted = app.train_and_evaluate(config, workdir)
-  assert predicted['predictions_source'] == os.path.join(workdir, 'best')
+  predicted = app.train_and_evaluate(config, workdir)['glue_predict']
+  assert predicted['weights']['path'] == os.path.join(workdir, 'best')
   labels = set(glue_tasks.get_task('mnli').labels)
   for split, name in (('matched', 'MNLI-m.tsv'), ('mismatched', 'MNLI-mm.tsv'), ('ax', 'AX.tsv')):
     path = os.path.join(workdir, 'predictions', name)
-    assert predicted['predictions'][split] == path
+    assert predicted['files'][split] == path
     rows = [line.split('\t') for line in open(path).read().splitlines()[1:]]
     assert [int(i) for i, _ in rows] == [ex.index for ex in data.test[split]]
     assert {p for _, p in rows} <= labels
@@ -214,15 +241,17 @@ def test_stsb_regression_resumes_and_predicts_scores(tmp_path):
   workdir = str(tmp_path / 'run')
   config.num_train_steps = 4
   first = app.train_and_evaluate(config, workdir)
-  assert [h['step'] for h in first['history']] == [4]
+  assert [h['step'] for h in first['glue']['history']] == [4]
   config.num_train_steps = 8  # resumes at step 4 and extends the history
-  config.predict = True
+  config.evals.glue_predict = glue.predict_eval()  # and writes the submission file when it ends
   second = app.train_and_evaluate(config, workdir)
-  assert second['resumed_from'] == 4
-  assert [h['step'] for h in second['history']] == [4, 8]
-  assert second['history'][0] == first['history'][0]
-  assert second['main_metric'] == 'validation/spearman'
-  assert {'validation/pearson', 'validation/spearman', 'validation/combined_score'} <= set(second['final'])
+  assert second['resumed_from'] == 4 and second['weights'] == {
+      'source': 'checkpoint', 'path': os.path.join(workdir, 'checkpoints'), 'step': 4}
+  assert [h['step'] for h in second['glue']['history']] == [4, 8]
+  assert second['glue']['history'][0] == first['glue']['history'][0]
+  assert second['glue']['main_metric'] == 'validation/spearman'
+  assert {'validation/pearson', 'validation/spearman', 'validation/combined_score',
+          'validation/loss'} <= set(second['glue']['final'])
   rows = [line.split('\t') for line in open(os.path.join(workdir, 'predictions', 'STS-B.tsv')).read().splitlines()[1:]]
   assert [int(i) for i, _ in rows] == [ex.index for ex in data.test['test']]
   scores = np.array([float(p) for _, p in rows])
@@ -230,10 +259,10 @@ def test_stsb_regression_resumes_and_predicts_scores(tmp_path):
 
   # A run's workdir also serves as init_from (as a pretraining run's does): its encoder loads, the head is fresh.
   config.init_from = workdir
-  model = registry.MODELS.get(config.model_name)(config, {'num_labels': 1})
+  model = registry.MODELS.get(config.model_name)(config, DatasetMetaData(input_specs={}, num_labels=1))
   fresh = jax.device_get(model.init_params(jax.random.PRNGKey(1), example_batch_from_meta(
-      {'input_specs': {k: ((32,), 'int32') for k in ('input_ids', 'input_mask', 'segment_ids')}})))
-  loaded = trainers_common.pretrained_loader(config)(fresh)
+      DatasetMetaData(input_specs={k: ((32,), 'int32') for k in ('input_ids', 'input_mask', 'segment_ids')}))))
+  loaded = weights.init_from_loader(config)(fresh)
   source, _ = params_io.read_pretrained(workdir)
   for a, b in zip(jax.tree_util.tree_leaves(loaded['bert']), jax.tree_util.tree_leaves(source['bert'])):
     np.testing.assert_array_equal(a, b)
@@ -241,9 +270,9 @@ def test_stsb_regression_resumes_and_predicts_scores(tmp_path):
   assert not np.array_equal(loaded['regressor']['kernel'], source['regressor']['kernel'])
 
 
-def test_eval_only_without_anything_to_evaluate_says_what_to_do(tmp_path):
+def test_eval_without_anything_to_evaluate_says_what_to_do(tmp_path):
   config, _ = _tiny_config(tmp_path, 'rte', n_train=16, n_dev=8, n_test=8)
-  config.eval_only = True
+  config.mode = 'eval'
   with pytest.raises(FileNotFoundError, match='Nothing to evaluate'):
     app.train_and_evaluate(config, str(tmp_path / 'empty'))
 
@@ -251,31 +280,33 @@ def test_eval_only_without_anything_to_evaluate_says_what_to_do(tmp_path):
 def test_prediction_rows_use_label_names_example_ids_and_the_stsb_range():
   rte = glue_tasks.get_task('rte')
   logits = np.array([[0.0, 1.0], [2.0, -1.0], [0.0, 3.0]], np.float32)
-  assert finetune_trainer.prediction_rows(rte, logits, np.array([7, 3, 5])) == [
+  assert glue_predict.prediction_rows(rte, logits, np.array([7, 3, 5])) == [
       (3, 'entailment'), (5, 'not_entailment'), (7, 'not_entailment')]
   # Records without example_id (the builder fills -1): the row number is the index.
-  assert [i for i, _ in finetune_trainer.prediction_rows(rte, logits, np.full(3, -1))] == [0, 1, 2]
-  rows = finetune_trainer.prediction_rows(glue_tasks.get_task('stsb'), np.array([-0.5, 2.25, 7.0]), None)
+  assert [i for i, _ in glue_predict.prediction_rows(rte, logits, np.full(3, -1))] == [0, 1, 2]
+  rows = glue_predict.prediction_rows(glue_tasks.get_task('stsb'), np.array([-0.5, 2.25, 7.0]), None)
   assert [float(p) for _, p in rows] == [0.0, 2.25, 5.0]
 
 
 def test_run_mode():
   config = glue.get_config('rte')
-  assert finetune_trainer.run_mode(config) == 'train'
-  config.eval_only = True
-  assert finetune_trainer.run_mode(config) == 'eval'
+  assert trainer.run_mode(config) == 'train'
+  config.mode = 'eval'
+  assert trainer.run_mode(config) == 'eval'
   config.mode = 'predict'
-  assert finetune_trainer.run_mode(config) == 'predict'
+  assert trainer.run_mode(config) == 'predict'
   config.mode = 'serve'
   with pytest.raises(ValueError, match='config.mode'):
-    finetune_trainer.run_mode(config)
+    trainer.run_mode(config)
 
 
 @pytest.mark.parametrize('task', glue_tasks.task_names())
 def test_config_variants(task):
   config = glue.get_config(task)
   spec = glue_tasks.get_task(task)
-  assert config.dataset.task == task and config.trainer_name == 'bert_glue_trainer'
+  assert config.dataset.task == task and config.trainer_name == 'bert_trainer'
+  assert set(config.evals) == {'glue'} and config.evals.glue.save_best
+  assert glue.get_config(f'{task},predict').evals.glue_predict.weights == 'best'
   assert config.model_name == ('bert_regression' if spec.is_regression else 'bert_classification')
   assert config.model.hidden_size == 768 and config.batch_size == 32 and config.num_epochs == 3
   assert 2e-5 <= config.schedule.base_lr <= 5e-5 and config.schedule.warmup_fraction == 0.1

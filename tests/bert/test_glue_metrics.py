@@ -97,8 +97,10 @@ def test_main_metric_keys():
   assert glue_metrics.main_metric_key('cola', ['validation']) == 'validation/matthews_corr'
   assert glue_metrics.main_metric_key('stsb', ['validation']) == 'validation/spearman'
   assert glue_metrics.main_metric_key('mnli', ['matched', 'mismatched']) == 'matched/accuracy'
-  for task, metric in glue_metrics.MAIN_METRIC.items():
-    assert metric in glue_tasks.get_task(task).metrics, task
+  for name, task in glue_tasks.GLUE_TASKS.items():
+    assert task.main_metric in task.metrics, name
+  assert glue_tasks.get_task('mnli').main_eval_split == 'matched'
+  assert glue_tasks.get_task('qqp').main_metric_key(['validation']) == 'validation/f1'
 
 
 def test_rejects_unknown_task_and_length_mismatch():

@@ -11,8 +11,9 @@ import optax
 import pytest
 
 from core import params_io
+from core.dataset import DatasetMetaData
 from core.registry import MODELS
-from projects.bert import modeling, models
+from projects.bert import modeling, models, weights
 from projects.bert.configs import common
 
 TINY = modeling.BertConfig(vocab_size=64, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
@@ -169,7 +170,7 @@ def test_models_are_registered_with_the_contract_outputs():
   batch = make_batch()
   cls_batch = dict(batch, label_ids=np.arange(B, dtype=np.int32) % 3)
   for name, expected in (('bert_pretraining', None), ('bert_classification', (B, 3)), ('bert_regression', (B,))):
-    model = MODELS.get(name)(model_config(num_labels=3), {})
+    model = MODELS.get(name)(model_config(num_labels=3), None)
     # Shapes only (eval_shape traces without compiling): the numerics are tested elsewhere.
     params = jax.eval_shape(model.init_params, jax.random.PRNGKey(0), batch)
     assert 'bert' in params and 'word_embeddings' in params['bert']
@@ -180,11 +181,11 @@ def test_models_are_registered_with_the_contract_outputs():
     else:
       assert out.shape == expected and out.dtype == jnp.float32
   # num_labels may also come from the dataset.
-  model = models.BertClassificationModel(model_config(), {'num_labels': 5})
+  model = models.BertClassificationModel(model_config(), DatasetMetaData(input_specs={}, num_labels=5))
   params = jax.eval_shape(model.init_params, jax.random.PRNGKey(0), batch)
   assert jax.eval_shape(functools.partial(model.forward, train=False), params, batch).shape == (B, 5)
   with pytest.raises(ValueError, match='num_labels'):
-    models.BertClassificationModel(model_config(), {})
+    models.BertClassificationModel(model_config(), None)
 
 
 def one_hot_logits(labels, n):
@@ -193,7 +194,7 @@ def one_hot_logits(labels, n):
 
 def test_pretraining_loss_and_metrics():
   batch = make_batch()
-  model = models.BertPretrainingModel(model_config(), {})
+  model = models.BertPretrainingModel(model_config(), None)
   perfect = {'mlm_logits': one_hot_logits(batch['masked_lm_ids'], TINY.vocab_size),
              'nsp_logits': one_hot_logits(batch['next_sentence_labels'], 2)}
   metrics = model.get_metrics_fn('validation')(perfect, batch)
@@ -224,7 +225,7 @@ def test_pretraining_loss_and_metrics():
 def test_classification_and_regression_losses():
   labels = np.array([0, 1, 2, 1, 0, 2, 1, 0], np.int32)
   batch_mask = np.array([1, 1, 1, 1, 1, 1, 0, 0], np.float32)
-  cls = models.BertClassificationModel(model_config(num_labels=3), {})
+  cls = models.BertClassificationModel(model_config(num_labels=3), None)
   logits = one_hot_logits(labels, 3)
   wrong_on_padding = logits.at[6:].set(one_hot_logits(labels[6:] + 1, 3)[0])
   m = cls.get_metrics_fn('validation')(wrong_on_padding, {'label_ids': labels, 'batch_mask': batch_mask})
@@ -233,7 +234,7 @@ def test_classification_and_regression_losses():
   m = cls.get_metrics_fn()(one_hot_logits((labels + 1) % 3, 3), {'label_ids': labels})
   assert float(m['accuracy'][0]) == 0.0
 
-  reg = models.BertRegressionModel(model_config(), {})
+  reg = models.BertRegressionModel(model_config(), None)
   targets = np.linspace(0, 5, 8).astype(np.float32)
   preds = targets + np.array([1, -1, 2, 0, 0, 0, 9, 9], np.float32)
   m = reg.get_metrics_fn()(jnp.asarray(preds), {'label_ids': targets, 'batch_mask': batch_mask})
@@ -244,7 +245,7 @@ def test_classification_and_regression_losses():
 def test_pretraining_model_learns_a_fixed_batch():
   batch = make_batch()
   model = models.BertPretrainingModel(model_config(num_layers=1, hidden_dropout_prob=0.0, attention_dropout_prob=0.0),
-                                      {})
+                                      None)
   params = init(model, batch)
   tx = optax.adam(3e-3)
 
@@ -270,19 +271,33 @@ def random_params(model, batch, seed):
   return jax.tree_util.tree_map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
 
 
-def test_load_pretrained_merges_the_encoder(tmp_path):
+def test_load_weights_merges_the_encoder(tmp_path):
   batch = make_batch()
-  source = random_params(models.BertPretrainingModel(model_config(), {}), batch, seed=1)
+  source = random_params(models.BertPretrainingModel(model_config(), None), batch, seed=1)
   params_io.save_params(str(tmp_path / 'pre'), source, metadata={'model': model_config().model.to_dict()})
-  target_model = models.BertClassificationModel(model_config(num_labels=2), {})
+  target_model = models.BertClassificationModel(model_config(num_labels=2), None)
   fresh = random_params(target_model, batch, seed=2)
-  loaded = models.load_pretrained(fresh, str(tmp_path / 'pre'), model_config=target_model.config.model)
+  loaded, info = weights.load_weights(fresh, str(tmp_path / 'pre'), model_config=target_model.config.model)
+  assert info == {'source': 'init_from', 'path': str(tmp_path / 'pre'), 'step': None}
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['bert'], source['bert'])
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['classifier'], fresh['classifier'])
-  only_heads = models.load_pretrained(fresh, str(tmp_path / 'pre'), keep=('mlm_head',))
+  only_heads, _ = weights.load_weights(fresh, str(tmp_path / 'pre'), keep=('mlm_head',))
   jax.tree_util.tree_map(np.testing.assert_array_equal, only_heads['bert'], fresh['bert'])
   with pytest.raises(FileNotFoundError, match='neither params/'):
-    models.load_pretrained(fresh, str(tmp_path / 'missing'))
-  bigger = models.BertClassificationModel(model_config(num_labels=2, intermediate_size=48), {})
+    weights.load_weights(fresh, str(tmp_path / 'missing'))
+  bigger = models.BertClassificationModel(model_config(num_labels=2, intermediate_size=48), None)
   with pytest.raises(ValueError, match=r"'bert/layer_0/intermediate/(bias|kernel)' has shape"):
-    models.load_pretrained(random_params(bigger, batch, seed=0), str(tmp_path / 'pre'))
+    weights.load_weights(random_params(bigger, batch, seed=0), str(tmp_path / 'pre'))
+  # Given only the shapes, a source with every parameter needs no initialiser; one without heads uses it.
+  shapes = jax.eval_shape(target_model.init_params, jax.random.PRNGKey(0), batch)
+  params_io.save_params(str(tmp_path / 'tuned'), loaded, metadata={'step': 7})
+  complete, info = weights.load_weights(shapes, str(tmp_path / 'tuned'), expect_complete=True)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, complete, loaded)
+  assert info['step'] == 7
+  with pytest.raises(ValueError, match='no initialiser'):
+    weights.load_weights(shapes, str(tmp_path / 'pre'))
+  headless, _ = weights.load_weights(shapes, str(tmp_path / 'pre'), init_fn=lambda: fresh)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, headless['classifier'], fresh['classifier'])
+  # Evaluating saved weights (expect_complete) never fills a missing task head with random values.
+  with pytest.raises(ValueError, match=r'has no classifier/bias, classifier/kernel: .*RANDOM head'):
+    weights.load_weights(shapes, str(tmp_path / 'pre'), init_fn=lambda: fresh, expect_complete=True)

@@ -37,7 +37,8 @@ def _overrides(records, steps, **extra):
       'dataset.max_predictions_per_seq': 5, 'dataset.shuffle_buffer': 64, 'model.vocab_size': n_vocab,
       'model.hidden_size': 64, 'model.num_heads': 2, 'model.intermediate_size': 128, 'batch_size': 16,
       'eval_batch_size': 16, 'num_train_steps': steps, 'schedule.base_lr': 2e-3, 'schedule.warmup_steps': 5,
-      'log_every': 1, 'eval_every': steps, 'num_eval_steps': 2, 'checkpoint_every': 5, 'checkpoint.async_save': False,
+      'log_every': 1, 'evals.mlm_nsp.every': steps, 'evals.mlm_nsp.num_steps': 2, 'checkpoint_every': 5,
+      'checkpoint.async_save': False,
   }
   flags.update(extra)
   return [f'--config.{k}={v}' for k, v in flags.items()]
@@ -88,7 +89,7 @@ def test_mlm_loss_falls(reference):
   assert sorted(mlm) == list(range(1, STEPS + 1))
   first, last = np.mean([mlm[s] for s in range(1, 6)]), np.mean([mlm[s] for s in range(STEPS - 4, STEPS + 1)])
   assert last < 0.85 * first, (first, last)  # ~5.0 -> ~3.9 nats: a tiny corpus has little more to learn
-  assert {'eval/mlm_accuracy', 'eval/nsp_accuracy', 'train/tokens_per_sec', 'train/grad_norm'} <= _tags(reference)
+  assert {'mlm_nsp/mlm_accuracy', 'mlm_nsp/nsp_accuracy', 'train/tokens_per_sec', 'train/grad_norm'} <= _tags(reference)
 
 
 def test_preempted_and_resumed_equals_uninterrupted(records, reference, tmp_path):

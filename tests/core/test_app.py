@@ -1,9 +1,15 @@
-"""core.app end to end: config file with a variant, a `--config.x=y` override, registries, config dump, resume."""
+"""core.app end to end: config file with a variant, a `--config.x=y` override, registries, config dump, resume, and
+which config an eval-mode run uses."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+
+import ml_collections
+
+from core import app, setup
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -70,3 +76,34 @@ def test_a_full_disk_anywhere_is_reported_last_with_the_path(capsys):
       '/wd/checkpoints/4.tmp/iterator_temp/part-0.tempstate1; No space left on device [Op:SaveV2]'))
   assert found.filename == '/wd/checkpoints/4.tmp/iterator_temp/part-0.tempstate1'
   assert not app.report_error(ValueError('a bug'))  # other errors keep their traceback (the caller re-raises)
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_the_corrected_command(tmp_path):
+  proc = _main(tmp_path, '--config.optimizer.name=nope')
+  assert proc.returncode != 0 and 'nope' in proc.stderr
+  assert not os.path.exists(tmp_path / 'config.json')  # written only once the run's state is set up
+  proc = _main(tmp_path, '--config.num_train_steps=2', '--config.model.hidden=32')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.load(open(tmp_path / 'config.json'))['model']['hidden'] == 32
+  # A workdir whose config.json has no checkpoint beside it is not another run's either.
+  shutil.rmtree(tmp_path / 'checkpoints')
+  proc = _main(tmp_path, '--config.num_train_steps=2', '--config.model.hidden=16')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_eval_modes_use_the_runs_config_with_only_the_mode_and_weights_source(tmp_path):
+  trained = ml_collections.ConfigDict({'mode': 'train', 'init_from': '/pretrained', 'num_train_steps': 100,
+                                       'model': {'hidden': 8}})
+  setup.write_run_config(trained, str(tmp_path))
+  given = ml_collections.ConfigDict({'mode': 'eval', 'init_from': '/other', 'num_train_steps': 3,
+                                     'model': {'hidden': 64}})
+  config = app.config_for_run(given, str(tmp_path), {'mode': 'eval', 'num_train_steps': 3})
+  assert config.to_dict() == {'mode': 'eval', 'init_from': '/pretrained', 'num_train_steps': 100,
+                              'model': {'hidden': 8}}
+  config = app.config_for_run(given, str(tmp_path), {'mode': 'eval', 'init_from': '/other'})
+  assert config.init_from == '/other' and config.model.hidden == 8
+  before = open(tmp_path / 'config.json').read()
+  given.mode = 'train'  # training takes the given config (and writes it once its state is set up)
+  assert app.config_for_run(given, str(tmp_path), {}) is given
+  assert app.config_for_run(given.copy_and_resolve_references(), str(tmp_path / 'fresh'), {}).mode == 'train'
+  assert open(tmp_path / 'config.json').read() == before

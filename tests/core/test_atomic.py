@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from etils import epath
 
-from core import app, atomic, params_io
+from core import app, atomic, params_io, setup
 
 
 def _params(value):
@@ -66,7 +66,7 @@ def test_save_params_killed_between_the_renames_keeps_the_new_copy(tmp_path, mon
 
 def test_config_json_interrupted_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
   config = ml_collections.ConfigDict({'model': {'hidden': 8}, 'num_train_steps': 10})
-  app.write_config(config, str(tmp_path))
+  setup.write_run_config(config, str(tmp_path))
   before = (tmp_path / 'config.json').read_text()
 
   def killed(fd):
@@ -75,11 +75,11 @@ def test_config_json_interrupted_mid_write_keeps_the_old_file(tmp_path, monkeypa
   monkeypatch.setattr(os, 'fsync', killed)  # the new text is half on its way to disk
   config.num_train_steps = 20
   with pytest.raises(KeyboardInterrupt):
-    app.write_config(config, str(tmp_path))
+    setup.write_run_config(config, str(tmp_path))
   monkeypatch.undo()
   assert (tmp_path / 'config.json').read_text() == before
   assert os.listdir(tmp_path) == ['config.json']  # no temporary file left
-  app.write_config(config, str(tmp_path))
+  setup.write_run_config(config, str(tmp_path))
   assert json.loads((tmp_path / 'config.json').read_text())['num_train_steps'] == 20
 
 

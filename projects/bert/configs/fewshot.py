@@ -1,4 +1,5 @@
-r"""Few-shot GLUE evaluation of a BERT encoder. Variant: `TASKS[,SIZE][,runlocal]`.
+r"""Few-shot GLUE evaluation of a BERT encoder: the BERT trainer with zero training steps and the `fewshot`
+evaluator. Variant: `TASKS[,SIZE][,runlocal]`.
 
 TASKS is a GLUE classification task, several joined with '+' (`sst2+rte`), or `all` (every classification task but
 WNLI); SIZE (tiny ... large) sets config.model, which otherwise comes from the checkpoint at init_from.
@@ -12,14 +13,16 @@ WNLI); SIZE (tiny ... large) sets config.model, which otherwise comes from the c
   python main.py --config=projects/bert/configs/fewshot.py:all --workdir=/tmp/fs_pt --config.init_from=/tmp/pt_run
 
 For each task, k in `shots` and seed: k train examples per class, a ridge probe on frozen features (the regulariser
-chosen among `l2_regs` on the support set), the task's GLUE metric on the eval split(s); mean and std over seeds.
-Results: workdir/fewshot_results.json, workdir/fewshot.png, TensorBoard `fewshot/{task}/{k}shot`, a table in the log.
+chosen among `l2_regs` on the support set), the task's main GLUE metric on the eval split(s); mean and std over
+seeds. Results: the `fewshot` section of workdir/results.json, workdir/fewshot.png, TensorBoard
+`fewshot/{task}/{k}shot`, a table in the log. Where the encoder comes from: `init_from` (its 'bert' parameters),
+else random initialisation (a baseline); `model` None takes the architecture from init_from.
 
-To watch few-shot scores while pretraining, give the pretraining config a block (in a config file, since a
-ConfigDict cannot be passed as a flag):
+To watch few-shot scores while pretraining, the same evaluator goes into the pretraining config (its variant
+`,fewshot` does this; in a config file, since a ConfigDict cannot be passed as a flag):
 
   from projects.bert.configs import fewshot
-  config.fewshot = fewshot.fewshot_block(('sst2', 'rte'), data_dir='data/glue', every=5000, eval_size=2000)
+  config.evals.fewshot = fewshot.fewshot_block(('sst2', 'rte'), data_dir='data/glue', every=5000, eval_size=2000)
 """
 
 from __future__ import annotations
@@ -40,16 +43,17 @@ L2_REGS = tuple(float(2.0 ** i) for i in range(-4, 17, 2))
 
 def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int = 0,
                   **overrides) -> ml_collections.ConfigDict:
-  """`config.fewshot`: what the standalone evaluator sweeps, and what pretraining runs every `every` steps.
+  """`config.evals.fewshot`: the few-shot evaluator's entry, for a run of zero steps or every `every` steps of
+  pretraining.
 
   Fields: tasks; dataset (the `bert_glue` fields shared by the tasks: data_dir, in which '{task}' is replaced by the
   task name, max_seq_length 0 = whatever the records hold); shots (examples per class); num_seeds (seeds 0 ..
   num_seeds - 1); l2_regs; feature ('mean': tokens averaged over input_mask; 'pooled': the tanh pooler over [CLS]);
   train_pool_size (support sets are drawn from the first this many train records; 0 = all); eval_size (score the
   first this many examples of each eval split; 0 = all); batch_size (global batch of the embedding pass); every
-  (pretraining only: steps between evaluations; 0 = never); finetune_steps (> 0: also fine-tune the whole model on
-  each support set for this many steps of finetune_batch_size examples, AdamW at peak finetune_lr with 10% warm-up;
-  standalone evaluator only, and one training run per task, k and seed: costly).
+  (steps between evaluations during training; 0 = only at the end); finetune_steps (> 0: also fine-tune the whole
+  model on each support set for this many steps of finetune_batch_size examples, AdamW at peak finetune_lr with 10%
+  warm-up: one training run per task, k and seed, so costly).
   """
   for task in tasks:
     if glue_tasks.get_task(task).is_regression:
@@ -93,17 +97,15 @@ def get_config(arg: str = 'sst2') -> ml_collections.ConfigDict:
   runlocal = 'runlocal' in parts
 
   config = ml_collections.ConfigDict()
-  config.trainer_name = 'bert_fewshot_evaluator'
+  config.trainer_name = 'bert_trainer'
+  config.model_name = 'bert_encoder'  # the probes read the encoder only; no dataset of its own (each task has one)
   config.rng_seed = 0  # the random encoder when init_from is empty
   # None: the architecture of the checkpoint at init_from (converter metadata or the run's config.json).
   config.model = common.model_config(size) if size else None
   config.init_from = ''  # a converted checkpoint or a run's workdir; '' = a random encoder (a baseline)
-  config.fewshot = fewshot_block(tasks)
+  config.num_train_steps = 0  # an evaluation: the evaluators score the initial weights once
+  config.evals = ml_collections.ConfigDict({'fewshot': fewshot_block(tasks)})
   if runlocal:
     config.model = common.model_config('tiny')
-    config.fewshot.shots = (1, 2, 4)
-    config.fewshot.num_seeds = 2
-    config.fewshot.train_pool_size = 256
-    config.fewshot.eval_size = 256
-    config.fewshot.batch_size = 16
+    config.evals.fewshot.update(shots=(1, 2, 4), num_seeds=2, train_pool_size=256, eval_size=256, batch_size=16)
   return config

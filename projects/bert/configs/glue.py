@@ -1,12 +1,21 @@
-r"""GLUE fine-tuning. Variant: `TASK[,SIZE][,runlocal]`, TASK one of cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte,
-wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base (default), large.
+r"""GLUE fine-tuning. Variant: `TASK[,SIZE][,predict][,runlocal]`, TASK one of cola, sst2, mrpc, qqp, stsb, mnli,
+qnli, rte, wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base (default), large.
 
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/glue --max_seq_length=128
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc \
       --config.init_from=/tmp/bert_base          # python -m projects.bert.convert output, or a pretraining workdir
-  python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.eval_only=True
+  python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.mode=eval
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.mode=predict
+
+`mode`: 'train'; 'eval' scores the workdir's best/ (else its latest checkpoint, else init_from) on the dev sets
+into workdir/eval_results.json; 'predict' writes the GLUE submission files of the test splits into
+workdir/predictions/. Eval and predict use the training run's config.json: no other flag is needed, and it is not
+rewritten. `,predict` also writes the submission files when training ends (the `glue_predict` evaluator).
+
+What is reported (results.json, `glue` section): `final`, the dev metrics after the last step, is the number the
+BERT paper and TF Model Garden report per run; `best_on_dev`, the best evaluation by the task's main metric, is
+selected on the same dev set (optimistic) and its parameters are kept in workdir/best/.
 
 Defaults follow the BERT paper's fine-tuning recipe: batch 32, 3 epochs, peak learning rate 2e-5 (the paper
 searches {5e-5, 4e-5, 3e-5, 2e-5} per task on the dev set: override `--config.schedule.base_lr`), linear warm-up
@@ -15,9 +24,9 @@ eps 1e-6, no bias correction, as the original BERT optimizer), gradient clipping
 length 128. `init_from` must be set for a meaningful run: empty means random weights. config.model must match the
 checkpoint's size (the converter's metadata.json holds its `model`); `init_heads=False` makes the task head fresh.
 
-The task table (labels, regression or classification, metrics, splits, file names) is
-`projects.bert.datasets.glue_tasks`; the selection metric per task is `projects.bert.glue_metrics.MAIN_METRIC`.
-`runlocal` shrinks any variant to a few steps of the tiny model for a smoke test.
+The task table (labels, regression or classification, metrics and the main one, splits, file names) is
+`projects.bert.datasets.glue_tasks`. `runlocal` shrinks any variant to a few steps of the tiny model for a smoke
+test.
 """
 
 import ml_collections
@@ -26,24 +35,31 @@ from ml_collections import config_dict
 from projects.bert.configs import common
 from projects.bert.datasets import glue_tasks
 
-# Evaluate often enough for best-checkpoint selection to matter on the small tasks, rarely enough on the big ones
-# (MNLI/QQP dev sets have 20k / 40k examples).
+# Evaluate often enough for the learning curve (and best_on_dev) to show on the small tasks, rarely enough on the big
+# ones (MNLI/QQP dev sets have 20k / 40k examples).
 EVAL_EVERY = {'mnli': 2000, 'qqp': 2000, 'qnli': 1000, 'sst2': 500}
 DEFAULT_EVAL_EVERY = 100
+
+
+def predict_eval(weights: str = 'best') -> ml_collections.ConfigDict:
+  """`config.evals.glue_predict`: the submission files of the test splits when a run ends, from the best_on_dev
+  parameters ('best') or the last ones ('final')."""
+  return ml_collections.ConfigDict({'weights': weights})
 
 
 def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   parts = [p.strip() for p in arg.split(',') if p.strip()]
   task = glue_tasks.get_task(parts[0] if parts else 'mrpc')
   sizes = [p for p in parts[1:] if p in common.SIZES]
-  unknown = [p for p in parts[1:] if p not in common.SIZES and p != 'runlocal']
+  unknown = [p for p in parts[1:] if p not in common.SIZES and p not in ('predict', 'runlocal')]
   if unknown or len(sizes) > 1:
-    raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,runlocal] with SIZE in {list(common.SIZES)}.')
+    raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,predict][,runlocal] with SIZE in '
+                     f'{list(common.SIZES)}.')
   size = sizes[0] if sizes else 'base'
   runlocal = 'runlocal' in parts
 
   config = ml_collections.ConfigDict()
-  config.trainer_name = 'bert_glue_trainer'
+  config.trainer_name = 'bert_trainer'
   config.dataset_name = 'bert_glue'
   config.model_name = 'bert_regression' if task.is_regression else 'bert_classification'
   config.rng_seed = 0
@@ -66,7 +82,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.batch_size = 32
   config.eval_batch_size = 64
   config.num_epochs = 3.0
-  config.num_train_steps = 0  # > 0 overrides num_epochs; 0: ceil(num_epochs * train_size / batch_size)
+  config.num_train_steps = 0  # > 0 overrides num_epochs; 0: ceil(num_epochs * train examples / batch_size)
   config.grad_accum_steps = 1
 
   config.optimizer = common.bert_optimizer_config()
@@ -76,10 +92,13 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.init_from = ''  # converted checkpoint (projects.bert.convert) or pretraining workdir; '' = random init
   config.init_heads = False  # take only the encoder from init_from: the task head starts fresh
 
-  config.mode = 'train'  # 'train', 'eval' (= eval_only) or 'predict' (GLUE submission files of the test splits)
-  config.eval_only = False
-  config.predict = False  # also write the submission files after training (from the best parameters)
-  config.eval_every = EVAL_EVERY.get(task.name, DEFAULT_EVAL_EVERY)  # and always at the last step
+  config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (submission files)
+  # What the run measures (core.evaluators; projects/bert/evaluators): the dev metrics every `every` steps and after
+  # the last one, keeping the best_on_dev parameters in workdir/best; `,predict` adds the submission files.
+  config.evals = ml_collections.ConfigDict({
+      'glue': {'every': EVAL_EVERY.get(task.name, DEFAULT_EVAL_EVERY), 'save_best': True}})
+  if 'predict' in parts:
+    config.evals.glue_predict = predict_eval()
   config.log_every = 50
   config.checkpoint_every = 1000
   # Fine-tuning checkpoints are for resuming only (the best parameters are kept apart in workdir/best): keep one.
@@ -93,7 +112,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
     config.batch_size = 8
     config.eval_batch_size = 8
     config.num_train_steps = 10
-    config.eval_every = 5
+    config.evals.glue.every = 5
     config.log_every = 5
     config.checkpoint_every = 5
   return config

@@ -6,8 +6,8 @@ r"""BERT pretraining (MLM + NSP). Variant: `SIZE[,phase2][,fewshot][,runlocal]`.
   python main.py --config=projects/bert/configs/pretrain.py:base,phase2 --workdir=gs://bucket/bert_base_p2 \
       --config.init_from=gs://bucket/bert_base_p1
 
-SIZE is one of tiny, mini, small, medium, base, large; `,fewshot` adds few-shot SST-2/RTE probes every
-eval_every steps (`--config.fewshot.dataset.data_dir=` the `prepare glue` output).
+SIZE is one of tiny, mini, small, medium, base, large; `,fewshot` adds few-shot SST-2/RTE probes, an evaluator
+beside mlm_nsp with the same cadence (`--config.evals.fewshot.dataset.data_dir=` the `prepare glue` output).
 
 Phase 1 / phase 2 follow the original BERT recipe: 90% of the steps at sequence length 128 (20 predictions per
 sequence), then 10% at 512 (80), batch 256, peak learning rate 1e-4 with 10k warm-up steps and linear decay, AdamW
@@ -27,7 +27,7 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   phase2, runlocal, with_fewshot = 'phase2' in parts, 'runlocal' in parts, 'fewshot' in parts
 
   config = ml_collections.ConfigDict()
-  config.trainer_name = 'bert_pretrainer'
+  config.trainer_name = 'bert_trainer'
   config.dataset_name = 'bert_pretraining'
   config.model_name = 'bert_pretraining'
   config.rng_seed = 0
@@ -55,14 +55,12 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
 
   config.init_from = ''  # a converted checkpoint or a workdir (phase 2 starts from phase 1's)
   config.log_every = 100
-  config.eval_every = 10_000
-  config.num_eval_steps = 100
   config.checkpoint_every = 5_000
   config.checkpoint = ml_collections.ConfigDict({'keep': 3, 'async_save': True, 'restore_input': True})
   config.param_sharding_rules = ()  # e.g. ((r'.*', 'fsdp'),) to shard weights and moments over the data axis
-  # Few-shot GLUE scores of the current weights every `fewshot.every` steps (variant `,fewshot`; the GLUE records
-  # of `prepare glue` in fewshot.dataset.data_dir).
-  config.fewshot = None
+  # What the run measures (core.evaluators; projects/bert/evaluators): MLM/NSP on dataset.eval_files every `every`
+  # steps, on `num_steps` batches (nothing without eval_files); variant `,fewshot` adds few-shot GLUE probes.
+  config.evals = ml_collections.ConfigDict({'mlm_nsp': {'every': 10_000, 'num_steps': 100}})
 
   if size == 'tiny' or runlocal:
     config.batch_size = 32
@@ -71,8 +69,7 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
     config.schedule.base_lr = 5e-4
     config.schedule.warmup_steps = 100
     config.log_every = 50
-    config.eval_every = 500
-    config.num_eval_steps = 10
+    config.evals.mlm_nsp.update(every=500, num_steps=10)
     config.checkpoint_every = 500
     config.dataset.shuffle_buffer = 1_000
   if runlocal:
@@ -80,9 +77,9 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
     config.num_train_steps = 20
     config.schedule.warmup_steps = 5
     config.log_every = 5
-    config.eval_every = 10
+    config.evals.mlm_nsp.every = 10
     config.checkpoint_every = 10
   if with_fewshot:
-    config.fewshot = fewshot_configs.fewshot_block(('sst2', 'rte'), data_dir='data/glue', every=config.eval_every,
-                                                   eval_size=2000)
+    config.evals.fewshot = fewshot_configs.fewshot_block(('sst2', 'rte'), data_dir='data/glue',
+                                                         every=config.evals.mlm_nsp.every, eval_size=2000)
   return config

@@ -14,8 +14,15 @@ num_labels, task type, label type, sizes and max_seq_length come from the meta d
 task table, `config.model.num_labels` (when set) and the records. Batches (host-local numpy): input_ids,
 input_mask, segment_ids int32 [B, S]; label_ids int32 [B] (float32 [B] for STS-B); example_id int32 [B] (the GLUE
 index for test splits, -1 on padding); batch_mask float32 [B] (0 = padding of the last eval batch).
-`valid_iter(split)` / `test_iter(split)` pass over a split once (default: the task's main split; the splits are
-meta_data['eval_splits'] / ['test_splits']); every process runs the same number of batches.
+`valid_iter(split, num_examples=None)` / `test_iter(split, num_examples=None)` pass once over a split, or over its
+first `num_examples` records (default split: the task's main one; the splits are meta_data.eval_splits /
+test_splits), in file order; every process runs the same number of batches. `valid_iter('train')` is such a pass
+over the train records (what few-shot probes draw their support sets from), besides the shuffled, repeated
+`train_iter`.
+
+Meta data (`core.dataset.DatasetMetaData`): task, num_train_examples, num_labels, max_seq_length, the eval and test
+splits with their sizes, files; extra holds task_type, label_type, label_list, metrics, processor_type,
+submission_files ({test split: file name}), meta_data_file and vocab_file (when the meta data names one).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import tensorflow as tf
 from absl import logging
 
 from core import errors, registry
-from core.dataset import Dataset
+from core.dataset import Dataset, DatasetMetaData
 from projects.bert.datasets import glue_tasks, records
 from projects.bert.datasets.glue_tasks import GlueTask
 
@@ -233,9 +240,9 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
                                       warn_few_files=False)  # one train file is GLUE's layout, not a mistake
 
   upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
+  train_size = int(meta['train_data_size'])
   sizes = {'eval': {}, 'test': {}}
   checked = set()  # (kind, split) whose record count is known to match its size
-  pipelines: Dict[Any, tf.data.Dataset] = {}
   for kind, upstream_split in (('eval', task.main_eval_split), ('test', upstream_test)):
     for split, path in files[kind].items():
       declared = _declared_size(meta, kind, split, upstream_split)
@@ -243,52 +250,48 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
         declared = records.count_records(path, compression)
         checked.add((kind, split))
       sizes[kind][split] = declared
+  pipelines: Dict[Any, tf.data.Dataset] = {}
 
-  def split_iter(kind: str) -> Callable[[Optional[str]], Any]:
+  def one_pass(kind: str, split: str, path: str, size: int, num_examples: Optional[int]):
+    """Batches of the first `num_examples` records of one split (all: None), in file order, padded."""
+    if (kind, split) not in checked:  # the padding arithmetic needs the exact size: count once
+      actual = records.count_records(path, compression)
+      if actual != size:
+        raise errors.DataError(f'{path} holds {actual} records but {meta_path} says the {kind} split {split!r} '
+                               f'has {size}; re-create the records and meta data together with:\n  '
+                               f'{_prepare_command(task)}')
+      checked.add((kind, split))
+    n = size if num_examples is None else int(num_examples)
+    if not 0 < n <= size:
+      raise errors.ConfigError(f'{n} examples asked of the GLUE {task.name} {kind} split {split!r}, which has '
+                               f'{size}.')
+    if (kind, split, n) not in pipelines:  # built once: a new pass re-iterates it without re-tracing
+      pipelines[kind, split, n] = records.eval_dataset(
+          [path], compression=compression, parse=parse, host_batch=eval_batch, num_examples=n,
+          process_index=index, process_count=count, pad_values={'example_id': -1}, mask_from='is_real_example')
+    return records.numpy_batches(pipelines[kind, split, n], [path])
+
+  def split_iter(kind: str) -> Callable[..., Any]:
     available = files[kind]
     default = task.main_eval_split if kind == 'eval' else upstream_test
     if default not in available and available:
       default = next(iter(available))
 
-    def make(split: Optional[str] = None):
+    def make(split: Optional[str] = None, num_examples: Optional[int] = None):
       split = default if split is None else split
+      if kind == 'eval' and split == 'train':
+        return one_pass('train', 'train', files['train'], train_size, num_examples)
       if split not in available:
         raise errors.DataError(f'GLUE {task.name} has no {kind} split {split!r}; its {kind} splits are '
                                f'{list(available)}.')
-      path, n = available[split], sizes[kind][split]
-      if (kind, split) not in checked:  # the padding arithmetic needs the exact size: count once
-        actual = records.count_records(path, compression)
-        if actual != n:
-          raise errors.DataError(f'{path} holds {actual} records but {meta_path} says the {kind} split {split!r} '
-                                 f'has {n}; '
-                                 f're-create the records and meta data together with:\n  {_prepare_command(task)}')
-        checked.add((kind, split))
-      if (kind, split) not in pipelines:  # built once: a new pass re-iterates it without re-tracing
-        pipelines[kind, split] = records.eval_dataset(
-            [path], compression=compression, parse=parse, host_batch=eval_batch, num_examples=n,
-            process_index=index, process_count=count, pad_values={'example_id': -1}, mask_from='is_real_example')
-      return records.numpy_batches(pipelines[kind, split], [path])
+      return one_pass(kind, split, available[split], sizes[kind][split], num_examples)
 
     return make
 
   label_dtype = 'float32' if task.is_regression else 'int32'
-  meta_data: Dict[str, Any] = {
-      'task': task.name,
-      'task_type': task.task_type,
-      'num_labels': task.num_labels,
-      'label_type': task.label_type,
-      'label_list': list(task.labels) if task.labels else None,
-      'metrics': list(task.metrics),
-      'processor_type': meta['processor_type'],
-      'max_seq_length': seq_len,
-      'train_size': int(meta['train_data_size']),
-      'eval_splits': list(files['eval']),
-      'eval_sizes': dict(sizes['eval']),
-      'test_splits': list(files['test']),
-      'test_sizes': dict(sizes['test']),
-      'submission_files': {s: task.submission_files[s] for s in files['test']},
-      'num_eval_batches': {s: records.num_eval_batches(n, eval_global) for s, n in sizes['eval'].items()},
-      'input_specs': {
+  meta_data = DatasetMetaData(
+      task=task.name,
+      input_specs={
           'input_ids': ((seq_len,), 'int32'),
           'input_mask': ((seq_len,), 'int32'),
           'segment_ids': ((seq_len,), 'int32'),
@@ -296,11 +299,27 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
           'example_id': ((), 'int32'),
           'batch_mask': ((), 'float32'),
       },
-      'files': files,
-      'meta_data_file': meta_path,
-  }
-  logging.info('bert_glue %s: train %d, eval %s, test %s, S=%d, host batch %d / eval %d.', task.name,
-               meta_data['train_size'], sizes['eval'], sizes['test'], seq_len, train_batch, eval_batch)
+      num_train_examples=train_size,
+      num_labels=task.num_labels,
+      max_seq_length=seq_len,
+      eval_splits=tuple(files['eval']),
+      eval_sizes=dict(sizes['eval']),
+      num_eval_batches={s: records.num_eval_batches(n, eval_global) for s, n in sizes['eval'].items()},
+      test_splits=tuple(files['test']),
+      test_sizes=dict(sizes['test']),
+      files=files,
+      extra={
+          'task_type': task.task_type,
+          'label_type': task.label_type,
+          'label_list': list(task.labels) if task.labels else None,
+          'metrics': list(task.metrics),
+          'processor_type': meta['processor_type'],
+          'submission_files': {s: task.submission_files[s] for s in files['test']},
+          'meta_data_file': meta_path,
+          'vocab_file': meta.get('vocab_file'),  # the vocab the records were made with (prepare.py writes it)
+      })
+  logging.info('bert_glue %s: train %d, eval %s, test %s, S=%d, host batch %d / eval %d.', task.name, train_size,
+               sizes['eval'], sizes['test'], seq_len, train_batch, eval_batch)
   return Dataset(train_iter=train_iter, valid_iter=split_iter('eval') if files['eval'] else None,
                  test_iter=split_iter('test') if files['test'] else None, meta_data=meta_data)
 

@@ -17,7 +17,7 @@ Record files (written by `prepare.py`, read by `glue.py`) in the output director
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 # Metric names the fine-tuning trainer computes (GLUE's official metrics per task).
 ACCURACY = 'accuracy'
@@ -54,13 +54,17 @@ class GlueTask:
 
   `labels` is the label list in id order (None for regression); `processor_name` is the `processor_type` that
   the upstream writer records in the meta data; `submission_files` maps each test split to the file name the
-  GLUE server expects for its predictions.
+  GLUE server expects for its predictions. `main_metric`, one of `metrics`, is the number the BERT paper reports
+  for the task, scored on `main_eval_split` (the first eval split; MNLI's matched dev set, the one the paper and
+  GLUE baselines report and select on): fine-tuning selects its best_on_dev parameters by it, and few-shot
+  probes report it.
   """
 
   name: str
   processor_name: str
   labels: Optional[Tuple[str, ...]]
   metrics: Tuple[str, ...]
+  main_metric: str
   train: TsvLayout
   eval_splits: Mapping[str, TsvLayout]
   test_splits: Mapping[str, TsvLayout]
@@ -89,6 +93,11 @@ class GlueTask:
   @property
   def main_eval_split(self) -> str:
     return next(iter(self.eval_splits))
+
+  def main_metric_key(self, eval_splits: Sequence[str]) -> str:
+    """The main metric's name among the '{split}/{metric}' results of `eval_splits`, e.g. 'matched/accuracy'."""
+    split = self.main_eval_split if self.main_eval_split in eval_splits else list(eval_splits)[0]
+    return f'{split}/{self.main_metric}'
 
   @property
   def main_test_split(self) -> str:
@@ -120,9 +129,14 @@ def _standard(task_dir: str, *, train_header: bool, text_a: int, text_b: Optiona
 
 
 def _simple_task(name: str, processor_name: str, labels: Optional[Tuple[str, ...]], metrics: Tuple[str, ...],
-                 layouts: Tuple[TsvLayout, TsvLayout, TsvLayout], submission: str) -> GlueTask:
+                 layouts: Tuple[TsvLayout, TsvLayout, TsvLayout], submission: str,
+                 main_metric: Optional[str] = None) -> GlueTask:
+  """A task with one dev and one test split; `main_metric` must be named when it has several metrics."""
+  if main_metric is None and len(metrics) > 1:
+    raise ValueError(f'{name}: name the main metric among {metrics}.')
   train, dev, test = layouts
-  return GlueTask(name=name, processor_name=processor_name, labels=labels, metrics=metrics, train=train,
+  return GlueTask(name=name, processor_name=processor_name, labels=labels, metrics=metrics,
+                  main_metric=main_metric or metrics[0], train=train,
                   eval_splits={'validation': dev}, test_splits={'test': test},
                   submission_files={'test': submission})
 
@@ -137,7 +151,7 @@ def _mnli() -> GlueTask:
   labelled = dict(header=True, text_a=8, text_b=9, label=LAST_COLUMN)
   unlabelled = dict(header=True, text_a=8, text_b=9, index=0)
   return GlueTask(
-      name='mnli', processor_name='MNLI', labels=_NLI3, metrics=(ACCURACY,),
+      name='mnli', processor_name='MNLI', labels=_NLI3, metrics=(ACCURACY,), main_metric=ACCURACY,
       train=TsvLayout(paths=('MNLI/train.tsv',), **labelled),
       eval_splits={'matched': TsvLayout(paths=('MNLI/dev_matched.tsv',), **labelled),
                    'mismatched': TsvLayout(paths=('MNLI/dev_mismatched.tsv',), **labelled)},
@@ -160,15 +174,15 @@ GLUE_TASKS: Dict[str, GlueTask] = {t.name: t for t in [
     # MRPC: Quality, #1 ID, #2 ID, #1 String, #2 String.
     _simple_task('mrpc', 'MRPC', _BINARY, (ACCURACY, F1),
                  _standard('MRPC', train_header=True, text_a=3, text_b=4, label=0, test_text_a=3, test_text_b=4),
-                 'MRPC.tsv'),
+                 'MRPC.tsv', main_metric=F1),
     # QQP: id, qid1, qid2, question1, question2, is_duplicate; test: id, question1, question2.
     _simple_task('qqp', 'QQP', _BINARY, (ACCURACY, F1),
                  _standard('QQP', train_header=True, text_a=3, text_b=4, label=5, test_text_a=1, test_text_b=2,
-                           min_columns=6, test_min_columns=3), 'QQP.tsv'),
+                           min_columns=6, test_min_columns=3), 'QQP.tsv', main_metric=F1),
     # STS-B: index, genre, filename, year, old_index, source1, source2, sentence1, sentence2, score.
     _simple_task('stsb', 'STS-B', None, (PEARSON, SPEARMAN),
                  _standard('STS-B', train_header=True, text_a=7, text_b=8, label=LAST_COLUMN, test_text_a=7,
-                           test_text_b=8), 'STS-B.tsv'),
+                           test_text_b=8), 'STS-B.tsv', main_metric=SPEARMAN),
     _mnli(),
     # QNLI: index, question, sentence, label.
     _simple_task('qnli', 'QNLI', _NLI2, (ACCURACY,),

@@ -12,6 +12,9 @@ Config (`config.dataset`, defaults in `default_config()`):
 Batches (host-local numpy, batch B = config.batch_size // process_count): input_ids, input_mask, segment_ids
 int32 [B, S]; masked_lm_positions, masked_lm_ids int32 [B, P]; masked_lm_weights float32 [B, P];
 next_sentence_labels int32 [B]. Eval batches (config.eval_batch_size) add batch_mask float32 [B] (0 = padding).
+Meta data (`core.dataset.DatasetMetaData`): task 'pretraining', max_seq_length, the eval split 'validation' when
+there are eval_files (num_train_examples is not counted: None); extra holds max_predictions_per_seq,
+num_train_files, compression, feature_names ('v1'/'v2') and max_token_id_seen (in the first record of each file).
 Records written with `--use_v2_feature_names` (input_word_ids, input_type_ids) and `--gzip_compress` are read too.
 """
 
@@ -24,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from core import errors, registry
-from core.dataset import Dataset
+from core.dataset import Dataset, DatasetMetaData
 from projects.bert.datasets import records
 
 # Batch key -> record name, for the two naming schemes of create_pretraining_data.py.
@@ -124,29 +127,15 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
                                       cycle_length=cfg.cycle_length, process_index=index, process_count=count,
                                       id_limits=id_limits)
 
-  meta: Dict[str, Any] = {
-      'task': 'pretraining',
-      'max_seq_length': seq_len,
-      'max_predictions_per_seq': preds,
-      'input_specs': records.input_specs(spec),
-      'num_train_files': len(train_files),
-      'compression': compression,
-      'feature_names': 'v2' if found['v2_names'] else 'v1',
-      'max_token_id_seen': found['max_token_id'],  # in the first record of each file
-      'files': {'train': train_files, 'eval': eval_files},
-      'eval_splits': [],
-      'eval_sizes': {},
-  }
+  eval_sizes: Dict[str, int] = {}
+  eval_global = config.get('eval_batch_size') or config.batch_size
   valid_iter = None
   if eval_files:
-    eval_global = config.get('eval_batch_size') or config.batch_size
     eval_batch = records.local_batch_size(eval_global, count, 'eval_batch_size')
     n_eval = sum(records.count_records(f, compression) for f in eval_files)
     if cfg.eval_max_examples:
       n_eval = min(n_eval, int(cfg.eval_max_examples))
-    meta['eval_splits'] = ['validation']
-    meta['eval_sizes'] = {'validation': n_eval}
-    meta['num_eval_batches'] = records.num_eval_batches(n_eval, eval_global)
+    eval_sizes['validation'] = n_eval
     # Built once: every pass re-iterates the same pipeline (no re-tracing).
     eval_ds = records.eval_dataset(eval_files, compression=compression, parse=parse, host_batch=eval_batch,
                                    num_examples=n_eval, process_index=index, process_count=count)
@@ -157,7 +146,22 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
         raise errors.DataError(f'Unknown pretraining eval split {split!r}; the only one is "validation".')
       return records.numpy_batches(eval_ds, eval_files)
 
+  meta = DatasetMetaData(
+      task='pretraining',
+      input_specs=records.input_specs(spec),
+      max_seq_length=seq_len,
+      eval_splits=tuple(eval_sizes),
+      eval_sizes=eval_sizes,
+      num_eval_batches={s: records.num_eval_batches(n, eval_global) for s, n in eval_sizes.items()},
+      files={'train': train_files, 'eval': eval_files},
+      extra={
+          'max_predictions_per_seq': preds,
+          'num_train_files': len(train_files),
+          'compression': compression,
+          'feature_names': 'v2' if found['v2_names'] else 'v1',
+          'max_token_id_seen': found['max_token_id'],  # in the first record of each file
+      })
   logging.info('bert_pretraining: %d train files (%s), S=%d, P=%d, host batch %d; eval examples: %s.',
                len(train_files), compression or 'uncompressed', seq_len, preds, train_batch,
-               meta['eval_sizes'] or 'none')
+               eval_sizes or 'none')
   return Dataset(train_iter=train_iter, valid_iter=valid_iter, test_iter=None, meta_data=meta)

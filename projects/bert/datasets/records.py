@@ -429,7 +429,7 @@ def numpy_batches(ds: tf.data.Dataset, files: Sequence[str]) -> Iterator[NumpyBa
 
 def input_specs(spec: RecordSpec, extra: Optional[Mapping[str, Tuple[Tuple[int, ...], str]]] = None
                 ) -> Dict[str, Tuple[Tuple[int, ...], str]]:
-  """meta_data['input_specs']: {key: (shape without the batch dimension, dtype name)}."""
+  """`DatasetMetaData.input_specs`: {key: (shape without the batch dimension, dtype name)}."""
   specs = {k: (() if f.scalar else (int(f.length),), f.dtype.name) for k, f in spec.items()}
   specs.update(extra or {})
   return specs

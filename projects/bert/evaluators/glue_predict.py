@@ -1,0 +1,99 @@
+"""`glue_predict`: the GLUE submission files (`index<TAB>prediction`) of the test splits, written at the end of a run.
+
+Config (`config.evals.glue_predict`): weights ('best', the default: the run's best_on_dev parameters in
+workdir/best when it has them, else the weights being evaluated; 'final': the weights being evaluated), splits
+(default: every test split of the dataset), dir (default 'predictions', under the workdir).
+
+Files: workdir/predictions/{the task's submission file of each split}, e.g. SST-2.tsv, or MNLI-m.tsv, MNLI-mm.tsv and
+AX.tsv. Classification predictions are label names (e.g. 'not_entailment'), STS-B predictions scores clipped to
+[0, 5]; rows are sorted by the GLUE index of the test file. A training run writes them once it has finished; the
+BERT trainer's mode 'predict' runs only this kind of evaluator.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import jax
+import numpy as np
+from absl import logging
+
+from core import atomic, evaluation, params_io, registry
+from core.evaluators import EvalContext, Evaluator
+from core.train_step import make_predict_step
+from projects.bert import glue_metrics, weights
+from projects.bert.datasets import glue_tasks
+from projects.bert.evaluators.glue import glue_task
+
+# GLUE's STS-B scores are similarities in [0, 5]; the server expects predictions in that range.
+STSB_RANGE = (0.0, 5.0)
+WEIGHTS = ('best', 'final')
+
+
+def prediction_rows(task: glue_tasks.GlueTask, outputs: np.ndarray, example_ids: Optional[np.ndarray]
+                    ) -> List[Tuple[int, str]]:
+  """(index, prediction) rows of a GLUE submission file, sorted by index.
+
+  Classification predictions are label names (task.labels, e.g. 'not_entailment' or '1'); STS-B predictions are
+  scores clipped to [0, 5]. Without example ids the index is the row number.
+  """
+  outputs = np.asarray(outputs)
+  ids = None if example_ids is None else np.asarray(example_ids).astype(np.int64)
+  if ids is None or (len(ids) and np.all(ids < 0)):  # records without example_id (the builder fills -1)
+    if jax.process_count() > 1:
+      logging.warning('The test records carry no example_id: with %d processes the rows are not in file order, so '
+                      'the submission indices are wrong. Re-create the records with `prepare glue`.',
+                      jax.process_count())
+    ids = np.arange(len(outputs))
+  if task.is_regression:
+    values = [f'{v:.6f}' for v in np.clip(outputs.reshape(-1), *STSB_RANGE)]
+  else:
+    values = [task.labels[i] for i in glue_metrics.predictions_from_outputs(task.name, outputs)]
+  return sorted(zip(ids.tolist(), values))
+
+
+@registry.EVALUATORS.register('glue_predict')
+class GluePredictWriter(Evaluator):
+  """Writes one submission TSV per test split in `finalize`; see the module docstring."""
+
+  writes_predictions = True
+
+  def __init__(self, name: str, config: Any, context: EvalContext):
+    super().__init__(name, config, context)
+    self.task = glue_task(context, name, 'test')
+    self.weights = config.get('weights') or 'best'
+    if self.weights not in WEIGHTS:
+      raise ValueError(f'config.evals.{name}.weights={self.weights!r}; use one of {WEIGHTS}.')
+    self.splits: List[str] = list(config.get('splits') or context.dataset.meta_data.test_splits)
+    self.out_dir = os.path.join(context.workdir, config.get('dir') or 'predictions')
+    self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
+    self.files: Dict[str, str] = {}
+    self.source: Dict[str, Any] = {}
+
+  def _params(self, state: Any) -> Tuple[Any, Dict[str, Any]]:
+    """The parameters to predict with, and where they came from."""
+    best = os.path.join(self.context.workdir, weights.BEST_DIR)
+    if self.weights == 'best' and params_io.has_params(best):
+      params, meta = params_io.load_params(best)
+      return jax.device_put(params, self.context.params_shardings), {'source': 'best', 'path': best,
+                                                                      'step': meta.get('step')}
+    return state.params, dict(self.context.weights) if self.context.mode != 'train' else {'source': 'final'}
+
+  def finalize(self, state: Any, step: int) -> None:
+    params, self.source = self._params(state)
+    if self.source.get('source') == 'final':
+      self.source['step'] = step
+    for split in self.splits:
+      gathered = evaluation.gather_predictions(self.predict_step, params, self.context.dataset.test_iter(split),
+                                               self.context.mesh, keep=('example_id',))
+      rows = prediction_rows(self.task, gathered['outputs'], gathered.get('example_id'))
+      path = os.path.join(self.out_dir, self.task.submission_files[split])
+      if jax.process_index() == 0:  # beside, then renamed: a crash never leaves half a submission file
+        atomic.write_text(path, 'index\tprediction\n' + ''.join(f'{i}\t{p}\n' for i, p in rows))
+      self.files[split] = path
+      logging.info('Wrote %d %s predictions of split %s to %s (weights: %s).', len(rows), self.task.name, split, path,
+                   self.source)
+
+  def summary(self) -> Dict[str, Any]:
+    return {'task': self.task.name, 'files': dict(self.files), 'weights': self.source}
