@@ -195,7 +195,8 @@ def train_loop(
         for hook in hooks:
           hook(step)
         last = step == num_train_steps
-        if step % log_every == 0 or last:
+        # Checked before evaluators run too: an evaluator may save the parameters (the glue evaluator's best/).
+        if step % log_every == 0 or last or any(ev.due(step, last) for ev in evaluators):
           flush_train_metrics(step)
         info['last_eval'].update(run_evaluators(evaluators, state, step, writer, last=last, results=results))
         if preemption.requested(step):

@@ -75,12 +75,13 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, grad_accum_steps
   jax.tree_util.tree_map(np.testing.assert_array_equal, jax.device_get(full.params), jax.device_get(resumed.params))
 
 
-def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+def _poisoned(workdir):
+  """A toy run's set-up and a step whose loss is NaN after step 7."""
   config = toy.toy_config()
   data = toy.toy_dataset(config.batch_size)
   model = toy.ToyRegressionModel(config, data.meta_data)
   setup = setup_training(config=config, model=model, example_batch=example_batch_from_meta(data.meta_data),
-                         num_train_steps=30, workdir=str(tmp_path), rng=jax.random.PRNGKey(0),
+                         num_train_steps=30, workdir=str(workdir), rng=jax.random.PRNGKey(0),
                          train_iter=data.train_iter)
 
   def poisoned(state, batch):
@@ -89,10 +90,35 @@ def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
       metrics = dict(metrics, loss=metrics['loss'] * np.nan)
     return state, metrics
 
+  return data, setup, poisoned
+
+
+def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+  data, setup, poisoned = _poisoned(tmp_path)
   with pytest.raises(loop.DivergenceError, match='diverged at step 10'):
     loop.train_loop(state=setup.state, train_step=poisoned, train_iter=data.train_iter, mesh=setup.mesh,
                     num_train_steps=30, writer=metric_writers.LoggingWriter(), checkpointer=setup.checkpointer,
                     checkpoint_every=5, log_every=5)
+  assert setup.checkpointer.latest_step() == 5
+
+
+def test_divergence_is_found_before_an_evaluator_sees_the_weights(tmp_path):
+  # Evaluators may save the parameters they score (the glue evaluator's best/): the steps up to an evaluation are
+  # checked first, even between two log steps.
+  data, setup, poisoned = _poisoned(tmp_path)
+
+  class Saving(Evaluator):
+    def run(self, state, step):
+      self.seen.append(step)
+      return ()
+
+  saving = Saving('saving', {'every': 4}, None)
+  saving.seen = []
+  with pytest.raises(loop.DivergenceError, match='diverged at step 8'):
+    loop.train_loop(state=setup.state, train_step=poisoned, train_iter=data.train_iter, mesh=setup.mesh,
+                    num_train_steps=30, writer=metric_writers.LoggingWriter(), checkpointer=setup.checkpointer,
+                    checkpoint_every=5, log_every=100, evaluators=[saving])
+  assert saving.seen == [4]  # never step 8
   assert setup.checkpointer.latest_step() == 5
 
 
