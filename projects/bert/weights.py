@@ -63,9 +63,9 @@ def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.Co
   path = config.get('init_from') or ''
   model = source_model_config(path) if path else None
   if not model:
-    raise ValueError(f'config.model is None and {"config.init_from is empty" if not path else path + " names none"}: '
-                     f'set config.model (e.g. the variant\'s size) or config.init_from to a converted checkpoint or '
-                     f'a run\'s workdir.')
+    where = 'config.init_from is empty' if not path else path + ' names none'
+    raise errors.ConfigError(f'config.model is None and {where}: set config.model (e.g. the variant\'s size) or '
+                             f'config.init_from to a converted checkpoint or a run\'s workdir.')
   resolved = ml_collections.ConfigDict(config.to_dict())
   resolved.model = ml_collections.ConfigDict(model)
   logging.info('config.model taken from %s: %d layers, hidden %d.', path, resolved.model.num_layers,
@@ -198,8 +198,9 @@ def evaluation_source(config: ml_collections.ConfigDict, workdir: str) -> Tuple[
     return 'checkpoint', workdir
   if config.get('init_from'):
     return 'init_from', config.init_from
-  raise FileNotFoundError(f'Nothing to evaluate: {workdir} has no {BEST_DIR}/ or checkpoints/, and config.init_from '
-                          f'is empty. Train first, or set config.init_from to fine-tuned parameters.')
+  raise errors.MissingFileError(
+      f'Nothing to evaluate: {workdir} has no {BEST_DIR}/ or checkpoints/, and config.init_from is empty. Train '
+      f'first, or set config.init_from to fine-tuned parameters.')
 
 
 def load_for_evaluation(model: Any, config: ml_collections.ConfigDict, workdir: str, mesh: Any, rng: jax.Array,

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainers and evaluators)
-from core import app, params_io, registry
+from core import app, errors, params_io, registry
 from core.dataset import DatasetMetaData
 from core.setup import example_batch_from_meta
 from projects.bert import convert, trainer, weights
@@ -273,8 +273,9 @@ def test_stsb_regression_resumes_and_predicts_scores(tmp_path):
 def test_eval_without_anything_to_evaluate_says_what_to_do(tmp_path):
   config, _ = _tiny_config(tmp_path, 'rte', n_train=16, n_dev=8, n_test=8)
   config.mode = 'eval'
-  with pytest.raises(FileNotFoundError, match='Nothing to evaluate'):
+  with pytest.raises(FileNotFoundError, match='Nothing to evaluate') as raised:
     app.train_and_evaluate(config, str(tmp_path / 'empty'))
+  assert isinstance(raised.value, errors.UserError)  # main.py prints it last, as one `error:` paragraph
 
 
 def test_prediction_rows_use_label_names_example_ids_and_the_stsb_range():
@@ -296,7 +297,7 @@ def test_run_mode():
   config.mode = 'predict'
   assert trainer.run_mode(config) == 'predict'
   config.mode = 'serve'
-  with pytest.raises(ValueError, match='config.mode'):
+  with pytest.raises(errors.ConfigError, match='config.mode'):
     trainer.run_mode(config)
 
 

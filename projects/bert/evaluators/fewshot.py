@@ -32,7 +32,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
-from core import evaluation, registry
+from core import errors, evaluation, registry
 from core import sharding as sharding_lib
 from core.dataset import NumpyBatch
 from core.evaluators import EvalContext, Evaluator
@@ -72,8 +72,9 @@ def load_task_inputs(fs: ml_collections.ConfigDict, task_name: str) -> TaskInput
   `fs.eval_size` examples of each; 0 = all) of one GLUE classification task into host memory."""
   task = glue_tasks.get_task(task_name)
   if task.is_regression:
-    raise ValueError(f'Few-shot evaluation samples k examples per class; {task.name} is a regression task. Use the '
-                     f'classification tasks: {", ".join(t for t, g in glue_tasks.GLUE_TASKS.items() if g.labels)}.')
+    classification = ', '.join(t for t, g in glue_tasks.GLUE_TASKS.items() if g.labels)
+    raise errors.ConfigError(f'Few-shot evaluation samples k examples per class; {task.name} is a regression task. '
+                             f'Use the classification tasks: {classification}.')
   dataset = registry.DATASETS.get('bert_glue')(task_dataset_config(fs, task.name))
   meta = dataset.meta_data
   pool = min(int(fs.get('train_pool_size') or 0) or meta.num_train_examples, meta.num_train_examples)
@@ -98,9 +99,10 @@ def _check_class_counts(task: glue_tasks.GlueTask, batches: Sequence[NumpyBatch]
     from jax.experimental import multihost_utils
     counts = np.asarray(multihost_utils.process_allgather(counts)).sum(0)
   if counts.min() < k:
-    raise ValueError(f'Few-shot {task.name}: the train pool (the first {pool} train records) has {counts.tolist()} '
-                     f'examples per class ({list(task.labels)}), fewer than the largest shot count {k}. Raise '
-                     f'train_pool_size (0 = the whole train split) or drop the largest shots.')
+    raise errors.ConfigError(f'Few-shot {task.name}: the train pool (the first {pool} train records) has '
+                             f'{counts.tolist()} examples per class ({list(task.labels)}), fewer than the largest '
+                             f'shot count {k}. Raise train_pool_size (0 = the whole train split) or drop the largest '
+                             f'shots.')
 
 
 def pool_tokens(inputs: TaskInputs) -> Dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 import jax
 from absl import logging
 
-from core import evaluation, params_io, registry
+from core import errors, evaluation, params_io, registry
 from core.evaluators import EvalContext, Evaluator
 from core.train_step import make_eval_step
 from projects.bert import glue_metrics, weights
@@ -79,9 +79,9 @@ def glue_task(context: EvalContext, evaluator: str, split_kind: str) -> glue_tas
   """The GLUE task of the run's `bert_glue` dataset, which must have `split_kind` ('eval' or 'test') splits."""
   dataset = context.dataset
   if dataset is None or getattr(dataset, 'valid_iter' if split_kind == 'eval' else 'test_iter') is None:
-    raise ValueError(f'config.evals.{evaluator} needs a bert_glue dataset with {split_kind} records: set '
-                     f'config.dataset_name="bert_glue" and config.dataset.task / data_dir, and write the records with '
-                     f'`python -m projects.bert.datasets.prepare glue` (from dev.tsv / test.tsv).')
+    raise errors.ConfigError(f'config.evals.{evaluator} needs a bert_glue dataset with {split_kind} records: set '
+                             f'config.dataset_name="bert_glue" and config.dataset.task / data_dir, and write the '
+                             f'records with `python -m projects.bert.datasets.prepare glue` (from dev.tsv / test.tsv).')
   return glue_tasks.get_task(dataset.meta_data.task)
 
 

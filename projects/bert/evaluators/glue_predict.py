@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from core import atomic, evaluation, params_io, registry
+from core import atomic, errors, evaluation, params_io, registry
 from core.evaluators import EvalContext, Evaluator
 from core.train_step import make_predict_step
 from projects.bert import glue_metrics, weights
@@ -64,7 +64,7 @@ class GluePredictWriter(Evaluator):
     self.task = glue_task(context, name, 'test')
     self.weights = config.get('weights') or 'best'
     if self.weights not in WEIGHTS:
-      raise ValueError(f'config.evals.{name}.weights={self.weights!r}; use one of {WEIGHTS}.')
+      raise errors.ConfigError(f'config.evals.{name}.weights={self.weights!r}; use one of {WEIGHTS}.')
     self.splits: List[str] = list(config.get('splits') or context.dataset.meta_data.test_splits)
     self.out_dir = os.path.join(context.workdir, config.get('dir') or 'predictions')
     self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
