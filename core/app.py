@@ -158,6 +158,20 @@ def report_error(exc: BaseException, verbose: bool = False) -> bool:
   return True
 
 
+def _silence_shutdown() -> None:
+  """Sends what the interpreter's shutdown prints after a reported error nowhere, so the report stays last.
+
+  Libraries' background work that failed with the error (orbax's asynchronous writes on a full disk: their futures'
+  'exception was never retrieved' log lines, their threads' 'Event loop is closed' tracebacks) reports itself only
+  while the process exits; --verbose_errors keeps it.
+  """
+  sys.stdout.flush()
+  sys.stderr.flush()
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, sys.stderr.fileno())
+  os.close(devnull)
+
+
 def config_for_run(config: ml_collections.ConfigDict, workdir: str,
                    overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """The config a run uses: `config`, except in an eval mode (`config.mode` in EVAL_MODES) in a workdir with a
@@ -225,6 +239,8 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) 
     except Exception as e:  # pylint: disable=broad-except
       if not report_error(e, _VERBOSE_ERRORS.value):
         raise
+      if not _VERBOSE_ERRORS.value:
+        _silence_shutdown()
       sys.exit(1)
 
   app.run(_main)

@@ -1,9 +1,13 @@
 """`toy_main` with a fault injected at a chosen batch, for the reliability tests.
 
   TOY_FAULT=data_error@7   the 7th batch read raises a `core.errors.DataError` (a damaged record, say)
+  TOY_LATE_NOISE=1         something prints a log line and a traceback while the interpreter shuts down, as
+                           orbax's failed background writes and their event loop do after a full disk
 """
 
+import atexit
 import os
+import sys
 
 from core import app, errors
 from tests.core import toy, toy_main  # noqa: F401  (registers the toy pieces)
@@ -25,7 +29,15 @@ def _faulty_dataset(config):
   return dataset
 
 
+def _late_noise():
+  app.logging.error('a background write failed too (injected late noise)')
+  print('Traceback (most recent call last):\nRuntimeError: Event loop is closed (injected late noise)',
+        file=sys.stderr)
+
+
 app.registry.DATASETS._entries['toy_dataset'] = _faulty_dataset  # pylint: disable=protected-access
+if os.environ.get('TOY_LATE_NOISE'):
+  atexit.register(_late_noise)
 
 if __name__ == '__main__':
   app.run()

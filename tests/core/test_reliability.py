@@ -174,10 +174,10 @@ def test_error_while_an_async_save_is_in_flight_commits_it_and_is_printed_last(t
   # The 7th batch is damaged; the save of step 5 is still being written in the background when it is read.
   proc = subprocess.run([sys.executable, '-m', 'tests.core.faulty_toy_main', f'--config={CONFIG}:tiny',
                          f'--workdir={tmp_path}', '--config.checkpoint.async_save=True', '--config.checkpoint_every=5'],
-                        cwd=REPO, env=dict(_env(), TOY_FAULT='data_error@7'), capture_output=True, text=True,
-                        timeout=300)
+                        cwd=REPO, env=dict(_env(), TOY_FAULT='data_error@7', TOY_LATE_NOISE='1'),
+                        capture_output=True, text=True, timeout=300)
   assert proc.returncode == 1
-  report = _error_report(proc.stderr)
+  report = _error_report(proc.stderr)  # what shuts down after the report does not print after it
   assert 'record 7 of toy.tfrecord is damaged' in report
   assert 'stopped at step 6' in report and f'step 5 ({tmp_path}/checkpoints/5)' in report
   steps, others = _checkpoint_steps(tmp_path)
