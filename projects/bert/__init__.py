@@ -10,7 +10,7 @@ for _name, _module in (('bert_pretraining', 'projects.bert.datasets.pretraining'
   registry.DATASETS.declare(_name, _module)
 for _name in ('bert_pretraining', 'bert_classification', 'bert_regression', 'bert_encoder'):
   registry.MODELS.declare(_name, 'projects.bert.models')
-for _name, _module in (('bert_trainer', 'projects.bert.trainer'),
+for _name, _module in (('bert_trainer', 'projects.bert.trainers.bert_trainer'),
                        ('bert_demo', 'projects.bert.demo')):
   registry.TRAINERS.declare(_name, _module)
 for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot'):

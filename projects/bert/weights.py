@@ -28,7 +28,7 @@ from flax import traverse_util
 from core import errors
 
 BEST_DIR = 'best'
-RESULTS_FILE = 'results.json'  # a training run's results (`projects.bert.trainer`), which name its best parameters
+RESULTS_FILE = 'results.json'  # a training run's results (trainers/bert_trainer.py), which name its best parameters
 # Fields that change the function the weights compute without changing any shape: a mismatch loads silently.
 _NUMERIC_FIELDS = ('hidden_act', 'layer_norm_eps')
 

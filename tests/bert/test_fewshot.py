@@ -13,7 +13,8 @@ from clu import metric_writers
 
 import projects.bert  # noqa: F401  (declares the datasets, models and evaluators)
 from core import registry
-from projects.bert import fewshot, trainer
+from projects.bert import fewshot
+from projects.bert.trainers import bert_trainer as trainer
 from projects.bert.configs import common
 from projects.bert.configs import fewshot as fewshot_config
 from projects.bert.evaluators import fewshot as fewshot_evaluator

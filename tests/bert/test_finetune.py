@@ -23,7 +23,8 @@ import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainer
 from core import app, errors, params_io, registry
 from core.dataset import DatasetMetaData
 from core.setup import example_batch_from_meta
-from projects.bert import convert, trainer, weights
+from projects.bert import convert, weights
+from projects.bert.trainers import bert_trainer as trainer
 from projects.bert.configs import common, glue
 from projects.bert.datasets import glue_tasks, prepare
 from projects.bert.evaluators import glue_predict

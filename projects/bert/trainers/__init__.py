@@ -1,0 +1,1 @@
+"""Trainers of the BERT project: `bert_trainer` (modes train / eval / predict; evaluators come from config.evals)."""
