@@ -7,7 +7,7 @@ Every loss and metric weights examples by `batch_mask` [batch] when the batch ha
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import flax.linen as nn
 import jax
@@ -58,10 +58,12 @@ class BertPretrainingModel(BertModel):
 
   forward -> {'mlm_logits': [batch, P, vocab], 'nsp_logits': [batch, 2]} (float32). The loss is the
   masked_lm_weights-weighted mean cross-entropy over the masked positions plus the mean NSP cross-entropy.
+  `config.model.nsp_head` picks the next-sentence head (modeling.NSP_HEADS; default 'encoder_pooler').
   """
 
   def build_flax_model(self) -> nn.Module:
-    return modeling.BertForPreTraining(self.bert_config())
+    return modeling.BertForPreTraining(self.bert_config(), nsp_head=self.config.model.get('nsp_head',
+                                                                                          'encoder_pooler'))
 
   def _pieces(self, outputs: Mapping[str, jnp.ndarray], batch: Batch) -> MetricsDict:
     nsp_logits, mlm_logits = outputs['nsp_logits'], outputs['mlm_logits']
@@ -164,8 +166,26 @@ def check_vocab_fits(model_config: Mapping[str, Any], meta_data: Mapping[str, An
 _NUMERIC_FIELDS = ('hidden_act', 'layer_norm_eps')
 
 
+def classifier_pooler_from_nsp_head(source: Mapping[str, Any], source_name: str = 'the source') -> Dict[str, Any]:
+  """`source` params with the encoder's pooler ('bert/pooler') replaced by the next-sentence head's dense layer
+  ('nsp_head/pooler_dense'), as Model Garden's `sentence_prediction` task does with `init_cls_pooler=True`: a
+  classifier fine-tuned from a BertPretrainerV2 checkpoint then starts its [CLS] dense + tanh from the one NSP
+  pretraining trained (the encoder's own pooler is not trained by it). Our classifier's pooler is the encoder's,
+  so the mapping is bert/pooler <- nsp_head/pooler_dense; the rest of `source` is returned unchanged.
+  """
+  nsp = source.get('nsp_head')
+  if not isinstance(nsp, Mapping) or 'pooler_dense' not in nsp:
+    found = sorted(nsp) if isinstance(nsp, Mapping) else 'no nsp_head'
+    raise ValueError(f'{source_name} has no nsp_head/pooler_dense (found: {found}): init_cls_pooler=True needs a '
+                     f'Model Garden-style next-sentence head (config.model.nsp_head="classification_head", e.g. a '
+                     f'converted BertPretrainerV2 checkpoint). Set --config.init_cls_pooler=False.')
+  bert = dict(source.get('bert', {}))
+  bert['pooler'] = {k: nsp['pooler_dense'][k] for k in ('kernel', 'bias')}
+  return {**source, 'bert': bert}
+
+
 def load_pretrained(params: Any, path: str, *, model_config: Optional[Mapping[str, Any]] = None,
-                    keep: Optional[tuple] = None) -> Any:
+                    keep: Optional[tuple] = None, init_cls_pooler: bool = False) -> Any:
   """Copies the pretrained weights at `path` into `params` (fresh initial parameters); returns the merged tree.
 
   `path` is a params directory written by `core.params_io.save_params` (what `python -m projects.bert.convert`
@@ -174,10 +194,13 @@ def load_pretrained(params: Any, path: str, *, model_config: Optional[Mapping[st
   the rest (a new classification head) keeps its initial value. `keep` restricts the source to some top-level
   names (e.g. ('bert',) to take only the encoder). With `model_config` (config.model), the fields that shapes
   cannot reveal (hidden_act, layer_norm_eps) are compared with the source's metadata, and a difference is logged.
+  `init_cls_pooler` starts the pooler from the source's next-sentence head (`classifier_pooler_from_nsp_head`).
   """
   from core import params_io  # orbax: only runs that load weights pay its import
 
   source, metadata = params_io.read_pretrained(path)
+  if init_cls_pooler:
+    source = classifier_pooler_from_nsp_head(source, path)
   if keep is not None:
     source = {k: v for k, v in source.items() if k in keep}
   source_model = metadata.get('model') or {}

@@ -23,8 +23,11 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
 
   Fields: vocab_size (uncased WordPiece, 30522), hidden_size, num_layers, num_heads, intermediate_size,
   max_position_embeddings, type_vocab_size, hidden_dropout_prob, attention_dropout_prob, initializer_range,
-  layer_norm_eps, hidden_act ('gelu' = exact erf form; 'gelu_tanh' for TF-converted weights), dtype (compute dtype,
-  'float32' or 'bfloat16'; parameters stay float32) and remat (recompute layer activations in the backward pass).
+  layer_norm_eps, hidden_act ('gelu' = exact erf form; 'gelu_tanh' = the tanh approximation that TF BERT code and
+  Model Garden call 'gelu'), dtype (compute dtype, 'float32' or 'bfloat16'; parameters stay float32), remat
+  (recompute layer activations in the backward pass) and nsp_head (pretraining's next-sentence head:
+  'encoder_pooler' = one dense layer on the encoder's pooler, as google-research/bert and Hugging Face;
+  'classification_head' = Model Garden's BertPretrainerV2 next_sentence head, its own dense + tanh + dropout).
   """
   if size not in SIZES:
     raise ValueError(f'Unknown BERT size {size!r}; known sizes: {", ".join(SIZES)}.')
@@ -44,6 +47,7 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
       'hidden_act': 'gelu',
       'dtype': 'float32',
       'remat': False,
+      'nsp_head': 'encoder_pooler',
   })
   for key, value in overrides.items():
     config[key] = value

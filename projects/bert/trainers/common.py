@@ -18,13 +18,15 @@ def pretrained_loader(config: ml_collections.ConfigDict) -> Optional[Callable[[A
 
   `init_from` is a converted checkpoint (`python -m projects.bert.convert`) or a run's workdir (e.g. pretraining
   phase 1 for phase 2, or a pretraining run for fine-tuning). Heads the source lacks keep their fresh init;
-  `config.init_heads=False` (fine-tuning) takes only the encoder ('bert') from the source.
+  `config.init_heads=False` (fine-tuning) takes only the encoder ('bert') from the source; `config.init_cls_pooler`
+  starts the pooler from the source's next-sentence head (models.classifier_pooler_from_nsp_head).
   """
   path = config.get('init_from')
   if not path:
     return None
   keep = None if config.get('init_heads', True) else ('bert',)
-  return lambda params: models.load_pretrained(params, path, model_config=config.model, keep=keep)
+  return lambda params: models.load_pretrained(params, path, model_config=config.model, keep=keep,
+                                               init_cls_pooler=bool(config.get('init_cls_pooler', False)))
 
 
 def write_json(workdir: str, name: str, obj: Dict[str, Any]) -> str:
