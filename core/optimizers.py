@@ -25,11 +25,26 @@ BIAS_CORRECTIONS = ('none', 'keras', 'standard')
 CLIP_SCOPES = ('global', 'per_replica_mean', 'per_replica_sum')
 
 
+def _divide(x: jax.Array, divisor: int) -> jax.Array:
+  """x / divisor in float32, rounded as TF rounds it: XLA would turn a division by a constant into a multiplication
+  by its reciprocal (1 ulp off, which 1 - step / T amplifies near the end of a schedule)."""
+  return jnp.asarray(x, jnp.float32) / jax.lax.optimization_barrier(jnp.float32(divisor))
+
+
+def _polynomial_decay(base_lr: float, end_lr: float, power: float, steps: int) -> optax.Schedule:
+  """(base_lr - end_lr) x (1 - min(step, steps) / steps) ** power + end_lr, in the order Keras' PolynomialDecay and
+  TF1's polynomial_decay compute it."""
+
+  def schedule(step):
+    done = _divide(jnp.minimum(jnp.asarray(step, jnp.float32), steps), steps)
+    return (base_lr - end_lr) * jnp.power(1.0 - done, power) + end_lr
+
+  return schedule
+
+
 def _decay_schedule(kind: str, base_lr: float, end_lr: float, power: float, steps: int) -> optax.Schedule:
-  if kind == 'linear':
-    return optax.polynomial_schedule(base_lr, end_lr, 1.0, steps)
-  if kind == 'polynomial':
-    return optax.polynomial_schedule(base_lr, end_lr, power, steps)
+  if kind in ('linear', 'polynomial'):
+    return _polynomial_decay(base_lr, end_lr, power if kind == 'polynomial' else 1.0, steps)
   if kind == 'cosine':
     return optax.cosine_decay_schedule(base_lr, steps, alpha=end_lr / base_lr if base_lr else 0.0)
   if kind == 'constant':
@@ -75,9 +90,9 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict, num_train_steps: int)
   def schedule(step):
     step_f = jnp.asarray(step, jnp.float32)
     if warmup_kind == 'linear':
-      warm = base_lr * (step_f / warmup)
+      warm = base_lr * _divide(step_f, warmup)
     else:
-      warm = peak * jnp.power(jnp.maximum(step_f, 1.0) / warmup, power)
+      warm = peak * jnp.power(_divide(jnp.maximum(step_f, 1.0), warmup), power)
     return jnp.where(step_f < warmup, warm, decay(jnp.maximum(step - offset, 0)))
 
   return schedule
@@ -142,11 +157,11 @@ def create_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule) -
     correction = bias_correction(cfg)
     if correction == 'standard':
       tx = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask)
+    elif correction == 'keras':
+      tx = keras_adamw(schedule, b1, b2, eps, wd, mask)
     else:
-      tx = optax.chain(
-          scale_by_adam_uncorrected(b1, b2, eps, keras_step_size=correction == 'keras'),
-          optax.add_decayed_weights(wd, mask),
-          optax.scale_by_learning_rate(schedule))
+      tx = optax.chain(scale_by_adam_uncorrected(b1, b2, eps), optax.add_decayed_weights(wd, mask),
+                       optax.scale_by_learning_rate(schedule))
   elif name == 'lamb':
     tx = optax.lamb(schedule, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask)
   elif name == 'sgd':
@@ -159,15 +174,9 @@ def create_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule) -
   return tx
 
 
-def scale_by_adam_uncorrected(b1: float, b2: float, eps: float,
-                              keras_step_size: bool = False) -> optax.GradientTransformation:
-  """Adam directions m / (sqrt(v) + eps) from uncorrected moments.
-
-  keras_step_size=False: as google-research/bert's `AdamWeightDecayOptimizer` (no bias correction at all).
-  keras_step_size=True: times sqrt(1 - b2^t) / (1 - b1^t) at update t (1-based), Keras legacy Adam's
-  `ResourceApplyAdam`: bias correction moved into the step size, so eps meets the uncorrected sqrt(v) (early
-  steps are then larger than optax.adam's, where eps meets the corrected one).
-  """
+def scale_by_adam_uncorrected(b1: float, b2: float, eps: float) -> optax.GradientTransformation:
+  """Adam directions m / (sqrt(v) + eps) from moments without bias correction, as google-research/bert's
+  `AdamWeightDecayOptimizer` computes them."""
 
   def init(params):
     zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
@@ -177,17 +186,47 @@ def scale_by_adam_uncorrected(b1: float, b2: float, eps: float,
     del params
     mu = optax.tree_utils.tree_update_moment(updates, state.mu, b1, 1)
     nu = optax.tree_utils.tree_update_moment_per_elem_norm(updates, state.nu, b2, 2)
-    count = optax.safe_int32_increment(state.count)
-    step_size = _keras_step_size(count, b1, b2) if keras_step_size else 1.0
-    out = jax.tree_util.tree_map(lambda m, v: step_size * m / (jnp.sqrt(v) + eps), mu, nu)
-    return out, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+    out = jax.tree_util.tree_map(lambda m, v: m / (jnp.sqrt(v) + eps), mu, nu)
+    return out, optax.ScaleByAdamState(count=optax.safe_int32_increment(state.count), mu=mu, nu=nu)
 
   return optax.GradientTransformation(init, update)
 
 
-def _keras_step_size(count: jax.Array, b1: float, b2: float) -> jax.Array:
-  t = count.astype(jnp.float32)
-  return jnp.sqrt(1.0 - jnp.power(jnp.float32(b2), t)) / (1.0 - jnp.power(jnp.float32(b1), t))
+def keras_adamw(schedule: optax.Schedule, b1: float, b2: float, eps: float, weight_decay: float,
+                mask: Any) -> optax.GradientTransformation:
+  """Model Garden's `AdamWeightDecay` step, in its order of operations (so that float32 rounds alike).
+
+  At update t (1-based) with lr = schedule(t - 1): decayed parameters first become p - lr x p x weight_decay; then
+  Keras legacy Adam's `ResourceApplyAdam`: m += (g - m)(1 - b1), v += (g^2 - v)(1 - b2),
+  p -= m x alpha / (sqrt(v) + eps) with alpha = lr x sqrt(1 - b2^t) / (1 - b1^t): bias correction sits in the step
+  size, so eps meets the uncorrected sqrt(v) (early steps are larger than optax.adam's). The update returned is
+  new p - p, which `optax.apply_updates` adds back exactly. `mask(params)` says which parameters decay.
+  """
+
+  def init(params):
+    zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
+    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros(), nu=zeros())
+
+  def update(grads, state, params=None):
+    if params is None:
+      raise ValueError('keras_adamw needs the parameters (weight decay and the update are computed from them).')
+    lr = schedule(state.count)
+    count = optax.safe_int32_increment(state.count)
+    t = count.astype(jnp.float32)
+    alpha = lr * jnp.sqrt(1.0 - jnp.power(jnp.float32(b2), t)) / (1.0 - jnp.power(jnp.float32(b1), t))
+    # 1 - b in float32, as Keras computes it from its float32 hyper-parameters (1 - float32(0.999) is 1.3e-5 off).
+    one_minus_b1, one_minus_b2 = 1.0 - jnp.float32(b1), 1.0 - jnp.float32(b2)
+    mu = jax.tree_util.tree_map(lambda m, g: m + (g - m) * one_minus_b1, state.mu, grads)
+    nu = jax.tree_util.tree_map(lambda v, g: v + (jnp.square(g) - v) * one_minus_b2, state.nu, grads)
+
+    def step(p, m, v, decays):
+      decayed = p - lr * p * weight_decay if (decays and weight_decay) else p
+      return (decayed - m * alpha / (jnp.sqrt(v) + eps)) - p
+
+    out = jax.tree_util.tree_map(step, params, mu, nu, mask(params))
+    return out, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+  return optax.GradientTransformation(init, update)
 
 
 def clip_replica_gradients(grads: Any, clip_norm: float, scale: float = 1.0) -> Tuple[Any, jax.Array]:
