@@ -40,7 +40,7 @@ def test_imports_without_tensorflow_clu_orbax(module):
       import {module}
       if {module!r} == 'projects.bert.configs.pretrain':
         import projects.bert.configs.pretrain as p
-        for v in ('tiny', 'base', 'base,phase2', 'tiny,fewshot', 'large,runlocal'):
+        for v in ('tiny', 'base', 'base,bert_paper,phase2', 'tiny,fewshot', 'large,runlocal'):
           p.get_config(v)
       loaded = sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED)
       assert not loaded, loaded

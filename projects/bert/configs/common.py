@@ -53,10 +53,3 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
     config[key] = value
   return config
 
-
-def bert_optimizer_config() -> ml_collections.ConfigDict:
-  """`config.optimizer` of the original BERT recipe, for pretraining and fine-tuning alike: AdamW with weight decay
-  0.01 (not on LayerNorm or biases), eps 1e-6, no Adam bias correction, global-norm clipping at 1.0."""
-  return ml_collections.ConfigDict({
-      'name': 'adamw', 'weight_decay': 0.01, 'b1': 0.9, 'b2': 0.999, 'eps': 1e-6, 'grad_clip_norm': 1.0,
-      'bias_correction': False})

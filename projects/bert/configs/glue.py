@@ -1,5 +1,6 @@
-r"""GLUE fine-tuning. Variant: `TASK[,SIZE][,runlocal]`, TASK one of cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte,
-wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base (default), large.
+r"""GLUE fine-tuning. Variant: `TASK[,SIZE][,RECIPE][,runlocal]`, TASK one of cola, sst2, mrpc, qqp, stsb, mnli, qnli,
+rte, wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base (default), large, RECIPE
+model_garden (default) or bert_paper.
 
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/glue --max_seq_length=128
@@ -7,13 +8,21 @@ wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base (def
       --config.init_from=/tmp/bert_base          # python -m projects.bert.convert output, or a pretraining workdir
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.eval_only=True
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.mode=predict
+  python main.py --config=projects/bert/configs/glue.py:mrpc,bert_paper --workdir=/tmp/mrpc_paper \
+      --config.init_from=/tmp/bert_base
 
-Defaults follow the BERT paper's fine-tuning recipe: batch 32, 3 epochs, peak learning rate 2e-5 (the paper
-searches {5e-5, 4e-5, 3e-5, 2e-5} per task on the dev set: override `--config.schedule.base_lr`), linear warm-up
-over the first 10% of the steps then linear decay to 0, AdamW (weight decay 0.01 except LayerNorm and biases,
-eps 1e-6, no bias correction, as the original BERT optimizer), gradient clipping at 1.0, dropout 0.1, sequence
-length 128. `init_from` must be set for a meaningful run: empty means random weights. config.model must match the
-checkpoint's size (the converter's metadata.json holds its `model`); `init_heads=False` makes the task head fresh.
+Both recipes (configs/recipes.py, where every value is traced to its source file) fine-tune with batch 32 for 3
+epochs at sequence length 128, dropout 0.1, weight decay 0.01 (not on LayerNorm and biases), clipping at 1.0, a
+warm-up over the first 10% of the steps and a linear decay to 0 from step 0:
+  model_garden (default)  Model Garden's sentence_prediction experiment: peak learning rate 3e-5, polynomial
+                          warm-up (0.9 x peak when it ends), AdamW with Keras bias correction (eps 1e-7);
+  bert_paper              google-research/bert run_classifier.py: peak 2e-5 (the paper picks from {5e-5, 4e-5,
+                          3e-5, 2e-5} on dev per task: override `--config.schedule.base_lr`), linear warm-up from 0,
+                          AdamW without bias correction (eps 1e-6).
+`init_from` must be set for a meaningful run: empty means random weights. config.model must match the checkpoint's
+size (the converter's metadata.json holds its `model`); `init_heads=False` makes the task head fresh.
+`init_cls_pooler=True` starts the classifier's pooler (dense + tanh on [CLS]) from the checkpoint's next-sentence
+head (Model Garden's option of that name, for BertPretrainerV2 checkpoints whose encoder pooler is untrained).
 
 The task table (labels, regression or classification, metrics, splits, file names) is
 `projects.bert.datasets.glue_tasks`; the selection metric per task is `projects.bert.glue_metrics.MAIN_METRIC`.
@@ -22,7 +31,7 @@ The task table (labels, regression or classification, metrics, splits, file name
 
 import ml_collections
 
-from projects.bert.configs import common
+from projects.bert.configs import common, recipes
 from projects.bert.datasets import glue_tasks
 
 # Evaluate often enough for best-checkpoint selection to matter on the small tasks, rarely enough on the big ones
@@ -35,18 +44,23 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   parts = [p.strip() for p in arg.split(',') if p.strip()]
   task = glue_tasks.get_task(parts[0] if parts else 'mrpc')
   sizes = [p for p in parts[1:] if p in common.SIZES]
-  unknown = [p for p in parts[1:] if p not in common.SIZES and p != 'runlocal']
+  unknown = [p for p in parts[1:] if p not in common.SIZES and p not in recipes.RECIPES and p != 'runlocal']
   if unknown or len(sizes) > 1:
-    raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,runlocal] with SIZE in {list(common.SIZES)}.')
+    raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,RECIPE][,runlocal] with SIZE in {list(common.SIZES)} '
+                     f'and RECIPE in {list(recipes.RECIPES)}.')
   size = sizes[0] if sizes else 'base'
   runlocal = 'runlocal' in parts
+  recipe = recipes.recipe_of(parts)
+  batch, epochs, base_lr, warmup_fraction = recipes.GLUE[recipe]
 
   config = ml_collections.ConfigDict()
   config.trainer_name = 'bert_glue_trainer'
   config.dataset_name = 'bert_glue'
   config.model_name = 'bert_regression' if task.is_regression else 'bert_classification'
+  config.recipe = recipe
   config.rng_seed = 0
-  config.model = common.model_config(size)  # num_labels comes from the dataset's meta data
+  # num_labels comes from the dataset's meta data
+  config.model = common.model_config(size, **recipes.model_fields(recipe))
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.task = task.name
@@ -55,18 +69,18 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
 
-  config.batch_size = 32
+  config.batch_size = batch
   config.eval_batch_size = 64
-  config.num_epochs = 3.0
+  config.num_epochs = epochs
   config.num_train_steps = 0  # > 0 overrides num_epochs; 0: ceil(num_epochs * train_size / batch_size)
   config.grad_accum_steps = 1
 
-  config.optimizer = common.bert_optimizer_config()
-  config.schedule = ml_collections.ConfigDict({
-      'base_lr': 2e-5, 'warmup_fraction': 0.1, 'decay': 'linear', 'end_lr': 0.0})
+  config.optimizer = recipes.optimizer_config(recipe)
+  config.schedule = recipes.schedule_config(recipe, base_lr, warmup_fraction=warmup_fraction)
 
   config.init_from = ''  # converted checkpoint (projects.bert.convert) or pretraining workdir; '' = random init
   config.init_heads = False  # take only the encoder from init_from: the task head starts fresh
+  config.init_cls_pooler = False  # True: the pooler starts from init_from's nsp_head/pooler_dense (Model Garden)
 
   config.mode = 'train'  # 'train', 'eval' (= eval_only) or 'predict' (GLUE submission files of the test splits)
   config.eval_only = False
@@ -79,7 +93,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.param_sharding_rules = ()
 
   if runlocal:
-    config.model = common.model_config('tiny')
+    config.model = common.model_config('tiny', **recipes.model_fields(recipe))
     config.dataset.max_seq_length = None
     config.dataset.shuffle_buffer = 100
     config.batch_size = 8
