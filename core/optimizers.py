@@ -201,6 +201,9 @@ def keras_adamw(schedule: optax.Schedule, b1: float, b2: float, eps: float, weig
   p -= m x alpha / (sqrt(v) + eps) with alpha = lr x sqrt(1 - b2^t) / (1 - b1^t): bias correction sits in the step
   size, so eps meets the uncorrected sqrt(v) (early steps are larger than optax.adam's). The update returned is
   new p - p, which `optax.apply_updates` adds back exactly. `mask(params)` says which parameters decay.
+
+  A parameter whose gradient is exactly zero everywhere is left alone (no decay, moments kept), as Keras skips
+  variables without a gradient: e.g. the encoder's pooler when next-sentence prediction has its own head.
   """
 
   def init(params):
@@ -216,14 +219,19 @@ def keras_adamw(schedule: optax.Schedule, b1: float, b2: float, eps: float, weig
     alpha = lr * jnp.sqrt(1.0 - jnp.power(jnp.float32(b2), t)) / (1.0 - jnp.power(jnp.float32(b1), t))
     # 1 - b in float32, as Keras computes it from its float32 hyper-parameters (1 - float32(0.999) is 1.3e-5 off).
     one_minus_b1, one_minus_b2 = 1.0 - jnp.float32(b1), 1.0 - jnp.float32(b2)
-    mu = jax.tree_util.tree_map(lambda m, g: m + (g - m) * one_minus_b1, state.mu, grads)
-    nu = jax.tree_util.tree_map(lambda v, g: v + (jnp.square(g) - v) * one_minus_b2, state.nu, grads)
 
-    def step(p, m, v, decays):
+    def step(p, g, m, v, decays):
+      has_grad = jnp.any(g != 0)
+      m_new = jnp.where(has_grad, m + (g - m) * one_minus_b1, m)
+      v_new = jnp.where(has_grad, v + (jnp.square(g) - v) * one_minus_b2, v)
       decayed = p - lr * p * weight_decay if (decays and weight_decay) else p
-      return (decayed - m * alpha / (jnp.sqrt(v) + eps)) - p
+      new_p = decayed - m_new * alpha / (jnp.sqrt(v_new) + eps)
+      return jnp.where(has_grad, new_p - p, jnp.zeros_like(p)), m_new, v_new
 
-    out = jax.tree_util.tree_map(step, params, mu, nu, mask(params))
+    flat_p, treedef = jax.tree_util.tree_flatten(params)
+    results = [step(*args) for args in zip(flat_p, treedef.flatten_up_to(grads), treedef.flatten_up_to(state.mu),
+                                          treedef.flatten_up_to(state.nu), treedef.flatten_up_to(mask(params)))]
+    out, mu, nu = (treedef.unflatten([r[i] for r in results]) for i in range(3))
     return out, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
   return optax.GradientTransformation(init, update)

@@ -175,3 +175,18 @@ def traverse(tree):
 def test_unknown_clip_scope():
   with pytest.raises(ValueError, match='grad_clip_scope'):
     optimizers.per_replica_clipping(ml_collections.ConfigDict({'grad_clip_norm': 1.0, 'grad_clip_scope': 'local'}))
+
+
+def test_keras_adamw_leaves_parameters_without_gradient_alone():
+  """Keras skips variables whose gradient is None (not connected to the loss); a zero gradient stands for that."""
+  tx = optimizers.create_optimizer(ml_collections.ConfigDict(
+      {'name': 'adamw', 'weight_decay': 0.1, 'bias_correction': 'keras', 'no_decay_patterns': ()}),
+      optax.constant_schedule(0.1))
+  params = {'used': jnp.ones(3), 'unused': jnp.ones(2)}
+  state = tx.init(params)
+  for _ in range(3):
+    updates, state = tx.update({'used': jnp.array([1.0, -2.0, 0.0]), 'unused': jnp.zeros(2)}, state, params)
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_array_equal(params['unused'], np.ones(2))
+  assert np.all(np.asarray(state.nu['unused']) == 0)
+  assert params['used'][2] < 1.0  # a zero entry of a tensor that has a gradient still decays
