@@ -234,11 +234,9 @@ def _sentence(rng: random.Random, n_words: int) -> List[str]:
   return [rng.choice(_FILLER) for _ in range(n_words)]
 
 
-def _make_example(task: str, rng: random.Random, labelled: bool, index: int, cue_prob: float = 1.0) -> GlueExample:
+def _make_example(task: str, rng: random.Random, labelled: bool, index: int) -> GlueExample:
   """A synthetic example whose label is learnable: every label has its own cue words (a bag-of-words signal) and
-  pair tasks also encode the label in how the second sentence relates to the first. With `cue_prob` < 1 the cue
-  word is that of a random label with probability 1 - cue_prob (a harder task: pair tasks must then read the
-  relation between the sentences)."""
+  pair tasks also encode the label in how the second sentence relates to the first."""
   labels = _CLS_LABELS[task]
   words = _sentence(rng, rng.randint(3, 6))
   if labels is None:  # STS-B: score = words of the first sentence kept in the second (0..5)
@@ -248,8 +246,7 @@ def _make_example(task: str, rng: random.Random, labelled: bool, index: int, cue
     rng.shuffle(second)
     return GlueExample(' '.join(words) + ' .', ' '.join(second) + ' .', float(score) if labelled else None, index)
   label_id = rng.randrange(len(labels))
-  cue_id = label_id if cue_prob >= 1.0 or rng.random() < cue_prob else rng.randrange(len(labels))
-  cue = rng.choice(_CUES[cue_id])
+  cue = rng.choice(_CUES[label_id])
   if task in ('cola', 'sst2'):
     words.insert(rng.randrange(len(words) + 1), cue)
     return GlueExample(' '.join(words) + ' .', None, labels[label_id] if labelled else None, index)
@@ -286,14 +283,13 @@ def _write_tsv(path: str, header: Optional[List[str]], rows: List[List[str]]) ->
 
 
 def write_glue_task_dir(tmp_dir: PathLike, task: str, n_train: int = 32, n_dev: int = 16, n_test: int = 16,
-                        seed: int = 0, cue_prob: float = 1.0) -> GlueTaskData:
+                        seed: int = 0) -> GlueTaskData:
   """Writes one task in the official GLUE layout under `tmp_dir` (the GLUE root) and returns what it wrote.
 
   Files: CoLA/{train,dev,test}.tsv (train/dev without a header), SST-2/, MRPC/, QQP/ (with one malformed line in
   train.tsv, as the real file has, which readers skip), STS-B/ (float scores), QNLI/, RTE/, WNLI/, and for MNLI:
   MNLI/train.tsv, dev_matched.tsv, dev_mismatched.tsv (gold label last, after five annotator labels),
   test_matched.tsv, test_mismatched.tsv and diagnostic/diagnostic.tsv (AX). Test indices start at 1000.
-  `cue_prob` < 1 makes classification tasks harder (see `_make_example`).
   """
   task = task.lower().replace('-', '')
   if task not in _LAYOUTS:
@@ -304,10 +300,10 @@ def write_glue_task_dir(tmp_dir: PathLike, task: str, n_train: int = 32, n_dev: 
   width = len(header) if header else 4
 
   def labelled(n: int) -> List[GlueExample]:
-    return [_make_example(task, rng, True, i, cue_prob) for i in range(n)]
+    return [_make_example(task, rng, True, i) for i in range(n)]
 
   def unlabelled(n: int) -> List[GlueExample]:
-    return [_make_example(task, rng, False, 1000 + i, cue_prob) for i in range(n)]
+    return [_make_example(task, rng, False, 1000 + i) for i in range(n)]
 
   def write_labelled(name: str, examples: List[GlueExample], file_header=header, file_roles=roles,
                      extra_rows=()) -> None:
@@ -342,7 +338,7 @@ def write_glue_task_dir(tmp_dir: PathLike, task: str, n_train: int = 32, n_dev: 
 
 def make_glue_records(tmp_dir: PathLike, task: str, *, vocab_path: Optional[PathLike] = None,
                       max_seq_length: int = 32, n_train: int = 32, n_dev: int = 16, n_test: int = 16,
-                      seed: int = 0, cue_prob: float = 1.0) -> Tuple[str, GlueTaskData]:
+                      seed: int = 0) -> Tuple[str, GlueTaskData]:
   """Writes a GLUE task folder and runs our prepare path on it (in this process, ~0.2 s once TF-Models is
   imported); returns (records dir for config.dataset.data_dir, what was written). The vocab defaults to a fresh
   tiny vocab in `tmp_dir`."""
@@ -350,7 +346,7 @@ def make_glue_records(tmp_dir: PathLike, task: str, *, vocab_path: Optional[Path
 
   tmp_dir = os.fspath(tmp_dir)
   vocab = os.fspath(vocab_path) if vocab_path else write_vocab(os.path.join(tmp_dir, 'vocab.txt'))
-  data = write_glue_task_dir(os.path.join(tmp_dir, 'glue_data'), task, n_train, n_dev, n_test, seed, cue_prob)
+  data = write_glue_task_dir(os.path.join(tmp_dir, 'glue_data'), task, n_train, n_dev, n_test, seed)
   out_dir = os.path.join(tmp_dir, 'records')
   prepare.prepare_glue(task, data.glue_dir, vocab, out_dir, max_seq_length=max_seq_length)
   return out_dir, data

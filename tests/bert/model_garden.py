@@ -45,6 +45,12 @@ def import_tasks() -> types.SimpleNamespace:
                                sentence_prediction_dataloader=sentence_prediction_dataloader)
 
 
+def set_seed(seed: int) -> None:
+  """Seeds TF and Keras' initializers (tf.random.set_seed alone leaves Keras' seed generator unseeded, so weights
+  would differ from process to process)."""
+  import_tasks().tf_keras.utils.set_random_seed(seed)
+
+
 def encoder_config(model_config: Mapping[str, Any]) -> Any:
   """Model Garden's `EncoderConfig(type='bert')` for our config.model (hidden_act 'gelu_tanh' is its 'gelu')."""
   mg = import_tasks()

@@ -303,8 +303,7 @@ def mg_pretrainer(tmp_path_factory):
   pytest.importorskip('tensorflow')
   from tests.bert import model_garden
   model_config = common.model_config('tiny', **MG_CONFIG)
-  mg = model_garden.import_tasks()
-  mg.tf.random.set_seed(0)
+  model_garden.set_seed(0)
   model = model_garden.build(model_garden.masked_lm_task(model_config).build_model())
   model_garden.randomize(model, seed=1)
   root = tmp_path_factory.mktemp('mg_pretrainer')

@@ -47,6 +47,9 @@ def test_pretraining_losses_match_model_garden(fidelity):
   assert row['same_batches'] and row['steps'] == 50
   assert row['mlm_max_rel_diff'] <= 1e-4 and row['nsp_max_rel_diff'] <= 1e-4, row
   assert row['mlm_loss_first_last'][1] < 0.9 * row['mlm_loss_first_last'][0]  # it trained
+  assert row['final_params_max_rel_err'] <= 1e-4, row
+  # The encoder's pooler gets no gradient under the next_sentence head: Keras skips it, and so do we.
+  assert row['unused_encoder_pooler_unchanged'], row
 
 
 @pytest.mark.parametrize('task', ['mrpc', 'stsb'])
