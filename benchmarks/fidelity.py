@@ -1,6 +1,6 @@
 r"""Our training side by side with TF Model Garden's (tf-models-official) on the same CPU.
 
-  python benchmarks/fidelity.py --output=benchmarks/results/fidelity_cpu.json       # all checks (~15 min, 2 cores)
+  python benchmarks/fidelity.py --output=benchmarks/results/fidelity_cpu.json       # all checks (~16 min, 2 cores)
   python benchmarks/fidelity.py --checks=optimizer,pretraining,glue_exact --quick     # what tests/bert runs
 
 Checks (every Model Garden number comes from its own code: the optimizer factory, the tasks' train_step, its
