@@ -120,7 +120,8 @@ def setup_training(
                           opt_state=jax.jit(tx.init, out_shardings=shardings.opt_state)(
                               jax.device_put(params, shardings.params)))
   step = train_step_lib.make_train_step(model, shardings, mesh, learning_rate_fn=lr_fn,
-                                        grad_accum_steps=config.get('grad_accum_steps', 1))
+                                        grad_accum_steps=config.get('grad_accum_steps', 1),
+                                        per_replica_clip=optimizers.per_replica_clipping(config.optimizer))
   write_run_config(config, workdir)
   return TrainingSetup(mesh=mesh, state=state, state_shardings=shardings, train_step=step, learning_rate_fn=lr_fn,
                        checkpointer=checkpointer, resumed_from=latest)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from core import optimizers
 from core import sharding as sharding_lib
 from core.model import BaseModel
 from core.state import TrainState
@@ -27,15 +28,29 @@ def _normalize(metrics: Dict[str, Any]) -> Dict[str, jax.Array]:
   return out
 
 
+def _varying(x: jax.Array, axis: str) -> jax.Array:
+  """`x` as a per-replica value of `axis` inside shard_map (unchanged when it already is one)."""
+  return x if axis in jax.typeof(x).manual_axis_type.varying else jax.lax.pcast(x, axis, to='varying')
+
+
 def make_train_step(model: BaseModel, state_shardings: Any, mesh: Mesh, *,
                     learning_rate_fn: Optional[optax.Schedule] = None,
-                    grad_accum_steps: int = 1) -> TrainStep:
+                    grad_accum_steps: int = 1,
+                    per_replica_clip: Optional[Tuple[float, str]] = None) -> TrainStep:
   """Returns `step(state, batch) -> (state, metrics)`, jitted with explicit shardings and the state donated.
 
   `batch` holds global arrays sharded over the data axis. With `grad_accum_steps` > 1 the batch is split into
   that many micro-batches (each device keeps its own rows) whose gradients are averaged, so the global batch
   can exceed device memory. Metrics are per-step means (floats): loss, the model's train metrics, grad_norm,
   param_norm and update_norm (of the new parameters and of this step's change) and learning_rate.
+
+  `per_replica_clip=(clip_norm, 'mean' | 'sum')` computes the gradient per replica (each device of the data axis,
+  on its own rows of the batch, with its own dropout key) and clips it before the cross-replica sum, as TF Model
+  Garden's `AdamWeightDecay` does under a distribution strategy: each replica's gradient of its mean loss,
+  divided by the number of replicas ('mean': `base_task.train_step` scales the loss so) or not ('sum':
+  `masked_lm`'s scale_loss=False), is clipped to global norm clip_norm, and the clipped gradients are summed. On
+  one device this is global clipping. The loss is then the mean of the replicas' losses, grad_norm the mean of
+  their gradient norms before clipping.
   """
   metrics_fn = model.get_metrics_fn('train')
 
@@ -46,39 +61,73 @@ def make_train_step(model: BaseModel, state_shardings: Any, mesh: Mesh, *,
 
   grad_fn = jax.value_and_grad(loss_and_metrics, has_aux=True)
 
+  def batch_grads(params, batch, rng, row_sharding, replica_axis=None):
+    """((loss, metrics), grads) of `batch`, averaged over `grad_accum_steps` micro-batches.
+
+    Inside shard_map (`replica_axis` set) the accumulators are per-replica values like the gradients they sum.
+    """
+    if grad_accum_steps == 1:
+      return grad_fn(params, batch, rng)
+
+    def split(x):
+      b = x.shape[0]
+      if b % grad_accum_steps:
+        raise ValueError(f'Batch size {b} is not divisible by grad_accum_steps={grad_accum_steps}.')
+      # Row i of micro-batch j is row i*accum + j: every device keeps its own rows, no data moves.
+      x = x.reshape((b // grad_accum_steps, grad_accum_steps) + x.shape[1:]).swapaxes(0, 1)
+      return x if row_sharding is None else jax.lax.with_sharding_constraint(x, row_sharding)
+
+    micro = jax.tree_util.tree_map(split, batch)
+
+    def body(carry, xs):
+      mb, i = xs
+      (loss_i, metrics_i), grads_i = grad_fn(params, mb, jax.random.fold_in(rng, i))
+      acc_grads, acc_loss, acc_metrics = carry
+      return (jax.tree_util.tree_map(jnp.add, acc_grads, grads_i), acc_loss + loss_i,
+              jax.tree_util.tree_map(jnp.add, acc_metrics, metrics_i)), None
+
+    first = jax.tree_util.tree_map(lambda x: x[0], micro)
+    metrics_shape = jax.eval_shape(lambda p, b: grad_fn(p, b, rng)[0][1], params, first)
+    init = (jax.tree_util.tree_map(jnp.zeros_like, params), jnp.zeros((), jnp.float32),
+            jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shape))
+    if replica_axis is not None:
+      init = jax.tree_util.tree_map(lambda x: _varying(x, replica_axis), init)
+    (grads, loss, metrics), _ = jax.lax.scan(body, init, (micro, jnp.arange(grad_accum_steps)))
+    grads = jax.tree_util.tree_map(lambda g: g / grad_accum_steps, grads)
+    return (loss / grad_accum_steps, metrics), grads
+
+  def replica_grads(params, batch, rng):
+    """Runs on each replica (inside shard_map): its gradient, clipped, then summed over the replicas."""
+    clip_norm, reduction = per_replica_clip
+    axis = sharding_lib.DATA_AXIS
+    replica = jax.lax.axis_index(axis)
+    # Differentiate with respect to a per-replica copy: gradients of replicated inputs would be summed by JAX.
+    local = jax.lax.pcast(params, axis, to='varying')
+    (loss, metrics), grads = batch_grads(local, batch, jax.random.fold_in(rng, replica), None, axis)
+    scale = 1.0 / jax.lax.axis_size(axis) if reduction == 'mean' else 1.0
+    grads, norm = optimizers.clip_replica_gradients(grads, clip_norm, scale)
+    metrics = {k: tuple(jax.lax.psum(x, axis) for x in v) if isinstance(v, tuple) else jax.lax.pmean(v, axis)
+               for k, v in metrics.items()}
+    return (jax.lax.pmean(loss, axis), metrics), jax.lax.psum(grads, axis), jax.lax.pmean(norm, axis)
+
+  if per_replica_clip is not None:
+    if per_replica_clip[1] not in ('mean', 'sum'):
+      raise ValueError(f"per_replica_clip reduction {per_replica_clip[1]!r}; use 'mean' or 'sum'.")
+    replica_grads = jax.shard_map(replica_grads, mesh=mesh, in_specs=(P(), P(sharding_lib.DATA_AXIS), P()),
+                                  out_specs=P())
+  micro_sharding = NamedSharding(mesh, P(None, sharding_lib.DATA_AXIS))
+
   def step(state: TrainState, batch: Dict[str, jax.Array]):
     rng = jax.random.fold_in(state.rng, state.step)
-    if grad_accum_steps == 1:
-      (loss, metrics), grads = grad_fn(state.params, batch, rng)
+    if per_replica_clip is None:
+      (loss, metrics), grads = batch_grads(state.params, batch, rng, micro_sharding)
+      grad_norm = optax.global_norm(grads)
     else:
-      def split(x):
-        b = x.shape[0]
-        if b % grad_accum_steps:
-          raise ValueError(f'Batch size {b} is not divisible by grad_accum_steps={grad_accum_steps}.')
-        # Row i of micro-batch j is global row i*accum + j: every device keeps its own rows, no data moves.
-        x = x.reshape((b // grad_accum_steps, grad_accum_steps) + x.shape[1:]).swapaxes(0, 1)
-        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(None, sharding_lib.DATA_AXIS)))
-
-      micro = jax.tree_util.tree_map(split, batch)
-
-      def body(carry, xs):
-        mb, i = xs
-        (loss_i, metrics_i), grads_i = grad_fn(state.params, mb, jax.random.fold_in(rng, i))
-        acc_grads, acc_loss, acc_metrics = carry
-        return (jax.tree_util.tree_map(jnp.add, acc_grads, grads_i), acc_loss + loss_i,
-                jax.tree_util.tree_map(jnp.add, acc_metrics, metrics_i)), None
-
-      first = jax.tree_util.tree_map(lambda x: x[0], micro)
-      metrics_shape = jax.eval_shape(lambda p, b: grad_fn(p, b, rng)[0][1], state.params, first)
-      init = (jax.tree_util.tree_map(jnp.zeros_like, state.params), jnp.zeros((), jnp.float32),
-              jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shape))
-      (grads, loss, metrics), _ = jax.lax.scan(body, init, (micro, jnp.arange(grad_accum_steps)))
-      grads = jax.tree_util.tree_map(lambda g: g / grad_accum_steps, grads)
-      loss = loss / grad_accum_steps
+      (loss, metrics), grads, grad_norm = replica_grads(state.params, batch, rng)
     new_state = state.apply_gradients(grads)
     out = _normalize(metrics)
     out['loss'] = loss
-    out['grad_norm'] = optax.global_norm(grads)
+    out['grad_norm'] = grad_norm
     # The loop refuses to checkpoint a state whose parameters are non-finite or exploding: two reductions here,
     # fused into the step, instead of a pass over the parameters on the host.
     out['param_norm'] = optax.global_norm(new_state.params)

@@ -41,7 +41,7 @@ def test_imports_without_tensorflow_clu_orbax(module):
       import {module}
       if {module!r} == 'projects.bert.configs.pretrain':
         import projects.bert.configs.pretrain as p
-        for v in ('tiny', 'base', 'base,phase2', 'tiny,fewshot', 'large,runlocal'):
+        for v in ('tiny', 'base', 'base,bert_paper,phase2', 'tiny,fewshot', 'large,runlocal'):
           p.get_config(v)
       if {module!r} == 'projects.bert.configs.glue':
         import projects.bert.configs.glue as g

@@ -9,11 +9,17 @@ and `source`; trainers start from it with `config.init_from=DIR`. Local files on
 
 TF checkpoints come in three layouts, all read by variable name (no TF model is built):
   - object-based `tf.train.Checkpoint(encoder=networks.BertEncoder(...))` (Model Garden's released TF2
-    checkpoints; legacy ones use `model=`), optionally with `masked_lm=` from `BertPretrainerV2.checkpoint_items`;
+    checkpoints; legacy ones use `model=`), optionally with the rest of `BertPretrainerV2.checkpoint_items`
+    (`masked_lm=`, `next_sentence.pooler_dense=`), or a Model Garden training checkpoint of a `BertPretrainerV2`
+    (`model=` plus those items, as `base_trainer` writes it), whose `model/classification_heads/0/out_proj` is the
+    `next_sentence` head's output layer;
   - the same for `networks.BertEncoderV2`;
   - the name-based TF1 checkpoint of google-research/bert (`bert/encoder/layer_0/...`, `cls/predictions/...`).
 TF's 'gelu' is the tanh approximation (Model Garden's `tf_utils.get_activation('gelu')` and the original BERT code),
-so TF checkpoints convert with hidden_act='gelu_tanh'; Hugging Face's 'gelu' is the exact erf form.
+so TF checkpoints convert with hidden_act='gelu_tanh'; Hugging Face's 'gelu' is the exact erf form. The
+next-sentence head follows the checkpoint: one dense layer on the encoder's pooler for TF1 and Hugging Face
+(model.nsp_head='encoder_pooler'), Model Garden's ClassificationHead for object-based checkpoints
+('classification_head': nsp_head/pooler_dense and nsp_head/logits).
 """
 
 from __future__ import annotations
@@ -60,9 +66,10 @@ class _Entry:
 def expected_shapes(model_config: Mapping[str, Any]) -> Dict[str, Tuple[int, ...]]:
   """{'bert/.../kernel': shape} of `BertForPreTraining` (encoder + MLM + NSP heads) for `model_config`."""
   cfg = modeling.BertConfig.from_model_config(model_config)
+  module = modeling.BertForPreTraining(cfg, nsp_head=model_config.get('nsp_head', 'encoder_pooler'))
   ones = jnp.ones((1, 1), jnp.int32)
   batch = {'input_ids': ones, 'input_mask': ones, 'segment_ids': ones, 'masked_lm_positions': ones * 0}
-  shapes = jax.eval_shape(lambda: modeling.BertForPreTraining(cfg).init(jax.random.PRNGKey(0), batch))['params']
+  shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), batch))['params']
   return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes, sep='/').items()}
 
 
@@ -210,7 +217,8 @@ def hf_model_config(hf_config: Mapping[str, Any]) -> ml_collections.ConfigDict:
       hidden_dropout_prob=float(hf_config.get('hidden_dropout_prob', 0.1)),
       attention_dropout_prob=float(hf_config.get('attention_probs_dropout_prob', 0.1)),
       initializer_range=float(hf_config.get('initializer_range', 0.02)),
-      layer_norm_eps=float(hf_config.get('layer_norm_eps', 1e-12)), hidden_act=_HF_ACTIVATIONS[act])
+      layer_norm_eps=float(hf_config.get('layer_norm_eps', 1e-12)), hidden_act=_HF_ACTIVATIONS[act],
+      nsp_head='encoder_pooler')
 
 
 def _hf_entries(prefix: str, num_layers: int) -> List[_Entry]:
@@ -279,8 +287,8 @@ def convert_hf_checkpoint(hf_dir: str) -> Tuple[Params, ml_collections.ConfigDic
 _TF2_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
 
 
-def tf_model_config(bert_config: Mapping[str, Any]) -> ml_collections.ConfigDict:
-  """`bert_config.json` (as TF BERT releases ship it) -> our config.model."""
+def tf_model_config(bert_config: Mapping[str, Any], nsp_head: str = 'encoder_pooler') -> ml_collections.ConfigDict:
+  """`bert_config.json` (as TF BERT releases ship it) -> our config.model, with the given next-sentence head."""
   act = bert_config.get('hidden_act', 'gelu')
   if act not in _TF_ACTIVATIONS:
     raise ValueError(f'hidden_act {act!r} is not supported; known: {sorted(_TF_ACTIVATIONS)}.')
@@ -298,7 +306,7 @@ def tf_model_config(bert_config: Mapping[str, Any]) -> ml_collections.ConfigDict
       attention_dropout_prob=float(bert_config.get('attention_probs_dropout_prob', 0.1)),
       initializer_range=float(bert_config.get('initializer_range', 0.02)),
       layer_norm_eps=1e-12,  # Model Garden and the original BERT code both hard-code it
-      hidden_act=_TF_ACTIVATIONS[act])
+      hidden_act=_TF_ACTIVATIONS[act], nsp_head=nsp_head)
 
 
 def _tf1_entries(num_layers: int) -> List[_Entry]:
@@ -333,8 +341,22 @@ def _tf1_entries(num_layers: int) -> List[_Entry]:
   return out
 
 
-def _tf2_entries(root: str, style: str, num_layers: int) -> List[_Entry]:
-  """Object-based names of `BertEncoder` ('functional': Keras numbers its weighted layers) or `BertEncoderV2`."""
+def _tf2_pretrainer_paths(names: Sequence[str], file: str) -> Tuple[str, Optional[str]]:
+  """(prefix of the `masked_lm` layer, path of the next_sentence ClassificationHead or None) in an object-based
+  checkpoint: `masked_lm` / `next_sentence..pooler_dense` (BertPretrainerV2.checkpoint_items, the escaped '.' of
+  'next_sentence.pooler_dense') or `model/masked_lm` / `model/classification_heads/<i>` (the Keras model)."""
+  mlm = 'model/masked_lm' if any(n.startswith('model/masked_lm/dense/') for n in names) and not any(
+      n.startswith('masked_lm/dense/') for n in names) else 'masked_lm'
+  heads = sorted({m.group(1) for n in names for m in [re.match(r'^(.*classification_heads/\d+)/', n)] if m})
+  if len(heads) > 1:
+    raise ValueError(f'{file} holds {len(heads)} classification heads ({heads}); only a BertPretrainerV2 with the '
+                     f'single next_sentence head converts (which of them is next_sentence is not in the names).')
+  return mlm, heads[0] if heads else None
+
+
+def _tf2_entries(root: str, style: str, num_layers: int, names: Sequence[str] = (), file: str = '') -> List[_Entry]:
+  """Object-based names of `BertEncoder` ('functional': Keras numbers its weighted layers) or `BertEncoderV2`, and
+  of `BertPretrainerV2`'s masked_lm and next_sentence heads."""
   if style == 'functional':
     # Weighted layers in creation order: word, position, type embeddings, embedding LayerNorm, layers, pooler.
     word, pos, typ, norm_e = (f'{root}/layer_with_weights-{k}' for k in range(4))
@@ -345,16 +367,17 @@ def _tf2_entries(root: str, style: str, num_layers: int) -> List[_Entry]:
                                                       '_type_embedding_layer', '_embedding_norm_layer'))
     layers = [f'{root}/_transformer_layers/{i}' for i in range(num_layers)]
     pooler = f'{root}/_pooler_layer'
+  mlm, head = _tf2_pretrainer_paths(names, file)
   v = lambda name: name + _TF2_SUFFIX  # noqa: E731
 
-  def dense(ours: str, src: str) -> List[_Entry]:
-    return [_Entry(f'{ours}/kernel', (v(f'{src}/kernel'),)), _Entry(f'{ours}/bias', (v(f'{src}/bias'),))]
+  def dense(ours: str, *srcs: str) -> List[_Entry]:
+    return [_Entry(f'{ours}/{w}', tuple(v(f'{src}/{w}') for src in srcs)) for w in ('kernel', 'bias')]
 
   def norm(ours: str, src: str) -> List[_Entry]:
     return [_Entry(f'{ours}/scale', (v(f'{src}/gamma'),)), _Entry(f'{ours}/bias', (v(f'{src}/beta'),))]
 
   # BertPretrainerV2 checkpoints keep the shared word embeddings once, possibly under masked_lm/embedding_table.
-  out = [_Entry('bert/word_embeddings/embedding', (v(f'{word}/embeddings'), v('masked_lm/embedding_table'))),
+  out = [_Entry('bert/word_embeddings/embedding', (v(f'{word}/embeddings'), v(f'{mlm}/embedding_table'))),
          _Entry('bert/position_embeddings/embedding', (v(f'{pos}/embeddings'),)),
          _Entry('bert/type_embeddings/embedding', (v(f'{typ}/embeddings'),))]
   out += norm('bert/embeddings_layer_norm', norm_e)
@@ -368,9 +391,11 @@ def _tf2_entries(root: str, style: str, num_layers: int) -> List[_Entry]:
     out += dense(f'{ours}/output', f'{src}/_output_dense')
     out += norm(f'{ours}/output_layer_norm', f'{src}/_output_layer_norm')
   out += dense('bert/pooler', pooler)
-  out += dense('mlm_head/transform', 'masked_lm/dense')
-  out += norm('mlm_head/layer_norm', 'masked_lm/layer_norm')
-  out.append(_Entry('mlm_head/output_bias', (v('masked_lm/output_bias.Sbias'),)))
+  out += dense('mlm_head/transform', f'{mlm}/dense')
+  out += norm('mlm_head/layer_norm', f'{mlm}/layer_norm')
+  out.append(_Entry('mlm_head/output_bias', (v(f'{mlm}/output_bias.Sbias'),)))
+  out += dense('nsp_head/pooler_dense', 'next_sentence..pooler_dense', *([f'{head}/dense'] if head else []))
+  out += dense('nsp_head/logits', f'{head or "model/classification_heads/0"}/out_proj')
   return out
 
 
@@ -417,10 +442,11 @@ def convert_tf_checkpoint(ckpt_path: str, bert_config_json: str) -> Tuple[Params
   """A TF BERT checkpoint (Model Garden object-based, or original TF1) + its bert_config.json -> (params, config).
 
   The params have 'bert' and, where the source has them, 'mlm_head' (Model Garden `masked_lm`, TF1
-  `cls/predictions`) and 'nsp_head' (TF1 `cls/seq_relationship`); float32 numpy arrays.
+  `cls/predictions`) and 'nsp_head' (TF1 `cls/seq_relationship`; Model Garden `next_sentence`: its pooler_dense
+  and, in a training checkpoint, its logits); float32 numpy arrays. config.model.nsp_head says which head type.
   """
   import tensorflow as tf
-  model_config = tf_model_config(_read_json(bert_config_json))
+  bert_config = _read_json(bert_config_json)
   prefix = _resolve_tf_checkpoint(ckpt_path)
   try:
     reader = tf.train.load_checkpoint(prefix)
@@ -429,17 +455,20 @@ def convert_tf_checkpoint(ckpt_path: str, bert_config_json: str) -> Tuple[Params
                            f'is damaged or truncated. Download the checkpoint again.') from None
   available = {k: tuple(v) for k, v in reader.get_variable_to_shape_map().items()}
   if 'bert/embeddings/word_embeddings' in available:
+    model_config = tf_model_config(bert_config, nsp_head='encoder_pooler')
     entries = _tf1_entries(model_config.num_layers)
     layer_ids = [int(m.group(1)) for n in available for m in [re.match(r'bert/encoder/layer_(\d+)/', n)] if m]
     _check_layer_count(layer_ids, model_config, prefix, 'bert/encoder/layer_<i>')
     namespace = lambda n: n.startswith('bert/') and 'adam' not in n.lower()  # noqa: E731
+    optional = ('mlm_head', 'nsp_head')
   else:
+    model_config = tf_model_config(bert_config, nsp_head='classification_head')
     root, style, layer_ids = _tf2_layout(list(available))
     _check_layer_count(layer_ids, model_config, prefix, f'{root}/... {style} layout')
-    entries = _tf2_entries(root, style, model_config.num_layers)
+    entries = _tf2_entries(root, style, model_config.num_layers, list(available), prefix)
     namespace = lambda n: n.startswith(root + '/') and n.endswith(_TF2_SUFFIX)  # noqa: E731
-  params = _assemble(entries, available, reader.get_tensor, model_config, prefix,
-                     optional_groups=('mlm_head', 'nsp_head'))
+    optional = ('mlm_head', 'nsp_head/pooler_dense', 'nsp_head/logits')
+  params = _assemble(entries, available, reader.get_tensor, model_config, prefix, optional_groups=optional)
   used = {s for e in entries for s in e.sources}
   _unused_check(available, sorted(used), namespace, prefix, model_config)
   return params, model_config

@@ -15,7 +15,10 @@ Parameter tree (the converters in `convert.py` write exactly this):
   bert/layer_<i>/intermediate/kernel [hidden, inter], bias [inter];  output/kernel [inter, hidden], bias [hidden]
   bert/pooler/kernel [hidden, hidden], bias [hidden]
   mlm_head/transform/{kernel, bias}, mlm_head/layer_norm/{scale, bias}, mlm_head/output_bias [vocab]
-  nsp_head/kernel [hidden, 2], bias [2];  classifier/kernel [hidden, labels];  regressor/kernel [hidden, 1]
+  nsp_head/kernel [hidden, 2], bias [2]                   (nsp_head='encoder_pooler': BERT paper, TF1, Hugging Face)
+  nsp_head/pooler_dense/{kernel [hidden, hidden], bias}, nsp_head/logits/{kernel [hidden, 2], bias}
+                                                          (nsp_head='classification_head': Model Garden)
+  classifier/kernel [hidden, labels];  regressor/kernel [hidden, 1]
 """
 
 from __future__ import annotations
@@ -390,30 +393,66 @@ class MaskedLMHead(nn.Module):
     return logits + bias
 
 
-def _head(config: BertConfig, features: int, name: str) -> nn.Dense:
+def _head(config: BertConfig, features: int, name: Optional[str], kernel_init: Optional[Callable] = None) -> nn.Dense:
   # Heads are tiny: compute them in float32 so the logits the losses read are exact.
-  return nn.Dense(features, dtype=jnp.float32, param_dtype=jnp.float32, kernel_init=_init(config), name=name)
+  return nn.Dense(features, dtype=jnp.float32, param_dtype=jnp.float32, kernel_init=kernel_init or _init(config),
+                  name=name)
+
+
+# How next-sentence prediction reads the encoder (config.model.nsp_head):
+#   'encoder_pooler'       one dense layer on the encoder's pooled output (google-research/bert, Hugging Face);
+#   'classification_head'  Model Garden's BertPretrainerV2 `next_sentence` ClassificationHead: its own dense + tanh
+#                          on the [CLS] token, dropout, then the 2-way output; the encoder's pooler is not used.
+NSP_HEADS = ('encoder_pooler', 'classification_head')
+
+
+class ClassificationHead(nn.Module):
+  """Model Garden's `layers.ClassificationHead`: [CLS] -> dense + tanh ('pooler_dense') -> dropout -> 'logits'.
+
+  Kernels start glorot-uniform, as in Model Garden's masked_lm task (its `ClsHeadConfig` sets no initializer).
+  `head(sequence [batch, seq, hidden], train)` -> logits [batch, num_classes] float32.
+  """
+
+  config: BertConfig
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, sequence: Array, train: bool = False) -> Array:
+    c = self.config
+    glorot = nn.initializers.glorot_uniform()
+    x = jnp.tanh(_head(c, c.hidden_size, 'pooler_dense', glorot)(sequence[:, 0].astype(jnp.float32)))
+    x = Dropout(c.hidden_dropout_prob, deterministic=not train)(x)
+    return _head(c, self.num_classes, 'logits', glorot)(x)
 
 
 class BertForPreTraining(nn.Module):
   """`module(batch, train)` -> {'mlm_logits': [batch, P, vocab], 'nsp_logits': [batch, 2]} (float32).
 
   Reads input_ids, input_mask, segment_ids [batch, seq] and masked_lm_positions [batch, P]; only the P masked
-  positions go through the MLM transform and the vocabulary projection.
+  positions go through the MLM transform and the vocabulary projection. `nsp_head` is one of NSP_HEADS.
   """
 
   config: BertConfig
+  nsp_head: str = 'encoder_pooler'
 
   def setup(self):
+    if self.nsp_head not in NSP_HEADS:
+      raise ValueError(f'Unknown nsp_head {self.nsp_head!r}; use one of {NSP_HEADS}.')
     self.bert = BertEncoder(self.config)
     self.mlm_head = MaskedLMHead(self.config)
-    self.nsp_head = _head(self.config, 2, None)
+    if self.nsp_head == 'encoder_pooler':
+      self.next_sentence = _head(self.config, 2, 'nsp_head')
+    else:
+      self.next_sentence = ClassificationHead(self.config, 2, name='nsp_head')
 
   def __call__(self, batch: Mapping[str, Array], train: bool = False) -> Dict[str, Array]:
     sequence, pooled = self.bert(batch['input_ids'], batch['input_mask'], batch['segment_ids'], train=train)
     masked = gather_positions(sequence, batch['masked_lm_positions'])
-    return {'mlm_logits': self.mlm_head(masked, self.bert.embedding_table()),
-            'nsp_logits': self.nsp_head(pooled.astype(jnp.float32))}
+    if self.nsp_head == 'encoder_pooler':
+      nsp_logits = self.next_sentence(pooled.astype(jnp.float32))
+    else:
+      nsp_logits = self.next_sentence(sequence, train)
+    return {'mlm_logits': self.mlm_head(masked, self.bert.embedding_table()), 'nsp_logits': nsp_logits}
 
 
 class BertForSequenceClassification(nn.Module):

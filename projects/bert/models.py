@@ -66,10 +66,12 @@ class BertPretrainingModel(BertModel):
 
   forward -> {'mlm_logits': [batch, P, vocab], 'nsp_logits': [batch, 2]} (float32). The loss is the
   masked_lm_weights-weighted mean cross-entropy over the masked positions plus the mean NSP cross-entropy.
+  `config.model.nsp_head` picks the next-sentence head (modeling.NSP_HEADS; default 'encoder_pooler').
   """
 
   def build_flax_model(self) -> nn.Module:
-    return modeling.BertForPreTraining(self.bert_config())
+    return modeling.BertForPreTraining(self.bert_config(), nsp_head=self.config.model.get('nsp_head',
+                                                                                          'encoder_pooler'))
 
   def _pieces(self, outputs: Mapping[str, jnp.ndarray], batch: Batch) -> MetricsDict:
     nsp_logits, mlm_logits = outputs['nsp_logits'], outputs['mlm_logits']

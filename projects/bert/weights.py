@@ -77,9 +77,28 @@ def _names(tree: Any) -> set:
   return set(traverse_util.flatten_dict(dict(tree), sep='/'))
 
 
+def classifier_pooler_from_nsp_head(source: Mapping[str, Any], source_name: str = 'the source') -> Dict[str, Any]:
+  """`source` params with the encoder's pooler ('bert/pooler') replaced by the next-sentence head's dense layer
+  ('nsp_head/pooler_dense'), as Model Garden's `sentence_prediction` task does with `init_cls_pooler=True`: a
+  classifier fine-tuned from a BertPretrainerV2 checkpoint then starts its [CLS] dense + tanh from the one NSP
+  pretraining trained (the encoder's own pooler is not trained by it). Our classifier's pooler is the encoder's,
+  so the mapping is bert/pooler <- nsp_head/pooler_dense; the rest of `source` is returned unchanged.
+  """
+  nsp = source.get('nsp_head')
+  if not isinstance(nsp, Mapping) or 'pooler_dense' not in nsp:
+    found = sorted(nsp) if isinstance(nsp, Mapping) else 'no nsp_head'
+    raise errors.ConfigError(
+        f'{source_name} has no nsp_head/pooler_dense (found: {found}): init_cls_pooler=True needs a Model '
+        f'Garden-style next-sentence head (config.model.nsp_head="classification_head", e.g. a converted '
+        f'BertPretrainerV2 checkpoint). Set --config.init_cls_pooler=False.')
+  bert = dict(source.get('bert', {}))
+  bert['pooler'] = {k: nsp['pooler_dense'][k] for k in ('kernel', 'bias')}
+  return {**source, 'bert': bert}
+
+
 def load_weights(target: Any, path: str, *, model_config: Optional[Mapping[str, Any]] = None,
                  keep: Optional[Sequence[str]] = None, init_fn: Optional[Callable[[], Any]] = None,
-                 expect_complete: bool = False) -> Tuple[Dict[str, Any], Info]:
+                 expect_complete: bool = False, init_cls_pooler: bool = False) -> Tuple[Dict[str, Any], Info]:
   """Copies the weights at `path` into `target`; returns (the merged parameters as numpy, where they came from).
 
   `target` is fresh parameters, or only their shapes (`jax.ShapeDtypeStruct` leaves) with `init_fn()` giving fresh
@@ -89,10 +108,13 @@ def load_weights(target: Any, path: str, *, model_config: Optional[Mapping[str, 
   weights) a source without the model's head is refused (`core.errors.ConfigError`): scores or predictions from a
   random head would look like results. `keep` restricts the source to some top-level names (('bert',): the encoder
   only). `model_config` (config.model) is compared with the source's on the fields shapes cannot show.
+  `init_cls_pooler` starts the pooler from the source's next-sentence head (`classifier_pooler_from_nsp_head`).
   """
   from core import params_io  # orbax: only runs that load weights pay its import
 
   source, metadata = params_io.read_pretrained(path)
+  if init_cls_pooler:
+    source = classifier_pooler_from_nsp_head(source, path)
   if keep is not None:
     source = {k: v for k, v in source.items() if k in keep}
   source_model = metadata.get('model') or source_model_config(path) or {}
@@ -130,17 +152,20 @@ def load_weights(target: Any, path: str, *, model_config: Optional[Mapping[str, 
 
 class InitFromLoader:
   """`params -> params` for `core.setup.setup_training`: the weights at `config.init_from` copied into fresh
-  parameters. `config.init_heads=False` (fine-tuning) takes only the encoder ('bert'). `info` says where they
-  came from once it has run."""
+  parameters. `config.init_heads=False` (fine-tuning) takes only the encoder ('bert'); `config.init_cls_pooler`
+  starts the pooler from the source's next-sentence head (Model Garden's option of that name). `info` says where
+  they came from once it has run."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.path = config.init_from
     self.model_config = config.model
     self.keep = None if config.get('init_heads', True) else ('bert',)
+    self.init_cls_pooler = bool(config.get('init_cls_pooler', False))
     self.info: Info = {}
 
   def __call__(self, params: Any) -> Any:
-    merged, self.info = load_weights(params, self.path, model_config=self.model_config, keep=self.keep)
+    merged, self.info = load_weights(params, self.path, model_config=self.model_config, keep=self.keep,
+                                     init_cls_pooler=self.init_cls_pooler)
     return merged
 
 

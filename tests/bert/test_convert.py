@@ -289,3 +289,99 @@ def test_cli_writes_params_a_model_starts_from(hf_pretraining, tmp_path):
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['bert'], expected['bert'])
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['classifier'], jax.device_get(fresh['classifier']))
   assert model.forward(loaded, dict(batch, label_ids=np.zeros(2, np.int32)), train=False).shape == (2, 3)
+
+
+# ------------------------------------------------------------------------------- Model Garden BertPretrainerV2
+
+MG_CONFIG = dict(vocab_size=99, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+                 max_position_embeddings=40, hidden_act='gelu_tanh', nsp_head='classification_head')
+
+
+@pytest.fixture(scope='module')
+def mg_pretrainer(tmp_path_factory):
+  """(pretrainer, {layout: checkpoint prefix}): a random BertPretrainerV2 from Model Garden's masked_lm task."""
+  pytest.importorskip('tensorflow')
+  from tests.bert import model_garden
+  model_config = common.model_config('tiny', **MG_CONFIG)
+  model_garden.set_seed(0)
+  model = model_garden.build(model_garden.masked_lm_task(model_config).build_model())
+  model_garden.randomize(model, seed=1)
+  root = tmp_path_factory.mktemp('mg_pretrainer')
+  prefixes = {layout: model_garden.save_pretrainer(model, str(root / layout), model_config, layout)
+              for layout in model_garden.CHECKPOINT_LAYOUTS}
+  return model, prefixes
+
+
+@pytest.mark.parametrize('layout', ['trainer', 'model', 'items'])
+def test_model_garden_pretrainer_v2_converts_completely(mg_pretrainer, layout):
+  """Encoder, masked_lm and the next_sentence ClassificationHead; MLM and NSP logits match BertPretrainerV2's."""
+  model, prefixes = mg_pretrainer
+  prefix = prefixes[layout]
+  params, model_config = convert.convert_tf_checkpoint(prefix, os.path.join(os.path.dirname(prefix),
+                                                                            'bert_config.json'))
+  assert model_config.nsp_head == 'classification_head' and model_config.hidden_act == 'gelu_tanh'
+  assert set(params) == {'bert', 'mlm_head', 'nsp_head'}
+  # checkpoint_items hold the head's pooler_dense only; its output layer lives in the Keras model.
+  assert set(params['nsp_head']) == ({'pooler_dense'} if layout == 'items' else {'pooler_dense', 'logits'})
+  ids, mask, segments = padded_inputs(MG_CONFIG['vocab_size'], [12, 7, 3, 12], 12, seed=3)
+  positions = np.array([[1, 4, 9], [0, 2, 6], [1, 2, 0], [11, 5, 3]], np.int32)
+  ref = model(dict(input_word_ids=ids, input_mask=mask, input_type_ids=segments, masked_lm_positions=positions),
+              training=False)
+  config = modeling.BertConfig.from_model_config(model_config)
+  module = modeling.BertForPreTraining(config, nsp_head='classification_head')
+  batch = {'input_ids': ids, 'input_mask': mask, 'segment_ids': segments, 'masked_lm_positions': positions}
+  if layout == 'items':  # the NSP logits need the output layer: take it from the model to check the rest
+    kernel, bias = model.classification_heads[0].out_proj.get_weights()
+    params['nsp_head']['logits'] = {'kernel': kernel, 'bias': bias}
+  out = module.apply({'params': params}, batch, train=False)
+  assert_close(np.asarray(out['mlm_logits']), ref['mlm_logits'].numpy(), f'Model Garden {layout} MLM logits')
+  assert_close(np.asarray(out['nsp_logits']), ref['next_sentence'].numpy(), f'Model Garden {layout} NSP logits')
+
+
+def test_init_cls_pooler_matches_model_garden_sentence_prediction(mg_pretrainer, tmp_path):
+  """GLUE from a V2 checkpoint with init_cls_pooler: our classifier equals Model Garden's after its `initialize`
+  (the encoder, and the classifier pooler taken from next_sentence.pooler_dense), logits included."""
+  from tests.bert import model_garden
+  model, prefixes = mg_pretrainer
+  prefix = prefixes['items']
+  model_config = common.model_config('tiny', **MG_CONFIG)
+  task = model_garden.sentence_prediction_task(model_config, num_classes=3, init_checkpoint=prefix,
+                                               init_cls_pooler=True)
+  classifier = model_garden.build(task.build_model())
+  task.initialize(classifier)
+
+  params, converted_config = convert.convert_tf_checkpoint(prefix, os.path.join(os.path.dirname(prefix),
+                                                                                'bert_config.json'))
+  params_io.save_params(str(tmp_path / 'converted'), params, metadata={'model': converted_config.to_dict()})
+  config = common.model_config('tiny', **MG_CONFIG, num_labels=3)
+  ours = models.BertClassificationModel(type(config)({'model': config}), None)
+  ids, mask, segments = padded_inputs(MG_CONFIG['vocab_size'], [12, 7, 3, 12], 12, seed=4)
+  batch = {'input_ids': ids, 'input_mask': mask, 'segment_ids': segments}
+  fresh = ours.init_params(jax.random.PRNGKey(0), batch)
+  # The trainer's path: InitFromLoader reads config.init_heads / init_cls_pooler (weights.load_weights underneath).
+  run_config = type(config)({'model': config, 'init_from': str(tmp_path / 'converted'), 'init_heads': False,
+                             'init_cls_pooler': True})
+  loader = weights.InitFromLoader(run_config)
+  loaded = loader(fresh)
+  assert loader.info['source'] == 'init_from'
+  np.testing.assert_array_equal(loaded['bert']['pooler']['kernel'], params['nsp_head']['pooler_dense']['kernel'])
+  np.testing.assert_array_equal(loaded['bert']['pooler']['kernel'],
+                                classifier.classifier.dense.kernel.numpy())  # what Model Garden loaded
+  kernel, bias = classifier.classifier.out_proj.get_weights()  # both heads' outputs start random: share one
+  loaded['classifier'] = {'kernel': kernel, 'bias': bias}
+  ref = classifier(dict(input_word_ids=ids, input_mask=mask, input_type_ids=segments), training=False)
+  assert_close(np.asarray(ours.forward(loaded, batch, train=False)), ref.numpy(), 'Model Garden classifier logits')
+
+  without, _ = weights.load_weights(fresh, str(tmp_path / 'converted'), model_config=config, keep=('bert',))
+  np.testing.assert_array_equal(without['bert']['pooler']['kernel'], params['bert']['pooler']['kernel'])
+
+
+def test_init_cls_pooler_needs_a_next_sentence_pooler():
+  source = {'bert': {'pooler': {'kernel': np.zeros((2, 2)), 'bias': np.zeros(2)}},
+            'nsp_head': {'kernel': np.zeros((2, 2)), 'bias': np.zeros(2)}}
+  with pytest.raises(ValueError, match=r'/tmp/x has no nsp_head/pooler_dense.*init_cls_pooler=False'):
+    weights.classifier_pooler_from_nsp_head(source, '/tmp/x')
+  dense = {'kernel': np.ones((2, 2)), 'bias': np.ones(2)}
+  mapped = weights.classifier_pooler_from_nsp_head({**source, 'nsp_head': {'pooler_dense': dense}}, '/tmp/x')
+  assert mapped['bert']['pooler']['kernel'] is dense['kernel'] and mapped['bert']['pooler']['bias'] is dense['bias']
+  assert source['bert']['pooler']['bias'].sum() == 0  # the input is not modified

@@ -83,3 +83,43 @@ def toy_trainer(*, rng, config, model_cls, dataset, workdir, writer):
                                 log_every=config.log_every)
   setup.checkpointer.close()
   return state, info
+
+
+class GradientReplayModel(BaseModel):
+  """A model whose gradient is whatever the batch says: it lets a test push a chosen gradient sequence through the
+  real train step (clipping, per-replica reduction, optimizer).
+
+  `GradientReplayModel(params)`: the initial parameters (a pytree of float32 arrays). The batch holds, for every
+  parameter, rows of gradients under the parameter's '/'-joined path (shape [rows, *param shape]). The loss is the
+  sum over parameters of <param, mean of its rows>, so the gradient of a batch (or of a replica's shard of it) is
+  the mean of its rows.
+  """
+
+  def __init__(self, params):
+    self.params = params
+    super().__init__(ml_collections.ConfigDict({'model': {}}), None)
+
+  def build_flax_model(self) -> nn.Module:
+    return None
+
+  def default_flax_model_config(self) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict()
+
+  def init_params(self, rng, batch):
+    del rng, batch
+    return jax.tree_util.tree_map(jnp.asarray, self.params)
+
+  def forward(self, params, batch, *, train, rng=None):
+    return params
+
+  def loss_function(self, outputs, batch, model_params=None):
+    flat = jax.tree_util.tree_flatten_with_path(outputs)[0]
+    return sum(jnp.sum(p * jnp.mean(batch[replay_key(path)], axis=0)) for path, p in flat)
+
+  def get_metrics_fn(self, split: Optional[str] = None):
+    return lambda outputs, batch: {}
+
+
+def replay_key(path) -> str:
+  """The batch key of a parameter path: its '/'-joined names."""
+  return '/'.join(str(getattr(k, 'key', k)) for k in path)

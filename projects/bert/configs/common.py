@@ -23,11 +23,14 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
 
   Fields: vocab_size (uncased WordPiece, 30522), hidden_size, num_layers, num_heads, intermediate_size,
   max_position_embeddings, type_vocab_size, hidden_dropout_prob, attention_dropout_prob, initializer_range,
-  layer_norm_eps, hidden_act ('gelu' = exact erf form; 'gelu_tanh' for TF-converted weights), dtype (compute dtype,
-  'float32' or 'bfloat16'; parameters stay float32), remat (recompute layer activations in the backward pass),
-  attention_impl ('auto': on GPUs in bfloat16 our flash kernel with in-kernel dropout when training, cuDNN's
-  otherwise; XLA elsewhere; or force 'xla', 'cudnn', 'flash'), scan_layers (one compiled layer run L times: faster
-  compilation, same parameters) and dropout_rng ('jax': the key's PRNG; 'hash': a cheaper counter hash).
+  layer_norm_eps, hidden_act ('gelu' = exact erf form; 'gelu_tanh' = the tanh approximation that TF BERT code and
+  Model Garden call 'gelu'), dtype (compute dtype, 'float32' or 'bfloat16'; parameters stay float32), remat
+  (recompute layer activations in the backward pass), attention_impl ('auto': on GPUs in bfloat16 our flash kernel
+  with in-kernel dropout when training, cuDNN's otherwise; XLA elsewhere; or force 'xla', 'cudnn', 'flash'),
+  scan_layers (one compiled layer run L times: faster compilation, same parameters), dropout_rng ('jax': the key's
+  PRNG; 'hash': a cheaper counter hash) and nsp_head (pretraining's next-sentence head: 'encoder_pooler' = one dense
+  layer on the encoder's pooler, as google-research/bert and Hugging Face; 'classification_head' = Model Garden's
+  BertPretrainerV2 next_sentence head, its own dense + tanh + dropout).
   """
   if size not in SIZES:
     raise ValueError(f'Unknown BERT size {size!r}; known sizes: {", ".join(SIZES)}.')
@@ -50,15 +53,9 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
       'attention_impl': 'auto',
       'scan_layers': False,
       'dropout_rng': 'jax',
+      'nsp_head': 'encoder_pooler',
   })
   for key, value in overrides.items():
     config[key] = value
   return config
 
-
-def bert_optimizer_config() -> ml_collections.ConfigDict:
-  """`config.optimizer` of the original BERT recipe, for pretraining and fine-tuning alike: AdamW with weight decay
-  0.01 (not on LayerNorm or biases), eps 1e-6, no Adam bias correction, global-norm clipping at 1.0."""
-  return ml_collections.ConfigDict({
-      'name': 'adamw', 'weight_decay': 0.01, 'b1': 0.9, 'b2': 0.999, 'eps': 1e-6, 'grad_clip_norm': 1.0,
-      'bias_correction': False})

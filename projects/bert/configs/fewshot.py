@@ -65,7 +65,8 @@ def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int 
       'num_seeds': 5,
       'l2_regs': L2_REGS,
       # Mean pooling: BERT's pooler is trained only for next-sentence prediction (and not at all in sentence-embedding
-      # checkpoints such as all-MiniLM), and mean-pooled tokens probe better without fine-tuning.
+      # checkpoints such as all-MiniLM, nor under Model Garden's next_sentence head, model.nsp_head=
+      # 'classification_head'), and mean-pooled tokens probe better without fine-tuning.
       'feature': 'mean',
       'train_pool_size': 20_000,
       'eval_size': 0,

@@ -1,5 +1,6 @@
-r"""GLUE fine-tuning. Variant: `TASK[,SIZE][,predict][,runlocal]`, TASK one of cola, sst2, mrpc, qqp, stsb, mnli,
-qnli, rte, wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base (default), large.
+r"""GLUE fine-tuning. Variant: `TASK[,SIZE][,RECIPE][,predict][,runlocal]`, TASK one of cola, sst2, mrpc, qqp, stsb,
+mnli, qnli, rte, wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base (default), large, RECIPE
+model_garden (default) or bert_paper.
 
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/glue --max_seq_length=128
@@ -7,6 +8,8 @@ qnli, rte, wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium
       --config.init_from=/tmp/bert_base          # python -m projects.bert.convert output, or a pretraining workdir
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.mode=eval
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.mode=predict
+  python main.py --config=projects/bert/configs/glue.py:mrpc,bert_paper --workdir=/tmp/mrpc_paper \
+      --config.init_from=/tmp/bert_base
 
 `mode`: 'train'; 'eval' scores the workdir's best/ (else its latest checkpoint, else init_from) on the dev sets
 into workdir/eval_results.json; 'predict' writes the GLUE submission files of the test splits into
@@ -17,12 +20,18 @@ What is reported (results.json, `glue` section): `final`, the dev metrics after 
 BERT paper and TF Model Garden report per run; `best_on_dev`, the best evaluation by the task's main metric, is
 selected on the same dev set (optimistic) and its parameters are kept in workdir/best/.
 
-Defaults follow the BERT paper's fine-tuning recipe: batch 32, 3 epochs, peak learning rate 2e-5 (the paper
-searches {5e-5, 4e-5, 3e-5, 2e-5} per task on the dev set: override `--config.schedule.base_lr`), linear warm-up
-over the first 10% of the steps then linear decay to 0, AdamW (weight decay 0.01 except LayerNorm and biases,
-eps 1e-6, no bias correction, as the original BERT optimizer), gradient clipping at 1.0, dropout 0.1, sequence
-length 128. `init_from` must be set for a meaningful run: empty means random weights. config.model must match the
-checkpoint's size (the converter's metadata.json holds its `model`); `init_heads=False` makes the task head fresh.
+Both recipes (configs/recipes.py, where every value is traced to its source file) fine-tune with batch 32 for 3
+epochs at sequence length 128, dropout 0.1, weight decay 0.01 (not on LayerNorm and biases), clipping at 1.0, a
+warm-up over the first 10% of the steps and a linear decay to 0 from step 0:
+  model_garden (default)  Model Garden's sentence_prediction experiment: peak learning rate 3e-5, polynomial
+                          warm-up (0.9 x peak when it ends), AdamW with Keras bias correction (eps 1e-7);
+  bert_paper              google-research/bert run_classifier.py: peak 2e-5 (the paper picks from {5e-5, 4e-5,
+                          3e-5, 2e-5} on dev per task: override `--config.schedule.base_lr`), linear warm-up from 0,
+                          AdamW without bias correction (eps 1e-6).
+`init_from` must be set for a meaningful run: empty means random weights. config.model must match the checkpoint's
+size (the converter's metadata.json holds its `model`); `init_heads=False` makes the task head fresh.
+`init_cls_pooler=True` starts the classifier's pooler (dense + tanh on [CLS]) from the checkpoint's next-sentence
+head (Model Garden's option of that name, for BertPretrainerV2 checkpoints whose encoder pooler is untrained).
 
 The task table (labels, regression or classification, metrics and the main one, splits, file names) is
 `projects.bert.datasets.glue_tasks`. `runlocal` shrinks any variant to a few steps of the tiny model for a smoke
@@ -32,7 +41,7 @@ test.
 import ml_collections
 from ml_collections import config_dict
 
-from projects.bert.configs import common
+from projects.bert.configs import common, recipes
 from projects.bert.datasets import glue_tasks
 
 # Evaluate often enough for the learning curve (and best_on_dev) to show on the small tasks, rarely enough on the big
@@ -51,19 +60,23 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   parts = [p.strip() for p in arg.split(',') if p.strip()]
   task = glue_tasks.get_task(parts[0] if parts else 'mrpc')
   sizes = [p for p in parts[1:] if p in common.SIZES]
-  unknown = [p for p in parts[1:] if p not in common.SIZES and p not in ('predict', 'runlocal')]
+  unknown = [p for p in parts[1:] if p not in common.SIZES and p not in recipes.RECIPES
+             and p not in ('predict', 'runlocal')]
   if unknown or len(sizes) > 1:
-    raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,predict][,runlocal] with SIZE in '
-                     f'{list(common.SIZES)}.')
+    raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,RECIPE][,predict][,runlocal] with SIZE in '
+                     f'{list(common.SIZES)} and RECIPE in {list(recipes.RECIPES)}.')
   size = sizes[0] if sizes else 'base'
   runlocal = 'runlocal' in parts
+  recipe = recipes.recipe_of(parts)
+  batch, epochs, base_lr, warmup_fraction = recipes.GLUE[recipe]
 
   config = ml_collections.ConfigDict()
   config.trainer_name = 'bert_trainer'
   config.dataset_name = 'bert_glue'
   config.model_name = 'bert_regression' if task.is_regression else 'bert_classification'
+  config.recipe = recipe
   config.rng_seed = 0
-  config.model = common.model_config(size)
+  config.model = common.model_config(size, **recipes.model_fields(recipe))
   config.model.num_labels = config_dict.placeholder(int)  # None: from the dataset's meta data (checked if set)
 
   config.dataset = ml_collections.ConfigDict()
@@ -79,18 +92,18 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
 
-  config.batch_size = 32
+  config.batch_size = batch
   config.eval_batch_size = 64
-  config.num_epochs = 3.0
+  config.num_epochs = epochs
   config.num_train_steps = 0  # > 0 overrides num_epochs; 0: ceil(num_epochs * train examples / batch_size)
   config.grad_accum_steps = 1
 
-  config.optimizer = common.bert_optimizer_config()
-  config.schedule = ml_collections.ConfigDict({
-      'base_lr': 2e-5, 'warmup_fraction': 0.1, 'decay': 'linear', 'end_lr': 0.0})
+  config.optimizer = recipes.optimizer_config(recipe)
+  config.schedule = recipes.schedule_config(recipe, base_lr, warmup_fraction=warmup_fraction)
 
   config.init_from = ''  # converted checkpoint (projects.bert.convert) or pretraining workdir; '' = random init
   config.init_heads = False  # take only the encoder from init_from: the task head starts fresh
+  config.init_cls_pooler = False  # True: the pooler starts from init_from's nsp_head/pooler_dense (Model Garden)
 
   config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (submission files)
   # What the run measures (core.evaluators; projects/bert/evaluators): the dev metrics every `every` steps and after
@@ -106,7 +119,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.param_sharding_rules = ()
 
   if runlocal:
-    config.model = common.model_config('tiny')
+    config.model = common.model_config('tiny', **recipes.model_fields(recipe))
     config.dataset.max_seq_length = 0
     config.dataset.shuffle_buffer = 100
     config.batch_size = 8

@@ -1,57 +1,75 @@
-r"""BERT pretraining (MLM + NSP). Variant: `SIZE[,phase2][,fewshot][,runlocal]`.
+r"""BERT pretraining (MLM + NSP). Variant: `SIZE[,RECIPE][,phase2][,fewshot][,runlocal]`.
 
   python main.py --config=projects/bert/configs/pretrain.py:tiny --workdir=/tmp/pt_tiny \
       --config.dataset.train_files=/data/pretrain/*.tfrecord
-  python main.py --config=projects/bert/configs/pretrain.py:base --workdir=gs://bucket/bert_base_p1   # phase 1
-  python main.py --config=projects/bert/configs/pretrain.py:base,phase2 --workdir=gs://bucket/bert_base_p2 \
-      --config.init_from=gs://bucket/bert_base_p1
+  python main.py --config=projects/bert/configs/pretrain.py:base --workdir=gs://bucket/bert_base        # Model Garden
+  python main.py --config=projects/bert/configs/pretrain.py:base,bert_paper --workdir=gs://bucket/bert_base_p1
+  python main.py --config=projects/bert/configs/pretrain.py:base,bert_paper,phase2 \
+      --workdir=gs://bucket/bert_base_p2 --config.init_from=gs://bucket/bert_base_p1
 
-SIZE is one of tiny, mini, small, medium, base, large; `,fewshot` adds few-shot SST-2/RTE probes, an evaluator
-beside mlm_nsp with the same cadence (`--config.evals.fewshot.dataset.data_dir=` the `prepare glue` output).
-
-Phase 1 / phase 2 follow the original BERT recipe: 90% of the steps at sequence length 128 (20 predictions per
-sequence), then 10% at 512 (80), batch 256, peak learning rate 1e-4 with 10k warm-up steps and linear decay, AdamW
-(decay 0.01, no bias correction), clipping at 1.0. `tiny` is a CPU-sized run; `runlocal` shrinks any variant to a
-few steps for a smoke test on a laptop.
+SIZE is one of tiny, mini, small, medium, base, large. RECIPE (configs/recipes.py, where every value is traced to
+its source file) is
+  model_garden (default)  TF Model Garden's wiki_books_pretrain.yaml: one phase of 1M steps at sequence length 512
+                          (76 predictions), batch 512, peak learning rate 1e-4 after a 10k-step polynomial warm-up
+                          over a linear decay from step 0, AdamW with Keras bias correction (eps 1e-7, decay 0.01),
+                          clipping at 1.0, tanh GELU, the next_sentence ClassificationHead;
+  bert_paper              google-research/bert: 90% of the steps at 128 (20 predictions), then `,phase2` 10% at 512
+                          (80), batch 256, peak 1e-4 after a 10k-step linear warm-up from 0 over a linear decay from
+                          step 0, AdamW without bias correction (eps 1e-6, decay 0.01), clipping at 1.0, tanh GELU,
+                          one dense NSP layer on the encoder's pooler.
+`,fewshot` adds few-shot SST-2/RTE probes, an evaluator beside mlm_nsp with the same cadence
+(`--config.evals.fewshot.dataset.data_dir=` the `prepare glue` output). `tiny` is a CPU-sized run (sequence
+length 128); `runlocal` shrinks any variant to a few steps for a smoke test on a laptop.
 """
 
 import ml_collections
 
-from projects.bert.configs import common
+from projects.bert.configs import common, recipes
 from projects.bert.configs import fewshot as fewshot_configs
+
+FLAGS = ('phase2', 'runlocal', 'fewshot')
 
 
 def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
-  parts = [p for p in arg.split(',') if p]
+  parts = [p.strip() for p in arg.split(',') if p.strip()]
   size = parts[0] if parts else 'tiny'
+  unknown = [p for p in parts[1:] if p not in FLAGS and p not in recipes.RECIPES]
+  if size not in common.SIZES or unknown:
+    raise ValueError(f'Variant {arg!r}: expected SIZE[,RECIPE][,phase2][,fewshot][,runlocal] with SIZE in '
+                     f'{list(common.SIZES)} and RECIPE in {list(recipes.RECIPES)}.')
+  recipe = recipes.recipe_of(parts)
   phase2, runlocal, with_fewshot = 'phase2' in parts, 'runlocal' in parts, 'fewshot' in parts
+  if phase2 and recipe != 'bert_paper':
+    raise ValueError(f'Variant {arg!r}: phase2 is the second phase of the bert_paper recipe (Model Garden '
+                     f'pretrains in one phase at sequence length 512); use {size},bert_paper,phase2.')
+  batch, seq_len, preds, steps, base_lr, warmup = recipes.PRETRAINING[recipe + ('_phase2' if phase2 else '')]
 
   config = ml_collections.ConfigDict()
   config.trainer_name = 'bert_trainer'
   config.dataset_name = 'bert_pretraining'
   config.model_name = 'bert_pretraining'
+  config.recipe = recipe
   config.rng_seed = 0
-  config.model = common.model_config(size)
+  config.model = common.model_config(size, **recipes.model_fields(recipe))
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.train_files = 'data/pretraining/train-*.tfrecord'
   config.dataset.eval_files = ''  # optional held-out records for periodic MLM/NSP evaluation
   # Checked against the records; 0 takes them from the records.
-  config.dataset.max_seq_length = 512 if phase2 else 128
-  config.dataset.max_predictions_per_seq = 80 if phase2 else 20
+  config.dataset.max_seq_length = seq_len
+  config.dataset.max_predictions_per_seq = preds
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
   config.dataset.cycle_length = 8  # record files read in parallel (interleaved) per process
   config.dataset.eval_max_examples = 0  # read at most this many eval records; 0 = all
 
-  config.batch_size = 256
-  config.eval_batch_size = 256
-  config.num_train_steps = 100_000 if phase2 else 900_000
+  config.batch_size = batch
+  config.eval_batch_size = batch
+  config.num_train_steps = steps
   config.grad_accum_steps = 1
 
-  config.optimizer = common.bert_optimizer_config()
-  config.schedule = ml_collections.ConfigDict({
-      'base_lr': 1e-4, 'warmup_steps': 10_000, 'decay': 'linear', 'end_lr': 0.0})
+  config.optimizer = recipes.optimizer_config(recipe)
+  config.schedule = recipes.schedule_config(recipe, base_lr, warmup_steps=warmup)
 
   config.init_from = ''  # a converted checkpoint or a workdir (phase 2 starts from phase 1's)
   config.log_every = 100
@@ -63,6 +81,9 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   config.evals = ml_collections.ConfigDict({'mlm_nsp': {'every': 10_000, 'num_steps': 100}})
 
   if size == 'tiny' or runlocal:
+    if not phase2:
+      config.dataset.max_seq_length = 128
+      config.dataset.max_predictions_per_seq = 20
     config.batch_size = 32
     config.eval_batch_size = 32
     config.num_train_steps = 2_000
@@ -73,7 +94,7 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
     config.checkpoint_every = 500
     config.dataset.shuffle_buffer = 1_000
   if runlocal:
-    config.model = common.model_config('tiny')
+    config.model = common.model_config('tiny', **recipes.model_fields(recipe))
     config.num_train_steps = 20
     config.schedule.warmup_steps = 5
     config.log_every = 5

@@ -1,0 +1,130 @@
+r"""Training recipes: the optimizer, schedule, model and data fields that make a run follow a reference codebase.
+
+Chosen by a config variant: `pretrain.py:base,bert_paper`, `glue.py:mrpc,bert_paper`; `model_garden` is the default.
+
+`model_garden` reproduces TF Model Garden (tensorflow/models `official/`, tf-models-official 2.20), what this
+project's forward pass is tested against. Field by field, with the file each value comes from:
+
+  optimizer.name='adamw', bias_correction='keras'
+      nlp/configs/{pretraining,finetuning}_experiments.py: optimizer type 'adamw' -> modeling/optimization/
+      optimizer_factory.py -> legacy_adamw.AdamWeightDecay, a tf_keras.optimizers.legacy.Adam: bias correction
+      folded into the step size (lr x sqrt(1 - b2^t) / (1 - b1^t)), eps added to the uncorrected sqrt(v)
+  optimizer.b1=0.9, b2=0.999, eps=1e-7
+      modeling/optimization/configs/optimizer_config.py AdamWeightDecayConfig defaults (the experiments keep them)
+  optimizer.weight_decay=0.01, no_decay_patterns = LayerNorm / layer_norm / bias
+      the experiments' weight_decay_rate and exclude_from_weight_decay (applied as lr x rate x param, decoupled)
+  optimizer.grad_clip_norm=1.0
+      AdamWeightDecayConfig.gradient_clip_norm; AdamWeightDecay.apply_gradients clips with tf.clip_by_global_norm.
+      It clips each replica's gradient before the all-reduce; on one replica that is global clipping, which is
+      what grad_clip_scope='global' does on any number of devices. grad_clip_scope='per_replica_sum' reproduces
+      Model Garden's multi-replica pretraining (nlp/tasks/masked_lm.py: scale_loss=False, the replicas' clipped
+      gradients are summed), 'per_replica_mean' its fine-tuning (core/base_task.py train_step divides the loss by
+      the number of replicas). Both make results depend on the device count, so they are not the default.
+  schedule.decay='linear', decay_from='step_0', end_lr=0
+      learning_rate 'polynomial' (power 1, end_learning_rate 0, decay_steps = train_steps):
+      lr_schedule.PolynomialDecayWithOffset over all steps from step 0
+  schedule.warmup='polynomial', warmup_power=1
+      warmup 'polynomial' -> lr_schedule.PolynomialWarmUp: decay(W) x (max(step, 1) / W); with a 10% warm-up the
+      rate peaks at 0.9 x base_lr when warm-up ends
+  model.hidden_act='gelu_tanh'
+      nlp/configs/encoders.py BertEncoderConfig.hidden_activation 'gelu' -> modeling/activations/gelu.py
+      (tf_keras gelu with approximate=True)
+  model.nsp_head='classification_head'
+      nlp/tasks/masked_lm.py + configs/experiments/wiki_books_pretrain.yaml: BertPretrainerV2 with cls_heads
+      [{name: next_sentence, inner_dim: 768, activation: tanh, dropout_rate: 0.1, num_classes: 2}]
+  pretraining: batch_size=512, max_seq_length=512, max_predictions_per_seq=76, num_train_steps=1_000_000,
+      base_lr=1e-4, warmup_steps=10_000
+      configs/experiments/wiki_books_pretrain.yaml (one phase at S=512)
+  GLUE: batch_size=32, num_epochs=3, base_lr=3e-5, warmup_fraction=0.1, max_seq_length=128, init_cls_pooler=False
+      configs/experiments/glue_mnli_matched.yaml (global_batch_size 32, 3 epochs, warmup_steps ~10% of
+      train_steps, seq_length 128), finetuning_experiments.py bert/sentence_prediction (initial_learning_rate
+      3e-5), tasks/sentence_prediction.py (init_cls_pooler default False)
+
+`bert_paper` reproduces the BERT paper as google-research/bert runs it (optimization.py, modeling.py,
+run_pretraining.py, run_classifier.py):
+
+  optimizer.name='adamw', bias_correction='none', eps=1e-6, b1=0.9, b2=0.999, weight_decay=0.01 (not on
+      LayerNorm / layer_norm / bias), grad_clip_norm=1.0 global
+      optimization.py create_optimizer + AdamWeightDecayOptimizer (m / (sqrt(v) + eps), no bias correction;
+      tf.clip_by_global_norm(grads, 1.0)). (On TPUs its CrossShardOptimizer sums gradients clipped per shard:
+      grad_clip_scope='per_replica_sum'.)
+  schedule.decay='linear', decay_from='step_0', warmup='linear', end_lr=0
+      optimization.py: polynomial_decay(init_lr, global_step, num_train_steps, power=1) overridden during warm-up
+      by init_lr x global_step / num_warmup_steps (0 at step 0; at the end of a 10% warm-up the rate drops from
+      ~base_lr to 0.9 x base_lr)
+  model.hidden_act='gelu_tanh', nsp_head='encoder_pooler'
+      modeling.py gelu (the tanh approximation); run_pretraining.py get_next_sentence_output (one dense layer,
+      cls/seq_relationship, on the pooled output)
+  pretraining: batch_size=256, phase 1 max_seq_length=128 / max_predictions_per_seq=20 for 900k steps, phase 2
+      (`,phase2`) 512 / 80 for 100k steps starting from phase 1, base_lr=1e-4, warmup_steps=10_000
+      the paper (section A.2: 90% of the steps at 128, the rest at 512; batch 256; lr 1e-4, 10k warm-up) and
+      the README's run_pretraining.py flags
+  GLUE: batch_size=32, num_epochs=3, base_lr=2e-5, warmup_fraction=0.1
+      the paper (section A.3: batch 32, 3 epochs, the best of {5e-5, 4e-5, 3e-5, 2e-5} on dev per task: override
+      schedule.base_lr) and run_classifier.py (warmup_proportion 0.1)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import ml_collections
+
+RECIPES = ('model_garden', 'bert_paper')
+DEFAULT_RECIPE = 'model_garden'
+# LayerNorm parameters and biases: both references exclude 'LayerNorm', 'layer_norm' and 'bias' (re.search on TF
+# variable names); our LayerNorm parameters are named scale/bias under *layer_norm*.
+NO_DECAY = (r'LayerNorm', r'layer_norm', r'bias$', r'(^|/)scale$')
+
+
+def check(recipe: str) -> str:
+  if recipe not in RECIPES:
+    raise ValueError(f'Unknown recipe {recipe!r}; use one of {RECIPES}.')
+  return recipe
+
+
+def recipe_of(parts: list) -> str:
+  """The recipe named among a variant's comma-separated parts (the default when none is)."""
+  named = [p for p in parts if p in RECIPES]
+  if len(named) > 1:
+    raise ValueError(f'Variant names two recipes {named}; pick one of {RECIPES}.')
+  return named[0] if named else DEFAULT_RECIPE
+
+
+def optimizer_config(recipe: str) -> ml_collections.ConfigDict:
+  """`config.optimizer` of the recipe (see the module docstring for the sources)."""
+  fields: Dict[str, Any] = {'name': 'adamw', 'b1': 0.9, 'b2': 0.999, 'weight_decay': 0.01,
+                            'no_decay_patterns': NO_DECAY, 'grad_clip_norm': 1.0, 'grad_clip_scope': 'global'}
+  if check(recipe) == 'model_garden':
+    fields.update(bias_correction='keras', eps=1e-7)
+  else:
+    fields.update(bias_correction='none', eps=1e-6)
+  return ml_collections.ConfigDict(fields)
+
+
+def schedule_config(recipe: str, base_lr: float, **warmup: Any) -> ml_collections.ConfigDict:
+  """`config.schedule`: linear decay to 0 over all steps from step 0, the recipe's warm-up (warmup_steps or
+  warmup_fraction in `warmup`)."""
+  fields: Dict[str, Any] = {'base_lr': base_lr, 'decay': 'linear', 'decay_from': 'step_0', 'end_lr': 0.0,
+                            'power': 1.0, 'warmup_power': 1.0, **warmup}
+  fields['warmup'] = 'polynomial' if check(recipe) == 'model_garden' else 'linear'
+  return ml_collections.ConfigDict(fields)
+
+
+def model_fields(recipe: str) -> Dict[str, str]:
+  """The `config.model` fields the recipe sets: the activation and the next-sentence head."""
+  nsp_head = 'classification_head' if check(recipe) == 'model_garden' else 'encoder_pooler'
+  return {'hidden_act': 'gelu_tanh', 'nsp_head': nsp_head}
+
+
+# Pretraining: (batch_size, max_seq_length, max_predictions_per_seq, num_train_steps, base_lr, warmup_steps).
+PRETRAINING = {
+    'model_garden': (512, 512, 76, 1_000_000, 1e-4, 10_000),
+    'bert_paper': (256, 128, 20, 900_000, 1e-4, 10_000),
+    'bert_paper_phase2': (256, 512, 80, 100_000, 1e-4, 10_000),
+}
+# GLUE fine-tuning: (batch_size, num_epochs, base_lr, warmup_fraction).
+GLUE = {
+    'model_garden': (32, 3.0, 3e-5, 0.1),
+    'bert_paper': (32, 3.0, 2e-5, 0.1),
+}
