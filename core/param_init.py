@@ -24,17 +24,21 @@ import numpy as np
 _TRUNCATION = 2.0
 
 
+KINDS = ('zeros', 'ones', 'normal', 'truncated_normal', 'symmetric_uniform')
+
+
 @dataclasses.dataclass(frozen=True)
 class Initializer:
-  """How one parameter array starts: 'zeros', 'ones', 'normal' (mean 0, `stddev`), or 'truncated_normal'
-  (flax's and TF's: a normal of standard deviation `stddev` truncated at two standard deviations)."""
+  """How one parameter array starts: 'zeros', 'ones', 'normal' (mean 0, `stddev`), 'truncated_normal' (flax's and
+  TF's: a normal of standard deviation `stddev` truncated at two standard deviations) or 'symmetric_uniform'
+  (uniform on [-a, a] with a = sqrt(3) * `stddev`; glorot_uniform is the one of stddev sqrt(2 / (fan_in + fan_out)))."""
 
   kind: str
   stddev: float = 1.0
 
   def __post_init__(self):
-    if self.kind not in ('zeros', 'ones', 'normal', 'truncated_normal'):
-      raise ValueError(f"Unknown initializer {self.kind!r}; use 'zeros', 'ones', 'normal' or 'truncated_normal'.")
+    if self.kind not in KINDS:
+      raise ValueError(f'Unknown initializer {self.kind!r}; use one of {KINDS}.')
 
 
 def _path_name(path: Tuple[Any, ...]) -> str:
@@ -55,6 +59,12 @@ def _fill(init: Initializer, out: np.ndarray, seed: int, name: str, chunk: int) 
   """Draws chunk `chunk` of the flat float32 array `out` (a view of the parameter's values)."""
   x = out[chunk * _CHUNK:(chunk + 1) * _CHUNK]
   gen = _stream(seed, name, chunk)
+  if init.kind == 'symmetric_uniform':
+    gen.random(out=x, dtype=np.float32)  # [0, 1) -> [-sqrt(3) stddev, sqrt(3) stddev)
+    x *= np.float32(2.0)
+    x -= np.float32(1.0)
+    x *= np.float32(np.sqrt(3.0) * init.stddev)
+    return
   gen.standard_normal(out=x, dtype=np.float32)
   if init.kind == 'truncated_normal':
     bad = np.flatnonzero(np.abs(x) > _TRUNCATION)

@@ -8,6 +8,7 @@ Every model keeps its encoder's parameters under 'bert', so weights move between
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Dict, Mapping, Optional
 
@@ -166,6 +167,10 @@ def bert_param_initializers(abstract_params: Any, initializer_range: float) -> A
       return ones if last == 'scale' else zeros
     if last in ('bias', 'output_bias'):
       return zeros
+    if last == 'kernel' and 'nsp_head' in names and owner in ('pooler_dense', 'logits'):
+      # Model Garden's next_sentence ClassificationHead (modeling.ClassificationHead): glorot_uniform kernels.
+      fan_in, fan_out = math.prod(leaf.shape[:-1]), leaf.shape[-1]
+      return param_init.Initializer('symmetric_uniform', math.sqrt(2.0 / (fan_in + fan_out)))
     if last in ('kernel', 'embedding'):
       return normal
     raise ValueError(f'No initializer rule for BERT parameter {"/".join(names)!r} {leaf.shape}: add one to '

@@ -32,8 +32,9 @@ def _state(model, devices, seed=0, rules=()):
                                     mesh, rules)
 
 
-def test_bert_initializers_follow_the_flax_modules():
-  model = _model()
+@pytest.mark.parametrize('nsp_head', ['encoder_pooler', 'classification_head'])
+def test_bert_initializers_follow_the_flax_modules(nsp_head):
+  model = _model(nsp_head=nsp_head)
   flax_params = jax.device_get(jax.jit(model.init_params)(jax.random.PRNGKey(0), _batch()))
   state, _ = _state(model, jax.devices()[:1])
   host = jax.device_get(state.params)
@@ -41,16 +42,26 @@ def test_bert_initializers_follow_the_flax_modules():
   flat_flax = jax.tree_util.tree_leaves_with_path(flax_params)
   flat_host = dict(jax.tree_util.tree_leaves_with_path(host))
   assert len(flat_flax) == len(flat_host)
+  glorot = 0
   for path, ref in flat_flax:
     got = flat_host[path]
     assert got.shape == ref.shape and got.dtype == ref.dtype, path
+    name = '/'.join(str(getattr(k, 'key', k)) for k in path)
     if np.all(ref == ref.flat[0]):  # a constant initialiser (LayerNorm scale 1, biases 0): exactly the same
       np.testing.assert_array_equal(got, ref, err_msg=str(path))
+    elif name.startswith('nsp_head/') and nsp_head == 'classification_head':
+      # Model Garden's ClassificationHead: glorot_uniform, U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
+      glorot += 1
+      limit = np.sqrt(6.0 / sum(ref.shape))
+      assert np.abs(got).max() <= limit * (1 + 1e-6) and np.abs(ref).max() <= limit * (1 + 1e-6), path
+      assert abs(got.std() - limit / np.sqrt(3)) < 0.1 * limit and abs(got.std() - ref.std()) < 0.1 * limit, path
+      assert np.abs(got).max() > 2 * std  # not the truncated normal of the other kernels
     else:  # flax's truncated normal: N(0, std) cut at 2 std, whose standard deviation is 0.88 std
       assert np.abs(got).max() <= 2 * std * (1 + 1e-6) and np.abs(ref).max() <= 2 * std * (1 + 1e-6), path
       if got.size >= 4096:
         assert abs(got.std() - 0.8796 * std) < 0.05 * std and abs(got.mean()) < 0.05 * std, path
         assert abs(got.std() - ref.std()) < 0.05 * std, path
+  assert glorot == (2 if nsp_head == 'classification_head' else 0)
 
 
 def test_host_init_is_deterministic_and_the_same_on_1_and_8_devices():
@@ -85,6 +96,9 @@ def test_truncated_normal_is_truncated_and_rescaled():
   assert 0.0018 < edge < 0.0028, edge
   n = param_init.draw(param_init.Initializer('normal', 2.0), (100_000,), np.float32, 0, 'w')
   assert abs(n.std() - 2.0) < 0.05 and np.abs(n).max() > 2 * 2.0  # untruncated
+  u = param_init.draw(param_init.Initializer('symmetric_uniform', 0.5), (3_000_001,), np.float32, 0, 'w')
+  assert np.abs(u).max() <= np.sqrt(3) * 0.5 and abs(u.std() - 0.5) < 0.005 and abs(u.mean()) < 0.005
+  assert np.abs(u).max() > 0.99 * np.sqrt(3) * 0.5  # fills the whole interval
   with pytest.raises(ValueError, match='Unknown initializer'):
     param_init.Initializer('uniform')
 
