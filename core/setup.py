@@ -99,8 +99,9 @@ def setup_training(
   if num_train_steps > 0:
     lr_fn = optimizers.learning_rate_schedule(config.schedule, num_train_steps)
     tx = optimizers.create_optimizer(config.optimizer, lr_fn)
-  else:  # nothing to optimise: no moments to hold
-    lr_fn, tx = optax.constant_schedule(0.0), optax.identity()
+    per_replica_clip = optimizers.per_replica_clipping(config.optimizer)
+  else:  # nothing to optimise (a config without optimizer, e.g. few-shot): no moments to hold
+    lr_fn, tx, per_replica_clip = optax.constant_schedule(0.0), optax.identity(), None
   rules = tuple(tuple(r) for r in config.get('param_sharding_rules', ()))
   state, shardings = create_sharded_train_state(model.params_init(example_batch), tx, rng, mesh, rules)
   ckpt_cfg = config.get('checkpoint', ml_collections.ConfigDict())
@@ -121,7 +122,7 @@ def setup_training(
                               jax.device_put(params, shardings.params)))
   step = train_step_lib.make_train_step(model, shardings, mesh, learning_rate_fn=lr_fn,
                                         grad_accum_steps=config.get('grad_accum_steps', 1),
-                                        per_replica_clip=optimizers.per_replica_clipping(config.optimizer))
+                                        per_replica_clip=per_replica_clip)
   write_run_config(config, workdir)
   return TrainingSetup(mesh=mesh, state=state, state_shardings=shardings, train_step=step, learning_rate_fn=lr_fn,
                        checkpointer=checkpointer, resumed_from=latest)
