@@ -654,7 +654,7 @@ def check_glue_seeds(workdir: str, vocab: str, seeds: int = 5, n_train: int = 10
       config.checkpoint_every = steps
       config.checkpoint.async_save = False
       results = app.train_and_evaluate(config, os.path.join(workdir, 'runs', f'{glue_task}_ours_{seed}'))
-      sides.setdefault('ours', []).append(our_dev_metric(glue_task, results.data['glue']['final']))
+      sides.setdefault('ours', []).append(our_dev_metric(glue_task, results['glue']['final']))
       seconds['ours'] = seconds.get('ours', 0.0) + time.perf_counter() - t0
     for name, values in sides.items():
       rows.append({'check': 'glue_seeds', 'case': f'{glue_task}: {name}', 'task': glue_task, 'side': name,
