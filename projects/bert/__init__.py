@@ -5,7 +5,8 @@ module is imported on first use, so importing a config or the model code never l
 from core import registry
 
 for _name, _module in (('bert_pretraining', 'projects.bert.datasets.pretraining'),
-                       ('bert_glue', 'projects.bert.datasets.glue')):
+                       ('bert_glue', 'projects.bert.datasets.glue'),
+                       ('bert_squad', 'projects.bert.datasets.squad')):
   registry.DATASETS.declare(_name, _module)
 for _name in ('bert_pretraining', 'bert_classification', 'bert_regression'):
   registry.MODELS.declare(_name, 'projects.bert.models')

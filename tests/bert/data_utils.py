@@ -131,12 +131,17 @@ def _subprocess_env() -> Dict[str, str]:
   return env
 
 
+def run_official_module(module: str, args: Sequence[str]) -> subprocess.CompletedProcess:
+  """`python -m MODULE ARGS` (an official TF-Models script); returns the completed process."""
+  cmd = [sys.executable, '-m', module, *args]
+  return subprocess.run(cmd, capture_output=True, text=True, env=_subprocess_env(), check=False)
+
+
 def run_official_pretraining(args: Sequence[str]) -> subprocess.CompletedProcess:
   """`python -m official.nlp.data.create_pretraining_data ARGS` (raises with its stderr if it fails)."""
-  cmd = [sys.executable, '-m', 'official.nlp.data.create_pretraining_data', *args]
-  proc = subprocess.run(cmd, capture_output=True, text=True, env=_subprocess_env(), check=False)
+  proc = run_official_module('official.nlp.data.create_pretraining_data', args)
   if proc.returncode:
-    raise RuntimeError(f'{" ".join(cmd)} failed:\n{proc.stderr[-3000:]}')
+    raise RuntimeError(f'{" ".join(proc.args)} failed:\n{proc.stderr[-3000:]}')
   return proc
 
 
