@@ -8,7 +8,7 @@ for _name, _module in (('bert_pretraining', 'projects.bert.datasets.pretraining'
                        ('bert_glue', 'projects.bert.datasets.glue'),
                        ('bert_squad', 'projects.bert.datasets.squad')):
   registry.DATASETS.declare(_name, _module)
-for _name in ('bert_pretraining', 'bert_classification', 'bert_regression'):
+for _name in ('bert_pretraining', 'bert_classification', 'bert_regression', 'bert_question_answering'):
   registry.MODELS.declare(_name, 'projects.bert.models')
 for _name, _module in (('bert_pretrainer', 'projects.bert.trainers.pretrain_trainer'),
                        ('bert_glue_trainer', 'projects.bert.trainers.finetune_trainer'),
