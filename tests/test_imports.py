@@ -13,7 +13,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What a GPU/TPU user imports to build a model and its train step, and every config file.
 LIGHT_MODULES = (
     'projects.bert', 'projects.bert.modeling', 'projects.bert.models', 'projects.bert.configs.common',
-    'projects.bert.configs.pretrain', 'projects.bert.configs.glue', 'projects.bert.configs.fewshot',
+    'projects.bert.configs.pretrain', 'projects.bert.configs.glue', 'projects.bert.configs.squad',
+    'projects.bert.configs.fewshot', 'projects.bert.datasets.squad_format',
     'projects.bert.configs.demo', 'core.state', 'core.train_step', 'core.optimizers', 'core.sharding',
     'core.model', 'core.registry', 'core.param_init',
 )
@@ -55,6 +56,8 @@ def test_registries_resolve_declared_names_on_first_use():
       import projects.bert  # noqa: F401
       assert 'tensorflow' not in sys.modules
       assert 'bert_glue' in registry.DATASETS and 'bert_glue_trainer' in registry.TRAINERS
+      assert 'bert_squad' in registry.DATASETS and 'bert_squad_trainer' in registry.TRAINERS
+      assert registry.MODELS.get('bert_question_answering').__name__ == 'BertQuestionAnsweringModel'
       model_cls = registry.MODELS.get('bert_classification')
       assert model_cls.__name__ == 'BertClassificationModel', model_cls
       assert 'tensorflow' not in sys.modules  # the model module is light

