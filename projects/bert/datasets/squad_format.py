@@ -26,6 +26,8 @@ import dataclasses
 import json
 from typing import Any, Dict, Iterable, List
 
+from core import errors
+
 # SQuAD version -> version_2_with_negative (v2.0 has unanswerable questions).
 VERSIONS: Dict[str, bool] = {'v1.1': False, 'v2.0': True}
 
@@ -120,7 +122,7 @@ def read_eval_features(path: str) -> List[EvalFeature]:
       try:
         features.append(feature_from_record(json.loads(line)))
       except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f'{path}:{line_no} is not a SQuAD eval feature ({type(e).__name__}: {e}); the file is '
-                         f'damaged: re-create the data with `python -m projects.bert.datasets.prepare squad`.'
-                         ) from None
+        raise errors.DataError(f'{path}:{line_no} is not a SQuAD eval feature ({type(e).__name__}: {e}); the file is '
+                               f'damaged: re-create the data with `python -m projects.bert.datasets.prepare '
+                               f'squad`.') from None
   return features

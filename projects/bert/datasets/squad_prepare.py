@@ -29,7 +29,8 @@ from absl import logging
 from projects.bert.datasets import squad_format
 from projects.bert.datasets.prepare import PrepareError
 
-_STAGING_PREFIX = '.prepare-squad-'  # inside the output folder: the same file system, so renames are atomic
+# Inside the output folder (the same file system, so renames are atomic), named as `prepare glue` names its own.
+_STAGING_PREFIX = '.prepare-squad-'
 
 
 @contextlib.contextmanager
@@ -213,10 +214,18 @@ def _write_all(train_file: str, eval_file: str, vocab_file: str, out_dir: str, *
   return meta
 
 
-def _commit(staging: str, output_dir: str, names: List[str], last: str) -> None:
-  """Renames the files `names` and then `last` from `staging` into `output_dir` (each rename replaces one file)."""
-  for name in [n for n in names if n != last] + [last]:
+def _commit(staging: str, output_dir: str, names: List[str], meta_name: str) -> None:
+  """Moves the complete files `names` from `staging` into `output_dir`, the meta data `meta_name` last.
+
+  The old meta data goes first (as `prepare glue` does), so that a crash while the files move leaves no meta data
+  (the builder then says to run prepare) rather than old meta data beside new records.
+  """
+  meta_path = os.path.join(output_dir, meta_name)
+  if tf.io.gfile.exists(meta_path):
+    tf.io.gfile.remove(meta_path)
+  for name in names:
     tf.io.gfile.rename(os.path.join(staging, name), os.path.join(output_dir, name), overwrite=True)
+  tf.io.gfile.rename(os.path.join(staging, meta_name), meta_path, overwrite=True)
 
 
 def prepare_squad(train_file: str, eval_file: str, vocab_file: str, output_dir: str, *,
@@ -241,7 +250,7 @@ def prepare_squad(train_file: str, eval_file: str, vocab_file: str, output_dir: 
     meta = _write_all(train_file, eval_file, vocab_file, staging, version_2_with_negative=version_2_with_negative,
                       max_seq_length=max_seq_length, doc_stride=doc_stride, max_query_length=max_query_length,
                       do_lower_case=do_lower_case, stats=stats)
-    _commit(staging, output_dir, list(meta['files'].values()) + [squad_format.META_DATA], squad_format.META_DATA)
+    _commit(staging, output_dir, list(meta['files'].values()), squad_format.META_DATA)
   finally:
     if tf.io.gfile.exists(staging):
       tf.io.gfile.rmtree(staging)

@@ -29,7 +29,7 @@ import ml_collections
 from absl import logging
 from clu import metric_writers
 
-from core import evaluation, loop, params_io, registry
+from core import atomic, errors, evaluation, loop, params_io, registry
 from core import sharding as sharding_lib
 from core.dataset import Dataset
 from core.model import BaseModel
@@ -59,7 +59,7 @@ def eval_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   given = given.to_dict() if hasattr(given, 'to_dict') else dict(given)
   unknown = sorted(set(given) - set(merged) - {'type'})
   if unknown:
-    raise ValueError(f'config.evals.squad has unknown fields {unknown}; it reads {sorted(merged)}.')
+    raise errors.ConfigError(f'config.evals.squad has unknown fields {unknown}; it reads {sorted(merged)}.')
   merged.update({k: v for k, v in given.items() if k != 'type'})
   return merged
 
@@ -75,8 +75,8 @@ class SquadEvaluator:
   def __init__(self, settings: ml_collections.ConfigDict, model: BaseModel, dataset: Dataset, mesh: Any,
                params_shardings: Any, out_dir: str, best_dir: Optional[str] = None):
     if dataset is None or dataset.valid_iter is None:
-      raise ValueError('config.evals.squad needs a bert_squad dataset: set config.dataset_name="bert_squad" and '
-                       'config.dataset.data_dir (the --output_dir of `prepare squad`).')
+      raise errors.ConfigError('config.evals.squad needs a bert_squad dataset: set config.dataset_name="bert_squad" '
+                               'and config.dataset.data_dir (the --output_dir of `prepare squad`).')
     self.settings, self.dataset, self.mesh, self.out_dir = settings, dataset, mesh, out_dir
     self.every = int(settings.every or 0)
     self.eval_data = squad.load_eval_data(dataset.meta_data)
@@ -126,20 +126,17 @@ class SquadEvaluator:
 
 def _copy_files(src_dir: str, dst_dir: str) -> None:
   """Copies the files of `src_dir` into `dst_dir`, each written beside and renamed."""
-  import tensorflow as tf
+  from etils import epath
 
-  tf.io.gfile.makedirs(dst_dir)
-  for name in tf.io.gfile.listdir(src_dir):
-    dst = os.path.join(dst_dir, name)
-    tf.io.gfile.copy(os.path.join(src_dir, name), dst + '.tmp', overwrite=True)
-    tf.io.gfile.rename(dst + '.tmp', dst, overwrite=True)
+  for src in epath.Path(src_dir).iterdir():
+    atomic.write_text(epath.Path(dst_dir) / src.name, src.read_text())
 
 
 def run_mode(config: ml_collections.ConfigDict) -> str:
   mode = config.get('mode') or 'train'
   if mode not in MODES:
-    raise ValueError(f'config.mode={mode!r}; SQuAD runs are one of {MODES} (SQuAD\'s test sets are hidden: eval '
-                     f'writes the dev predictions).')
+    raise errors.ConfigError(f'config.mode={mode!r}; SQuAD runs are one of {MODES} (SQuAD\'s test sets are hidden: '
+                             f'eval writes the dev predictions).')
   return mode
 
 
