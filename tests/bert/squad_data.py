@@ -167,7 +167,7 @@ _POOLS = {
                 job=('doctor', 'sailor', 'engineer', 'musician', 'chemist', 'librarian'),
                 food=('pasta', 'grapes', 'honey', 'eggs', 'beans', 'plums')),
 }
-_SENTENCES = {'born': '{name} was born in {city} in {year}.', 'job': '{name} worked as a {job} for {years} years.',
+_SENTENCES = {'born': '{name} was born in {city} in {year}.', 'job': '{name} worked as {a} {job} for {years} years.',
               'food': '{name} liked to eat {food}.'}
 _QUESTIONS = (  # (question template, answer field, the sentence that holds it)
     ('Where was {name} born?', 'city', 'born'),
@@ -178,10 +178,11 @@ _QUESTIONS = (  # (question template, answer field, the sentence that holds it)
 )
 
 
-def fact_squad(split: str, num_paragraphs: int, seed: int = 0, people_per_paragraph: int = 2) -> Dict[str, Any]:
-  """Generated SQuAD v1.1 JSON: `people_per_paragraph` people a paragraph, their fact sentences shuffled; every
-  question asks about one fact of one of them (train: every fact of every person; dev: five, one per fact, taking
-  the people in turn)."""
+def fact_squad(split: str, num_paragraphs: int, seed: int = 0, people_per_paragraph: int = 2,
+               sentences: Sequence[str] = tuple(_SENTENCES)) -> Dict[str, Any]:
+  """Generated SQuAD v1.1 JSON: `people_per_paragraph` people a paragraph, their fact sentences (of the kinds
+  `sentences`: 'born', 'job', 'food') shuffled; every question asks about one fact of one of them (train: every
+  fact of every person; dev: one per fact, taking the people in turn)."""
   rng = random.Random(f'{split}-{seed}')
   pool = _POOLS[split]
   paragraphs = []
@@ -191,7 +192,8 @@ def fact_squad(split: str, num_paragraphs: int, seed: int = 0, people_per_paragr
       people.append({'name': f'{first} {rng.choice(pool["last"])}', 'city': rng.choice(pool['city']),
                      'year': str(rng.randint(1900, 1999)), 'job': rng.choice(pool['job']),
                      'years': str(rng.randint(2, 40)), 'food': rng.choice(pool['food'])})
-    order = [(who, kind) for who in range(people_per_paragraph) for kind in _SENTENCES]
+      people[-1]['a'] = 'an' if people[-1]['job'][0] in 'aeiou' else 'a'
+    order = [(who, kind) for who in range(people_per_paragraph) for kind in sentences]
     rng.shuffle(order)
     starts, context = {}, ''
     for who, kind in order:
@@ -200,6 +202,8 @@ def fact_squad(split: str, num_paragraphs: int, seed: int = 0, people_per_paragr
     context = context.strip()
     qas = []
     for q, (question, field, kind) in enumerate(_QUESTIONS):
+      if kind not in sentences:
+        continue
       for who, person in enumerate(people):
         if split == 'dev' and who != (p + q) % people_per_paragraph:
           continue

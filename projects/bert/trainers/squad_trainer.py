@@ -36,7 +36,7 @@ from core.model import BaseModel
 from core.setup import example_batch_from_meta, setup_training
 from core.train_step import make_predict_step
 from projects.bert import squad_metrics
-from projects.bert.datasets import squad
+from projects.bert.datasets import squad, squad_format
 from projects.bert.trainers import common, finetune_trainer
 
 MODES = ('train', 'eval')
@@ -105,17 +105,17 @@ class SquadEvaluator:
       if self.best.update(step, metrics, state.params) and jax.process_index() == 0:
         _copy_files(self.out_dir, os.path.join(self.best.directory, PREDICTIONS_DIR))  # beside the best params
       values[f'best_on_dev/{squad_metrics.MAIN_METRIC}'] = self.best.value
-    logging.info('SQuAD %s dev at step %d (%.1f s): %s%s', self.eval_data_version, step, time.time() - t0,
+    logging.info('SQuAD %s dev at step %d (%.1f s): %s%s', self.version, step, time.time() - t0,
                  {k: round(v, 2) for k, v in metrics.items()},
                  f' (best f1 {self.best.value:.2f} at step {self.best.step})' if self.best else '')
     return values.items()
 
   @property
-  def eval_data_version(self) -> str:
-    return 'v2.0' if self.eval_data.version_2_with_negative else 'v1.1'
+  def version(self) -> str:
+    return squad_format.version_of(self.eval_data.version_2_with_negative)
 
   def summary(self) -> Dict[str, Any]:
-    out: Dict[str, Any] = {'task': self.task, 'version': self.eval_data_version,
+    out: Dict[str, Any] = {'task': self.task, 'version': self.version,
                            'main_metric': squad_metrics.MAIN_METRIC, 'history': self.history}
     if self.history:
       out['final'] = {k: v for k, v in self.history[-1].items() if k != 'step'}
