@@ -248,3 +248,16 @@ def test_config_variants(variant):
   assert config.model.hidden_size == common.SIZES[variant.split(',')[1] if ',' in variant else 'base'][1]
   with pytest.raises(ValueError, match=r"Variant 'v3.0'.*VERSION"):
     squad_configs.get_config('v3.0')
+
+
+def test_decoding_settings_default_to_the_squad_entry_and_refuse_unknown_fields():
+  from projects.bert.evaluators import squad as squad_evaluator
+  config = squad_configs.get_config('v2.0')
+  config.evals.squad.null_score_diff_threshold = -1.5
+  context = types.SimpleNamespace(config=config)
+  settings = squad_evaluator.decoding_settings('squad_predict', config.evals.squad_predict, context, ('weights',))
+  assert settings == {'n_best_size': 20, 'max_answer_length': 30, 'null_score_diff_threshold': -1.5}
+  own = {'weights': 'best', 'max_answer_length': 12}
+  assert squad_evaluator.decoding_settings('squad_predict', own, context, ('weights',))['max_answer_length'] == 12
+  with pytest.raises(ValueError, match=r"config.evals.squad has unknown fields \['n_best'\]; it reads"):
+    squad_evaluator.decoding_settings('squad', {'every': 5, 'n_best': 10}, context, ('save_best',))

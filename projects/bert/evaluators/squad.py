@@ -16,7 +16,7 @@ setting for `null_score_diff_threshold`, not a dev score). The files of the offi
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from core import errors, evaluation, registry
 from core.evaluators import EvalContext
@@ -29,8 +29,13 @@ from projects.bert.evaluators.dev_scores import DevScoresEvaluator
 DECODING = {'n_best_size': 20, 'max_answer_length': 30, 'null_score_diff_threshold': 0.0}
 
 
-def decoding_settings(name: str, config: Any, context: EvalContext) -> Dict[str, Any]:
-  """The decoding fields of `config.evals.{name}`, else of the run's `squad` entry, else `DECODING`."""
+def decoding_settings(name: str, config: Any, context: EvalContext, other_fields: Sequence[str]) -> Dict[str, Any]:
+  """The decoding fields of `config.evals.{name}`, else of the run's `squad` entry, else `DECODING`. A field that is
+  neither these, `other_fields`, `type` nor `every` is an error: a misspelt setting would silently do nothing."""
+  known = {'type', 'every', *DECODING, *other_fields}
+  unknown = sorted(set(config.keys()) - known)
+  if unknown:
+    raise errors.ConfigError(f'config.evals.{name} has unknown fields {unknown}; it reads {sorted(known)}.')
   squad_entry = (context.config.get('evals') or {}).get('squad') or {}
   out = {}
   for field, default in DECODING.items():
@@ -46,9 +51,10 @@ def decoding_settings(name: str, config: Any, context: EvalContext) -> Dict[str,
 
 class SquadDev:
   """The run's SQuAD dev set and how its answers are decoded: `predict(params)` -> (predictions, nbest, null_odds),
-  `score(predictions, null_odds)` -> the official scores. Shared by `squad` and `squad_predict`."""
+  `score(predictions, null_odds)` -> the official scores. Shared by `squad` and `squad_predict`; `other_fields`
+  are the config fields of the evaluator besides the decoding ones."""
 
-  def __init__(self, name: str, config: Any, context: EvalContext):
+  def __init__(self, name: str, config: Any, context: EvalContext, other_fields: Sequence[str]):
     from projects.bert.datasets import squad  # TensorFlow: loaded when a SQuAD evaluator is built
 
     dataset = context.dataset
@@ -57,7 +63,7 @@ class SquadDev:
                                f'"bert_squad" and config.dataset.data_dir (the --output_dir of `python -m '
                                f'projects.bert.datasets.prepare squad`).')
     self.context = context
-    self.settings = decoding_settings(name, config, context)
+    self.settings = decoding_settings(name, config, context, other_fields)
     self.data = squad.load_eval_data(dataset.meta_data)
     self.version = squad_format.version_of(self.data.version_2_with_negative)
     self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
@@ -78,7 +84,7 @@ class SquadEvaluator(DevScoresEvaluator):
   """Official SQuAD dev scores; see the module docstring."""
 
   def __init__(self, name: str, config: Any, context: EvalContext):
-    self.dev = SquadDev(name, config, context)
+    self.dev = SquadDev(name, config, context, other_fields=('save_best',))
     self.task_name, self.main_key = context.dataset.meta_data.task, squad_metrics.MAIN_METRIC
     super().__init__(name, config, context)
 

@@ -36,7 +36,7 @@ class SquadPredictWriter(Evaluator):
 
   def __init__(self, name: str, config: Any, context: EvalContext):
     super().__init__(name, config, context)
-    self.dev = SquadDev(name, config, context)
+    self.dev = SquadDev(name, config, context, other_fields=('weights', 'dir'))
     self.weights = dev_scores.check_prediction_weights(name, config.get('weights') or 'best')
     self.out_dir = os.path.join(context.workdir, config.get('dir') or 'predictions')
     self.files: Dict[str, str] = {}
