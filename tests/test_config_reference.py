@@ -11,10 +11,11 @@ from ml_collections import config_dict, config_flags
 
 from projects.bert.datasets import glue as glue_dataset
 from projects.bert.datasets import pretraining as pretraining_dataset
+from projects.bert.datasets import squad as squad_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {'pretraining': 'projects/bert/configs/pretrain.py:tiny', 'GLUE': 'projects/bert/configs/glue.py:mrpc',
-           'few-shot': 'projects/bert/configs/fewshot.py:sst2'}
+           'few-shot': 'projects/bert/configs/fewshot.py:sst2', 'SQuAD': 'projects/bert/configs/squad.py:v1.1'}
 
 
 def documented_fields():
@@ -27,7 +28,7 @@ def documented_fields():
       continue
     qualifier = None
     for part in re.split(r',\s*(?![^`]*`(?:[^`]*`[^`]*`)*[^`]*$)', row):  # the comma-separated items of the cell
-      m = re.match(r'(?:(pretraining|GLUE|few-shot) )?`([^`]+)`$', part.strip())
+      m = re.match(r'(?:(pretraining|GLUE|few-shot|SQuAD) )?`([^`]+)`$', part.strip())
       assert m, f'README config table: cannot read {part!r} in row {row!r}'
       qualifier = m.group(1)
       prefix = ''
@@ -93,7 +94,7 @@ def test_documented_field_exists_and_is_settable(qualifier, field):
   found = []
   for config_arg in candidates:
     path, variant = config_arg.split(':')
-    module = {'pretrain.py': 'pretrain', 'glue.py': 'glue', 'fewshot.py': 'fewshot'}[os.path.basename(path)]
+    module = os.path.basename(path)[:-len('.py')]
     config = __import__(f'projects.bert.configs.{module}', fromlist=['get_config']).get_config(variant)
     value = _lookup(config, field)
     if value is KeyError:
@@ -109,10 +110,10 @@ def test_documented_field_exists_and_is_settable(qualifier, field):
 
 
 @pytest.mark.parametrize('builder,config_arg', [(pretraining_dataset, CONFIGS['pretraining']),
-                                                (glue_dataset, CONFIGS['GLUE'])])
+                                                (glue_dataset, CONFIGS['GLUE']), (squad_dataset, CONFIGS['SQuAD'])])
 def test_every_field_a_dataset_builder_reads_is_in_its_config(builder, config_arg):
   path, variant = config_arg.split(':')
-  module = 'pretrain' if 'pretrain' in path else 'glue'
+  module = os.path.basename(path)[:-len('.py')]
   config = __import__(f'projects.bert.configs.{module}', fromlist=['get_config']).get_config(variant)
   missing = sorted(set(builder.default_config()) - set(config.dataset))
   assert not missing, f'{config_arg} lacks config.dataset fields {missing}: they cannot be set with --config.dataset.*'

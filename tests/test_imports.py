@@ -14,9 +14,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIGHT_MODULES = (
     'projects.bert', 'projects.bert.modeling', 'projects.bert.models', 'projects.bert.weights',
     'projects.bert.evaluators', 'projects.bert.configs.common', 'projects.bert.configs.pretrain',
-    'projects.bert.configs.glue', 'projects.bert.configs.fewshot', 'projects.bert.configs.demo', 'core.state',
-    'core.train_step', 'core.optimizers', 'core.sharding', 'core.model', 'core.registry', 'core.dataset',
-    'core.evaluators', 'core.param_init', 'core.errors', 'core.atomic',
+    'projects.bert.configs.glue', 'projects.bert.configs.squad', 'projects.bert.configs.fewshot',
+    'projects.bert.configs.demo', 'projects.bert.datasets.squad_format', 'core.state', 'core.train_step',
+    'core.optimizers', 'core.sharding', 'core.model', 'core.registry', 'core.dataset', 'core.evaluators',
+    'core.param_init', 'core.errors', 'core.atomic',
 )
 BLOCKED = ('tensorflow', 'clu', 'orbax', 'tf_keras', 'official')
 
@@ -60,7 +61,9 @@ def test_registries_resolve_declared_names_on_first_use():
       import projects.bert  # noqa: F401
       assert 'tensorflow' not in sys.modules
       assert 'bert_glue' in registry.DATASETS and 'bert_trainer' in registry.TRAINERS
-      assert {'mlm_nsp', 'glue', 'glue_predict', 'fewshot'} <= set(registry.EVALUATORS.names())
+      assert {'mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad'} <= set(registry.EVALUATORS.names())
+      assert 'bert_squad' in registry.DATASETS
+      assert registry.MODELS.get('bert_question_answering').__name__ == 'BertQuestionAnsweringModel'
       model_cls = registry.MODELS.get('bert_classification')
       assert model_cls.__name__ == 'BertClassificationModel', model_cls
       assert 'tensorflow' not in sys.modules  # the model module is light

@@ -6,12 +6,13 @@ trainer code.
 from core import registry
 
 for _name, _module in (('bert_pretraining', 'projects.bert.datasets.pretraining'),
-                       ('bert_glue', 'projects.bert.datasets.glue')):
+                       ('bert_glue', 'projects.bert.datasets.glue'),
+                       ('bert_squad', 'projects.bert.datasets.squad')):
   registry.DATASETS.declare(_name, _module)
-for _name in ('bert_pretraining', 'bert_classification', 'bert_regression', 'bert_encoder'):
+for _name in ('bert_pretraining', 'bert_classification', 'bert_regression', 'bert_encoder', 'bert_question_answering'):
   registry.MODELS.declare(_name, 'projects.bert.models')
 for _name, _module in (('bert_trainer', 'projects.bert.trainers.bert_trainer'),
                        ('bert_demo', 'projects.bert.demo')):
   registry.TRAINERS.declare(_name, _module)
-for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot'):
+for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_predict'):
   registry.EVALUATORS.declare(_name, f'projects.bert.evaluators.{_name}')

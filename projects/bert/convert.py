@@ -64,13 +64,16 @@ class _Entry:
 
 
 def expected_shapes(model_config: Mapping[str, Any]) -> Dict[str, Tuple[int, ...]]:
-  """{'bert/.../kernel': shape} of `BertForPreTraining` (encoder + MLM + NSP heads) for `model_config`."""
+  """{'bert/.../kernel': shape} of `BertForPreTraining` (encoder + MLM + NSP heads) for `model_config`, and of the
+  question-answering head (`span_head`)."""
   cfg = modeling.BertConfig.from_model_config(model_config)
   module = modeling.BertForPreTraining(cfg, nsp_head=model_config.get('nsp_head', 'encoder_pooler'))
   ones = jnp.ones((1, 1), jnp.int32)
   batch = {'input_ids': ones, 'input_mask': ones, 'segment_ids': ones, 'masked_lm_positions': ones * 0}
   shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), batch))['params']
-  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes, sep='/').items()}
+  out = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes, sep='/').items()}
+  out.update({'span_head/kernel': (cfg.hidden_size, 2), 'span_head/bias': (2,)})  # modeling.BertForQuestionAnswering
+  return out
 
 
 def _source_shape(ours: Tuple[int, ...], layout: str, in_ndim: int) -> Tuple[int, ...]:
@@ -249,14 +252,17 @@ def _hf_entries(prefix: str, num_layers: int) -> List[_Entry]:
   out += norm('mlm_head/layer_norm', 'cls.predictions.transform.LayerNorm')
   out.append(_Entry('mlm_head/output_bias', ('cls.predictions.bias', 'cls.predictions.decoder.bias')))
   out += dense('nsp_head', 'cls.seq_relationship')
+  out += dense('span_head', 'qa_outputs')  # BertForQuestionAnswering: [2, hidden], start then end
   return out
 
 
 def convert_hf_checkpoint(hf_dir: str) -> Tuple[Params, ml_collections.ConfigDict]:
-  """A Hugging Face `BertModel` / `BertForPreTraining` / `BertForMaskedLM` directory -> (params, config.model).
+  """A Hugging Face `BertModel` / `BertForPreTraining` / `BertForMaskedLM` / `BertForQuestionAnswering` directory
+  -> (params, config.model).
 
   Reads `config.json` and `model.safetensors` (or `pytorch_model.bin` through torch, weights only). The params have
-  'bert' and, when the source has them, 'mlm_head' and 'nsp_head'; float32 numpy arrays.
+  'bert' and, when the source has them, 'mlm_head', 'nsp_head' and 'span_head' (`qa_outputs`); float32 numpy
+  arrays.
   """
   config_path = os.path.join(hf_dir, 'config.json')
   if not os.path.exists(config_path):
@@ -270,7 +276,7 @@ def convert_hf_checkpoint(hf_dir: str) -> Tuple[Params, ml_collections.ConfigDic
                if m]
   _check_layer_count(layer_ids, model_config, file, f'{prefix}encoder.layer.<i>')
   params = _assemble(entries, available, weights.__getitem__, model_config, file,
-                     optional_groups=('bert/pooler', 'mlm_head', 'nsp_head'))
+                     optional_groups=('bert/pooler', 'mlm_head', 'nsp_head', 'span_head'))
   decoder = weights.get('cls.predictions.decoder.weight')
   if decoder is not None and not np.array_equal(decoder, params['bert']['word_embeddings']['embedding']):
     raise ValueError(f"{file}: 'cls.predictions.decoder.weight' differs from the word embeddings; our MLM head ties "

@@ -19,6 +19,7 @@ Parameter tree (the converters in `convert.py` write exactly this):
   nsp_head/pooler_dense/{kernel [hidden, hidden], bias}, nsp_head/logits/{kernel [hidden, 2], bias}
                                                           (nsp_head='classification_head': Model Garden)
   classifier/kernel [hidden, labels];  regressor/kernel [hidden, 1]
+  span_head/kernel [hidden, 2], bias [2] (question answering: start and end logits)
 """
 
 from __future__ import annotations
@@ -480,3 +481,20 @@ class BertForRegression(nn.Module):
                                                       train=train)
     pooled = Dropout(self.config.hidden_dropout_prob, deterministic=not train)(pooled.astype(jnp.float32))
     return _head(self.config, 1, 'regressor')(pooled)[:, 0]
+
+
+class BertForQuestionAnswering(nn.Module):
+  """`module(batch, train)` -> span logits [batch, seq, 2] float32: [..., 0] start, [..., 1] end.
+
+  One dense layer on every token's final hidden state, as Hugging Face's `qa_outputs` and Model Garden's
+  `SpanLabeling` (neither applies dropout or masks padding positions before it). The pooler exists (it is part of
+  the encoder's parameters) but nothing reads it.
+  """
+
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, batch: Mapping[str, Array], train: bool = False) -> Array:
+    sequence, _ = BertEncoder(self.config, name='bert')(batch['input_ids'], batch['input_mask'],
+                                                        batch['segment_ids'], train=train)
+    return _head(self.config, 2, 'span_head')(sequence.astype(jnp.float32))

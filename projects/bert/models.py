@@ -1,5 +1,5 @@
-"""The registered BERT models: pretraining (MLM + NSP), sequence classification and regression (STS-B), and the
-encoder alone (for runs that only evaluate it, such as few-shot probes).
+"""The registered BERT models: pretraining (MLM + NSP), sequence classification and regression (STS-B), question
+answering (SQuAD span extraction), and the encoder alone (for runs that only evaluate it, such as few-shot probes).
 
 Each is a `core.model.BaseModel`: it builds its Flax module from `config.model` and owns its loss and metrics.
 Every loss and metric weights examples by `batch_mask` [batch] when the batch has one (1 = real, 0 = padding).
@@ -145,6 +145,41 @@ class BertRegressionModel(BertModel):
       w = _batch_mask(batch, predictions.shape[0])
       se = (predictions - jnp.asarray(batch['label_ids'], jnp.float32)) ** 2
       return {'loss': _weighted(se, w)}
+
+    return metrics
+
+  def loss_function(self, outputs: Any, batch: Batch, model_params: Any = None) -> jnp.ndarray:
+    return _mean(self.get_metrics_fn()(outputs, batch)['loss'])
+
+
+@MODELS.register('bert_question_answering')
+class BertQuestionAnsweringModel(BertModel):
+  """Span extraction (SQuAD): forward -> span logits [batch, seq, 2] float32 ([..., 0] start, [..., 1] end).
+
+  The loss is Model Garden's (and Hugging Face's): the mean of the start and the end cross-entropy over the
+  sequence, against start_positions / end_positions int [batch]. Every position is a candidate, padding included,
+  as upstream; an example without its answer in the window (or unanswerable, SQuAD 2.0) points both at [CLS]
+  (position 0), which is how the null answer is learnt. Padding rows (batch_mask 0) weigh nothing.
+  """
+
+  def build_flax_model(self) -> nn.Module:
+    return modeling.BertForQuestionAnswering(self.bert_config())
+
+  def get_metrics_fn(self, split: Optional[str] = None) -> MetricsFn:
+    """{loss, start_accuracy, end_accuracy}: (sum, count) pairs over the real examples; {} for batches without
+    answer positions (SQuAD's eval features, which are scored by decoding: `squad_metrics`)."""
+
+    def metrics(logits: jnp.ndarray, batch: Batch) -> MetricsDict:
+      if 'start_positions' not in batch:
+        return {}
+      w = _batch_mask(batch, logits.shape[0])
+      out = {}
+      losses = []
+      for i, name in enumerate(('start', 'end')):
+        positions = batch[f'{name}_positions']
+        losses.append(optax.softmax_cross_entropy_with_integer_labels(logits[..., i], positions))
+        out[f'{name}_accuracy'] = _weighted((jnp.argmax(logits[..., i], -1) == positions).astype(jnp.float32), w)
+      return {'loss': _weighted((losses[0] + losses[1]) / 2, w), **out}
 
     return metrics
 

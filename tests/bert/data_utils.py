@@ -131,12 +131,17 @@ def _subprocess_env() -> Dict[str, str]:
   return env
 
 
+def run_official_module(module: str, args: Sequence[str]) -> subprocess.CompletedProcess:
+  """`python -m MODULE ARGS` (an official TF-Models script); returns the completed process."""
+  cmd = [sys.executable, '-m', module, *args]
+  return subprocess.run(cmd, capture_output=True, text=True, env=_subprocess_env(), check=False)
+
+
 def run_official_pretraining(args: Sequence[str]) -> subprocess.CompletedProcess:
   """`python -m official.nlp.data.create_pretraining_data ARGS` (raises with its stderr if it fails)."""
-  cmd = [sys.executable, '-m', 'official.nlp.data.create_pretraining_data', *args]
-  proc = subprocess.run(cmd, capture_output=True, text=True, env=_subprocess_env(), check=False)
+  proc = run_official_module('official.nlp.data.create_pretraining_data', args)
   if proc.returncode:
-    raise RuntimeError(f'{" ".join(cmd)} failed:\n{proc.stderr[-3000:]}')
+    raise RuntimeError(f'{" ".join(proc.args)} failed:\n{proc.stderr[-3000:]}')
   return proc
 
 
@@ -350,3 +355,18 @@ def make_glue_records(tmp_dir: PathLike, task: str, *, vocab_path: Optional[Path
   out_dir = os.path.join(tmp_dir, 'records')
   prepare.prepare_glue(task, data.glue_dir, vocab, out_dir, max_seq_length=max_seq_length)
   return out_dir, data
+
+
+def scalars(workdir: PathLike, tag: str) -> Dict[int, float]:
+  """{step: value} of a scalar (e.g. 'train/loss') from the TensorBoard event files in `workdir`."""
+  import glob
+
+  import tensorflow as tf
+
+  out = {}
+  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        if v.tag == tag:
+          out[event.step] = float(tf.make_ndarray(v.tensor)) if v.HasField('tensor') else v.simple_value
+  return out

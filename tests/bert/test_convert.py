@@ -201,18 +201,25 @@ HF_CONFIG = dict(vocab_size=101, hidden_size=32, num_hidden_layers=2, num_attent
                  max_position_embeddings=32, type_vocab_size=2)
 
 
-@pytest.fixture(scope='module')
-def hf_pretraining(tmp_path_factory):
-  """(save_pretrained dir, torch BertForPreTraining) with every weight random (biases and LayerNorms included)."""
+def random_hf_model(model_class: str, seed: int):
+  """A transformers BERT model of HF_CONFIG (e.g. 'BertForPreTraining') with every weight random, biases and
+  LayerNorms included, so that a mix-up shows."""
   torch = pytest.importorskip('torch')
   transformers = pytest.importorskip('transformers')
-  torch.manual_seed(0)
-  model = transformers.BertForPreTraining(transformers.BertConfig(**HF_CONFIG)).eval()
+  torch.manual_seed(seed)
+  model = getattr(transformers, model_class)(transformers.BertConfig(**HF_CONFIG)).eval()
   with torch.no_grad():
     for name, p in model.named_parameters():
       p.normal_(0.0, 0.2)
       if 'LayerNorm.weight' in name:
         p.add_(1.0)
+  return model
+
+
+@pytest.fixture(scope='module')
+def hf_pretraining(tmp_path_factory):
+  """(save_pretrained dir, torch BertForPreTraining) with every weight random."""
+  model = random_hf_model('BertForPreTraining', seed=0)
   directory = tmp_path_factory.mktemp('hf_pretraining')
   model.save_pretrained(str(directory))
   return str(directory), model
@@ -385,3 +392,30 @@ def test_init_cls_pooler_needs_a_next_sentence_pooler():
   mapped = weights.classifier_pooler_from_nsp_head({**source, 'nsp_head': {'pooler_dense': dense}}, '/tmp/x')
   assert mapped['bert']['pooler']['kernel'] is dense['kernel'] and mapped['bert']['pooler']['bias'] is dense['bias']
   assert source['bert']['pooler']['bias'].sum() == 0  # the input is not modified
+
+
+def test_hf_question_answering_parity(tmp_path):
+  """HF BertForQuestionAnswering (no pooler; `qa_outputs` [2, hidden]) converts to our question-answering model:
+  the same start and end logits at every position of padded inputs."""
+  import torch
+  reference = random_hf_model('BertForQuestionAnswering', seed=1)
+  reference.save_pretrained(str(tmp_path))
+  params, model_config = convert.convert_hf_checkpoint(str(tmp_path))
+  assert set(params) == {'bert', 'span_head'} and 'pooler' not in params['bert']
+  np.testing.assert_array_equal(params['span_head']['kernel'], reference.qa_outputs.weight.detach().numpy().T)
+
+  ids, mask, segments = padded_inputs(HF_CONFIG['vocab_size'], [12, 9, 4, 1], 12, seed=5)
+  with torch.no_grad():
+    out = reference(input_ids=torch.from_numpy(ids).long(), attention_mask=torch.from_numpy(mask).long(),
+                    token_type_ids=torch.from_numpy(segments).long())
+  config = common.model_config('tiny')
+  config.update(model_config)
+  model = models.BertQuestionAnsweringModel(type(config)({'model': config}), None)
+  batch = {'input_ids': ids, 'input_mask': mask, 'segment_ids': segments}
+  fresh = jax.device_get(model.init_params(jax.random.PRNGKey(0), batch))
+  merged, report = params_io.merge_params(fresh, params)
+  assert report['kept_init'] == ['bert/pooler/bias', 'bert/pooler/kernel']  # the pooler nothing reads
+  logits = np.asarray(model.forward(merged, batch, train=False))
+  assert logits.shape == (4, 12, 2)
+  assert_close(logits[..., 0], out.start_logits.numpy(), 'HF BertForQuestionAnswering start logits')
+  assert_close(logits[..., 1], out.end_logits.numpy(), 'HF BertForQuestionAnswering end logits')

@@ -242,6 +242,36 @@ def test_classification_and_regression_losses():
   np.testing.assert_allclose(reg.loss_function(jnp.asarray(preds), {'label_ids': targets}), 168.0 / 8.0)
 
 
+def test_question_answering_model_and_loss():
+  """Span logits [B, S, 2]; the loss is Model Garden's (mean start CE + mean end CE) / 2 over every position;
+  padding rows do not count; eval batches without positions have no model metrics; the host initializer covers
+  the span head."""
+  batch = make_batch()
+  model = MODELS.get('bert_question_answering')(model_config(), None)
+  # Shapes only (eval_shape traces without compiling); the logits' values are checked against HF in test_convert.
+  params = jax.eval_shape(model.init_params, jax.random.PRNGKey(0), batch)
+  assert set(params) == {'bert', 'span_head'} and params['span_head']['kernel'].shape == (TINY.hidden_size, 2)
+  rules = model.param_initializers(params)
+  assert rules['span_head']['kernel'].kind == 'truncated_normal' and rules['span_head']['bias'].kind == 'zeros'
+  logits = jax.eval_shape(functools.partial(model.forward, train=True), params, batch, rng=jax.random.PRNGKey(1))
+  assert logits.shape == (B, S, 2) and logits.dtype == jnp.float32
+
+  rng = np.random.default_rng(2)
+  logits = jnp.asarray(rng.normal(size=(B, S, 2)), jnp.float32)
+  starts, ends = rng.integers(0, S, B).astype(np.int32), rng.integers(0, S, B).astype(np.int32)
+  labels = {'start_positions': starts, 'end_positions': ends}
+  log_probs = np.asarray(jax.nn.log_softmax(logits, axis=1))
+  upstream = (-np.mean(log_probs[np.arange(B), starts, 0]) - np.mean(log_probs[np.arange(B), ends, 1])) / 2
+  np.testing.assert_allclose(model.loss_function(logits, labels), upstream, rtol=1e-5)
+  batch_mask = np.array([1, 1, 1, 1, 1, 1, 0, 0], np.float32)
+  perfect = 20.0 * jnp.stack([jax.nn.one_hot(starts, S), jax.nn.one_hot(ends, S)], -1) - 10.0
+  wrong_on_padding = perfect.at[6:].set(0.0)
+  m = model.get_metrics_fn('train')(wrong_on_padding, {**labels, 'batch_mask': batch_mask})
+  assert set(m) == {'loss', 'start_accuracy', 'end_accuracy'} and float(m['loss'][1]) == 6.0
+  assert float(m['start_accuracy'][0]) == float(m['end_accuracy'][0]) == 6.0 and float(m['loss'][0]) < 1e-6
+  assert model.get_metrics_fn('validation')(logits, {'unique_ids': starts, 'batch_mask': batch_mask}) == {}
+
+
 def test_pretraining_model_learns_a_fixed_batch():
   batch = make_batch()
   model = models.BertPretrainingModel(model_config(num_layers=1, hidden_dropout_prob=0.0, attention_dropout_prob=0.0),

@@ -54,17 +54,6 @@ def _main(workdir, overrides, devices=8, wait=True):
   return proc
 
 
-def _scalars(workdir, tag):
-  """{step: value} of a scalar from the TensorBoard event files in workdir."""
-  out = {}
-  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for v in event.summary.value:
-        if v.tag == tag:
-          out[event.step] = float(tf.make_ndarray(v.tensor)) if v.HasField('tensor') else v.simple_value
-  return out
-
-
 STEPS = 60
 
 
@@ -85,7 +74,7 @@ def _tags(workdir):
 
 
 def test_mlm_loss_falls(reference):
-  mlm = _scalars(reference, 'train/mlm_loss')
+  mlm = data_utils.scalars(reference, 'train/mlm_loss')
   assert sorted(mlm) == list(range(1, STEPS + 1))
   first, last = np.mean([mlm[s] for s in range(1, 6)]), np.mean([mlm[s] for s in range(STEPS - 4, STEPS + 1)])
   assert last < 0.85 * first, (first, last)  # ~5.0 -> ~3.9 nats: a tiny corpus has little more to learn
@@ -95,7 +84,7 @@ def test_mlm_loss_falls(reference):
 def test_preempted_and_resumed_equals_uninterrupted(records, reference, tmp_path):
   split = tmp_path / 'split'
   proc = _main(split, _overrides(records, STEPS, checkpoint_every=1000), wait=False)
-  while not _scalars(split, 'train/loss') or max(_scalars(split, 'train/loss')) < 8:
+  while not data_utils.scalars(split, 'train/loss') or max(data_utils.scalars(split, 'train/loss')) < 8:
     assert proc.poll() is None, proc.stderr.read()[-3000:]
     time.sleep(0.3)
   proc.send_signal(signal.SIGTERM)
@@ -113,7 +102,7 @@ def test_preempted_and_resumed_equals_uninterrupted(records, reference, tmp_path
 
 def test_one_and_eight_devices_give_the_same_loss_curve(records, reference, tmp_path):
   _main(tmp_path / 'one', _overrides(records, STEPS), devices=1)
-  one, eight = _scalars(tmp_path / 'one', 'train/loss'), _scalars(reference, 'train/loss')
+  one, eight = data_utils.scalars(tmp_path / 'one', 'train/loss'), data_utils.scalars(reference, 'train/loss')
   assert sorted(one) == sorted(eight) == list(range(1, STEPS + 1))
   np.testing.assert_allclose([one[s] for s in sorted(one)], [eight[s] for s in sorted(eight)], rtol=2e-4)
 
@@ -140,7 +129,7 @@ def test_two_processes_read_disjoint_files_and_match_one_process(records, tmp_pa
     return errs
 
   launch(6)
-  one, two = _scalars(tmp_path / 'single', 'train/loss'), _scalars(multi, 'train/loss')
+  one, two = data_utils.scalars(tmp_path / 'single', 'train/loss'), data_utils.scalars(multi, 'train/loss')
   assert sorted(one) == sorted(two) == list(range(1, 7))
   np.testing.assert_allclose([one[s] for s in range(1, 7)], [two[s] for s in range(1, 7)], rtol=2e-4)
   step_dirs = [d for d in os.listdir(multi / 'checkpoints') if d.isdigit()]

@@ -27,7 +27,6 @@ submission_files ({test split: file name}), meta_data_file and vocab_file (when 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -78,19 +77,12 @@ def _prepare_command(task: GlueTask, out_dir: str = 'OUT_DIR') -> str:
 
 def read_meta_data(path: str, task: GlueTask) -> Dict[str, Any]:
   """The meta-data JSON at `path` (ours or upstream's), checked to be of `task`."""
-  if not tf.io.gfile.exists(path):
-    raise errors.MissingFileError(f'GLUE meta data {path!r} does not exist. Write it (with the records) by running:\n  '
-                                  f'{_prepare_command(task, os.path.dirname(path) or ".")}\nor set '
-                                  f'config.dataset.meta_data_file to the meta data of create_finetuning_data.py.')
-  try:
-    with tf.io.gfile.GFile(path, 'r') as f:
-      meta = json.load(f)
-  except json.JSONDecodeError as e:
-    raise errors.DataError(f'{path} is not valid JSON meta data ({e}).') from None
-  for key in ('processor_type', 'max_seq_length', 'train_data_size', 'task_type'):
-    if key not in meta:
-      raise errors.DataError(f'{path} lacks the field {key!r}: it is not the meta data of prepare.py or '
-                             f'create_finetuning_data.py. Re-create it with:\n  {_prepare_command(task)}')
+  meta = records.read_meta_json(
+      path, ('processor_type', 'max_seq_length', 'train_data_size', 'task_type'),
+      missing=(f'GLUE meta data {path!r} does not exist. Write it (with the records) by running:\n  '
+               f'{_prepare_command(task, os.path.dirname(path) or ".")}\nor set config.dataset.meta_data_file to the '
+               f'meta data of create_finetuning_data.py.'),
+      writers='prepare.py or create_finetuning_data.py', command=_prepare_command(task))
   accepted = glue_tasks.accepted_processor_names(task)
   if meta['processor_type'] not in accepted:
     raise errors.DataError(f'{path} is meta data of processor_type {meta["processor_type"]!r}, but '

@@ -10,6 +10,11 @@ r"""Writes the records the BERT builders read, with the official TF-Models write
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=vocab.txt \
       --output_dir=data/glue --max_seq_length=128          # --task=all: every task found in GLUE_DIR
 
+  # SQuAD v1.1 / v2.0 JSON -> train/eval records, eval features and meta data (squad_prepare.py).
+  python -m projects.bert.datasets.prepare squad --train_file=train-v1.1.json --eval_file=dev-v1.1.json \
+      --vocab_file=vocab.txt --output_dir=data/squad_v1.1 --version_2_with_negative=false \
+      --max_seq_length=384 --doc_stride=128 --max_query_length=64
+
 The GLUE records come from the official writer (`classifier_data_lib.generate_tf_record_from_data_file` and
 `file_based_convert_examples_to_features`) fed by `GlueTsvProcessor`, which reads the TSV layouts of the task
 table (`glue_tasks.py`): upstream's `create_finetuning_data.py` reads GLUE only through TFDS (a download). The meta
@@ -426,6 +431,16 @@ def _parser() -> argparse.ArgumentParser:
   glue.add_argument('--output_dir', required=True)
   glue.add_argument('--max_seq_length', type=int, default=128)
   glue.add_argument('--do_lower_case', type=_bool, default=True, help='true for uncased models')
+  squad = sub.add_parser('squad', help='SQuAD v1.1 / v2.0 JSON -> records, eval features and meta data')
+  squad.add_argument('--train_file', required=True, help='train-v1.1.json or train-v2.0.json')
+  squad.add_argument('--eval_file', required=True, help='dev-v1.1.json or dev-v2.0.json')
+  squad.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model to fine-tune')
+  squad.add_argument('--output_dir', required=True, help='one folder per SQuAD version, e.g. data/squad_v1.1')
+  squad.add_argument('--version_2_with_negative', type=_bool, default=False, help='true for SQuAD 2.0 files')
+  squad.add_argument('--max_seq_length', type=int, default=384)
+  squad.add_argument('--doc_stride', type=int, default=128, help='tokens between the starts of paragraph windows')
+  squad.add_argument('--max_query_length', type=int, default=64, help='questions are cut to this many tokens')
+  squad.add_argument('--do_lower_case', type=_bool, default=True, help='true for uncased models')
   return parser
 
 
@@ -446,6 +461,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       print(f'{path}: {n} records')
     return 0
   args = _parser().parse_args(argv)
+  if args.command == 'squad':
+    from projects.bert.datasets import squad_prepare
+    try:
+      meta = squad_prepare.prepare_squad(
+          args.train_file, args.eval_file, args.vocab_file, args.output_dir,
+          version_2_with_negative=args.version_2_with_negative, max_seq_length=args.max_seq_length,
+          doc_stride=args.doc_stride, max_query_length=args.max_query_length, do_lower_case=args.do_lower_case)
+    except ValueError as e:  # PrepareError (by its module's name: this file runs as __main__) and file checks
+      raise SystemExit(f'prepare squad: error: {e}') from None
+    print(squad_prepare.summary_line(meta, args.output_dir))
+    return 0
   tasks = [args.task]
   if args.task.lower() == 'all':
     tasks = available_tasks(args.glue_dir) if tf.io.gfile.isdir(args.glue_dir) else []

@@ -12,6 +12,7 @@ file against it (so a wrong file fails before training with the file named, not 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import time
@@ -125,6 +126,23 @@ def resolve_files(spec: FileSpec, field: str) -> List[str]:
                                       f'create the records with `python -m projects.bert.datasets.prepare`.')
       files.append(item)
   return list(dict.fromkeys(files))  # the same file named twice is read once
+
+
+def read_meta_json(path: str, required: Sequence[str], *, missing: str, writers: str, command: str) -> Dict[str, Any]:
+  """The meta-data JSON object at `path`, with the `required` fields. Errors name the file and say how to write it:
+  `missing` is the message when it does not exist, `writers` what writes such files, `command` the one to run."""
+  if not tf.io.gfile.exists(path):
+    raise errors.MissingFileError(missing)
+  try:
+    with tf.io.gfile.GFile(path, 'r') as f:
+      meta = json.load(f)
+  except json.JSONDecodeError as e:
+    raise errors.DataError(f'{path} is not valid JSON meta data ({e}).') from None
+  for key in required:
+    if key not in meta:
+      raise errors.DataError(f'{path} lacks the field {key!r}: it is not the meta data of {writers}. Re-create it '
+                             f'with:\n  {command}')
+  return meta
 
 
 def compression_of(path: str) -> str:

@@ -6,73 +6,21 @@ split of the task), save_best (True: while training, keep the parameters of the 
 Metrics per eval split, named '{split}/{metric}' ('validation/f1', MNLI 'matched/accuracy'): the task's official
 GLUE metrics (`glue_metrics`, on the host) and the model's own eval metrics (its `loss`), from one pass.
 
-Which number is the score. The BERT paper and TF Model Garden report, per fine-tuning run, the dev metrics after
-the last training step: that is `final` in the summary, the protocol number. `best_on_dev` is the best evaluation of
-the run by the task's main metric (`glue_tasks`); it is selected on the same dev set it is scored on, so it is
-optimistic and is never a final score. Its parameters (workdir/best) are what eval, predict and glue_predict use by
-default. An eval-mode run reports the `metrics` of the weights it scored, with where they came from.
+Which number is the score: `final` (the dev metrics after the last step, the protocol number) and the optimistic
+`best_on_dev` (whose parameters workdir/best holds), as `dev_scores` explains; an eval-mode run reports the `metrics`
+of the weights it scored, with where they came from.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List
 
-import jax
-from absl import logging
-
-from core import errors, evaluation, params_io, registry
-from core.evaluators import EvalContext, Evaluator
+from core import errors, evaluation, registry
+from core.evaluators import EvalContext
 from core.train_step import make_eval_step
-from projects.bert import glue_metrics, weights
+from projects.bert import glue_metrics
 from projects.bert.datasets import glue_tasks
-
-PROTOCOL = ('final: the dev metrics after the last training step, the number the BERT paper and TF Model Garden '
-            'report per fine-tuning run')
-BEST_ON_DEV_NOTE = ('the best evaluation by the main metric, selected on the same dev set it is scored on: '
-                    'optimistic, not a final score')
-
-
-def _host_params(params: Any) -> Any:
-  """Parameters as host numpy arrays on every process (gathered when they are sharded over hosts)."""
-  if jax.process_count() == 1:
-    return jax.device_get(params)
-  from jax.experimental import multihost_utils
-  return multihost_utils.process_allgather(params, tiled=True)
-
-
-class BestParams:
-  """The parameters of the best evaluation so far (higher `metric` is better), kept in `directory` (replaced
-  atomically by `params_io.save_params`: a crash leaves the previous or the new best whole).
-
-  Its metadata.json ({'step', 'metric', 'value', 'task', 'metrics'}) lets a resumed run continue the comparison.
-  """
-
-  def __init__(self, directory: str, metric: str, task: str):
-    self.directory, self.metric, self.task = directory, metric, task
-    self.step: Optional[int] = None
-    self.value = -math.inf
-    self.metrics: Dict[str, float] = {}
-    if params_io.has_params(directory):  # also the complete copy a crash inside save_params' swap left
-      meta = params_io.load_params_metadata(directory)
-      if meta.get('metric') == metric:
-        self.step, self.value, self.metrics = meta['step'], float(meta['value']), meta.get('metrics', {})
-
-  def update(self, step: int, metrics: Mapping[str, float], params: Any) -> bool:
-    """Saves `params` when `metrics[self.metric]` beats the best so far (ties keep the earlier step)."""
-    value = float(metrics[self.metric])
-    if not value > self.value:
-      return False
-    self.step, self.value, self.metrics = step, value, dict(metrics)
-    params_io.save_params(self.directory, _host_params(params), self.as_dict())
-    logging.info('New best_on_dev %s = %.4f at step %d: parameters saved to %s.', self.metric, value, step,
-                 self.directory)
-    return True
-
-  def as_dict(self) -> Dict[str, Any]:
-    return {'step': self.step, 'metric': self.metric, 'value': self.value if self.step is not None else None,
-            'task': self.task, 'metrics': self.metrics, 'directory': self.directory}
+from projects.bert.evaluators.dev_scores import DevScoresEvaluator
 
 
 def glue_task(context: EvalContext, evaluator: str, split_kind: str) -> glue_tasks.GlueTask:
@@ -86,28 +34,15 @@ def glue_task(context: EvalContext, evaluator: str, split_kind: str) -> glue_tas
 
 
 @registry.EVALUATORS.register('glue')
-class GlueEvaluator(Evaluator):
+class GlueEvaluator(DevScoresEvaluator):
   """Scores every eval split of the run's `bert_glue` dataset; see the module docstring."""
 
   def __init__(self, name: str, config: Any, context: EvalContext):
-    super().__init__(name, config, context)
     self.task = glue_task(context, name, 'eval')
     self.splits: List[str] = list(config.get('splits') or context.dataset.meta_data.eval_splits)
-    self.main_key = self.task.main_metric_key(self.splits)
+    self.task_name, self.main_key = self.task.name, self.task.main_metric_key(self.splits)
+    super().__init__(name, config, context)
     self.step_fn = make_eval_step(context.model, context.params_shardings, context.mesh, with_outputs=True)
-    self.training = context.mode == 'train'
-    self.best = None
-    if self.training and config.get('save_best', True):
-      self.best = BestParams(os.path.join(context.workdir, weights.BEST_DIR), self.main_key, self.task.name)
-    # A resumed run extends the history it wrote before (evaluations up to the restored step).
-    previous = (context.results.previous.get(name) if context.results else None) or {}
-    self.history: List[Dict[str, float]] = []
-    if context.resumed_from is not None and previous.get('task') == self.task.name:
-      self.history = [h for h in previous.get('history', []) if h.get('step', 0) <= context.resumed_from]
-    self.final: Optional[Dict[str, Any]] = None
-    if self.training and context.weights.get('source') == 'random':
-      logging.warning('config.init_from is empty: fine-tuning %s from RANDOM weights (expect near-chance scores). '
-                      'Point it at a converted checkpoint or a pretraining workdir.', self.task.name)
 
   def evaluate(self, params: Any) -> Dict[str, float]:
     """{'{split}/{metric}': value} of `params` on every split of `self.splits`."""
@@ -120,54 +55,5 @@ class GlueEvaluator(Evaluator):
       results.update({f'{split}/{k}': v for k, v in metrics.items()})
     return results
 
-  def run(self, state: Any, step: int) -> Iterable[Tuple[str, float]]:
-    metrics = self.evaluate(state.params)
-    self.history.append({'step': step, **metrics})
-    values = dict(metrics)
-    if self.best is not None:
-      self.best.update(step, metrics, state.params)
-      values[f'best_on_dev/{self.main_key}'] = self.best.value
-    shown = {k: round(v, 4) for k, v in metrics.items() if not k.endswith('num_examples')}
-    if self.training:
-      logging.info('%s dev at step %d: %s (best_on_dev %s = %.4f at step %s)', self.task.name, step, shown,
-                   self.main_key, self.best.value if self.best else math.nan, self.best.step if self.best else None)
-    else:
-      logging.info('%s dev scores of %s: %s', self.task.name, self._weights_text(), shown)
-    return values.items()
-
-  def _weights_text(self) -> str:
-    w = self.context.weights
-    text = f'{w.get("path")} (step {w.get("step")})'
-    if w.get('source') == 'best':
-      text += ' = the best_on_dev parameters, selected on this dev set: optimistic, not a final score'
-    return text
-
-  def finalize(self, state: Any, step: int) -> None:
-    if not self.training or not self.history:
-      return
-    last = self.history[-1]
-    if last['step'] == step:
-      self.final = {'step': step, 'metrics': {k: v for k, v in last.items() if k != 'step'}}
-    if self.final is None:
-      logging.warning('%s: no evaluation at the last step %d, so no final score.', self.task.name, step)
-      return
-    best = f'; best_on_dev {self.best.value:.4f} at step {self.best.step} ({BEST_ON_DEV_NOTE})' if self.best else ''
-    logging.info('%s final score (protocol: dev after the last step %d): %s = %.4f%s.', self.task.name, step,
-                 self.main_key, self.final['metrics'][self.main_key], best)
-
-  def summary(self) -> Dict[str, Any]:
-    out: Dict[str, Any] = {'task': self.task.name, 'main_metric': self.main_key, 'eval_splits': self.splits}
-    if not self.training:
-      last = self.history[-1] if self.history else {}
-      out.update(weights=dict(self.context.weights), step=last.get('step'),
-                 metrics={k: v for k, v in last.items() if k != 'step'})
-      if self.context.weights.get('source') == 'best':
-        out['note'] = 'the scored weights are the best_on_dev parameters: ' + BEST_ON_DEV_NOTE
-      return out
-    out.update(protocol=PROTOCOL, history=self.history)
-    if self.final is not None:
-      out['final'] = self.final['metrics']
-      out['final_step'] = self.final['step']
-    if self.best is not None:
-      out['best_on_dev'] = {**self.best.as_dict(), 'note': BEST_ON_DEV_NOTE}
-    return out
+  def task_summary(self) -> Dict[str, Any]:
+    return {'eval_splits': self.splits}

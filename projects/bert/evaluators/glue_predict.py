@@ -19,16 +19,16 @@ import jax
 import numpy as np
 from absl import logging
 
-from core import atomic, errors, evaluation, params_io, registry
+from core import atomic, evaluation, registry
 from core.evaluators import EvalContext, Evaluator
 from core.train_step import make_predict_step
-from projects.bert import glue_metrics, weights
+from projects.bert import glue_metrics
 from projects.bert.datasets import glue_tasks
+from projects.bert.evaluators import dev_scores
 from projects.bert.evaluators.glue import glue_task
 
 # GLUE's STS-B scores are similarities in [0, 5]; the server expects predictions in that range.
 STSB_RANGE = (0.0, 5.0)
-WEIGHTS = ('best', 'final')
 
 
 def prediction_rows(task: glue_tasks.GlueTask, outputs: np.ndarray, example_ids: Optional[np.ndarray]
@@ -62,28 +62,15 @@ class GluePredictWriter(Evaluator):
   def __init__(self, name: str, config: Any, context: EvalContext):
     super().__init__(name, config, context)
     self.task = glue_task(context, name, 'test')
-    self.weights = config.get('weights') or 'best'
-    if self.weights not in WEIGHTS:
-      raise errors.ConfigError(f'config.evals.{name}.weights={self.weights!r}; use one of {WEIGHTS}.')
+    self.weights = dev_scores.check_prediction_weights(name, config.get('weights') or 'best')
     self.splits: List[str] = list(config.get('splits') or context.dataset.meta_data.test_splits)
     self.out_dir = os.path.join(context.workdir, config.get('dir') or 'predictions')
     self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
     self.files: Dict[str, str] = {}
     self.source: Dict[str, Any] = {}
 
-  def _params(self, state: Any) -> Tuple[Any, Dict[str, Any]]:
-    """The parameters to predict with, and where they came from."""
-    best = os.path.join(self.context.workdir, weights.BEST_DIR)
-    if self.weights == 'best' and params_io.has_params(best):
-      params, meta = params_io.load_params(best)
-      return jax.device_put(params, self.context.params_shardings), {'source': 'best', 'path': best,
-                                                                      'step': meta.get('step')}
-    return state.params, dict(self.context.weights) if self.context.mode != 'train' else {'source': 'final'}
-
   def finalize(self, state: Any, step: int) -> None:
-    params, self.source = self._params(state)
-    if self.source.get('source') == 'final':
-      self.source['step'] = step
+    params, self.source = dev_scores.prediction_params(self.context, self.weights, state, step)
     for split in self.splits:
       gathered = evaluation.gather_predictions(self.predict_step, params, self.context.dataset.test_iter(split),
                                                self.context.mesh, keep=('example_id',))

@@ -5,6 +5,7 @@ What a run does is config: the model (`model_name`), the data (`dataset_name`), 
 
   pretraining        bert_pretraining on bert_pretraining records; evals mlm_nsp (+ fewshot)  configs/pretrain.py
   GLUE fine-tuning   bert_classification / bert_regression on bert_glue; evals glue (+ glue_predict)  configs/glue.py
+  SQuAD fine-tuning  bert_question_answering on bert_squad; evals squad + squad_predict  configs/squad.py
   few-shot probes    bert_encoder, no dataset, num_train_steps 0; evals fewshot  configs/fewshot.py
 
 `config.mode`:
@@ -15,7 +16,7 @@ What a run does is config: the model (`model_name`), the data (`dataset_name`), 
   eval     no training: the evaluators of config.evals, except the prediction writers, run once on the workdir's
            best/ (else its latest checkpoint, else init_from). Results: workdir/eval_results.json.
   predict  the same, with only the prediction writers (GLUE: glue_predict, with its defaults when config.evals has
-           none). Results: workdir/predict_results.json and the files (workdir/predictions/).
+           none; SQuAD: squad_predict). Results: workdir/predict_results.json and the files (workdir/predictions/).
 Through main.py, eval and predict use the training run's config.json (`core.app`) and leave it as it is.
 
 results.json / {mode}_results.json: {'mode', 'step', 'num_train_steps', 'init_from', 'weights' ({'source', 'path',

@@ -1,0 +1,110 @@
+r"""SQuAD fine-tuning. Variant: `VERSION[,SIZE][,runlocal]`, VERSION v1.1 or v2.0, SIZE one of tiny, mini, small,
+medium, base (default), large.
+
+  python -m projects.bert.datasets.prepare squad --train_file=train-v1.1.json --eval_file=dev-v1.1.json \
+      --vocab_file=VOCAB --output_dir=data/squad_v1.1 --version_2_with_negative=false
+  python main.py --config=projects/bert/configs/squad.py:v1.1 --workdir=/tmp/squad11 \
+      --config.init_from=/tmp/bert_base          # python -m projects.bert.convert output, or a pretraining workdir
+  python main.py --config=projects/bert/configs/squad.py:v1.1 --workdir=/tmp/squad11 --config.mode=eval
+  python main.py --config=projects/bert/configs/squad.py:v1.1 --workdir=/tmp/squad11 --config.mode=predict
+
+The run is `bert_trainer` with the `bert_question_answering` model on `bert_squad` records. What it measures
+(`config.evals`): `squad`, the official dev EM/F1 (v2.0 also HasAns / NoAns and the best null-score threshold)
+every `every` steps and after the last one, keeping the parameters of the best dev F1 in workdir/best/; and
+`squad_predict`, which writes predictions.json (v2.0 also null_odds.json) in the official format into
+workdir/predictions/ when training ends. `mode`: 'train'; 'eval' scores workdir/best (else its latest checkpoint,
+else init_from) into workdir/eval_results.json; 'predict' writes the prediction files of those weights (and
+predict_results.json). Eval and predict use the training run's config.json: to decode with another v2.0 threshold,
+predict into a new workdir with --config.init_from=WORKDIR/best and
+--config.evals.squad.null_score_diff_threshold=T (squad_predict decodes as the `squad` entry says).
+
+Defaults follow the BERT paper's SQuAD recipe (Devlin et al., 2019, sections 4.2-4.3, and google-research/bert's
+run_squad.py): v1.1 batch 32, 3 epochs; v2.0 batch 48, 2 epochs; peak learning rate 5e-5, linear warm-up over the
+first 10% of the steps then linear decay to 0, AdamW as for GLUE (weight decay 0.01 except LayerNorm and biases,
+eps 1e-6, no bias correction), gradient clipping at 1.0, dropout 0.1; sequence length 384, doc stride 128,
+questions cut at 64 tokens (`prepare squad` flags, checked against the records); decoding with the 20 best starts
+and ends and answers of at most 30 tokens, and for v2.0 a null-score threshold of 0 (the paper tunes it on dev: the
+v2.0 scores report the best one as best_threshold_for_f1). An epoch is one pass over the train features (windows),
+as Model Garden counts it. The main score is the official F1. `init_from` must be set for a meaningful run.
+`runlocal` shrinks any variant to a few steps of the tiny model for a smoke test.
+"""
+
+import ml_collections
+
+from projects.bert.configs import common, recipes
+
+# version -> (batch size, epochs) of the BERT paper (Devlin et al., 2019, sections 4.2 and 4.3).
+RECIPE = {'v1.1': (32, 3.0), 'v2.0': (48, 2.0)}
+
+
+def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
+  parts = [p.strip() for p in arg.split(',') if p.strip()]
+  version = parts[0] if parts else 'v1.1'
+  sizes = [p for p in parts[1:] if p in common.SIZES]
+  unknown = [p for p in parts[1:] if p not in common.SIZES and p != 'runlocal']
+  if version not in RECIPE or unknown or len(sizes) > 1:
+    raise ValueError(f'Variant {arg!r}: expected VERSION[,SIZE][,runlocal] with VERSION in {list(RECIPE)} and SIZE '
+                     f'in {list(common.SIZES)}.')
+  size = sizes[0] if sizes else 'base'
+  runlocal = 'runlocal' in parts
+  batch_size, epochs = RECIPE[version]
+
+  config = ml_collections.ConfigDict()
+  config.trainer_name = 'bert_trainer'
+  config.dataset_name = 'bert_squad'
+  config.model_name = 'bert_question_answering'
+  config.rng_seed = 0
+  # SQuAD's reference here is the BERT paper's run_squad.py (Model Garden's squad experiments differ per yaml).
+  config.recipe = 'bert_paper'
+  config.model = common.model_config(size, **recipes.model_fields(config.recipe))
+
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.version = version
+  config.dataset.data_dir = f'data/squad_{version}'  # the --output_dir of `prepare squad`
+  config.dataset.meta_data_file = ''  # instead of data_dir's (the records are found beside it)
+  config.dataset.train_file = ''  # e.g. the train records of upstream's create_finetuning_data.py
+  config.dataset.max_seq_length = 384  # these three are checked against the records; 0 takes what they hold
+  config.dataset.doc_stride = 128
+  config.dataset.max_query_length = 64
+  config.dataset.shuffle_buffer = 10_000
+  config.dataset.seed = 0
+
+  config.batch_size = batch_size
+  config.eval_batch_size = 64
+  config.num_epochs = epochs
+  config.num_train_steps = 0  # > 0 overrides num_epochs; 0: ceil(num_epochs * train features / batch_size)
+  config.grad_accum_steps = 1
+
+  config.optimizer = recipes.optimizer_config(config.recipe)
+  config.schedule = recipes.schedule_config(config.recipe, 5e-5, warmup_fraction=0.1)
+
+  config.init_from = ''  # converted checkpoint (projects.bert.convert) or pretraining workdir; '' = random init
+  config.init_heads = False  # take only the encoder from init_from: the span head starts fresh
+
+  config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (the prediction files)
+  # What the run measures (core.evaluators; projects/bert/evaluators): the dev scores every 2000 steps and after the
+  # last one (the dev set has ~10.8k features at S=384: a few minutes on one accelerator), with upstream's decoding;
+  # the prediction files of the best parameters when the run ends (squad_predict decodes as `squad` does).
+  config.evals = ml_collections.ConfigDict({
+      'squad': {'every': 2000, 'save_best': True, 'n_best_size': 20, 'max_answer_length': 30,
+                'null_score_diff_threshold': 0.0},
+      'squad_predict': {'weights': 'best'},
+  })
+  config.log_every = 100
+  config.checkpoint_every = 1000
+  # Checkpoints are for resuming only (the best parameters are kept apart in workdir/best): keep one.
+  config.checkpoint = ml_collections.ConfigDict({'keep': 1, 'async_save': True, 'restore_input': True})
+  config.param_sharding_rules = ()
+
+  if runlocal:
+    config.model = common.model_config('tiny', **recipes.model_fields(config.recipe))
+    for field in ('max_seq_length', 'doc_stride', 'max_query_length'):
+      config.dataset[field] = 0
+    config.dataset.shuffle_buffer = 100
+    config.batch_size = 8
+    config.eval_batch_size = 8
+    config.num_train_steps = 10
+    config.evals.squad.every = 5
+    config.log_every = 5
+    config.checkpoint_every = 5
+  return config

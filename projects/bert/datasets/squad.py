@@ -1,0 +1,253 @@
+"""`bert_squad`: the SQuAD records of `prepare squad` (`squad_format.py`), and the eval examples and features that
+decoding maps predictions back through.
+
+Config (`config.dataset`): version ('v1.1' or 'v2.0'), data_dir (the --output_dir of `prepare squad`) or
+meta_data_file, train_file (optional: e.g. the record file of upstream's create_finetuning_data.py), and
+max_seq_length, doc_stride, max_query_length (checked against the meta data; None or 0 accepts what it says),
+shuffle_buffer, seed.
+
+Batches: input_ids, input_mask, segment_ids int32 [batch, S]; train batches also start_positions, end_positions,
+is_impossible int32 [batch] and batch_mask 1; eval batches unique_ids int32 [batch] (-1 on padding rows) and
+batch_mask float32 [batch] (0 on padding rows). `valid_iter()` passes once over the eval features (split 'dev');
+there is no test split (SQuAD's test sets are hidden).
+
+Meta data (`core.dataset.DatasetMetaData`): task ('squad_v1.1' / 'squad_v2.0'), num_train_examples (train
+features: windows, not questions), max_seq_length, eval split 'dev' with its size in features, files ({'train',
+'eval', 'eval_features', 'eval_json'}); extra holds version, version_2_with_negative, doc_stride,
+max_query_length, do_lower_case, vocab_file, eval_num_examples (questions) and meta_data_file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional
+
+import ml_collections
+import tensorflow as tf
+from absl import logging
+
+from core import errors, registry
+from core.dataset import Dataset, DatasetMetaData
+from projects.bert.datasets import records, squad_format
+
+_EXTRA_FEATURES = ('paragraph_mask', 'class_index')  # written by squad_lib for XLNet-style heads; not read
+
+
+def default_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      'version': '',
+      'data_dir': '',
+      'meta_data_file': '',
+      'train_file': '',
+      'max_seq_length': None,
+      'doc_stride': None,
+      'max_query_length': None,
+      'shuffle_buffer': 10_000,
+      'seed': 0,
+  })
+
+
+def _int(name: str, length: int, scalar: bool = False) -> records.Feature:
+  return records.Feature(name, 'int', length, scalar=scalar)
+
+
+def train_record_spec(max_seq_length: int) -> records.RecordSpec:
+  """The features of squad_lib's FeatureWriter(is_training=True)."""
+  return {
+      **{k: _int(k, max_seq_length) for k in ('input_ids', 'input_mask', 'segment_ids')},
+      **{k: _int(k, 1, scalar=True) for k in ('start_positions', 'end_positions', 'is_impossible')},
+      'unique_ids': _int('unique_ids', 1, scalar=True),
+  }
+
+
+def eval_record_spec(max_seq_length: int) -> records.RecordSpec:
+  """The features of squad_lib's FeatureWriter(is_training=False): no answer positions."""
+  return {**{k: _int(k, max_seq_length) for k in ('input_ids', 'input_mask', 'segment_ids')},
+          'unique_ids': _int('unique_ids', 1, scalar=True)}
+
+
+def read_meta_data(path: str, version: str) -> Dict[str, Any]:
+  """The meta-data JSON at `path` (ours or upstream's `bert_squad`), checked to be of SQuAD `version`."""
+  command = squad_format.prepare_command(version, os.path.dirname(path) or '.')
+  meta = records.read_meta_json(
+      path, ('task_type', 'max_seq_length', 'train_data_size', 'version_2_with_negative'),
+      missing=f'SQuAD meta data {path!r} does not exist. Write it (with the records) by running:\n  {command}',
+      writers='`prepare squad` or create_finetuning_data.py', command=command)
+  if meta['task_type'] != squad_format.TASK_TYPE:
+    raise errors.DataError(f'{path} is meta data of task_type {meta["task_type"]!r}, not '
+                           f'{squad_format.TASK_TYPE!r}: point config.dataset.data_dir / meta_data_file at the SQuAD '
+                           f'data of `prepare squad`.')
+  written = squad_format.version_of(bool(meta['version_2_with_negative']))
+  if written != version:
+    raise errors.DataError(f'{path} holds SQuAD {written} data (version_2_with_negative='
+                           f'{meta["version_2_with_negative"]}) but config.dataset.version is {version!r}: point '
+                           f'config.dataset.data_dir at the {version} data, or use the config variant {written}.')
+  return meta
+
+
+def check_meta_against_config(meta: Mapping[str, Any], path: str, cfg: ml_collections.ConfigDict) -> None:
+  """The lengths the records were written with must be the config's (None or 0 in the config accepts any)."""
+  for field in ('max_seq_length', 'doc_stride', 'max_query_length'):
+    want = cfg.get(field)
+    if want and field in meta and int(want) != int(meta[field]):
+      raise errors.DataError(f'{path} says {field}={meta[field]} but config.dataset.{field}={want}: re-run `prepare '
+                             f'squad` with --{field}={want}, or set config.dataset.{field}={meta[field]} (or 0 to '
+                             f'take it from the meta data).')
+
+
+def resolve_files(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.ConfigDict) -> Dict[str, str]:
+  """{'train', 'eval', 'eval_features', 'eval_json'}: config.dataset.train_file > the meta data's 'files'
+  (relative to its folder) > the names `prepare squad` writes. Missing files raise MissingFileError."""
+  base = os.path.dirname(meta_path)
+  listed = meta.get('files') or {}
+  defaults = {'train': squad_format.TRAIN_RECORDS, 'eval': squad_format.EVAL_RECORDS,
+              'eval_features': squad_format.EVAL_FEATURES, 'eval_json': squad_format.EVAL_JSON}
+  files = {}
+  for key, default in defaults.items():
+    name = listed.get(key) or default
+    files[key] = name if os.path.isabs(name) or '://' in name else os.path.join(base, name)
+  if cfg.train_file:
+    files['train'] = cfg.train_file
+  version = squad_format.version_of(bool(meta['version_2_with_negative']))
+  for key, path in files.items():
+    if not tf.io.gfile.exists(path):
+      raise errors.MissingFileError(f'The SQuAD {key} file {path!r} (of {meta_path}) does not exist. Write the data '
+                                    f'with:\n  {squad_format.prepare_command(version, base or ".")}')
+  return files
+
+
+@registry.DATASETS.register('bert_squad')
+def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
+          process_count: Optional[int] = None) -> Dataset:
+  """Builds the SQuAD dataset (see the module docstring). `process_*` override JAX's (tests only)."""
+  cfg = records.merge_dataset_config(config, default_config(), 'bert_squad')
+  if not cfg.version:
+    raise errors.ConfigError(f'config.dataset.version is not set; SQuAD versions: '
+                             f'{", ".join(squad_format.VERSIONS)}.')
+  try:
+    version = squad_format.get_version(cfg.version)
+  except ValueError as e:
+    raise errors.ConfigError(f'config.dataset.version: {e}') from None
+  index, count = records.process_info(process_index, process_count)
+  train_batch = records.local_batch_size(config.batch_size, count, 'batch_size')
+  eval_global = config.get('eval_batch_size') or config.batch_size
+  eval_batch = records.local_batch_size(eval_global, count, 'eval_batch_size')
+  if not cfg.meta_data_file and not cfg.data_dir:
+    raise errors.ConfigError('Set config.dataset.data_dir (the --output_dir of `prepare squad`) or '
+                             'config.dataset.meta_data_file.')
+  meta_path = cfg.meta_data_file or os.path.join(cfg.data_dir, squad_format.META_DATA)
+  meta = read_meta_data(meta_path, version)
+  check_meta_against_config(meta, meta_path, cfg)
+  files = resolve_files(meta, meta_path, cfg)
+  seq_len = int(meta['max_seq_length'])
+
+  fix = (f'the meta data {meta_path} says max_seq_length={seq_len}; re-create the records and the meta data '
+         f'together with:\n  {squad_format.prepare_command(version)}')
+  compression = records.common_compression([files['train'], files['eval']])
+  train_spec, eval_spec = train_record_spec(seq_len), eval_record_spec(seq_len)
+  for path, spec in ((files['train'], train_spec), (files['eval'], eval_spec)):
+    records.check_record(path, records.read_first_example(path, compression), spec, allowed_extra=_EXTRA_FEATURES,
+                         fix=fix)
+
+  def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    batch = dict(batch)
+    del batch['unique_ids']  # training does not need them
+    batch['batch_mask'] = tf.ones_like(batch['start_positions'], tf.float32)
+    return batch
+
+  train_ds = records.train_dataset([files['train']], compression=compression,
+                                   parse=records.make_batch_parser(train_spec), host_batch=train_batch, seed=cfg.seed,
+                                   shuffle_buffer=cfg.shuffle_buffer, cycle_length=1, process_index=index,
+                                   process_count=count, add_batch_fields=add_train_mask, warn_few_files=False)
+  train_iter = records.RecordIterator(train_ds, [files['train']])
+
+  eval_size = meta.get('eval_data_size')
+  counted = eval_size is None
+  if counted:  # upstream meta data has no eval size
+    eval_size = records.count_records(files['eval'], compression)
+  eval_size = int(eval_size)
+  pipeline: List[tf.data.Dataset] = []  # built once: a new pass re-iterates it without re-tracing
+
+  def valid_iter(split: Optional[str] = None):
+    nonlocal counted
+    if split not in (None, squad_format.EVAL_SPLIT):
+      raise errors.ConfigError(f'SQuAD has no eval split {split!r}; its eval split is {squad_format.EVAL_SPLIT!r}.')
+    if not counted:  # the padding arithmetic needs the exact size: count once
+      actual = records.count_records(files['eval'], compression)
+      if actual != eval_size:
+        raise errors.DataError(f'{files["eval"]} holds {actual} records but {meta_path} says eval_data_size='
+                               f'{eval_size}; re-create the data with:\n  {squad_format.prepare_command(version)}')
+      counted = True
+    if not pipeline:
+      pipeline.append(records.eval_dataset(
+          [files['eval']], compression=compression, parse=records.make_batch_parser(eval_spec), host_batch=eval_batch,
+          num_examples=eval_size, process_index=index, process_count=count, pad_values={'unique_ids': -1}))
+    return records.numpy_batches(pipeline[0], [files['eval']])
+
+  input_specs = records.input_specs({k: v for k, v in train_spec.items() if k != 'unique_ids'},
+                                    {'batch_mask': ((), 'float32')})
+  meta_data = DatasetMetaData(
+      task=f'squad_{version}',
+      input_specs=input_specs,
+      num_train_examples=int(meta['train_data_size']),  # features (windows), what an epoch passes over
+      max_seq_length=seq_len,
+      eval_splits=(squad_format.EVAL_SPLIT,),
+      eval_sizes={squad_format.EVAL_SPLIT: eval_size},
+      num_eval_batches={squad_format.EVAL_SPLIT: records.num_eval_batches(eval_size, eval_global)},
+      files=files,
+      extra={
+          'version': version,
+          'version_2_with_negative': squad_format.VERSIONS[version],
+          'doc_stride': meta.get('doc_stride'),
+          'max_query_length': meta.get('max_query_length'),
+          'do_lower_case': bool(meta.get('do_lower_case', True)),
+          'vocab_file': meta.get('vocab_file'),
+          'eval_num_examples': meta.get('eval_num_examples'),
+          'meta_data_file': meta_path,
+      })
+  logging.info('bert_squad %s: train %d features, eval %d features, S=%d, host batch %d / eval %d.', version,
+               meta_data.num_train_examples, eval_size, seq_len, train_batch, eval_batch)
+  return Dataset(train_iter=train_iter, valid_iter=valid_iter, test_iter=None, meta_data=meta_data)
+
+
+# ------------------------------------------------------------------------------------------- eval examples
+
+
+@dataclasses.dataclass(frozen=True)
+class SquadEvalData:
+  """What decoding and scoring read: the eval questions (`squad_lib.SquadExample`s, in file order), their features
+  (`squad_format.EvalFeature`s, in record order) and the SQuAD JSON's 'data' list (the official scripts' input)."""
+
+  examples: List[Any]
+  features: List[squad_format.EvalFeature]
+  dataset: List[Dict[str, Any]]
+  version_2_with_negative: bool
+  do_lower_case: bool
+
+
+def load_eval_data(meta_data: DatasetMetaData) -> SquadEvalData:
+  """The eval side of a `bert_squad` dataset's files (meta_data is the builder's). The examples are read from the
+  copied eval JSON with upstream's `read_squad_examples`; each feature must point at the question it was made from,
+  else DataError naming the files."""
+  from official.nlp.data import squad_lib
+
+  files = meta_data.files
+  v2 = bool(meta_data.extra['version_2_with_negative'])
+  with tf.io.gfile.GFile(files['eval_json'], 'r') as f:
+    dataset = json.load(f)['data']
+  examples = squad_lib.read_squad_examples(files['eval_json'], is_training=False, version_2_with_negative=v2)
+  features = squad_format.read_eval_features(files['eval_features'])
+  fix = (f'the files come from different `prepare squad` runs: re-create them together '
+         f'({meta_data.extra["meta_data_file"]})')
+  expected = meta_data.eval_sizes[squad_format.EVAL_SPLIT]
+  if len(features) != expected:
+    raise errors.DataError(f'{files["eval_features"]} lists {len(features)} features but {files["eval"]} holds '
+                           f'{expected}: {fix}.')
+  for f in features:
+    if f.example_index >= len(examples) or examples[f.example_index].qas_id != f.qas_id:
+      raise errors.DataError(f'{files["eval_features"]}: feature {f.unique_id} belongs to question {f.qas_id!r}, '
+                             f'which is not question {f.example_index} of {files["eval_json"]}: {fix}.')
+  return SquadEvalData(examples=examples, features=features, dataset=dataset, version_2_with_negative=v2,
+                       do_lower_case=bool(meta_data.extra.get('do_lower_case', True)))
