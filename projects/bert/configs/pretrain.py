@@ -6,8 +6,10 @@ r"""BERT pretraining (MLM + NSP). Variant: `SIZE[,phase2][,fewshot][,runlocal]`.
   python main.py --config=projects/bert/configs/pretrain.py:base,phase2 --workdir=gs://bucket/bert_base_p2 \
       --config.init_from=gs://bucket/bert_base_p1
 
-SIZE is one of tiny, mini, small, medium, base, large; `,fewshot` adds few-shot SST-2/RTE probes, an evaluator
-beside mlm_nsp with the same cadence (`--config.evals.fewshot.dataset.data_dir=` the `prepare glue` output).
+SIZE is one of tiny, mini, small, medium, base, large; `,fewshot` adds the few-shot evaluator beside mlm_nsp with
+Scenic BERT's tasks and cadence (sst2, mnli matched and mismatched, every 50k steps; tiny and runlocal: mlm_nsp's
+cadence) and both protocols over one embedding pass: ours, and Scenic's (NSP-head pre-logits, the regulariser
+chosen on the eval sets: optimistic); `--config.evals.fewshot.dataset.data_dir=` the `prepare glue` output.
 
 Phase 1 / phase 2 follow the original BERT recipe: 90% of the steps at sequence length 128 (20 predictions per
 sequence), then 10% at 512 (80), batch 256, peak learning rate 1e-4 with 10k warm-up steps and linear decay, AdamW
@@ -80,6 +82,11 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
     config.evals.mlm_nsp.every = 10
     config.checkpoint_every = 10
   if with_fewshot:
-    config.evals.fewshot = fewshot_configs.fewshot_block(('sst2', 'rte'), data_dir='data/glue',
-                                                         every=config.evals.mlm_nsp.every, eval_size=2000)
+    # Scenic's pretraining config: glue_fewshot every 50k steps (log_eval_steps), whole dev sets.
+    every = config.evals.mlm_nsp.every if size == 'tiny' or runlocal else 50_000
+    config.evals.fewshot = fewshot_configs.fewshot_block(fewshot_configs.SCENIC_TASKS, data_dir='data/glue',
+                                                         every=every, protocol='both')
+    if runlocal:
+      config.evals.fewshot.update(shots=(1, 2, 4), num_seeds=2, train_pool_size=256, eval_size=256, batch_size=16)
+      config.evals.fewshot.scenic.shots = (1, 5, 10)
   return config
