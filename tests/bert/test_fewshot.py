@@ -298,3 +298,43 @@ def test_a_pool_too_small_for_the_shots_fails_before_embedding(minilm_task):
   inputs = fewshot_evaluator.load_task_inputs(block, 'sst2')
   assert inputs.train_size == 40 and inputs.eval_sizes == {'validation': 96} and inputs.main_split == 'validation'
   assert sum(int(b['batch_mask'].sum()) for b in inputs.train_batches) == 40
+
+
+def test_both_protocols_share_one_embedding_pass(minilm_task, tmp_path, monkeypatch):
+  from projects.bert import fewshot_scenic
+  from core import sharding as sharding_lib
+
+  records_dir, minilm_dir = minilm_task
+  config = _fewshot_config(records_dir, minilm_dir, shots=(2, 8), num_seeds=2)
+  config.evals.fewshot.update(protocol='both', scenic={'shots': (1, 5, 10), 'headline': 'sst2_10shot'})
+  passes = []
+  real_embed = fewshot_evaluator.embed_task
+  monkeypatch.setattr(fewshot_evaluator, 'embed_task', lambda *a, **k: passes.append(a[-1]) or real_embed(*a, **k))
+  _, both, scalars = _run(config, tmp_path / 'both')
+  assert passes == [('mean', 'nsp')]  # one pass over the task computes both protocols' features
+
+  # Ours is unchanged by running Scenic's beside it, and has the majority-class baseline.
+  _, ours, _ = _run(_fewshot_config(records_dir, minilm_dir, shots=(2, 8), num_seeds=2), tmp_path / 'ours')
+  assert both['tasks']['sst2']['shots'] == ours['tasks']['sst2']['shots']
+  assert 0.4 < both['tasks']['sst2']['majority'] < 0.65 and both['tasks']['sst2']['majority'] == ours['tasks'][
+      'sst2']['majority']
+
+  # Scenic's numbers are the protocol applied to the NSP pre-logits (here the pooler: MiniLM's head is one dense).
+  assert both['scenic']['feature'] == 'nsp' and 'eval sets' in both['scenic']['note']
+  inputs = fewshot_evaluator.load_task_inputs(config.evals.fewshot, 'sst2')
+  model_config = json.load(open(os.path.join(minilm_dir, 'metadata.json')))['model']
+  from core import params_io
+  params = {'bert': params_io.read_pretrained(minilm_dir)[0]['bert']}
+  mesh = sharding_lib.create_mesh()
+  data = fewshot_evaluator.embed_task(fewshot.make_feature_fn(model_config, ('pooled',), mesh), params, inputs, mesh,
+                                      ('pooled',))['pooled']
+  expected = fewshot_scenic.scenic_fewshot(
+      {'sst2': (data.train_features, data.train_labels, 2, {'sst2': (data.eval_features['validation'],
+                                                                       data.eval_labels['validation'])})},
+      (1, 5, 10))
+  assert both['scenic']['best_l2'] == expected['best_l2']
+  for k in (1, 5, 10):
+    assert scalars[f'fewshot/z/sst2_{k}shot'] == pytest.approx(expected['z']['sst2'][k], abs=1e-9)
+  assert scalars['fewshot/a/sst2_10shot'] == scalars['fewshot/z/sst2_10shot'] > 0.7
+  assert scalars['fewshot/sst2/8shot'] == pytest.approx(both['tasks']['sst2']['shots'][8]['mean'])
+  assert 'fewshot/z/best_l2_for_5shot_eval' in scalars and any(k.startswith('fewshot/zz/') for k in scalars)
