@@ -398,24 +398,40 @@ def format_table(entries: Mapping[str, Mapping[str, Any]]) -> str:
 
 def plot_results(entries: Mapping[str, Mapping[str, Any]], path: str, title: str = '') -> str:
   """Writes a PNG with a panel per task: metric (mean +- std over seeds) against shots per class, log2 axis, a line
-  per eval split."""
+  per eval split, and the majority-class baseline of each split (entries' 'majority') as a dashed line."""
+  return plot_encoders({'': entries}, path, title)
+
+
+def plot_encoders(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str, title: str = '') -> str:
+  """`plot_results` for several encoders on one figure: `runs` {encoder label: entries}; a panel per task, a line
+  per encoder (and eval split), the majority-class baseline dashed (it depends on the data, not the encoder)."""
   import matplotlib
   matplotlib.use('Agg')  # no display on servers; must precede pyplot
   import matplotlib.pyplot as plt
 
-  tasks = list(dict.fromkeys(e['task'] for e in entries.values()))
+  tasks = list(dict.fromkeys(e['task'] for entries in runs.values() for e in entries.values()))
   cols = max(1, min(len(tasks), 4))
   rows = max(1, math.ceil(len(tasks) / cols))
   fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
   for ax, task in zip(axes.flat, tasks):
-    for e in (e for e in entries.values() if e['task'] == task):
-      ks = sorted(e['shots'], key=int)
-      mean = np.array([e['shots'][k]['mean'] for k in ks])
-      std = np.array([e['shots'][k]['std'] for k in ks])
-      ax.errorbar([int(k) for k in ks], mean, yerr=std, marker='o', capsize=3, label=e['split'])
-      ax.set_ylabel(e['metric'])
+    baselines: Dict[str, float] = {}
+    ks_all = set()
+    for label, entries in runs.items():
+      for e in (e for e in entries.values() if e['task'] == task):
+        ks = sorted(e['shots'], key=int)
+        ks_all.update(int(k) for k in ks)
+        mean = np.array([e['shots'][k]['mean'] for k in ks])
+        std = np.array([e['shots'][k].get('std', 0.0) for k in ks])
+        name = ', '.join(p for p in (label, e['split']) if p)
+        ax.errorbar([int(k) for k in ks], mean, yerr=std, marker='o', capsize=3, label=name)
+        ax.set_ylabel(e['metric'])
+        if e.get('majority') is not None:
+          baselines.setdefault(e['split'], float(e['majority']))
+    for split, value in baselines.items():
+      ax.axhline(value, color='grey', linestyle='--', linewidth=1,
+                 label='majority class' + (f', {split}' if len(baselines) > 1 else ''))
     ax.set_xscale('log', base=2)
-    ks = sorted({int(k) for e in entries.values() if e['task'] == task for k in e['shots']})
+    ks = sorted(ks_all)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.minorticks_off()
     ax.set_xlabel('examples per class')

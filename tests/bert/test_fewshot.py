@@ -147,9 +147,12 @@ class _RecordingWriter(metric_writers.LoggingWriter):
   def __init__(self):
     super().__init__()
     self.scalars = {}
+    self.steps = {}  # tag -> the steps it was written at: a curve over steps, or a single point
 
   def write_scalars(self, step, scalars):
     self.scalars.update(scalars)
+    for tag in scalars:
+      self.steps.setdefault(tag, []).append(int(step))
     super().write_scalars(step, scalars)
 
 
@@ -235,9 +238,16 @@ def test_periodic_fewshot_evaluation_inside_pretraining(tmp_path):
   standalone = fewshot_config.get_config('sst2')
   standalone.init_from = str(tmp_path / 'run')  # model None: the architecture from the run's config.json
   standalone.evals.fewshot = config.evals.fewshot
-  run, alone, _ = _run(standalone, tmp_path / 'fewshot')
+  standalone_writer = _RecordingWriter()
+  run = trainer.train(rng=jax.random.PRNGKey(0), config=standalone, model_cls=registry.MODELS.get('bert_encoder'),
+                      dataset=None, workdir=str(tmp_path / 'fewshot'), writer=standalone_writer)
+  alone = run['fewshot']
   assert run['weights']['step'] == 4
   assert alone['scalars'] == pytest.approx(periodic)
+  # TensorBoard: a curve over the pretraining steps (steps 2 and 4) per task and shot count; the standalone
+  # evaluation of the step-4 checkpoint writes at step 4, so probes of successive checkpoints also draw curves.
+  assert writer.steps['fewshot/sst2/4shot'] == [2, 4]
+  assert standalone_writer.steps['fewshot/sst2/4shot'] == [4] and run['step'] == 4
 
 
 def test_sweep_on_features_scores_every_split_and_survives_nan_features():
@@ -338,3 +348,33 @@ def test_both_protocols_share_one_embedding_pass(minilm_task, tmp_path, monkeypa
   assert scalars['fewshot/a/sst2_10shot'] == scalars['fewshot/z/sst2_10shot'] > 0.7
   assert scalars['fewshot/sst2/8shot'] == pytest.approx(both['tasks']['sst2']['shots'][8]['mean'])
   assert 'fewshot/z/best_l2_for_5shot_eval' in scalars and any(k.startswith('fewshot/zz/') for k in scalars)
+
+
+def test_plot_overlays_encoders_from_their_results(tmp_path, monkeypatch):
+  from core import errors
+  from projects.bert import fewshot_plot
+
+  def entries(offset):
+    return {'sst2': {'task': 'sst2', 'split': 'validation', 'metric': 'accuracy', 'majority': 0.51,
+                     'shots': {str(k): {'mean': 0.5 + offset * k, 'std': 0.01} for k in (1, 2, 4)}}}
+  for name, offset in (('a', 0.05), ('b', 0.02)):
+    os.makedirs(tmp_path / name)
+    with open(tmp_path / name / 'results.json', 'w') as f:
+      json.dump({'mode': 'train', 'fewshot': {'tasks': entries(offset)}}, f)
+  assert fewshot_plot.read_entries(f'pretrained={tmp_path / "a"}')[0] == 'pretrained'
+  assert fewshot_plot.read_entries(str(tmp_path / 'b' / 'results.json'))[0] == 'b'
+
+  drawn = []
+  real = fewshot.plot_encoders
+  def spy(runs, path, title=''):
+    drawn.append(runs)
+    return real(runs, path, title)
+  monkeypatch.setattr(fewshot, 'plot_encoders', spy)
+  out = fewshot_plot.main([f'A={tmp_path / "a"}', str(tmp_path / 'b'), '--output', str(tmp_path / 'cmp.png')])
+  assert list(drawn[0]) == ['A', 'b'] and drawn[0]['A']['sst2']['shots']['4']['mean'] == pytest.approx(0.7)
+  with open(out, 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  with pytest.raises(errors.DataError, match='section .probes.'):
+    fewshot_plot.read_entries(str(tmp_path / 'a'), section='probes')
+  with pytest.raises(errors.MissingFileError, match='results.json'):
+    fewshot_plot.read_entries(str(tmp_path))
