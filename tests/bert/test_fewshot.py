@@ -13,7 +13,7 @@ from clu import metric_writers
 
 import projects.bert  # noqa: F401  (declares the datasets, models and evaluators)
 from core import registry
-from projects.bert import fewshot
+from projects.bert import fewshot, fewshot_scenic
 from projects.bert.trainers import bert_trainer as trainer
 from projects.bert.configs import common
 from projects.bert.configs import fewshot as fewshot_config
@@ -311,7 +311,6 @@ def test_a_pool_too_small_for_the_shots_fails_before_embedding(minilm_task):
 
 
 def test_both_protocols_share_one_embedding_pass(minilm_task, tmp_path, monkeypatch):
-  from projects.bert import fewshot_scenic
   from core import sharding as sharding_lib
 
   records_dir, minilm_dir = minilm_task
@@ -378,3 +377,40 @@ def test_plot_overlays_encoders_from_their_results(tmp_path, monkeypatch):
     fewshot_plot.read_entries(str(tmp_path / 'a'), section='probes')
   with pytest.raises(errors.MissingFileError, match='results.json'):
     fewshot_plot.read_entries(str(tmp_path))
+
+
+def test_nsp_features_of_a_model_garden_head_come_from_the_checkpoint(minilm_task, tmp_path):
+  """A standalone run (bert_encoder, no head of its own) of a checkpoint whose next-sentence head is Model Garden's
+  ClassificationHead probes tanh(pooler_dense([CLS])) with the checkpoint's head, not the encoder's pooler."""
+  from core import errors, params_io
+  from core import sharding as sharding_lib
+
+  records_dir, _ = minilm_task
+  model = common.model_config('tiny')
+  model.nsp_head = 'classification_head'  # the field issue 20 adds; the encoder ignores it
+  encoder = fewshot.init_encoder_params(model, jax.random.PRNGKey(3))
+  rng = np.random.default_rng(0)
+  h = model.hidden_size
+  head = {'pooler_dense': {'kernel': (rng.normal(size=(h, h)) * 0.2).astype(np.float32),
+                           'bias': rng.normal(size=h).astype(np.float32)},
+          'logits': {'kernel': np.zeros((h, 2), np.float32), 'bias': np.zeros(2, np.float32)}}
+  params_io.save_params(str(tmp_path / 'mg'), {'bert': encoder, 'nsp_head': head}, metadata={'model': model.to_dict()})
+  config = _fewshot_config(records_dir, str(tmp_path / 'mg'), shots=(2,), num_seeds=1)
+  config.evals.fewshot.update(protocol='scenic', scenic={'shots': (1, 5), 'headline': ''})
+  _, result, _ = _run(config, tmp_path / 'run')
+
+  mesh = sharding_lib.create_mesh()
+  inputs = fewshot_evaluator.load_task_inputs(config.evals.fewshot, 'sst2')
+  def scenic_with(params, feature):
+    data = fewshot_evaluator.embed_task(fewshot.make_feature_fn(model, (feature,), mesh), params, inputs, mesh,
+                                        (feature,))[feature]
+    return fewshot_scenic.scenic_fewshot({'sst2': (data.train_features, data.train_labels, 2, {
+        'sst2': (data.eval_features['validation'], data.eval_labels['validation'])})}, (1, 5))['accuracy']
+  expected = scenic_with({'bert': encoder, 'nsp_head': head}, 'nsp')
+  assert result['scenic']['accuracy_per_l2'] == expected
+  assert expected != scenic_with({'bert': encoder}, 'pooled')  # the encoder's pooler would give other numbers
+
+  params_io.save_params(str(tmp_path / 'no_head'), {'bert': encoder}, metadata={'model': model.to_dict()})
+  config.init_from = str(tmp_path / 'no_head')
+  with pytest.raises(errors.ConfigError, match='has no nsp_head'):
+    _run(config, tmp_path / 'run2')
