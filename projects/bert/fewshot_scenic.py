@@ -15,9 +15,10 @@ The protocol, per evaluation:
   - reported: accuracy (every task, whatever its GLUE metric) as `z/{task}_{k}shot` at the chosen regulariser,
     `z/best_l2_for_{k}shot_eval`, every (k, l2) as `zz/{task}_{k}shot_l2={l2}`, and the headline `a/sst2_100shot`.
 
-The ridge solution for every regulariser comes from one thin SVD of the support matrix, X = U S V^T:
+The ridge solution for every regulariser comes from one decomposition of the support matrix: with X = U S V^T,
 w(l2) = V diag(s / (s^2 + l2)) U^T Y, the exact solution of Scenic's normal equations (X^T Y lies in the span of V,
-and X^T X + l2 I is V (S^2 + l2) V^T there); computed in float64.
+and X^T X + l2 I is V (S^2 + l2) V^T there); with more examples than columns, the same from the eigendecomposition
+of X^T X. Computed in float64.
 """
 
 from __future__ import annotations
@@ -66,14 +67,21 @@ def ridge_accuracies(x: np.ndarray, labels: np.ndarray, num_classes: int, evals:
   mean, std = x.mean(0), x.std(0) + STD_EPS
   xb = _standardise_with_bias(x, mean, std)
   targets = np.where(np.arange(num_classes)[None, :] == np.asarray(labels)[:, None], 1.0, -1.0)
-  u, s, vt = np.linalg.svd(xb, full_matrices=False)
-  uty = u.T @ targets  # [r, c]
+  # w(l2) = B diag(1 / (eig + l2)) num, with B an orthonormal basis of the row space of xb and eig the eigenvalues
+  # of xb^T xb there: from the thin SVD when there are fewer examples than columns, else (cheaper for the
+  # 1000-shot sets) from the eigendecomposition of the (d + 1) x (d + 1) Gram matrix.
+  if xb.shape[0] < xb.shape[1]:
+    u, s, vt = np.linalg.svd(xb, full_matrices=False)
+    basis, eig, num = vt.T, s ** 2, s[:, None] * (u.T @ targets)
+  else:
+    eig, basis = np.linalg.eigh(xb.T @ xb)
+    num = basis.T @ (xb.T @ targets)
   out = {}
   for name, (feats, y) in evals.items():
-    projected = _standardise_with_bias(feats, mean, std) @ vt.T  # [m, r]: every regulariser reuses it
+    projected = _standardise_with_bias(feats, mean, std) @ basis  # [m, r]: every regulariser reuses it
     accs = []
     for l2 in l2_regs:
-      scores = projected @ ((s / (s ** 2 + float(l2)))[:, None] * uty)
+      scores = projected @ (num / (eig + float(l2))[:, None])
       accs.append(np.mean(np.argmax(scores, axis=1) == np.asarray(y)))
     out[name] = np.asarray(accs, np.float64)
   return out
