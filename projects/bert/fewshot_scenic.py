@@ -15,6 +15,13 @@ The protocol, per evaluation:
   - reported: accuracy (every task, whatever its GLUE metric) as `z/{task}_{k}shot` at the chosen regulariser,
     `z/best_l2_for_{k}shot_eval`, every (k, l2) as `zz/{task}_{k}shot_l2={l2}`, and the headline `a/sst2_100shot`.
 
+Where ours differs from Scenic's code, and why: Scenic reads the whole train split through its training iterator
+(tf.data shuffle(100) without a seed, kept between evaluations and separate for mnli_matched and mnli_mismatched),
+so its support sets change from one evaluation to the next and are not reproducible; here they come from the first
+`train_pool_size` train records in one seeded permutation, the same at every step, so a curve over pretraining
+steps shows the encoder changing, not the draw. Scenic also evaluates after step 1 (step % 50k == 1); the
+evaluator here runs every `every` steps and after the last. Scenic solves in float32 with JAX; this in float64.
+
 The ridge solution for every regulariser comes from one decomposition of the support matrix: with X = U S V^T,
 w(l2) = V diag(s / (s^2 + l2)) U^T Y, the exact solution of Scenic's normal equations (X^T Y lies in the span of V,
 and X^T X + l2 I is V (S^2 + l2) V^T there); with more examples than columns, the same from the eigendecomposition
