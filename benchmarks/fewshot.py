@@ -4,8 +4,10 @@ protocol (ours, Scenic's, or both over one embedding pass).
   python -m benchmarks.fewshot --sizes=base,large --dtypes=float32,bfloat16 --pool=20000 --eval=10000 --seq=128 \
       --output=benchmarks/results/fewshot_gpu.json                                       # synthetic tokens
   python -m benchmarks.fewshot --init_from=/tmp/minilm --records=data/glue --task=sst2    # real records
-  python -m benchmarks.fewshot --sizes=base --pool=2000 --eval=1000 --classes=2 --protocols=ours,scenic,both \
+  python -m benchmarks.fewshot --sizes=base --pool=2000 --eval=1000 --classes=2 --protocols=both \
       --output=benchmarks/results/fewshot_protocols_cpu.json                             # both protocols' cost
+  python -m benchmarks.fewshot --sizes=base --pool=2000 --eval=1000 --classes=2 --protocols=ours,scenic \
+      --probes_only --output=benchmarks/results/fewshot_probes_cpu.json                  # the probes alone
 
 With synthetic tokens (random ids, random lengths and labels) only the embedding and the probes are timed; with
 `--records` (a `prepare.py glue` output directory) the sweep runs through the evaluator's own input path and the
@@ -43,6 +45,8 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   p.add_argument('--batch', type=int, default=256, help='Global batch of the embedding pass.')
   p.add_argument('--shots', default='1,2,4,8,16,32')
   p.add_argument('--seeds', type=int, default=5)
+  p.add_argument('--probes_only', action='store_true',
+                 help='Time the probes alone, on random features of the encoder\'s hidden size (no embedding).')
   p.add_argument('--output', default='/tmp/fewshot_benchmark.json')
   return p.parse_args(argv)
 
@@ -68,6 +72,20 @@ def _synthetic_inputs(args: argparse.Namespace, vocab_size: int):
   return TaskInputs(task='synthetic', num_classes=args.classes, main_split='validation',
                     train_batches=batches(args.pool), eval_batches={'validation': batches(args.eval)},
                     train_size=args.pool, eval_sizes={'validation': args.eval})
+
+
+def _random_features(args: argparse.Namespace, features: Sequence[str], hidden: int) -> Dict[str, Any]:
+  """{feature: TaskFeatures} of random [pool / eval, hidden] features with a weak class signal (--probes_only)."""
+  from projects.bert import fewshot
+
+  rng = np.random.default_rng(0)
+  centres = rng.normal(size=(args.classes, hidden)) * 0.1
+  def draw(n):
+    y = np.arange(n) % args.classes
+    return (centres[y] + rng.normal(size=(n, hidden))).astype(np.float32), y
+  (tx, ty), (ex, ey) = draw(args.pool), draw(args.eval)
+  return {f: fewshot.TaskFeatures('synthetic', args.classes, tx, ty, {'validation': ex}, {'validation': ey})
+          for f in features}
 
 
 def run(args: argparse.Namespace, size: str, dtype: str, protocol: str = 'ours') -> Dict[str, Any]:
@@ -96,25 +114,33 @@ def run(args: argparse.Namespace, size: str, dtype: str, protocol: str = 'ours')
   block.scenic.shots = tuple(int(k) for k in args.scenic_shots.split(','))
   features = fewshot_evaluator.needed_features(block)
 
-  t0 = time.perf_counter()
-  if args.records:
-    inputs = fewshot_evaluator.load_task_inputs(block, args.task)
+  if args.probes_only:
+    by_feature = _random_features(args, features, model_config.hidden_size)
+    inputs = fewshot_evaluator.TaskInputs(task='synthetic', num_classes=args.classes, main_split='validation',
+                                          train_batches=[{'input_ids': np.zeros((1, args.seq), np.int32)}],
+                                          eval_batches={'validation': []}, train_size=args.pool,
+                                          eval_sizes={'validation': args.eval})
+    read_s = compile_s = embed_s = float('nan')
   else:
-    inputs = _synthetic_inputs(args, model_config.vocab_size)
-  read_s = time.perf_counter() - t0
-  feature_fn = fewshot.make_feature_fn(model_config, features, mesh)
+    t0 = time.perf_counter()
+    if args.records:
+      inputs = fewshot_evaluator.load_task_inputs(block, args.task)
+    else:
+      inputs = _synthetic_inputs(args, model_config.vocab_size)
+    read_s = time.perf_counter() - t0
+    feature_fn = fewshot.make_feature_fn(model_config, features, mesh)
 
-  # Compile on one batch of each split (every batch has the same shape), then time the whole pass.
-  warm = dataclasses.replace(inputs, train_batches=inputs.train_batches[:1],
-                             eval_batches={s: b[:1] for s, b in inputs.eval_batches.items()})
-  t0 = time.perf_counter()
-  fewshot_evaluator.embed_task(feature_fn, params, warm, mesh, features)
-  first_s = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  by_feature = fewshot_evaluator.embed_task(feature_fn, params, inputs, mesh, features)
-  embed_s = time.perf_counter() - t0
-  batches = len(inputs.train_batches) + sum(len(b) for b in inputs.eval_batches.values())
-  compile_s = max(first_s - embed_s * (1 + len(inputs.eval_batches)) / batches, 0.0)
+    # Compile on one batch of each split (every batch has the same shape), then time the whole pass.
+    warm = dataclasses.replace(inputs, train_batches=inputs.train_batches[:1],
+                               eval_batches={s: b[:1] for s, b in inputs.eval_batches.items()})
+    t0 = time.perf_counter()
+    fewshot_evaluator.embed_task(feature_fn, params, warm, mesh, features)
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    by_feature = fewshot_evaluator.embed_task(feature_fn, params, inputs, mesh, features)
+    embed_s = time.perf_counter() - t0
+    batches = len(inputs.train_batches) + sum(len(b) for b in inputs.eval_batches.values())
+    compile_s = max(first_s - embed_s * (1 + len(inputs.eval_batches)) / batches, 0.0)
   score_fn = glue_metrics.main_score if args.records else fewshot.accuracy_score
   selected = fewshot_evaluator.protocols(block)
   probe_s = scenic_s = 0.0
@@ -134,8 +160,9 @@ def run(args: argparse.Namespace, size: str, dtype: str, protocol: str = 'ours')
   fits = len(shots) * args.seeds if 'ours' in selected else 0
   return {
       'encoder': args.init_from or size, 'hidden': model_config.hidden_size, 'layers': model_config.num_layers,
-      'dtype': dtype, 'protocol': protocol, 'features': '+'.join(features), 'data': args.records or 'synthetic',
+      'dtype': dtype, 'protocol': protocol, 'features': '+'.join(features),
       'seq_len': int(inputs.train_batches[0]['input_ids'].shape[1]), 'pool': inputs.train_size,
+      'data': 'random features' if args.probes_only else args.records or 'synthetic',
       'eval': sum(inputs.eval_sizes.values()), 'fits': fits, 'l2_regs': len(block.l2_regs),
       'scenic_solves': len(block.scenic.shots) * len(block.scenic.l2_regs) if 'scenic' in selected else 0,
       'read_s': read_s, 'compile_s': compile_s, 'embed_s': embed_s,
