@@ -1,11 +1,13 @@
 """Few-shot probing of a frozen BERT encoder: support-set sampling, feature extraction, a closed-form ridge probe
 whose regulariser is chosen by cross-validation on the support set, scoring, and the results table and plot.
 
-Each split is embedded once per checkpoint; every shot count, seed and regulariser then reuses those features
-(Scenic and big_vision re-embed the train split for each, which is what makes them slow). The probe is ridge
-regression onto +-1 one-hot targets with an unpenalised intercept, solved through one thin SVD of the centred
-support features, which gives the fit and the exact held-out predictions of leave-one-example-per-class-out for
-every regulariser at once, and works in the dual when there are fewer examples than feature dimensions.
+Each split is embedded once per checkpoint; every shot count, seed and regulariser then reuses those features (as
+Scenic and big_vision do too: their few-shot evaluators embed each task's train and eval sets once per evaluation,
+then solve every shot count and regulariser on those features; Scenic's protocol is `projects.bert.fewshot_scenic`).
+The probe is ridge regression onto +-1 one-hot targets with an unpenalised intercept, solved through one thin SVD of
+the centred support features, which gives the fit and the exact held-out predictions of
+leave-one-example-per-class-out for every regulariser at once, and works in the dual when there are fewer examples
+than feature dimensions.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from core import evaluation
 from core import sharding as sharding_lib
 from projects.bert import modeling
 
-FEATURES = ('pooled', 'mean')
+# 'nsp': the next-sentence head's pre-logits (what Scenic's few-shot evaluator probes); see `nsp_pre_logits`.
+FEATURES = ('pooled', 'mean', 'nsp')
 
 # ---------------------------------------------------------------------------------------------------------------
 # Support sets.
@@ -56,39 +59,85 @@ def sample_support(labels: np.ndarray, k: int, seed: int, num_classes: Optional[
 # Features.
 
 
-def encoder_features(sequence: jax.Array, pooled: jax.Array, input_mask: jax.Array, feature: str) -> jax.Array:
-  """'pooled' (the tanh pooler over [CLS]) or 'mean' (the sequence averaged over real tokens) -> [batch, hidden]
-  float32, from sequence [batch, seq, hidden], pooled [batch, hidden], input_mask int [batch, seq].
+def nsp_pre_logits(nsp_head: Optional[Mapping[str, Any]], sequence: jax.Array, pooled: jax.Array) -> jax.Array:
+  """The input of the next-sentence head's final classification layer, [batch, hidden] float32, from
+  sequence [batch, seq, hidden] and pooled [batch, hidden], keyed on the structure of the head's parameters:
+
+    {'kernel', 'bias'}                 one dense layer on the encoder's pooled output (google-research/bert,
+                                       Hugging Face): the pre-logits are the pooled output;
+    {'pooler_dense': {...}, ...}       Model Garden's ClassificationHead (`next_sentence`): tanh of its own dense
+                                       layer on [CLS] (its dropout is off when embedding);
+    None                               an encoder without the head's parameters: the pooled output, which is what
+                                       the one-dense head reads (the caller refuses architectures with another head).
+  """
+  if nsp_head is not None and 'pooler_dense' in nsp_head:
+    dense = nsp_head['pooler_dense']
+    cls = sequence[:, 0].astype(jnp.float32)
+    return jnp.tanh(cls @ dense['kernel'].astype(jnp.float32) + dense['bias'].astype(jnp.float32))
+  if nsp_head is not None and 'kernel' not in nsp_head:
+    raise ValueError(f'Unknown next-sentence head structure {sorted(nsp_head)}: expected kernel/bias (one dense on '
+                     f'the pooler) or pooler_dense/logits (Model Garden\'s ClassificationHead).')
+  return pooled.astype(jnp.float32)
+
+
+def encoder_features(sequence: jax.Array, pooled: jax.Array, input_mask: jax.Array, feature: str,
+                     nsp_head: Optional[Mapping[str, Any]] = None) -> jax.Array:
+  """'pooled' (the tanh pooler over [CLS]), 'mean' (the sequence averaged over real tokens) or 'nsp' (the
+  next-sentence head's pre-logits, `nsp_pre_logits`) -> [batch, hidden] float32, from sequence [batch, seq, hidden],
+  pooled [batch, hidden], input_mask int [batch, seq] and the next-sentence head's parameters (for 'nsp').
   """
   if feature == 'pooled':
     return pooled.astype(jnp.float32)
   if feature == 'mean':
     m = input_mask.astype(jnp.float32)[..., None]
     return (sequence.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+  if feature == 'nsp':
+    return nsp_pre_logits(nsp_head, sequence, pooled)
   raise ValueError(f'Unknown few-shot feature {feature!r}; use one of {FEATURES}.')
 
 
-def make_feature_fn(model_config: Mapping[str, Any], feature: str, mesh: Mesh) -> Callable[[Any, Dict], jax.Array]:
-  """Returns jitted `fn(encoder_params, batch) -> features [batch, hidden] float32` (replicated), where
-  `encoder_params` is the 'bert' subtree of any BERT model and `batch` holds global input_ids, input_mask and
-  segment_ids [batch, seq]. Parameters keep whatever sharding they come with (a pretraining state's included).
-  The function is cached per architecture, feature and mesh, so evaluating another checkpoint compiles nothing.
+def make_feature_fn(model_config: Mapping[str, Any], features: Sequence[str], mesh: Mesh
+                    ) -> Callable[[Any, Dict], jax.Array]:
+  """Returns jitted `fn(params, batch) -> [batch, len(features) * hidden] float32` (replicated): the `features`
+  side by side, from one forward pass of the encoder. `params` holds 'bert' (the encoder of any BERT model) and,
+  for 'nsp', the model's 'nsp_head' when it has one; `batch` holds global input_ids, input_mask and segment_ids
+  [batch, seq]. Parameters keep whatever sharding they come with (a pretraining state's included). The function
+  is cached per architecture, features and mesh, so evaluating another checkpoint compiles nothing;
+  `split_features` takes the result apart.
   """
-  if feature not in FEATURES:
-    raise ValueError(f'Unknown few-shot feature {feature!r}; use one of {FEATURES}.')
-  return _feature_fn(modeling.BertConfig.from_model_config(model_config), feature, mesh)
+  features = (features,) if isinstance(features, str) else tuple(features)
+  for feature in features:
+    if feature not in FEATURES:
+      raise ValueError(f'Unknown few-shot feature {feature!r}; use one of {FEATURES}.')
+  return _feature_fn(modeling.BertConfig.from_model_config(model_config), features, mesh)
 
 
 @functools.lru_cache(maxsize=16)
-def _feature_fn(bert_config: modeling.BertConfig, feature: str, mesh: Mesh) -> Callable[[Any, Dict], jax.Array]:
+def _feature_fn(bert_config: modeling.BertConfig, features: Tuple[str, ...], mesh: Mesh
+                ) -> Callable[[Any, Dict], jax.Array]:
   encoder = modeling.BertEncoder(bert_config)
 
   def fn(params, batch):
-    sequence, pooled = encoder.apply({'params': params}, batch['input_ids'], batch['input_mask'],
+    sequence, pooled = encoder.apply({'params': params['bert']}, batch['input_ids'], batch['input_mask'],
                                      batch['segment_ids'], train=False)
-    return encoder_features(sequence, pooled, batch['input_mask'], feature)
+    return jnp.concatenate([encoder_features(sequence, pooled, batch['input_mask'], f, params.get('nsp_head'))
+                            for f in features], axis=-1)
 
   return jax.jit(fn, out_shardings=sharding_lib.replicated(mesh))
+
+
+def feature_params(params: Mapping[str, Any], features: Sequence[str]) -> Dict[str, Any]:
+  """The parts of a BERT model's parameters that `make_feature_fn`'s function reads: 'bert', and 'nsp_head' when
+  'nsp' is among `features` and the model has one."""
+  out = {'bert': params['bert']}
+  if 'nsp' in features and 'nsp_head' in params:
+    out['nsp_head'] = params['nsp_head']
+  return out
+
+
+def split_features(x: np.ndarray, features: Sequence[str]) -> Dict[str, np.ndarray]:
+  """[n, len(features) * hidden] -> {feature: [n, hidden]}."""
+  return dict(zip(features, np.split(np.asarray(x, np.float32), len(features), axis=-1)))
 
 
 def encoder_init_fn(model_config: Mapping[str, Any]) -> Callable[[jax.Array], Any]:
@@ -110,8 +159,8 @@ def init_encoder_params(model_config: Mapping[str, Any], rng: jax.Array) -> Any:
 
 def extract_features(feature_fn: Callable, params: Any, batches: Iterable[Dict[str, np.ndarray]], mesh: Mesh,
                      keep: Sequence[str] = ('label_ids',)) -> Dict[str, np.ndarray]:
-  """One pass of `feature_fn` over `batches`: {'features': [n, hidden] float32, and the `keep` fields [n, ...]},
-  padding rows (batch_mask 0) removed, in input order, on every process.
+  """One pass of `feature_fn` over `batches`: {'features': [n, width] float32 (`split_features` takes several
+  apart), and the `keep` fields [n, ...]}, padding rows (batch_mask 0) removed, in input order, on every process.
   """
   out = evaluation.gather_predictions(feature_fn, params, batches, mesh, keep=tuple(keep))
   out['features'] = np.asarray(out.pop('outputs'), np.float32)
@@ -349,24 +398,40 @@ def format_table(entries: Mapping[str, Mapping[str, Any]]) -> str:
 
 def plot_results(entries: Mapping[str, Mapping[str, Any]], path: str, title: str = '') -> str:
   """Writes a PNG with a panel per task: metric (mean +- std over seeds) against shots per class, log2 axis, a line
-  per eval split."""
+  per eval split, and the majority-class baseline of each split (entries' 'majority') as a dashed line."""
+  return plot_encoders({'': entries}, path, title)
+
+
+def plot_encoders(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str, title: str = '') -> str:
+  """`plot_results` for several encoders on one figure: `runs` {encoder label: entries}; a panel per task, a line
+  per encoder (and eval split), the majority-class baseline dashed (it depends on the data, not the encoder)."""
   import matplotlib
   matplotlib.use('Agg')  # no display on servers; must precede pyplot
   import matplotlib.pyplot as plt
 
-  tasks = list(dict.fromkeys(e['task'] for e in entries.values()))
+  tasks = list(dict.fromkeys(e['task'] for entries in runs.values() for e in entries.values()))
   cols = max(1, min(len(tasks), 4))
   rows = max(1, math.ceil(len(tasks) / cols))
   fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
   for ax, task in zip(axes.flat, tasks):
-    for e in (e for e in entries.values() if e['task'] == task):
-      ks = sorted(e['shots'], key=int)
-      mean = np.array([e['shots'][k]['mean'] for k in ks])
-      std = np.array([e['shots'][k]['std'] for k in ks])
-      ax.errorbar([int(k) for k in ks], mean, yerr=std, marker='o', capsize=3, label=e['split'])
-      ax.set_ylabel(e['metric'])
+    baselines: Dict[str, float] = {}
+    ks_all = set()
+    for label, entries in runs.items():
+      for e in (e for e in entries.values() if e['task'] == task):
+        ks = sorted(e['shots'], key=int)
+        ks_all.update(int(k) for k in ks)
+        mean = np.array([e['shots'][k]['mean'] for k in ks])
+        std = np.array([e['shots'][k].get('std', 0.0) for k in ks])
+        name = ', '.join(p for p in (label, e['split']) if p)
+        ax.errorbar([int(k) for k in ks], mean, yerr=std, marker='o', capsize=3, label=name)
+        ax.set_ylabel(e['metric'])
+        if e.get('majority') is not None:
+          baselines.setdefault(e['split'], float(e['majority']))
+    for split, value in baselines.items():
+      ax.axhline(value, color='grey', linestyle='--', linewidth=1,
+                 label='majority class' + (f', {split}' if len(baselines) > 1 else ''))
     ax.set_xscale('log', base=2)
-    ks = sorted({int(k) for e in entries.values() if e['task'] == task for k in e['shots']})
+    ks = sorted(ks_all)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.minorticks_off()
     ax.set_xlabel('examples per class')

@@ -13,7 +13,7 @@ from clu import metric_writers
 
 import projects.bert  # noqa: F401  (declares the datasets, models and evaluators)
 from core import registry
-from projects.bert import fewshot
+from projects.bert import fewshot, fewshot_scenic
 from projects.bert.trainers import bert_trainer as trainer
 from projects.bert.configs import common
 from projects.bert.configs import fewshot as fewshot_config
@@ -147,9 +147,12 @@ class _RecordingWriter(metric_writers.LoggingWriter):
   def __init__(self):
     super().__init__()
     self.scalars = {}
+    self.steps = {}  # tag -> the steps it was written at: a curve over steps, or a single point
 
   def write_scalars(self, step, scalars):
     self.scalars.update(scalars)
+    for tag in scalars:
+      self.steps.setdefault(tag, []).append(int(step))
     super().write_scalars(step, scalars)
 
 
@@ -235,9 +238,16 @@ def test_periodic_fewshot_evaluation_inside_pretraining(tmp_path):
   standalone = fewshot_config.get_config('sst2')
   standalone.init_from = str(tmp_path / 'run')  # model None: the architecture from the run's config.json
   standalone.evals.fewshot = config.evals.fewshot
-  run, alone, _ = _run(standalone, tmp_path / 'fewshot')
+  standalone_writer = _RecordingWriter()
+  run = trainer.train(rng=jax.random.PRNGKey(0), config=standalone, model_cls=registry.MODELS.get('bert_encoder'),
+                      dataset=None, workdir=str(tmp_path / 'fewshot'), writer=standalone_writer)
+  alone = run['fewshot']
   assert run['weights']['step'] == 4
   assert alone['scalars'] == pytest.approx(periodic)
+  # TensorBoard: a curve over the pretraining steps (steps 2 and 4) per task and shot count; the standalone
+  # evaluation of the step-4 checkpoint writes at step 4, so probes of successive checkpoints also draw curves.
+  assert writer.steps['fewshot/sst2/4shot'] == [2, 4]
+  assert standalone_writer.steps['fewshot/sst2/4shot'] == [4] and run['step'] == 4
 
 
 def test_sweep_on_features_scores_every_split_and_survives_nan_features():
@@ -298,3 +308,109 @@ def test_a_pool_too_small_for_the_shots_fails_before_embedding(minilm_task):
   inputs = fewshot_evaluator.load_task_inputs(block, 'sst2')
   assert inputs.train_size == 40 and inputs.eval_sizes == {'validation': 96} and inputs.main_split == 'validation'
   assert sum(int(b['batch_mask'].sum()) for b in inputs.train_batches) == 40
+
+
+def test_both_protocols_share_one_embedding_pass(minilm_task, tmp_path, monkeypatch):
+  from core import sharding as sharding_lib
+
+  records_dir, minilm_dir = minilm_task
+  config = _fewshot_config(records_dir, minilm_dir, shots=(2, 8), num_seeds=2)
+  config.evals.fewshot.update(protocol='both', scenic={'shots': (1, 5, 10), 'headline': 'sst2_10shot'})
+  passes = []
+  real_embed = fewshot_evaluator.embed_task
+  monkeypatch.setattr(fewshot_evaluator, 'embed_task', lambda *a, **k: passes.append(a[-1]) or real_embed(*a, **k))
+  _, both, scalars = _run(config, tmp_path / 'both')
+  assert passes == [('mean', 'nsp')]  # one pass over the task computes both protocols' features
+
+  # Ours is unchanged by running Scenic's beside it, and has the majority-class baseline.
+  _, ours, _ = _run(_fewshot_config(records_dir, minilm_dir, shots=(2, 8), num_seeds=2), tmp_path / 'ours')
+  assert both['tasks']['sst2']['shots'] == ours['tasks']['sst2']['shots']
+  assert 0.4 < both['tasks']['sst2']['majority'] < 0.65 and both['tasks']['sst2']['majority'] == ours['tasks'][
+      'sst2']['majority']
+
+  # Scenic's numbers are the protocol applied to the NSP pre-logits (here the pooler: MiniLM's head is one dense).
+  assert both['scenic']['feature'] == 'nsp' and 'eval sets' in both['scenic']['note']
+  inputs = fewshot_evaluator.load_task_inputs(config.evals.fewshot, 'sst2')
+  model_config = json.load(open(os.path.join(minilm_dir, 'metadata.json')))['model']
+  from core import params_io
+  params = {'bert': params_io.read_pretrained(minilm_dir)[0]['bert']}
+  mesh = sharding_lib.create_mesh()
+  data = fewshot_evaluator.embed_task(fewshot.make_feature_fn(model_config, ('pooled',), mesh), params, inputs, mesh,
+                                      ('pooled',))['pooled']
+  expected = fewshot_scenic.scenic_fewshot(
+      {'sst2': (data.train_features, data.train_labels, 2, {'sst2': (data.eval_features['validation'],
+                                                                       data.eval_labels['validation'])})},
+      (1, 5, 10))
+  assert both['scenic']['best_l2'] == expected['best_l2']
+  for k in (1, 5, 10):
+    assert scalars[f'fewshot/z/sst2_{k}shot'] == pytest.approx(expected['z']['sst2'][k], abs=1e-9)
+  assert scalars['fewshot/a/sst2_10shot'] == scalars['fewshot/z/sst2_10shot'] > 0.7
+  assert scalars['fewshot/sst2/8shot'] == pytest.approx(both['tasks']['sst2']['shots'][8]['mean'])
+  assert 'fewshot/z/best_l2_for_5shot_eval' in scalars and any(k.startswith('fewshot/zz/') for k in scalars)
+
+
+def test_plot_overlays_encoders_from_their_results(tmp_path, monkeypatch):
+  from core import errors
+  from projects.bert import fewshot_plot
+
+  def entries(offset):
+    return {'sst2': {'task': 'sst2', 'split': 'validation', 'metric': 'accuracy', 'majority': 0.51,
+                     'shots': {str(k): {'mean': 0.5 + offset * k, 'std': 0.01} for k in (1, 2, 4)}}}
+  for name, offset in (('a', 0.05), ('b', 0.02)):
+    os.makedirs(tmp_path / name)
+    with open(tmp_path / name / 'results.json', 'w') as f:
+      json.dump({'mode': 'train', 'fewshot': {'tasks': entries(offset)}}, f)
+  assert fewshot_plot.read_entries(f'pretrained={tmp_path / "a"}')[0] == 'pretrained'
+  assert fewshot_plot.read_entries(str(tmp_path / 'b' / 'results.json'))[0] == 'b'
+
+  drawn = []
+  real = fewshot.plot_encoders
+  def spy(runs, path, title=''):
+    drawn.append(runs)
+    return real(runs, path, title)
+  monkeypatch.setattr(fewshot, 'plot_encoders', spy)
+  out = fewshot_plot.main([f'A={tmp_path / "a"}', str(tmp_path / 'b'), '--output', str(tmp_path / 'cmp.png')])
+  assert list(drawn[0]) == ['A', 'b'] and drawn[0]['A']['sst2']['shots']['4']['mean'] == pytest.approx(0.7)
+  with open(out, 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  with pytest.raises(errors.DataError, match='section .probes.'):
+    fewshot_plot.read_entries(str(tmp_path / 'a'), section='probes')
+  with pytest.raises(errors.MissingFileError, match='results.json'):
+    fewshot_plot.read_entries(str(tmp_path))
+
+
+def test_nsp_features_of_a_model_garden_head_come_from_the_checkpoint(minilm_task, tmp_path):
+  """A standalone run (bert_encoder, no head of its own) of a checkpoint whose next-sentence head is Model Garden's
+  ClassificationHead probes tanh(pooler_dense([CLS])) with the checkpoint's head, not the encoder's pooler."""
+  from core import errors, params_io
+  from core import sharding as sharding_lib
+
+  records_dir, _ = minilm_task
+  model = common.model_config('tiny')
+  model.nsp_head = 'classification_head'  # the field issue 20 adds; the encoder ignores it
+  encoder = fewshot.init_encoder_params(model, jax.random.PRNGKey(3))
+  rng = np.random.default_rng(0)
+  h = model.hidden_size
+  head = {'pooler_dense': {'kernel': (rng.normal(size=(h, h)) * 0.2).astype(np.float32),
+                           'bias': rng.normal(size=h).astype(np.float32)},
+          'logits': {'kernel': np.zeros((h, 2), np.float32), 'bias': np.zeros(2, np.float32)}}
+  params_io.save_params(str(tmp_path / 'mg'), {'bert': encoder, 'nsp_head': head}, metadata={'model': model.to_dict()})
+  config = _fewshot_config(records_dir, str(tmp_path / 'mg'), shots=(2,), num_seeds=1)
+  config.evals.fewshot.update(protocol='scenic', scenic={'shots': (1, 5), 'headline': ''})
+  _, result, _ = _run(config, tmp_path / 'run')
+
+  mesh = sharding_lib.create_mesh()
+  inputs = fewshot_evaluator.load_task_inputs(config.evals.fewshot, 'sst2')
+  def scenic_with(params, feature):
+    data = fewshot_evaluator.embed_task(fewshot.make_feature_fn(model, (feature,), mesh), params, inputs, mesh,
+                                        (feature,))[feature]
+    return fewshot_scenic.scenic_fewshot({'sst2': (data.train_features, data.train_labels, 2, {
+        'sst2': (data.eval_features['validation'], data.eval_labels['validation'])})}, (1, 5))['accuracy']
+  expected = scenic_with({'bert': encoder, 'nsp_head': head}, 'nsp')
+  assert result['scenic']['accuracy_per_l2'] == expected
+  assert expected != scenic_with({'bert': encoder}, 'pooled')  # the encoder's pooler would give other numbers
+
+  params_io.save_params(str(tmp_path / 'no_head'), {'bert': encoder}, metadata={'model': model.to_dict()})
+  config.init_from = str(tmp_path / 'no_head')
+  with pytest.raises(errors.ConfigError, match='has no nsp_head'):
+    _run(config, tmp_path / 'run2')

@@ -17,8 +17,10 @@ its source file) is
                           (80), batch 256, peak 1e-4 after a 10k-step linear warm-up from 0 over a linear decay from
                           step 0, AdamW without bias correction (eps 1e-6, decay 0.01), clipping at 1.0, tanh GELU,
                           one dense NSP layer on the encoder's pooler.
-`,fewshot` adds few-shot SST-2/RTE probes, an evaluator beside mlm_nsp with the same cadence
-(`--config.evals.fewshot.dataset.data_dir=` the `prepare glue` output). `tiny` is a CPU-sized run (sequence
+`,fewshot` adds the few-shot evaluator beside mlm_nsp with Scenic BERT's tasks and cadence (sst2, mnli matched and
+mismatched, every 50k steps; tiny and runlocal: mlm_nsp's cadence) and both protocols over one embedding pass: ours,
+and Scenic's (NSP-head pre-logits, the regulariser chosen on the eval sets: optimistic);
+`--config.evals.fewshot.dataset.data_dir=` the `prepare glue` output. `tiny` is a CPU-sized run (sequence
 length 128); `runlocal` shrinks any variant to a few steps for a smoke test on a laptop.
 """
 
@@ -101,6 +103,11 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
     config.evals.mlm_nsp.every = 10
     config.checkpoint_every = 10
   if with_fewshot:
-    config.evals.fewshot = fewshot_configs.fewshot_block(('sst2', 'rte'), data_dir='data/glue',
-                                                         every=config.evals.mlm_nsp.every, eval_size=2000)
+    # Scenic's pretraining config: glue_fewshot every 50k steps (log_eval_steps), whole dev sets.
+    every = config.evals.mlm_nsp.every if size == 'tiny' or runlocal else 50_000
+    config.evals.fewshot = fewshot_configs.fewshot_block(fewshot_configs.SCENIC_TASKS, data_dir='data/glue',
+                                                         every=every, protocol='both')
+    if runlocal:
+      config.evals.fewshot.update(shots=(1, 2, 4), num_seeds=2, train_pool_size=256, eval_size=256, batch_size=16)
+      config.evals.fewshot.scenic.shots = (1, 5, 10)
   return config

@@ -1,22 +1,27 @@
 """`fewshot`: few-shot GLUE scores of the encoder being trained or evaluated (big_vision's few-shot evaluator, for
-text). The maths (support sets, features, the ridge probe, the sweep, table and plot) is `projects.bert.fewshot`;
-this module reads the inputs, runs the probes on the run's weights and reports.
+text). The maths is `projects.bert.fewshot` (our protocol: support sets, features, the ridge probe, the sweep,
+table and plot) and `projects.bert.fewshot_scenic` (Scenic's protocol); this module reads the inputs, embeds them
+with the run's weights and reports.
 
 Config (`config.evals.fewshot`, made by `configs/fewshot.py: fewshot_block`, which documents every field): tasks,
-dataset (the `bert_glue` fields of the tasks; '{task}' in data_dir is the task name), shots, num_seeds, l2_regs,
-feature, train_pool_size, eval_size, batch_size, every, and finetune_steps / finetune_batch_size / finetune_lr
-(> 0 steps: also fine-tune the whole model on each support set, the same support sets as the probe).
+dataset (the `bert_glue` fields of the tasks; '{task}' in data_dir is the task name), protocol ('ours', 'scenic' or
+'both'), shots, num_seeds, l2_regs, feature (ours), scenic (Scenic's shots, l2_regs, feature, seed, headline),
+train_pool_size, eval_size, batch_size, every, and finetune_steps / finetune_batch_size / finetune_lr (> 0 steps:
+also fine-tune the whole model on each support set, the same support sets as the probe).
 
 When it is built (before a run's first step, so a bad block fails early), each task's train pool (the first
 train_pool_size train records, in file order: the support sets are the same on every process and in every run)
 and eval splits (the first eval_size records of each) are read once, through the task's `bert_glue` builder, into
-host memory. Each run embeds them with the encoder of `state.params['bert']` in one jitted batched forward and fits
-the probes of every k and seed on those features.
+host memory. Each run embeds them with the run's weights in one jitted batched forward that computes every feature
+the selected protocols probe, and fits both protocols' probes on those features.
 
-Scores are each task's main GLUE metric (`glue_tasks`), keyed by the task for its main eval split and by
+Our scores are each task's main GLUE metric (`glue_tasks`), keyed by the task for its main eval split and by
 '{task}_{split}' for the others (MNLI: 'mnli' = matched, 'mnli_mismatched'). Scalars: '{task}/{k}shot' (mean over
-seeds), 'mean/{k}shot' (over tasks, when several), 'finetune/...' for the fine-tuning probe. The log gets a
-table per run and workdir/{name}.png a plot (first process).
+seeds), 'mean/{k}shot' (over tasks, when several), 'finetune/...' for the fine-tuning probe; Scenic's protocol adds
+its own names, 'z/{task}_{k}shot' (accuracy), 'z/best_l2_for_{k}shot_eval', 'zz/{task}_{k}shot_l2={l2}' and the
+headline 'a/sst2_100shot' (`fewshot_scenic.scalars`). Each is one TensorBoard tag, `{name}/...`, written at the
+step of each evaluation: over a pretraining run, a curve per task and shot count. The log gets a table per run
+and workdir/{name}.png a plot of our protocol with the majority-class line (first process).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import jax
 import ml_collections
@@ -36,7 +41,7 @@ from core import errors, evaluation, registry
 from core import sharding as sharding_lib
 from core.dataset import NumpyBatch
 from core.evaluators import EvalContext, Evaluator
-from projects.bert import fewshot, glue_metrics
+from projects.bert import fewshot, fewshot_scenic, glue_metrics
 from projects.bert.datasets import glue_tasks
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -79,7 +84,7 @@ def load_task_inputs(fs: ml_collections.ConfigDict, task_name: str) -> TaskInput
   meta = dataset.meta_data
   pool = min(int(fs.get('train_pool_size') or 0) or meta.num_train_examples, meta.num_train_examples)
   train_batches = list(dataset.valid_iter('train', num_examples=pool))
-  _check_class_counts(task, train_batches, max(int(k) for k in fs.shots), pool)
+  _check_class_counts(task, train_batches, largest_shot(fs), pool)
   limit = int(fs.get('eval_size') or 0)
   eval_sizes = {split: min(limit or n, n) for split, n in meta.eval_sizes.items()}
   eval_batches = {split: list(dataset.valid_iter(split, num_examples=n)) for split, n in eval_sizes.items()}
@@ -123,42 +128,95 @@ def pool_tokens(inputs: TaskInputs) -> Dict[str, np.ndarray]:
 # The ridge probe on frozen features.
 
 
-def embed_task(feature_fn: Callable, encoder_params: Any, inputs: TaskInputs, mesh: Mesh) -> fewshot.TaskFeatures:
-  """One forward pass over the task's pool and eval splits -> features and labels (padding removed)."""
-  train = fewshot.extract_features(feature_fn, encoder_params, inputs.train_batches, mesh)
-  evals = {split: fewshot.extract_features(feature_fn, encoder_params, batches, mesh)
+def embed_task(feature_fn: Callable, params: Any, inputs: TaskInputs, mesh: Mesh, features: Sequence[str]
+               ) -> Dict[str, fewshot.TaskFeatures]:
+  """One forward pass over the task's pool and eval splits -> {feature: features and labels (padding removed)},
+  for `features` as `feature_fn` (`fewshot.make_feature_fn`) computes them side by side."""
+  train = fewshot.extract_features(feature_fn, params, inputs.train_batches, mesh)
+  evals = {split: fewshot.extract_features(feature_fn, params, batches, mesh)
            for split, batches in inputs.eval_batches.items()}
-  return fewshot.TaskFeatures(
-      task=inputs.task, num_classes=inputs.num_classes, train_features=train['features'],
-      train_labels=train['label_ids'], eval_features={s: e['features'] for s, e in evals.items()},
-      eval_labels={s: e['label_ids'] for s, e in evals.items()})
+  train_x = fewshot.split_features(train['features'], features)
+  eval_x = {split: fewshot.split_features(e['features'], features) for split, e in evals.items()}
+  return {f: fewshot.TaskFeatures(
+      task=inputs.task, num_classes=inputs.num_classes, train_features=train_x[f], train_labels=train['label_ids'],
+      eval_features={s: x[f] for s, x in eval_x.items()}, eval_labels={s: e['label_ids'] for s, e in evals.items()})
+      for f in features}
 
 
 def _entry_key(inputs: TaskInputs, split: str) -> str:
   return inputs.task if split == inputs.main_split else f'{inputs.task}_{split}'
 
 
-def evaluate_encoder(fs: ml_collections.ConfigDict, feature_fn: Callable, encoder_params: Any,
-                     inputs: Sequence[TaskInputs], mesh: Mesh) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, float]]:
-  """Embeds every task once and runs the probe sweep. Returns (entries, timings): entries keyed by task (main
-  split) or '{task}_{split}', each {'task', 'split', 'metric', 'shots': {k: {'mean', 'std', 'per_seed', 'l2'}}};
-  timings {'embed_s', 'probe_s', 'embedded_examples'}.
+def scenic_task_name(task: str, split: str, num_splits: int) -> str:
+  """Scenic's name of a task's eval split: the task, or '{task}_{split}' when it has several (mnli_matched)."""
+  return task if num_splits == 1 else f'{task}_{split}'
+
+
+PROTOCOLS = {'ours': ('ours',), 'scenic': ('scenic',), 'both': ('ours', 'scenic')}
+
+
+def protocols(fs: ml_collections.ConfigDict) -> Tuple[str, ...]:
+  """The protocols `fs.protocol` selects ('ours' when absent)."""
+  name = fs.get('protocol') or 'ours'
+  if name not in PROTOCOLS:
+    raise errors.ConfigError(f'config.evals.fewshot.protocol={name!r}; use one of {sorted(PROTOCOLS)}.')
+  return PROTOCOLS[name]
+
+
+def needed_features(fs: ml_collections.ConfigDict) -> Tuple[str, ...]:
+  """The features the selected protocols probe, each once (one embedding pass computes them all)."""
+  names = []
+  for protocol in protocols(fs):
+    names.append(fs.feature if protocol == 'ours' else fs.scenic.feature)
+  return tuple(dict.fromkeys(names))
+
+
+def largest_shot(fs: ml_collections.ConfigDict) -> int:
+  return max(max(int(k) for k in (fs.shots if p == 'ours' else fs.scenic.shots)) for p in protocols(fs))
+
+
+def evaluate_encoder(fs: ml_collections.ConfigDict, feature_fn: Callable, params: Any, inputs: Sequence[TaskInputs],
+                     mesh: Mesh) -> Tuple[Dict[str, Dict[str, Any]], Optional[Dict[str, Any]], Dict[str, Any]]:
+  """Embeds every task once (every feature the protocols need, in one pass) and runs the selected protocols on
+  those features. Returns (entries, scenic, timings): entries (our protocol; {} when not selected) keyed by task
+  (main split) or '{task}_{split}', each {'task', 'split', 'metric', 'majority', 'shots': {k: {'mean', 'std',
+  'per_seed', 'l2'}}} ('majority': the metric of always predicting the pool's most frequent class); scenic
+  (`fewshot_scenic.scenic_fewshot`'s result, or None); timings {'embed_s', 'probe_s', 'scenic_s',
+  'embedded_examples'}.
   """
+  selected, features = protocols(fs), needed_features(fs)
   entries: Dict[str, Dict[str, Any]] = {}
-  timings = {'embed_s': 0.0, 'probe_s': 0.0, 'embedded_examples': 0}
+  scenic_tasks: Dict[str, fewshot_scenic.TaskData] = {}
+  timings: Dict[str, Any] = {'embed_s': 0.0, 'probe_s': 0.0, 'scenic_s': 0.0, 'embedded_examples': 0}
   seeds = list(range(int(fs.num_seeds)))
   for task in inputs:
     t0 = time.perf_counter()
-    features = embed_task(feature_fn, encoder_params, task, mesh)
-    t1 = time.perf_counter()
-    by_split = fewshot.fewshot_sweep(features, [int(k) for k in fs.shots], seeds, [float(x) for x in fs.l2_regs],
-                                     score_fn=glue_metrics.main_score)
-    timings['embed_s'] += t1 - t0
-    timings['probe_s'] += time.perf_counter() - t1
+    by_feature = embed_task(feature_fn, params, task, mesh, features)
+    timings['embed_s'] += time.perf_counter() - t0
     timings['embedded_examples'] += task.train_size + sum(task.eval_sizes.values())
-    for split, result in by_split.items():
-      entries[_entry_key(task, split)] = {'task': task.task, 'split': split, **result}
-  return entries, timings
+    if 'ours' in selected:
+      t0 = time.perf_counter()
+      data = by_feature[fs.feature]
+      by_split = fewshot.fewshot_sweep(data, [int(k) for k in fs.shots], seeds, [float(x) for x in fs.l2_regs],
+                                       score_fn=glue_metrics.main_score)
+      timings['probe_s'] += time.perf_counter() - t0
+      majority = int(np.bincount(data.train_labels, minlength=task.num_classes).argmax())
+      for split, result in by_split.items():
+        labels = data.eval_labels[split]
+        base = glue_metrics.main_score(task.task, np.full_like(labels, majority), labels)[1]
+        entries[_entry_key(task, split)] = {'task': task.task, 'split': split, 'majority': base, **result}
+    if 'scenic' in selected:
+      data = by_feature[fs.scenic.feature]
+      evals = {scenic_task_name(task.task, split, len(data.eval_features)): (x, data.eval_labels[split])
+               for split, x in data.eval_features.items()}
+      scenic_tasks[task.task] = (data.train_features, data.train_labels, task.num_classes, evals)
+  scenic = None
+  if scenic_tasks:
+    t0 = time.perf_counter()
+    scenic = fewshot_scenic.scenic_fewshot(scenic_tasks, [int(k) for k in fs.scenic.shots],
+                                           [float(x) for x in fs.scenic.l2_regs], int(fs.scenic.seed))
+    timings['scenic_s'] = time.perf_counter() - t0
+  return entries, scenic, timings
 
 
 def with_task_means(scalars: Dict[str, float], entries: Mapping[str, Any]) -> Dict[str, float]:
@@ -263,26 +321,56 @@ def finetune_sweep(fs: ml_collections.ConfigDict, model_cls: Any, model_config: 
 
 @registry.EVALUATORS.register('fewshot')
 class FewShotEvaluator(Evaluator):
-  """Probes `state.params['bert']` on the tasks of its block; see the module docstring."""
+  """Probes the encoder of `state.params` on the tasks of its block; see the module docstring."""
 
   def __init__(self, name: str, config: Any, context: EvalContext):
     super().__init__(name, config, context)
     self.fs = config
+    self.protocols = protocols(config)
+    self.features = needed_features(config)
     self.model_config = ml_collections.ConfigDict(context.config.model.to_dict())
-    self.feature_fn = fewshot.make_feature_fn(self.model_config, config.feature, context.mesh)
+    self.feature_fn = fewshot.make_feature_fn(self.model_config, self.features, context.mesh)
+    self._source_nsp_head: Optional[Any] = None
     t0 = time.perf_counter()
     self.inputs = [load_task_inputs(config, task) for task in config.tasks]
     self.read_s = time.perf_counter() - t0
     self.results: Dict[str, Any] = {}
 
+  def _feature_params(self, params: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the feature function reads. A model without the next-sentence head (`bert_encoder`, the standalone
+    config) whose architecture has Model Garden's head, which is not the encoder's pooler, takes the head from the
+    weights it was loaded from."""
+    out = fewshot.feature_params(params, self.features)
+    head = self.model_config.get('nsp_head') or 'encoder_pooler'
+    if 'nsp' in self.features and 'nsp_head' not in out and head != 'encoder_pooler':
+      if self._source_nsp_head is None:
+        from core import params_io  # orbax: only this case pays its import
+        path = self.context.weights.get('path') or ''
+        source = params_io.read_pretrained(path)[0] if path else {}
+        if 'nsp_head' not in source:
+          raise errors.ConfigError(
+              f'Few-shot feature "nsp" reads the next-sentence head\'s pre-logits, but config.model.nsp_head is '
+              f'{head!r} and {path or "the random encoder"} has no nsp_head parameters. Use a checkpoint with its '
+              f'next-sentence head, or feature "mean"/"pooled" (config.evals.{self.name}.feature / scenic.feature).')
+        self._source_nsp_head = source['nsp_head']
+      out['nsp_head'] = self._source_nsp_head
+    return out
+
   def run(self, state: Any, step: int) -> Iterable[Tuple[str, float]]:
     fs, t_start = self.fs, time.perf_counter()
-    entries, timings = evaluate_encoder(fs, self.feature_fn, state.params['bert'], self.inputs, self.context.mesh)
+    entries, scenic, timings = evaluate_encoder(fs, self.feature_fn, self._feature_params(state.params),
+                                                self.inputs, self.context.mesh)
     scalars = with_task_means(fewshot.flat_scalars(entries), entries)
     source = self.context.weights
     title = f'{fs.feature} features, {fs.num_seeds} seeds, mean+-std in %, of {source.get("path") or "random"}'
-    logging.info('Few-shot ridge probe at step %d (%s; embed %.1fs, probes %.1fs):\n%s', step, title,
-                 timings['embed_s'], timings['probe_s'], fewshot.format_table(entries))
+    if entries:
+      logging.info('Few-shot ridge probe at step %d (%s; embed %.1fs, probes %.1fs):\n%s', step, title,
+                   timings['embed_s'], timings['probe_s'], fewshot.format_table(entries))
+    if scenic is not None:
+      scalars.update(fewshot_scenic.scalars(scenic, fs.scenic.get('headline')))
+      logging.info('Few-shot as Scenic reports it at step %d (%s features, one support set, accuracy in %%, the '
+                   'regulariser chosen on the eval sets, so optimistic; %.1fs):\n%s', step, fs.scenic.feature,
+                   timings['scenic_s'], fewshot_scenic.format_table(scenic))
     finetuned = {}
     if int(fs.get('finetune_steps') or 0) > 0:
       t0 = time.perf_counter()
@@ -294,12 +382,17 @@ class FewShotEvaluator(Evaluator):
       logging.info('Few-shot fine-tuning (%d steps; %s):\n%s', fs.finetune_steps, title,
                    fewshot.format_table(finetuned))
     self.results = {
-        'step': step, 'weights': dict(source), 'feature': fs.feature, 'num_seeds': int(fs.num_seeds),
-        'shots': [int(k) for k in fs.shots], 'model': self.model_config.to_dict(), 'tasks': entries,
-        'finetune': finetuned, 'scalars': scalars,
+        'step': step, 'weights': dict(source), 'protocol': fs.get('protocol') or 'ours', 'feature': fs.feature,
+        'num_seeds': int(fs.num_seeds), 'shots': [int(k) for k in fs.shots], 'model': self.model_config.to_dict(),
+        'tasks': entries, 'finetune': finetuned,
+        'scalars': {k: v for k, v in scalars.items() if not k.startswith('zz/')},
         'timing_s': {**timings, 'read_s': self.read_s, 'total_s': time.perf_counter() - t_start},
     }
-    if jax.process_index() == 0:
+    if scenic is not None:
+      self.results['scenic'] = {
+          'feature': fs.scenic.feature, 'note': 'regulariser chosen per shot count on the eval sets (optimistic)',
+          'best_l2': scenic['best_l2'], 'accuracy': scenic['z'], 'accuracy_per_l2': scenic['accuracy']}
+    if jax.process_index() == 0 and (entries or finetuned):
       self._plot(entries, finetuned, source)
     return scalars.items()
 

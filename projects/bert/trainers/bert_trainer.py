@@ -107,8 +107,13 @@ def _train(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, datase
                         results=results, weights=source, resumed_from=setup.resumed_from)
   evaluators = build_evaluators(config.get('evals'), context)
   batch_size = config.get('batch_size')
+  state = setup.state
+  if steps == 0 and setup.resumed_from is None and source.get('step'):
+    # A run that only evaluates saved weights (e.g. few-shot probes of a pretraining checkpoint) writes its scalars
+    # at the weights' training step, as eval mode does: probes of successive checkpoints draw curves over steps.
+    state = state.replace(step=jax.numpy.asarray(int(source['step']), state.step.dtype))
   state, info = loop.train_loop(
-      state=setup.state, train_step=setup.train_step, train_iter=train_iter, mesh=setup.mesh,
+      state=state, train_step=setup.train_step, train_iter=train_iter, mesh=setup.mesh,
       num_train_steps=steps, writer=writer, checkpointer=setup.checkpointer,
       checkpoint_every=config.get('checkpoint_every', 1000), log_every=config.get('log_every', 100),
       evaluators=evaluators, results=results, examples_per_step=batch_size,
