@@ -14,7 +14,8 @@ from projects.bert.datasets import pretraining as pretraining_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {'pretraining': 'projects/bert/configs/pretrain.py:tiny', 'GLUE': 'projects/bert/configs/glue.py:mrpc',
-           'few-shot': 'projects/bert/configs/fewshot.py:sst2'}
+           'few-shot': 'projects/bert/configs/fewshot.py:sst2',
+           'GLUE suite': 'projects/bert/configs/glue_suite.py:tiny'}
 
 
 def documented_fields():
@@ -27,7 +28,7 @@ def documented_fields():
       continue
     qualifier = None
     for part in re.split(r',\s*(?![^`]*`(?:[^`]*`[^`]*`)*[^`]*$)', row):  # the comma-separated items of the cell
-      m = re.match(r'(?:(pretraining|GLUE|few-shot) )?`([^`]+)`$', part.strip())
+      m = re.match(r'(?:(pretraining|GLUE suite|GLUE|few-shot) )?`([^`]+)`$', part.strip())
       assert m, f'README config table: cannot read {part!r} in row {row!r}'
       qualifier = m.group(1)
       prefix = ''
@@ -93,7 +94,8 @@ def test_documented_field_exists_and_is_settable(qualifier, field):
   found = []
   for config_arg in candidates:
     path, variant = config_arg.split(':')
-    module = {'pretrain.py': 'pretrain', 'glue.py': 'glue', 'fewshot.py': 'fewshot'}[os.path.basename(path)]
+    module = {'pretrain.py': 'pretrain', 'glue.py': 'glue', 'fewshot.py': 'fewshot',
+              'glue_suite.py': 'glue_suite'}[os.path.basename(path)]
     config = __import__(f'projects.bert.configs.{module}', fromlist=['get_config']).get_config(variant)
     value = _lookup(config, field)
     if value is KeyError:

@@ -266,7 +266,6 @@ def run_suite(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: A
               writer: Any) -> Dict[str, Any]:
   """Runs every (task, seed) of configs/glue_suite.py; writes glue_results.{json,md} and submission/."""
   del rng, model_cls, dataset, writer  # each run builds its own from the registries
-  write_run_config(config, workdir)
   t0 = time.time()
   tasks = task_list(config.tasks, config.data_dir)
   num_seeds = int(config.num_seeds)
@@ -276,15 +275,17 @@ def run_suite(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: A
     logging.warning('config.init_from is empty: every task fine-tunes RANDOM weights (near-chance scores).')
   logging.info('GLUE suite: %s x %d seeds from %s, in %s.', ', '.join(tasks), num_seeds, config.init_from or 'random',
                workdir)
+  run_dirs = {task: {seed: os.path.join(workdir, task, f'seed_{seed}') for seed in range(num_seeds)} for task in tasks}
+  for task in tasks:  # before anything runs: a workdir of other settings is refused at once, not after hours
+    for seed, run_dir in run_dirs[task].items():
+      check_same_run(run_config(config, task, seed), run_dir)
+  write_run_config(config, workdir)
   metrics: Dict[str, Dict[int, Dict[str, float]]] = {}
-  run_dirs: Dict[str, Dict[int, str]] = {}
   for task in tasks:
-    for seed in range(num_seeds):
-      run_dir = os.path.join(workdir, task, f'seed_{seed}')
+    for seed, run_dir in run_dirs[task].items():
       logging.info('=== %s, seed %d (%s) ===', task, seed, run_dir)
       results = fine_tune(run_config(config, task, seed), run_dir)
       metrics.setdefault(task, {})[seed] = final_metrics(results, task, run_dir)
-      run_dirs.setdefault(task, {})[seed] = run_dir
 
   table = glue_table(metrics)
   submission: Dict[str, Any] = {}
@@ -311,7 +312,7 @@ def run_suite(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: A
   if jax.process_index() == 0:
     from core import atomic
     atomic.write_text(os.path.join(workdir, RESULTS_MD), markdown)
-  logging.info('GLUE suite done in %.0f s; %s and %s:\n%s', summary['wall_time_s'],
-               os.path.join(workdir, RESULTS_JSON), os.path.join(workdir, RESULTS_MD), markdown)
-  print(markdown, flush=True)
+  logging.info('GLUE suite done in %.0f s: %s, %s.', summary['wall_time_s'], os.path.join(workdir, RESULTS_JSON),
+               os.path.join(workdir, RESULTS_MD))
+  print(markdown, flush=True)  # the table, once, on stdout
   return summary

@@ -185,3 +185,22 @@ def test_task_list_and_config_errors(tmp_path):
   assert (run.init_from, run.dataset.data_dir, run.dataset.task, run.model_name, run.rng_seed,
           run.dataset.seed) == ('/ckpt', '/records', 'stsb', 'bert_regression', 2, 2)
   assert glue_suite.run_config(config, 'cola', 0).model_name == 'bert_classification'
+
+
+def test_a_suite_run_exports_to_hugging_face(suite, tmp_path):
+  """A run's workdir exports with its head and its task's labels (the parity of the export: test_convert.py)."""
+  from safetensors.numpy import load_file
+
+  from core import params_io
+  from projects.bert import convert
+  _, workdir, summary = suite
+  run_dir = os.path.join(workdir, 'mrpc', f'seed_{summary["tasks"]["mrpc"]["best_seed"]}')
+  info = convert.export_hf_checkpoint(run_dir, str(tmp_path / 'hf'))
+  assert info['architecture'] == 'BertForSequenceClassification'
+  hf_config = json.load(open(tmp_path / 'hf' / 'config.json'))
+  assert hf_config['id2label'] == {'0': '0', '1': '1'} and hf_config['hidden_size'] == 128
+  params, _ = params_io.read_pretrained(run_dir)
+  tensors = load_file(str(tmp_path / 'hf' / 'model.safetensors'))
+  np.testing.assert_array_equal(tensors['classifier.weight'], params['classifier']['kernel'].T)
+  np.testing.assert_array_equal(tensors['bert.embeddings.word_embeddings.weight'],
+                                params['bert']['word_embeddings']['embedding'])
