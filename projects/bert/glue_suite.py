@@ -94,14 +94,18 @@ def _flat(d: Mapping[str, Any]) -> Dict[str, Any]:
   return traverse_util.flatten_dict(json.loads(json.dumps(d)), sep='.')
 
 
+# Fields that do not change a run's result: a finished run with other values is still the same run.
+_BOOKKEEPING = ('mode', 'log_every', 'checkpoint_every', 'checkpoint.')
+
+
 def check_same_run(run: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses `workdir` when its config.json is of another run than `run` (a field both have differs): its results
-  would be reported as those of the new config."""
+  """Refuses `workdir` when its config.json is of another run than `run` (a field both have differs, other than
+  logging and checkpointing): its results would be reported as those of the new config."""
   saved = read_run_config(workdir)
   if saved is None:
     return
   old, new = _flat(saved.to_dict()), _flat(json.loads(run.to_json_best_effort()))
-  differs = [k for k in sorted(new) if k in old and old[k] != new[k] and k != 'mode']
+  differs = [k for k in sorted(new) if k in old and old[k] != new[k] and not k.startswith(_BOOKKEEPING)]
   if differs:
     details = '; '.join(f'{k}: {old[k]!r} -> {new[k]!r}' for k in differs[:5])
     raise errors.ConfigError(f'{os.path.join(workdir, CONFIG_FILE)} is of another run ({details}). The suite '

@@ -138,6 +138,11 @@ def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one(suite, monkeyp
   predicted = [wd for mode, wd in calls if mode == 'predict']
   assert all('stsb' in wd for wd in predicted)
 
+  # Logging and checkpointing settings do not make another run: nothing is trained or predicted again.
+  calls.clear()
+  config.finetune.log_every = 1
+  third = glue_suite.run_suite(rng=None, config=config, model_cls=None, dataset=None, workdir=workdir, writer=None)
+  assert calls == [] and third['tasks'] == second['tasks']
   # Other settings in the same workdir are refused, naming the run's config.json and the field.
   config.finetune.schedule.base_lr = 5e-4
   with pytest.raises(errors.ConfigError, match=r'mrpc/seed_0/config.json is of another run \(schedule.base_lr'):
