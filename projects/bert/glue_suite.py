@@ -3,9 +3,10 @@ each (task, seed) a run of the one trainer (`bert_trainer`) in workdir/{task}/se
 (glue_results.json, glue_results.md) and the submission files of each task's best seed (workdir/submission/).
 See configs/glue_suite.py.
 
-The runs share this process (measured on 2 CPU cores with tiny runs: a subprocess per run adds ~12 s of Python,
-TensorFlow and JAX start-up to a run that trains in ~10 s in-process; at real size the two are the same speed):
-in-process, a multi-host suite is the same command on every host, with no launcher of its own.
+The runs share this process. Measured on a shared 2-core CPU with MiniLM runs of 8 steps: one run as its own
+`main.py` process took 92 s, of which its trainer 66 s (26 s of Python, TensorFlow and JAX start-up); in the suite
+each run took 64-71 s, start to next start. At real size start-up is small beside training either way, and
+in-process a multi-host suite is the same command on every host, with no launcher of its own.
 
 Resuming: a run whose results.json says `done` is skipped, and one that was interrupted resumes from its checkpoint
 (the trainer's own resume). A run's workdir holds one run: a finished or started run whose config.json differs from
