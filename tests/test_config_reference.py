@@ -15,7 +15,8 @@ from projects.bert.datasets import squad as squad_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {'pretraining': 'projects/bert/configs/pretrain.py:tiny', 'GLUE': 'projects/bert/configs/glue.py:mrpc',
-           'few-shot': 'projects/bert/configs/fewshot.py:sst2', 'SQuAD': 'projects/bert/configs/squad.py:v1.1'}
+           'few-shot': 'projects/bert/configs/fewshot.py:sst2', 'SQuAD': 'projects/bert/configs/squad.py:v1.1',
+           'GLUE suite': 'projects/bert/configs/glue_suite.py:tiny'}
 
 
 def documented_fields():
@@ -28,7 +29,7 @@ def documented_fields():
       continue
     qualifier = None
     for part in re.split(r',\s*(?![^`]*`(?:[^`]*`[^`]*`)*[^`]*$)', row):  # the comma-separated items of the cell
-      m = re.match(r'(?:(pretraining|GLUE|few-shot|SQuAD) )?`([^`]+)`$', part.strip())
+      m = re.match(r'(?:(pretraining|GLUE suite|GLUE|few-shot|SQuAD) )?`([^`]+)`$', part.strip())
       assert m, f'README config table: cannot read {part!r} in row {row!r}'
       qualifier = m.group(1)
       prefix = ''

