@@ -40,6 +40,7 @@ import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jax
+from absl import logging
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -387,6 +388,12 @@ def export_hf_checkpoint(path: str, output: str, vocab_file: Optional[str] = Non
   if not model_config:
     raise errors.MissingFileError(f'{path} does not say its architecture (no metadata.json `model`, no run '
                                   f'config.json): export a params directory written by convert or a run\'s workdir.')
+  if 'pooler_dense' in params.get('nsp_head', {}):
+    # Model Garden's next_sentence ClassificationHead (dense + tanh + out) has no Hugging Face BERT class: the
+    # export keeps the encoder and the MLM head (BertForMaskedLM) and says what it left out.
+    params = {k: v for k, v in params.items() if k != 'nsp_head'}
+    logging.warning('%s: the next_sentence ClassificationHead (model.nsp_head=classification_head) has no Hugging '
+                    'Face equivalent and is not exported; the encoder and the MLM head are.', path)
   heads = [h for h in ('classifier', 'regressor') if h in params]
   flat = traverse_util.flatten_dict(params, sep='/')
   entries = _hf_entries('bert.' if set(params) != {'bert'} else '', int(model_config['num_layers']),

@@ -535,3 +535,33 @@ def test_hf_export_glue_head(model_name, tmp_path):
 def registry_models(name):
   from core import registry
   return registry.MODELS.get(name)
+
+
+def test_hf_export_of_model_garden_nsp_head_keeps_encoder_and_mlm(tmp_path):
+  """Pretraining params with Model Garden's next_sentence ClassificationHead (the model_garden recipe's default)
+  export as BertForMaskedLM (HF has no such NSP head): every position's MLM logits equal ours."""
+  import torch
+  import transformers
+  config = common.model_config('tiny', hidden_act='gelu_tanh', nsp_head='classification_head')
+  config.update(vocab_size=HF_CONFIG['vocab_size'], hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+                max_position_embeddings=32)
+  ids, mask, segments = padded_inputs(HF_CONFIG['vocab_size'], [9, 4, 12], 12, seed=5)
+  batch = {'input_ids': ids, 'input_mask': mask, 'segment_ids': segments,
+           'masked_lm_positions': np.tile(np.arange(12, dtype=np.int32), (3, 1))}
+  module = modeling.BertForPreTraining(modeling.BertConfig.from_model_config(config), nsp_head='classification_head')
+  params = jax.device_get(module.init(jax.random.PRNGKey(0), batch)['params'])
+  rng = np.random.default_rng(1)
+  params = jax.tree_util.tree_map(lambda x: x + rng.normal(0.0, 0.2, x.shape).astype(np.float32), params)
+  assert 'pooler_dense' in params['nsp_head']
+  params_io.save_params(str(tmp_path / 'ours'), params, metadata={'model': config.to_dict()})
+  info = convert.export_hf_checkpoint(str(tmp_path / 'ours'), str(tmp_path / 'hf'))
+  assert info['architecture'] == 'BertForMaskedLM'
+  hf, loading = transformers.BertForMaskedLM.from_pretrained(str(tmp_path / 'hf'), output_loading_info=True)
+  # BertForMaskedLM has no pooler: the encoder's pooler is in the file (for BertModel) and is all it leaves unused.
+  assert not loading['missing_keys'] and not loading['mismatched_keys'], loading
+  assert set(loading['unexpected_keys']) == {'bert.pooler.dense.weight', 'bert.pooler.dense.bias'}, loading
+  with torch.no_grad():
+    logits = hf.eval()(input_ids=torch.from_numpy(ids).long(), attention_mask=torch.from_numpy(mask).long(),
+                token_type_ids=torch.from_numpy(segments).long()).logits.numpy()
+  ours = np.asarray(module.apply({'params': params}, batch, train=False)['mlm_logits'])
+  assert_close(logits, ours, 'export MLM logits without the Model Garden NSP head', atol=EXPORT_ATOL)
