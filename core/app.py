@@ -94,6 +94,16 @@ def _identity(config: Dict[str, Any]) -> Dict[str, Any]:
   return {k: drop_none(config.get(k)) for k in IDENTITY_FIELDS}
 
 
+def _conflicts(old: Any, new: Any) -> bool:
+  """Whether `new` (a config's identity, unset fields left out) says something else than `old` (the run's): a field
+  the new config leaves unset is the run's (a project fills it in, e.g. the architecture from init_from)."""
+  if new is None:
+    return False
+  if isinstance(old, dict) and isinstance(new, dict):
+    return any(_conflicts(old.get(k), v) for k, v in new.items())
+  return old != new
+
+
 def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False) -> None:
   """Refuses to mix runs: a workdir that holds checkpoints and whose config.json differs in IDENTITY_FIELDS belongs
   to another run. Without a checkpoint there is nothing to mix up (a run that failed before its first checkpoint
@@ -104,7 +114,7 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_
   if saved is None or not _holds_checkpoint(workdir):
     return
   old, new = _identity(saved.to_dict()), _identity(json.loads(config.to_json_best_effort()))
-  differs = [k for k in IDENTITY_FIELDS if old.get(k) != new.get(k)]
+  differs = [k for k in IDENTITY_FIELDS if _conflicts(old.get(k), new.get(k))]
   if differs:
     details = '; '.join(f'{k}: {json.dumps(old.get(k))[:200]} -> {json.dumps(new.get(k))[:200]}' for k in differs)
     raise errors.ConfigError(f'{os.path.join(workdir, "config.json")} belongs to another run ({details}). Use a new '
@@ -199,11 +209,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   """Builds the dataset, model class and trainer that the config names, and runs the trainer.
 
   Registered trainers are called as `trainer(rng=, config=, model_cls=, dataset=, workdir=, writer=)` (Scenic's
-  signature); a trainer whose config has no dataset_name or model_name gets None for them.
+  signature), with the config their optional `resolve_config` attribute returns; a trainer whose config has no
+  dataset_name or model_name gets None for them.
   """
   from core.loop import create_writer
 
   trainer = registry.TRAINERS.get(config.trainer_name)
+  # A trainer may complete its config before the data is built from it (`trainer.resolve_config(config)`; BERT:
+  # the architecture of the weights at init_from, whose vocabulary bounds the records' token ids).
+  resolve = getattr(trainer, 'resolve_config', None)
+  if resolve is not None:
+    config = resolve(config)
   dataset_name = config.get('dataset_name')
   model_name = config.get('model_name')
   dataset = registry.DATASETS.get(dataset_name)(config) if dataset_name else None

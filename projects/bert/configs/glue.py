@@ -21,8 +21,10 @@ Defaults follow the BERT paper's fine-tuning recipe: batch 32, 3 epochs, peak le
 searches {5e-5, 4e-5, 3e-5, 2e-5} per task on the dev set: override `--config.schedule.base_lr`), linear warm-up
 over the first 10% of the steps then linear decay to 0, AdamW (weight decay 0.01 except LayerNorm and biases,
 eps 1e-6, no bias correction, as the original BERT optimizer), gradient clipping at 1.0, dropout 0.1, sequence
-length 128. `init_from` must be set for a meaningful run: empty means random weights. config.model must match the
-checkpoint's size (the converter's metadata.json holds its `model`); `init_heads=False` makes the task head fresh.
+length 128. `init_from` must be set for a meaningful run: empty means random weights. The architecture comes with
+init_from (the converter's metadata.json, or the pretraining run's config.json): leave SIZE out and set no
+--config.model.hidden_size etc.; a SIZE or field that is set must agree with the checkpoint (else an error names the
+field). Without init_from the size is SIZE, else base. `init_heads=False` makes the task head fresh.
 
 The task table (labels, regression or classification, metrics and the main one, splits, file names) is
 `projects.bert.datasets.glue_tasks`. `runlocal` shrinks any variant to a few steps of the tiny model for a smoke
@@ -55,7 +57,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   if unknown or len(sizes) > 1:
     raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,predict][,runlocal] with SIZE in '
                      f'{list(common.SIZES)}.')
-  size = sizes[0] if sizes else 'base'
+  size = sizes[0] if sizes else ''
   runlocal = 'runlocal' in parts
 
   config = ml_collections.ConfigDict()
@@ -63,7 +65,8 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.dataset_name = 'bert_glue'
   config.model_name = 'bert_regression' if task.is_regression else 'bert_classification'
   config.rng_seed = 0
-  config.model = common.model_config(size)
+  # The architecture fields a SIZE does not name (all of them without one) are None: init_from's, else base's.
+  config.model = common.model_config(size or 'base', inherit=common.inherit_architecture(size))
   config.model.num_labels = config_dict.placeholder(int)  # None: from the dataset's meta data (checked if set)
 
   config.dataset = ml_collections.ConfigDict()

@@ -83,6 +83,11 @@ def train(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: Any, 
   return results.data
 
 
+# core.app completes the config with it before building the dataset (the records' token ids are checked against the
+# vocabulary of the weights at init_from); `train` does too, for callers that do not go through core.app.
+train.resolve_config = weights.resolve_model_config
+
+
 def _train(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, dataset: Optional[Dataset], workdir: str,
            writer: Any) -> RunResults:
   meta = model.dataset_meta_data
