@@ -420,7 +420,8 @@ def _parser() -> argparse.ArgumentParser:
   sub.add_parser('pretraining', help='run create_pretraining_data.py; its flags follow (--input_file=... '
                  '--vocab_file=... --output_file=... --max_seq_length=...)', add_help=False)
   glue = sub.add_parser('glue', help='GLUE TSVs -> records and meta data')
-  glue.add_argument('--task', required=True, help=f'one of {", ".join(glue_tasks.task_names())}, or "all"')
+  glue.add_argument('--task', required=True,
+                    help=f'one of {", ".join(glue_tasks.task_names())}, or "all": every task found in --glue_dir')
   glue.add_argument('--glue_dir', required=True, help='folder holding CoLA/, SST-2/, MRPC/, ... (GLUE layout)')
   glue.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model to fine-tune')
   glue.add_argument('--output_dir', required=True)
