@@ -16,16 +16,15 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
-# TensorFlow is only our input pipeline: keep it off the accelerators JAX uses, and quiet.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-import ml_collections  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log level
+from core import config_help, errors, registry
+from core.workdir_lock import WorkdirLock
 
-from core import errors, registry  # noqa: E402
-from core.workdir_lock import WorkdirLock  # noqa: E402
+# JAX is imported where it is used: `main.py --help` and `--print_config` answer without loading it.
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, optionally `path.py:variant`.',
@@ -37,6 +36,12 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processe
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index (multi-process runs).')
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False, 'Run in a workdir whose config.json names another trainer, model or dataset.')
+_VERBOSE = flags.DEFINE_bool(
+    'verbose', False, 'Also log the libraries\' INFO lines (orbax, JAX, TensorFlow\'s C++ start-up, the upstream '
+    'data writers); by default only ours and everyone\'s warnings and errors.')
+_PRINT_CONFIG = flags.DEFINE_bool(
+    'print_config', False, 'Print every field of --config (with its overrides) with its value and meaning, then exit '
+    '(no --workdir needed).')
 _VERBOSE_ERRORS = flags.DEFINE_bool(
     'verbose_errors', False, 'Also print the traceback of errors whose message says what to fix (bad input, config, '
     'workdir, a full disk).')
@@ -65,6 +70,7 @@ def initialize_distributed(coordinator_address: Optional[str] = None, num_proces
 
   On TPU VMs and SLURM/Kubernetes clusters JAX detects the cluster itself; elsewhere pass the three flags.
   """
+  import jax
   if coordinator_address is not None:
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
@@ -126,6 +132,7 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_
 def workdir_lock(workdir: str) -> Iterator[None]:
   """Holds `workdir` for this run (`core.workdir_lock`); all processes of a multi-host run fail together when
   another run holds it (only process 0 takes the lock)."""
+  import jax
   lock, busy = WorkdirLock(workdir), None
   if jax.process_index() == 0:
     try:
@@ -212,6 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   signature), with the config their optional `resolve_config` attribute returns; a trainer whose config has no
   dataset_name or model_name gets None for them.
   """
+  import jax
   from core.loop import create_writer
 
   trainer = registry.TRAINERS.get(config.trainer_name)
@@ -238,8 +246,15 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) 
   def _main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    logs.configure(_VERBOSE.value)
+    if _PRINT_CONFIG.value:
+      if _CONFIG.value is None:
+        raise app.UsageError('--print_config prints the config of --config=path.py[:variant]; give one.')
+      print(config_help.describe(_CONFIG.value, config_flags.get_config_filename(FLAGS['config'])))
+      return
     if _CONFIG.value is None or _WORKDIR.value is None:
       raise app.UsageError('Both --config=path.py[:variant] and --workdir=DIR are required.')
+    import jax
     hide_accelerators_from_tensorflow()
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config, workdir = _CONFIG.value, _WORKDIR.value
@@ -259,4 +274,8 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) 
         _silence_shutdown()
       sys.exit(1)
 
+  if {'-h', '--help', '--helpshort'} & set(sys.argv[1:]):
+    # Ours, without parsing or loading anything more: absl's lists only the main module's flags (none).
+    print(config_help.usage(getattr(sys.modules.get('__main__'), '__doc__', None) or '', FLAGS, __name__))
+    return
   app.run(_main)

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from flax import traverse_util
 
-from core import errors
+from core import errors, logs
 from projects.bert import modeling
 from projects.bert.configs import common
 
@@ -468,7 +468,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   parser.add_argument('--input', required=True, help='TF checkpoint prefix/directory, or a save_pretrained dir.')
   parser.add_argument('--bert_config', default=None, help='bert_config.json for --format=tf.')
   parser.add_argument('--output', required=True, help='Directory to write (core.params_io.save_params).')
+  parser.add_argument(logs.VERBOSE_FLAG, action='store_true', help="Also log the libraries' INFO lines.")
   args = parser.parse_args(argv)
+  logs.configure(args.verbose)
 
   from core import params_io
 

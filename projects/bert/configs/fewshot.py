@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 
 import ml_collections
 
-from projects.bert.configs import common
+from projects.bert.configs import common, fields
 from projects.bert.datasets import glue_tasks
 
 # `classification`: every classification task but WNLI; `all` (ALL): those of them found in data_dir.
@@ -91,6 +91,9 @@ def _tasks(spec: str) -> Sequence[str]:
   if spec in (ALL, 'classification'):
     return (ALL,) if spec == ALL else CLASSIFICATION_TASKS
   return tuple(t for t in spec.split('+') if t)
+
+
+FIELD_DOCS = fields.FEWSHOT  # what --print_config prints beside each field
 
 
 def get_config(arg: str = 'sst2') -> ml_collections.ConfigDict:

@@ -34,7 +34,7 @@ test.
 import ml_collections
 from ml_collections import config_dict
 
-from projects.bert.configs import common
+from projects.bert.configs import common, fields
 from projects.bert.datasets import glue_tasks
 
 # Evaluate often enough for the learning curve (and best_on_dev) to show on the small tasks, rarely enough on the big
@@ -47,6 +47,9 @@ def predict_eval(weights: str = 'best') -> ml_collections.ConfigDict:
   """`config.evals.glue_predict`: the submission files of the test splits when a run ends, from the best_on_dev
   parameters ('best') or the last ones ('final')."""
   return ml_collections.ConfigDict({'weights': weights})
+
+
+FIELD_DOCS = fields.GLUE  # what --print_config prints beside each field
 
 
 def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:

@@ -17,8 +17,11 @@ few steps for a smoke test on a laptop.
 
 import ml_collections
 
-from projects.bert.configs import common
+from projects.bert.configs import common, fields
 from projects.bert.configs import fewshot as fewshot_configs
+
+
+FIELD_DOCS = fields.PRETRAIN  # what --print_config prints beside each field
 
 
 def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:

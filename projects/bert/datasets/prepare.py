@@ -10,6 +10,8 @@ r"""Writes the records the BERT builders read, with the official TF-Models write
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=vocab.txt \
       --output_dir=data/glue --max_seq_length=128          # --task=all: every task found in GLUE_DIR
 
+  --verbose (either command) also logs the libraries' INFO lines, e.g. the upstream writer's `*** Example ***` dumps.
+
 The GLUE records come from the official writer (`classifier_data_lib.generate_tf_record_from_data_file` and
 `file_based_convert_examples_to_features`) fed by `GlueTsvProcessor`, which reads the TSV layouts of the task
 table (`glue_tasks.py`): upstream's `create_finetuning_data.py` reads GLUE only through TFDS (a download). The meta
@@ -27,6 +29,8 @@ import subprocess
 import sys
 import uuid
 from typing import Any, Dict, List, Optional, Sequence
+
+from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log level
 
 import tensorflow as tf
 from absl import logging
@@ -432,7 +436,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
-  logging.set_verbosity(logging.INFO)
+  verbose = logs.VERBOSE_FLAG in argv  # any command: the libraries' INFO lines (the writers' example dumps) too
+  argv = [a for a in argv if a != logs.VERBOSE_FLAG]
+  logs.configure(verbose)
   if argv[:1] == ['pretraining']:
     if {'-h', '--help', '--helpshort'} & set(argv[1:]):
       print('usage: python -m projects.bert.datasets.prepare pretraining --input_file=... --vocab_file=... '

@@ -122,10 +122,31 @@ def _train(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, datase
   if not info['preempted']:
     finalize_evaluators(evaluators, state, step, results)
   results.update(step=step, preempted=info['preempted'], done=not info['preempted'])
-  logging.info('Training %s at step %d of %d; results in %s.',
+  logging.info('Training %s at step %d of %d. %s Results in %s.',
                'stopped (preempted: rerun the same command to resume)' if info['preempted'] else 'done', step, steps,
-               results.path)
+               evaluated(evaluators), results.path)
   return results
+
+
+def evaluated(evaluators: Any) -> str:
+  """What the run evaluated, for its last line: each evaluator with its top-level numbers (or its `final` ones),
+  or that nothing was."""
+  if not evaluators:
+    return 'Nothing was evaluated (config.evals has no evaluator).'
+  parts, idle = [], []
+  for ev in evaluators:
+    summary = ev.summary()
+    if not summary:
+      idle.append(ev.name)
+      continue
+    numbers = summary.get('final') if isinstance(summary.get('final'), dict) else summary
+    shown = [f'{k} {v:.4g}' for k, v in numbers.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != 'step'][:6]
+    parts.append(f'{ev.name}' + (f' ({", ".join(shown)})' if shown else ''))
+  text = f'Evaluated: {"; ".join(parts)}.' if parts else 'Nothing was evaluated.'
+  if idle:
+    text += f' Nothing from {", ".join(idle)} (no data for it: see its line above).'
+  return text
 
 
 def _evaluate(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, dataset: Optional[Dataset],
