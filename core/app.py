@@ -240,8 +240,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
     writer.close()
 
 
-def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) -> None:
-  """Parses flags and runs `main(config, workdir)` (default: `train_and_evaluate`)."""
+def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None, usage: Optional[str] = None) -> None:
+  """Parses flags and runs `main(config, workdir)` (default: `train_and_evaluate`). `--help` prints `usage` (default:
+  the docstring of `__main__`) and this module's flags."""
 
   def _main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
@@ -276,6 +277,6 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) 
 
   if {'-h', '--help', '--helpshort'} & set(sys.argv[1:]):
     # Ours, without parsing or loading anything more: absl's lists only the main module's flags (none).
-    print(config_help.usage(getattr(sys.modules.get('__main__'), '__doc__', None) or '', FLAGS, __name__))
+    print(config_help.usage(usage or getattr(sys.modules.get('__main__'), '__doc__', None) or '', FLAGS, __name__))
     return
   app.run(_main)
