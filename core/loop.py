@@ -70,14 +70,15 @@ def create_writer(workdir: str) -> metric_writers.MetricWriter:
 
 
 def progress_line(step: int, num_train_steps: int, metrics: Mapping[str, float], steps_per_sec: float,
-                  examples_per_sec: Optional[float] = None) -> str:
+                  examples_per_sec: Optional[float] = None, compiling: bool = False) -> str:
   """`step 120/1000 (12.0%) | loss 2.341, accuracy 0.51 | 4.05 steps/s, 130 examples/s | ETA 0:03:37`: the rates
-  and the ETA are those of the steps since the previous line."""
+  and the ETA are those of the steps since the previous line (`compiling`: they include the first step's
+  compilation, which the line says)."""
   shown = ', '.join(f'{k} {metrics[k]:.4g}' for k in sorted(metrics, key=lambda k: (k != 'loss', k)))
   rates = f'{steps_per_sec:.3g} steps/s' + (f', {examples_per_sec:.4g} examples/s' if examples_per_sec else '')
   eta = logs.format_duration((num_train_steps - step) / steps_per_sec) if steps_per_sec > 0 else '?'
   return (f'step {step}/{num_train_steps} ({100.0 * step / max(num_train_steps, 1):.1f}%) | {shown} | {rates} | '
-          f'ETA {eta}')
+          f'ETA {eta}' + (' (with compilation)' if compiling else ''))
 
 
 def _first_divergence(steps: Sequence[Mapping[str, Any]], first_step: int,
@@ -187,7 +188,7 @@ def train_loop(
       scalars['train/tokens_per_sec'] = tokens_per_step * steps_since_log / elapsed
     writer.write_scalars(step, scalars)
     logging.info('%s', progress_line(step, num_train_steps, means, scalars['train/steps_per_sec'],
-                                     scalars.get('train/examples_per_sec')))
+                                     scalars.get('train/examples_per_sec'), compiling=step - len(host) == start_step))
     t_log, steps_since_log = time.perf_counter(), 0
 
   def save(step: int) -> None:

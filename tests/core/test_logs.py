@@ -35,3 +35,4 @@ def test_progress_line_has_percent_rates_and_eta_in_hours_minutes_seconds():
   assert line == ('step 120/1000 (12.0%) | loss 2.341, accuracy 0.5 | 0.1 steps/s, 3.2 examples/s | '
                   'ETA 2:26:40')
   assert logs.format_duration(27 * 3600 + 5) == '27:00:05'
+  assert progress_line(1, 10, {'loss': 1.0}, 0.5, compiling=True).endswith('ETA 0:00:18 (with compilation)')

@@ -143,10 +143,10 @@ def evaluated(evaluators: Any) -> str:
     shown = [f'{k} {v:.4g}' for k, v in numbers.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool) and k != 'step'][:6]
     parts.append(f'{ev.name}' + (f' ({", ".join(shown)})' if shown else ''))
-  text = f'Evaluated: {"; ".join(parts)}.' if parts else 'Nothing was evaluated.'
-  if idle:
-    text += f' Nothing from {", ".join(idle)} (no data for it: see its line above).'
-  return text
+  idle_text = f'{", ".join(idle)} had no data (see its line above)'
+  if not parts:
+    return f'Nothing was evaluated: {idle_text}.'
+  return f'Evaluated: {"; ".join(parts)}.' + (f' Not evaluated: {idle_text}.' if idle else '')
 
 
 def _evaluate(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, dataset: Optional[Dataset],
