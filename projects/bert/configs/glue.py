@@ -1,5 +1,6 @@
 r"""GLUE fine-tuning. Variant: `TASK[,SIZE][,predict][,runlocal]`, TASK one of cola, sst2, mrpc, qqp, stsb, mnli,
-qnli, rte, wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base (default), large.
+qnli, rte, wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base, large (default: the
+architecture of init_from's checkpoint, else base).
 
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/glue --max_seq_length=128
