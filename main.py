@@ -1,7 +1,7 @@
-"""Entry point: `python main.py --config=projects/bert/configs/<file>.py[:variant] --workdir=DIR`."""
+"""Entry point: `python main.py --config=projects/bert/configs/<file>.py[:variant] --workdir=DIR`; `--help` says
+more (projects/bert/cli.py; installed, the same is `bert-train`)."""
 
-from core import app
-import projects.bert  # noqa: F401  (declares the BERT datasets, models and trainers)
+from projects.bert import cli
 
 if __name__ == '__main__':
-  app.run()
+  cli.train()

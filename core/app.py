@@ -16,16 +16,15 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
-# TensorFlow is only our input pipeline: keep it off the accelerators JAX uses, and quiet.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-import ml_collections  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log level
+from core import config_help, errors, registry
+from core.workdir_lock import WorkdirLock
 
-from core import errors, registry  # noqa: E402
-from core.workdir_lock import WorkdirLock  # noqa: E402
+# JAX is imported where it is used: `main.py --help` and `--print_config` answer without loading it.
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, optionally `path.py:variant`.',
@@ -37,6 +36,12 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processe
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index (multi-process runs).')
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False, 'Run in a workdir whose config.json names another trainer, model or dataset.')
+_VERBOSE = flags.DEFINE_bool(
+    'verbose', False, 'Also log the libraries\' INFO lines (orbax, JAX, TensorFlow\'s C++ start-up, the upstream '
+    'data writers); by default only ours and everyone\'s warnings and errors.')
+_PRINT_CONFIG = flags.DEFINE_bool(
+    'print_config', False, 'Print every field of --config (with its overrides) with its value and meaning, then exit '
+    '(no --workdir needed).')
 _VERBOSE_ERRORS = flags.DEFINE_bool(
     'verbose_errors', False, 'Also print the traceback of errors whose message says what to fix (bad input, config, '
     'workdir, a full disk).')
@@ -65,6 +70,7 @@ def initialize_distributed(coordinator_address: Optional[str] = None, num_proces
 
   On TPU VMs and SLURM/Kubernetes clusters JAX detects the cluster itself; elsewhere pass the three flags.
   """
+  import jax
   if coordinator_address is not None:
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
@@ -94,6 +100,16 @@ def _identity(config: Dict[str, Any]) -> Dict[str, Any]:
   return {k: drop_none(config.get(k)) for k in IDENTITY_FIELDS}
 
 
+def _conflicts(old: Any, new: Any) -> bool:
+  """Whether `new` (a config's identity, unset fields left out) says something else than `old` (the run's): a field
+  the new config leaves unset is the run's (a project fills it in, e.g. the architecture from init_from)."""
+  if new is None:
+    return False
+  if isinstance(old, dict) and isinstance(new, dict):
+    return any(_conflicts(old.get(k), v) for k, v in new.items())
+  return old != new
+
+
 def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False) -> None:
   """Refuses to mix runs: a workdir that holds checkpoints and whose config.json differs in IDENTITY_FIELDS belongs
   to another run. Without a checkpoint there is nothing to mix up (a run that failed before its first checkpoint
@@ -104,7 +120,7 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_
   if saved is None or not _holds_checkpoint(workdir):
     return
   old, new = _identity(saved.to_dict()), _identity(json.loads(config.to_json_best_effort()))
-  differs = [k for k in IDENTITY_FIELDS if old.get(k) != new.get(k)]
+  differs = [k for k in IDENTITY_FIELDS if _conflicts(old.get(k), new.get(k))]
   if differs:
     details = '; '.join(f'{k}: {json.dumps(old.get(k))[:200]} -> {json.dumps(new.get(k))[:200]}' for k in differs)
     raise errors.ConfigError(f'{os.path.join(workdir, "config.json")} belongs to another run ({details}). Use a new '
@@ -116,6 +132,7 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_
 def workdir_lock(workdir: str) -> Iterator[None]:
   """Holds `workdir` for this run (`core.workdir_lock`); all processes of a multi-host run fail together when
   another run holds it (only process 0 takes the lock)."""
+  import jax
   lock, busy = WorkdirLock(workdir), None
   if jax.process_index() == 0:
     try:
@@ -199,11 +216,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   """Builds the dataset, model class and trainer that the config names, and runs the trainer.
 
   Registered trainers are called as `trainer(rng=, config=, model_cls=, dataset=, workdir=, writer=)` (Scenic's
-  signature); a trainer whose config has no dataset_name or model_name gets None for them.
+  signature), with the config their optional `resolve_config` attribute returns; a trainer whose config has no
+  dataset_name or model_name gets None for them.
   """
+  import jax
   from core.loop import create_writer
 
   trainer = registry.TRAINERS.get(config.trainer_name)
+  # A trainer may complete its config before the data is built from it (`trainer.resolve_config(config)`; BERT:
+  # the architecture of the weights at init_from, whose vocabulary bounds the records' token ids).
+  resolve = getattr(trainer, 'resolve_config', None)
+  if resolve is not None:
+    config = resolve(config)
   dataset_name = config.get('dataset_name')
   model_name = config.get('model_name')
   dataset = registry.DATASETS.get(dataset_name)(config) if dataset_name else None
@@ -216,14 +240,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
     writer.close()
 
 
-def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) -> None:
-  """Parses flags and runs `main(config, workdir)` (default: `train_and_evaluate`)."""
+def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None, usage: Optional[str] = None) -> None:
+  """Parses flags and runs `main(config, workdir)` (default: `train_and_evaluate`). `--help` prints `usage` (default:
+  the docstring of `__main__`) and this module's flags."""
 
   def _main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    logs.configure(_VERBOSE.value)
+    if _PRINT_CONFIG.value:
+      if _CONFIG.value is None:
+        raise app.UsageError('--print_config prints the config of --config=path.py[:variant]; give one.')
+      print(config_help.describe(_CONFIG.value, config_flags.get_config_filename(FLAGS['config'])))
+      return
     if _CONFIG.value is None or _WORKDIR.value is None:
       raise app.UsageError('Both --config=path.py[:variant] and --workdir=DIR are required.')
+    import jax
     hide_accelerators_from_tensorflow()
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config, workdir = _CONFIG.value, _WORKDIR.value
@@ -243,4 +275,8 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None) 
         _silence_shutdown()
       sys.exit(1)
 
+  if {'-h', '--help', '--helpshort'} & set(sys.argv[1:]):
+    # Ours, without parsing or loading anything more: absl's lists only the main module's flags (none).
+    print(config_help.usage(usage or getattr(sys.modules.get('__main__'), '__doc__', None) or '', FLAGS, __name__))
+    return
   app.run(_main)

@@ -46,7 +46,7 @@ import ml_collections
 import numpy as np
 from flax import traverse_util
 
-from core import errors
+from core import errors, logs
 from projects.bert import modeling
 from projects.bert.configs import common
 
@@ -662,7 +662,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                       '(config.json, model.safetensors, vocab.txt when known) instead of reading a checkpoint.')
   parser.add_argument('--vocab_file', default=None, help='With --export: the vocab.txt to ship (default: found '
                       'beside the weights or the checkpoint they came from).')
+  parser.add_argument(logs.VERBOSE_FLAG, action='store_true', help="Also log the libraries' INFO lines.")
   args = parser.parse_args(argv)
+  logs.configure(args.verbose)
 
   from core import params_io
 

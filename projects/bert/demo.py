@@ -127,8 +127,7 @@ def run(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: Any, da
   stages['fewshot'] = _run_stage(workdir, 'fewshot', fewshot_stage)
   summary = _summary(workdir, stages, time.time() - t_start)
   write_json(os.path.join(workdir, 'summary.json'), summary)
-  logging.info('Demo summary\n%s', summary['table'])
-  print(summary['table'], flush=True)
+  print(summary['table'], flush=True)  # once, on stdout (the log is stderr): the run's result
   return summary
 
 

@@ -104,10 +104,12 @@ class BertConfig:
 
   @classmethod
   def from_model_config(cls, model_config: Mapping[str, Any]) -> 'BertConfig':
-    """From `config.model` (a ConfigDict or dict); fields that are not encoder fields (num_labels) are ignored."""
+    """From `config.model` (a ConfigDict or dict); fields that are not encoder fields (num_labels) are ignored, and
+    unset ones (None: the architecture that `projects.bert.weights.resolve_model_config` fills from init_from) take
+    the defaults above (BERT-base's)."""
     names = {f.name for f in dataclasses.fields(cls)}
     items = model_config.items() if hasattr(model_config, 'items') else dict(model_config).items()
-    return cls(**{k: v for k, v in items if k in names})
+    return cls(**{k: v for k, v in items if k in names and v is not None})
 
   @property
   def head_dim(self) -> int:

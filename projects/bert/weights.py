@@ -9,8 +9,8 @@
 `init_from` is a params directory (what `python -m projects.bert.convert` writes, or a run's best/) or a run's
 workdir (the parameters of its latest checkpoint). Every load goes through `load_weights`: names and shapes are
 checked against the model (a mismatch raises, naming the variable), and the fields that shapes cannot reveal
-(hidden_act, layer_norm_eps) are compared with the source's architecture. `config.model` None takes the
-architecture from the source (`resolve_model_config`).
+(hidden_act, layer_norm_eps) are compared with the source's architecture. The architecture fields of `config.model`
+left unset (None; all of it when `config.model` is None) come from the source (`resolve_model_config`).
 """
 
 from __future__ import annotations
@@ -40,13 +40,17 @@ def _has_checkpoint(workdir: str) -> bool:
   return os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir))
 
 
-def source_model_config(path: str) -> Optional[Dict[str, Any]]:
-  """`config.model` of the weights at `path`: a params directory's metadata.json, or the config.json of the run
-  whose workdir (or checkpoints/ or best/ directory) `path` is; None when neither says."""
+def _model_files(path: str) -> Tuple[str, ...]:
+  """Where the architecture of the weights at `path` may be written, in order: a params directory's metadata.json,
+  the config.json of the run whose workdir (or checkpoints/ or best/ directory) `path` is."""
   path = os.path.abspath(path)
-  parent = os.path.dirname(path.rstrip('/'))
-  for candidate in (os.path.join(path, 'metadata.json'), os.path.join(path, 'config.json'),
-                    os.path.join(parent, 'config.json')):
+  return (os.path.join(path, 'metadata.json'), os.path.join(path, 'config.json'),
+          os.path.join(os.path.dirname(path.rstrip('/')), 'config.json'))
+
+
+def source_model_config(path: str) -> Optional[Dict[str, Any]]:
+  """`config.model` of the weights at `path` (`_model_files`); None when none says."""
+  for candidate in _model_files(path):
     if os.path.exists(candidate):
       with open(candidate) as f:
         model = json.load(f).get('model')
@@ -55,21 +59,55 @@ def source_model_config(path: str) -> Optional[Dict[str, Any]]:
   return None
 
 
+def _source_file(path: str) -> str:
+  """The file `source_model_config` reads `path`'s architecture from (for messages)."""
+  return next((c for c in _model_files(path) if os.path.exists(c)), path)
+
+
 def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config` itself, or, when `config.model` is None, a copy whose `model` is the architecture of the weights at
-  `config.init_from`."""
-  if config.get('model'):
-    return config
+  """`config` with a complete `config.model`: the architecture comes with the weights at `config.init_from`.
+
+  `config.model` None is the source's whole `model`. Otherwise each architecture field
+  (`configs.common.ARCHITECTURE_FIELDS`) left None takes the source's value (its metadata.json or run's
+  config.json), else the default size's (`common.default_architecture`); a field that is set and differs from the
+  source's is a `core.errors.ConfigError` naming it. The run's own fields (dropout, dtype, num_labels, ...) stay.
+  """
+  from projects.bert.configs import common  # the sizes and which fields are the architecture
+
   path = config.get('init_from') or ''
-  model = source_model_config(path) if path else None
+  source = source_model_config(path) if path else None
+  model = config.get('model')
   if not model:
-    where = 'config.init_from is empty' if not path else path + ' names none'
-    raise errors.ConfigError(f'config.model is None and {where}: set config.model (e.g. the variant\'s size) or '
-                             f'config.init_from to a converted checkpoint or a run\'s workdir.')
+    if not source:
+      where = 'config.init_from is empty' if not path else path + ' names none'
+      raise errors.ConfigError(f'config.model is None and {where}: set config.model (e.g. the variant\'s size) or '
+                               f'config.init_from to a converted checkpoint or a run\'s workdir.')
+    resolved = ml_collections.ConfigDict(config.to_dict())
+    resolved.model = ml_collections.ConfigDict(source)
+    logging.info('config.model taken from %s: %d layers, hidden %d.', path, resolved.model.num_layers,
+                 resolved.model.hidden_size)
+    return resolved
+  model = model.to_dict() if hasattr(model, 'to_dict') else dict(model)
+  source = source or {}
+  conflicts = [f for f in common.ARCHITECTURE_FIELDS
+               if model.get(f) is not None and f in source and source[f] != model[f]]
+  if conflicts:
+    where = _source_file(path)
+    details = ', '.join(f'model.{f}={model[f]!r} (checkpoint: {source[f]!r})' for f in conflicts)
+    raise errors.ConfigError(
+        f'config.init_from={path} holds a different architecture than the config asks for: {details}, from {where}. '
+        f'Leave these fields unset (no SIZE in the variant, no --config.model.{conflicts[0]}=...) to take the '
+        f"checkpoint's, or set config.init_from to a checkpoint of that architecture.")
+  unset = [f for f in common.ARCHITECTURE_FIELDS if model.get(f) is None]
+  if not unset:
+    return config
+  taken = {f: source[f] for f in unset if f in source}
+  filled = {**taken, **common.default_architecture({**model, **taken})}
   resolved = ml_collections.ConfigDict(config.to_dict())
-  resolved.model = ml_collections.ConfigDict(model)
-  logging.info('config.model taken from %s: %d layers, hidden %d.', path, resolved.model.num_layers,
-               resolved.model.hidden_size)
+  resolved.model = ml_collections.ConfigDict({**model, **filled})
+  if taken:
+    logging.info('config.model architecture from %s: %d layers, hidden %d, vocab %d.', _source_file(path),
+                 resolved.model.num_layers, resolved.model.hidden_size, resolved.model.vocab_size)
   return resolved
 
 

@@ -33,6 +33,7 @@ def test_demo_smoke_end_to_end_then_skips_finished_stages(tmp_path):
           fewshot['random_tiny']['fewshot']['scalars']['sst2/8shot'] + 0.15)
   assert any(f.endswith('.png') for f in os.listdir(tmp_path / 'fewshot' / 'minilm'))
   assert 'wall s' in proc.stdout and 'minilm' in proc.stdout  # the summary table
+  assert 'wall s' not in proc.stderr  # printed once, not logged too
   assert 'final' in proc.stdout and '(protocol)' in proc.stdout and 'best_on_dev' in proc.stdout  # issue 20
   again = _demo(tmp_path)
   for stage in ('data', 'pretrain', 'convert', 'finetune', 'fewshot'):

@@ -12,7 +12,7 @@ import pytest
 from clu import metric_writers
 
 import projects.bert  # noqa: F401  (declares the datasets, models and evaluators)
-from core import registry
+from core import errors, registry
 from projects.bert import fewshot, fewshot_scenic
 from projects.bert.trainers import bert_trainer as trainer
 from projects.bert.configs import common
@@ -282,10 +282,11 @@ def test_kshot_finetuning_runs_on_the_same_support_sets(minilm_task, tmp_path):
 
 
 def test_config_variants():
-  config = fewshot_config.get_config('all')
+  config = fewshot_config.get_config('classification')
   assert config.trainer_name == 'bert_trainer' and config.model is None and config.model_name == 'bert_encoder'
   assert config.num_train_steps == 0  # an evaluation
   assert 'mnli' in config.evals.fewshot.tasks and 'stsb' not in config.evals.fewshot.tasks
+  assert fewshot_config.get_config('all').evals.fewshot.tasks == ('all',)  # resolved against data_dir at run time
   config = fewshot_config.get_config('SST-2+rte,base')
   assert config.evals.fewshot.tasks == ('sst2', 'rte') and config.model.hidden_size == 768
   assert fewshot_config.get_config('sst2,runlocal').model.hidden_size == 128
@@ -414,3 +415,16 @@ def test_nsp_features_of_a_model_garden_head_come_from_the_checkpoint(minilm_tas
   config.init_from = str(tmp_path / 'no_head')
   with pytest.raises(errors.ConfigError, match='has no nsp_head'):
     _run(config, tmp_path / 'run2')
+
+
+def test_all_means_the_tasks_found_in_data_dir_as_for_prepare(tmp_path):
+  """`fewshot.py:all`, like `prepare glue --task=all`, is every (classification, not WNLI) task the input holds."""
+  from projects.bert.evaluators import fewshot as fewshot_evaluator
+  for task in ('rte', 'sst2', 'stsb', 'wnli'):
+    (tmp_path / f'{task}_meta_data').write_text('{}')
+  block = fewshot_config.get_config('all').evals.fewshot
+  block.dataset.data_dir = str(tmp_path)
+  assert fewshot_evaluator.tasks_found(block) == ('sst2', 'rte')
+  block.dataset.data_dir = str(tmp_path / 'empty')
+  with pytest.raises(errors.MissingFileError, match='prepare glue'):
+    fewshot_evaluator.tasks_found(block)

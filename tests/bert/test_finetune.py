@@ -310,7 +310,9 @@ def test_config_variants(task):
   assert set(config.evals) == {'glue'} and config.evals.glue.save_best
   assert glue.get_config(f'{task},predict').evals.glue_predict.weights == 'best'
   assert config.model_name == ('bert_regression' if spec.is_regression else 'bert_classification')
-  assert config.model.hidden_size == 768 and config.batch_size == 32 and config.num_epochs == 3
+  # Without a SIZE the architecture is init_from's (unset here), else base's.
+  assert config.model.hidden_size is None and weights.resolve_model_config(config).model.hidden_size == 768
+  assert config.batch_size == 32 and config.num_epochs == 3
   assert 2e-5 <= config.schedule.base_lr <= 5e-5 and config.schedule.warmup_fraction == 0.1
   assert not config.init_heads
   small = glue.get_config(f'{task},large,runlocal')

@@ -49,7 +49,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   proc = subprocess.Popen(_cmd(workdir, '--config.num_train_steps=1000000', '--config.checkpoint_every=100000'),
                           cwd=REPO, env=_env(), stderr=subprocess.PIPE, text=True)
   time.sleep(0.5)
-  _wait_for_log_line(proc, 'train/loss')
+  _wait_for_log_line(proc, ' steps/s')  # the loop's progress line: training is under way
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 0, err[-3000:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 import ml_collections
+from ml_collections import config_dict
 
 # size -> (num_layers, hidden_size): the BERT paper's base/large and Google's small BERTs (Turc et al., 2019).
 # Heads and the feed-forward width follow from the hidden size: heads = H / 64, intermediate = 4 H.
@@ -17,8 +18,16 @@ SIZES: Dict[str, Tuple[int, int]] = {
     'large': (24, 1024),
 }
 
+# The fields that fix what the weights compute: their shapes, the activation and LayerNorm's epsilon. With
+# config.init_from, a field left unset (None) takes the checkpoint's value (`projects.bert.weights`); a field set
+# (by a SIZE variant or --config.model.X) must agree with it. The others (dropout, dtype, ...) are the run's own.
+ARCHITECTURE_FIELDS = ('vocab_size', 'hidden_size', 'num_layers', 'num_heads', 'intermediate_size',
+                       'max_position_embeddings', 'type_vocab_size', 'layer_norm_eps', 'hidden_act')
+# The architecture fields that a size names (SIZES).
+SIZE_FIELDS = ('hidden_size', 'num_layers', 'num_heads', 'intermediate_size')
 
-def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigDict:
+
+def model_config(size: str = 'tiny', inherit: Tuple[str, ...] = (), **overrides: Any) -> ml_collections.ConfigDict:
   """`config.model` for a named size; `overrides` replace fields (or add one, e.g. num_labels=3).
 
   Fields: vocab_size (uncased WordPiece, 30522), hidden_size, num_layers, num_heads, intermediate_size,
@@ -31,6 +40,9 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
   PRNG; 'hash': a cheaper counter hash) and nsp_head (pretraining's next-sentence head: 'encoder_pooler' = one dense
   layer on the encoder's pooler, as google-research/bert and Hugging Face; 'classification_head' = Model Garden's
   BertPretrainerV2 next_sentence head, its own dense + tanh + dropout).
+
+  `inherit`: architecture fields left unset (typed None placeholders, still settable by --config.model.X), to be
+  taken from the checkpoint at init_from, or from `size` when there is none (`default_architecture`).
   """
   if size not in SIZES:
     raise ValueError(f'Unknown BERT size {size!r}; known sizes: {", ".join(SIZES)}.')
@@ -57,5 +69,21 @@ def model_config(size: str = 'tiny', **overrides: Any) -> ml_collections.ConfigD
   })
   for key, value in overrides.items():
     config[key] = value
+  for key in inherit:
+    config[key] = config_dict.placeholder(type(config[key]))
   return config
+
+
+def inherit_architecture(size: str = '') -> Tuple[str, ...]:
+  """The `inherit` of `model_config` for a variant: with a SIZE, every architecture field but the size's own;
+  without one, all of them."""
+  return tuple(f for f in ARCHITECTURE_FIELDS if not size or f not in SIZE_FIELDS)
+
+
+def default_architecture(model: Dict[str, Any], size: str = 'base') -> Dict[str, Any]:
+  """The value of each architecture field unset (None) in `model` when no checkpoint says: `size`'s, with the heads
+  (H / 64) and feed-forward width (4 H) following a hidden size that is set."""
+  hidden = model.get('hidden_size') or SIZES[size][1]
+  defaults = model_config(size, hidden_size=hidden, num_heads=max(1, hidden // 64), intermediate_size=4 * hidden)
+  return {f: defaults[f] for f in ARCHITECTURE_FIELDS if model.get(f) is None}
 

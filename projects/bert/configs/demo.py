@@ -19,10 +19,13 @@ paper's protocol does (dev after the last step), with the best-on-dev selection 
 
 import ml_collections
 
-from projects.bert.configs import common
+from projects.bert.configs import common, fields
 from projects.bert.configs import fewshot as fewshot_configs
 from projects.bert.configs import glue as glue_configs
 from projects.bert.configs import pretrain as pretrain_configs
+
+
+FIELD_DOCS = fields.DEMO  # what --print_config prints beside each field
 
 
 def get_config(arg: str = 'default') -> ml_collections.ConfigDict:

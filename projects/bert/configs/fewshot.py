@@ -2,8 +2,10 @@ r"""Few-shot GLUE evaluation of a BERT encoder: the BERT trainer with zero train
 evaluator. Variant: `TASKS[,SIZE][,runlocal]`.
 
 TASKS is a GLUE classification task, several joined with '+' (`sst2+rte`), `all` (every classification task but
-WNLI), or `scenic` (Scenic BERT's few-shot tasks, sst2 and mnli, with protocol 'both');
-SIZE (tiny ... large) sets config.model, which otherwise comes from the checkpoint at init_from.
+WNLI whose records are in data_dir, found when the run starts: as `prepare glue --task=all` is every task found in
+GLUE_DIR), `classification` (those seven, each required), or `scenic` (Scenic BERT's few-shot tasks, sst2 and
+mnli, with protocol 'both'); SIZE (tiny ... large) sets config.model, which otherwise comes from the checkpoint at
+init_from.
 
   python -m projects.bert.datasets.prepare glue --task=sst2 --glue_dir=GLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/glue
@@ -41,11 +43,12 @@ from typing import Optional, Sequence
 import ml_collections
 
 from projects.bert import fewshot_scenic
-from projects.bert.configs import common
+from projects.bert.configs import common, fields
 from projects.bert.datasets import glue_tasks
 
-# WNLI is left out of 'all': its dev set is adversarial to its train set (majority class beats every BERT).
-ALL_TASKS = ('cola', 'sst2', 'mrpc', 'qqp', 'mnli', 'qnli', 'rte')
+# `classification`: every classification task but WNLI; `all` (ALL): those of them found in data_dir.
+CLASSIFICATION_TASKS = glue_tasks.CLASSIFICATION_TASKS
+ALL = 'all'
 # Scenic's few-shot GLUE tasks: sst2, and mnli's matched and mismatched dev sets (one train pool).
 SCENIC_TASKS = ('sst2', 'mnli')
 SHOTS = (1, 2, 4, 8, 16, 32)
@@ -58,27 +61,29 @@ def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int 
   """`config.evals.fewshot`: the few-shot evaluator's entry, for a run of zero steps or every `every` steps of
   pretraining.
 
-  Fields: tasks; dataset (the `bert_glue` fields shared by the tasks: data_dir, in which '{task}' is replaced by the
-  task name, max_seq_length 0 = whatever the records hold); protocol ('ours', the default: the fields below;
-  'scenic': Scenic's protocol, the `scenic` fields; 'both': both, on the features of one embedding pass); shots
-  (examples per class); num_seeds (seeds 0 .. num_seeds - 1); l2_regs (chosen per support set by
-  leave-one-example-per-class-out on it: no eval data is used to choose); feature ('mean': tokens averaged over
-  input_mask; 'pooled': the tanh pooler over [CLS]; 'nsp': the next-sentence head's pre-logits); scenic (Scenic
-  BERT's few-shot protocol, `projects.bert.fewshot_scenic`: shots, one support set each, the first k per class of the
-  pool permuted with `seed`; l2_regs, one chosen per shot count by the best mean rank of the EVAL-SET accuracy across
-  the tasks, so its numbers are optimistic; feature, 'nsp' as Scenic; headline, the '{task}_{k}shot' reported as
-  'a/...'; it reports accuracy, whatever the task's GLUE metric);
-  train_pool_size (support sets are drawn from the first this many train records; 0 = all); eval_size (score the
-  first this many examples of each eval split; 0 = all); batch_size (global batch of the embedding pass); every
-  (steps between evaluations during training; 0 = only at the end); finetune_steps (> 0: also fine-tune the whole
-  model on each support set for this many steps of finetune_batch_size examples, AdamW at peak finetune_lr with 10%
-  warm-up: one training run per task, k and seed, so costly).
+  Fields: tasks (('all',): the CLASSIFICATION_TASKS found in data_dir); dataset (the `bert_glue` fields shared by the
+  tasks: data_dir, in which '{task}' is replaced by the task name, max_seq_length 0 = whatever the records hold);
+  protocol ('ours', the default: the fields below; 'scenic': Scenic's protocol, the `scenic` fields; 'both': both, on
+  the features of one embedding pass); shots (examples per class); num_seeds (seeds 0 .. num_seeds - 1); l2_regs
+  (chosen per support set by leave-one-example-per-class-out on it: no eval data is used to choose); feature ('mean':
+  tokens averaged over input_mask; 'pooled': the tanh pooler over [CLS]; 'nsp': the next-sentence head's pre-logits);
+  scenic (Scenic BERT's few-shot protocol, `projects.bert.fewshot_scenic`: shots, one support set each, the first k
+  per class of the pool permuted with `seed`; l2_regs, one chosen per shot count by the best mean rank of the EVAL-SET
+  accuracy across the tasks, so its numbers are optimistic; feature, 'nsp' as Scenic; headline, the '{task}_{k}shot'
+  reported as 'a/...'; it reports accuracy, whatever the task's GLUE metric); train_pool_size (support sets are drawn
+  from the first this many train records; 0 = all); eval_size (score the first this many examples of each eval split;
+  0 = all); batch_size (global batch of the embedding pass); every (steps between evaluations during training; 0 =
+  only at the end); finetune_steps (> 0: also fine-tune the whole model on each support set for this many steps of
+  finetune_batch_size examples, AdamW at peak finetune_lr with 10% warm-up: one training run per task, k and seed, so
+  costly).
   """
+  if tuple(tasks) == (ALL,):
+    tasks = ()
   for task in tasks:
     if glue_tasks.get_task(task).is_regression:
       raise ValueError(f'{task} is a regression task; few-shot evaluation needs classification tasks.')
   block = ml_collections.ConfigDict({
-      'tasks': tuple(glue_tasks.get_task(t).name for t in tasks),
+      'tasks': tuple(glue_tasks.get_task(t).name for t in tasks) or (ALL,),
       'dataset': ml_collections.ConfigDict({'data_dir': data_dir, 'max_seq_length': 0}),
       'protocol': 'ours',
       'shots': SHOTS,
@@ -113,7 +118,12 @@ def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int 
 def _tasks(spec: str) -> Sequence[str]:
   if spec == 'scenic':
     return SCENIC_TASKS
-  return ALL_TASKS if spec == 'all' else tuple(t for t in spec.split('+') if t)
+  if spec in (ALL, 'classification'):
+    return (ALL,) if spec == ALL else CLASSIFICATION_TASKS
+  return tuple(t for t in spec.split('+') if t)
+
+
+FIELD_DOCS = fields.FEWSHOT  # what --print_config prints beside each field
 
 
 def get_config(arg: str = 'sst2') -> ml_collections.ConfigDict:

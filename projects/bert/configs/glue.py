@@ -1,6 +1,6 @@
 r"""GLUE fine-tuning. Variant: `TASK[,SIZE][,RECIPE][,predict][,runlocal]`, TASK one of cola, sst2, mrpc, qqp, stsb,
-mnli, qnli, rte, wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base (default), large, RECIPE
-model_garden (default) or bert_paper.
+mnli, qnli, rte, wnli (AX is MNLI's test split), SIZE one of tiny, mini, small, medium, base, large (default: the
+architecture of init_from's checkpoint, else base), RECIPE model_garden (default) or bert_paper.
 
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/glue --max_seq_length=128
@@ -28,8 +28,10 @@ warm-up over the first 10% of the steps and a linear decay to 0 from step 0:
   bert_paper              google-research/bert run_classifier.py: peak 2e-5 (the paper picks from {5e-5, 4e-5,
                           3e-5, 2e-5} on dev per task: override `--config.schedule.base_lr`), linear warm-up from 0,
                           AdamW without bias correction (eps 1e-6).
-`init_from` must be set for a meaningful run: empty means random weights. config.model must match the checkpoint's
-size (the converter's metadata.json holds its `model`); `init_heads=False` makes the task head fresh.
+`init_from` must be set for a meaningful run: empty means random weights. The architecture comes with init_from
+(the converter's metadata.json, or the pretraining run's config.json): leave SIZE out and set no
+--config.model.hidden_size etc.; a SIZE or field that is set must agree with the checkpoint (else an error names the
+field). Without init_from the size is SIZE, else base. `init_heads=False` makes the task head fresh.
 `init_cls_pooler=True` starts the classifier's pooler (dense + tanh on [CLS]) from the checkpoint's next-sentence
 head (Model Garden's option of that name, for BertPretrainerV2 checkpoints whose encoder pooler is untrained).
 
@@ -41,7 +43,7 @@ test.
 import ml_collections
 from ml_collections import config_dict
 
-from projects.bert.configs import common, recipes
+from projects.bert.configs import common, fields, recipes
 from projects.bert.datasets import glue_tasks
 
 # Evaluate often enough for the learning curve (and best_on_dev) to show on the small tasks, rarely enough on the big
@@ -56,6 +58,9 @@ def predict_eval(weights: str = 'best') -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({'weights': weights})
 
 
+FIELD_DOCS = fields.GLUE  # what --print_config prints beside each field
+
+
 def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   parts = [p.strip() for p in arg.split(',') if p.strip()]
   task = glue_tasks.get_task(parts[0] if parts else 'mrpc')
@@ -65,7 +70,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   if unknown or len(sizes) > 1:
     raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,RECIPE][,predict][,runlocal] with SIZE in '
                      f'{list(common.SIZES)} and RECIPE in {list(recipes.RECIPES)}.')
-  size = sizes[0] if sizes else 'base'
+  size = sizes[0] if sizes else ''
   runlocal = 'runlocal' in parts
   recipe = recipes.recipe_of(parts)
   batch, epochs, base_lr, warmup_fraction = recipes.GLUE[recipe]
@@ -76,7 +81,11 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.model_name = 'bert_regression' if task.is_regression else 'bert_classification'
   config.recipe = recipe
   config.rng_seed = 0
-  config.model = common.model_config(size, **recipes.model_fields(recipe))
+  # The architecture fields a SIZE does not name (all of them without one) are None: init_from's, else base's. The
+  # recipe's model fields apply where they are not the checkpoint's to give (hidden_act is: the weights' own).
+  inherit = common.inherit_architecture(size)
+  config.model = common.model_config(size or 'base', inherit=inherit,
+                                     **{k: v for k, v in recipes.model_fields(recipe).items() if k not in inherit})
   config.model.num_labels = config_dict.placeholder(int)  # None: from the dataset's meta data (checked if set)
 
   config.dataset = ml_collections.ConfigDict()

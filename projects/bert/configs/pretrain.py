@@ -26,10 +26,13 @@ length 128); `runlocal` shrinks any variant to a few steps for a smoke test on a
 
 import ml_collections
 
-from projects.bert.configs import common, recipes
+from projects.bert.configs import common, fields, recipes
 from projects.bert.configs import fewshot as fewshot_configs
 
 FLAGS = ('phase2', 'runlocal', 'fewshot')
+
+
+FIELD_DOCS = fields.PRETRAIN  # what --print_config prints beside each field
 
 
 def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:

@@ -15,6 +15,8 @@ r"""Writes the records the BERT builders read, with the official TF-Models write
       --vocab_file=vocab.txt --output_dir=data/squad_v1.1 --version_2_with_negative=false \
       --max_seq_length=384 --doc_stride=128 --max_query_length=64
 
+  --verbose (either command) also logs the libraries' INFO lines, e.g. the upstream writer's `*** Example ***` dumps.
+
 The GLUE records come from the official writer (`classifier_data_lib.generate_tf_record_from_data_file` and
 `file_based_convert_examples_to_features`) fed by `GlueTsvProcessor`, which reads the TSV layouts of the task
 table (`glue_tasks.py`): upstream's `create_finetuning_data.py` reads GLUE only through TFDS (a download). The meta
@@ -32,6 +34,8 @@ import subprocess
 import sys
 import uuid
 from typing import Any, Dict, List, Optional, Sequence
+
+from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log level
 
 import tensorflow as tf
 from absl import logging
@@ -425,7 +429,8 @@ def _parser() -> argparse.ArgumentParser:
   sub.add_parser('pretraining', help='run create_pretraining_data.py; its flags follow (--input_file=... '
                  '--vocab_file=... --output_file=... --max_seq_length=...)', add_help=False)
   glue = sub.add_parser('glue', help='GLUE TSVs -> records and meta data')
-  glue.add_argument('--task', required=True, help=f'one of {", ".join(glue_tasks.task_names())}, or "all"')
+  glue.add_argument('--task', required=True,
+                    help=f'one of {", ".join(glue_tasks.task_names())}, or "all": every task found in --glue_dir')
   glue.add_argument('--glue_dir', required=True, help='folder holding CoLA/, SST-2/, MRPC/, ... (GLUE layout)')
   glue.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model to fine-tune')
   glue.add_argument('--output_dir', required=True)
@@ -446,7 +451,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
-  logging.set_verbosity(logging.INFO)
+  verbose = logs.VERBOSE_FLAG in argv  # any command: the libraries' INFO lines (the writers' example dumps) too
+  argv = [a for a in argv if a != logs.VERBOSE_FLAG]
+  logs.configure(verbose)
   if argv[:1] == ['pretraining']:
     if {'-h', '--help', '--helpshort'} & set(argv[1:]):
       print('usage: python -m projects.bert.datasets.prepare pretraining --input_file=... --vocab_file=... '

@@ -72,6 +72,28 @@ def task_dataset_config(fs: ml_collections.ConfigDict, task: str) -> ml_collecti
                                     'dataset': fields})
 
 
+def tasks_found(fs: ml_collections.ConfigDict) -> Tuple[str, ...]:
+  """`fs.tasks`, with ('all',) replaced by the classification tasks (but WNLI) whose meta data is in the block's
+  data_dir, as `prepare glue --task=all` takes every task found in its GLUE_DIR."""
+  if tuple(fs.tasks) != ('all',):
+    return tuple(fs.tasks)
+  import tensorflow as tf  # gfile: data_dir may be gs://; loaded by then for the records anyway
+  found = []
+  for name in glue_tasks.CLASSIFICATION_TASKS:
+    dataset = task_dataset_config(fs, name).dataset
+    meta = dataset.get('meta_data_file') or os.path.join(dataset.get('data_dir') or '', glue_tasks.get_task(name)
+                                                         .meta_data_file)
+    if tf.io.gfile.exists(meta):
+      found.append(name)
+  if not found:
+    raise errors.MissingFileError(
+        f'Few-shot tasks `all`: no task records under {fs.dataset.get("data_dir")!r} (looked for '
+        f'{", ".join(glue_tasks.get_task(t).meta_data_file for t in glue_tasks.CLASSIFICATION_TASKS)}). Set '
+        f'config.evals.fewshot.dataset.data_dir to the --output_dir of `prepare glue`, or name the tasks.')
+  logging.info('Few-shot tasks `all`: %s found in %s.', '+'.join(found), fs.dataset.get('data_dir'))
+  return tuple(found)
+
+
 def load_task_inputs(fs: ml_collections.ConfigDict, task_name: str) -> TaskInputs:
   """Reads the train pool (the first `fs.train_pool_size` train records; 0 = all) and the eval splits (the first
   `fs.eval_size` examples of each; 0 = all) of one GLUE classification task into host memory."""
@@ -325,6 +347,9 @@ class FewShotEvaluator(Evaluator):
 
   def __init__(self, name: str, config: Any, context: EvalContext):
     super().__init__(name, config, context)
+    tasks = tasks_found(config)
+    if tuple(config.tasks) != tasks:
+      config = ml_collections.ConfigDict({**config.to_dict(), 'tasks': tasks})
     self.fs = config
     self.protocols = protocols(config)
     self.features = needed_features(config)
@@ -332,7 +357,7 @@ class FewShotEvaluator(Evaluator):
     self.feature_fn = fewshot.make_feature_fn(self.model_config, self.features, context.mesh)
     self._source_nsp_head: Optional[Any] = None
     t0 = time.perf_counter()
-    self.inputs = [load_task_inputs(config, task) for task in config.tasks]
+    self.inputs = [load_task_inputs(config, task) for task in tasks]
     self.read_s = time.perf_counter() - t0
     self.results: Dict[str, Any] = {}
 

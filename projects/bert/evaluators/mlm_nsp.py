@@ -38,6 +38,7 @@ class MlmNspEvaluator(Evaluator):
     metrics = evaluation.evaluate_metrics(self.eval_step, state.params, self.context.dataset.valid_iter(),
                                           self.context.mesh, self.num_steps)
     self.last = {'step': step, **metrics}
+    logging.info('%s at step %d: %s', self.name, step, ', '.join(f'{k} {v:.4g}' for k, v in metrics.items()))
     return metrics.items()
 
   def summary(self) -> Dict[str, Any]:

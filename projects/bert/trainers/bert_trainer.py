@@ -84,6 +84,11 @@ def train(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: Any, 
   return results.data
 
 
+# core.app completes the config with it before building the dataset (the records' token ids are checked against the
+# vocabulary of the weights at init_from); `train` does too, for callers that do not go through core.app.
+train.resolve_config = weights.resolve_model_config
+
+
 def _train(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, dataset: Optional[Dataset], workdir: str,
            writer: Any) -> RunResults:
   meta = model.dataset_meta_data
@@ -123,10 +128,31 @@ def _train(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, datase
   if not info['preempted']:
     finalize_evaluators(evaluators, state, step, results)
   results.update(step=step, preempted=info['preempted'], done=not info['preempted'])
-  logging.info('Training %s at step %d of %d; results in %s.',
+  logging.info('Training %s at step %d of %d. %s Results in %s.',
                'stopped (preempted: rerun the same command to resume)' if info['preempted'] else 'done', step, steps,
-               results.path)
+               evaluated(evaluators), results.path)
   return results
+
+
+def evaluated(evaluators: Any) -> str:
+  """What the run evaluated, for its last line: each evaluator with its top-level numbers (or its `final` ones),
+  or that nothing was."""
+  if not evaluators:
+    return 'Nothing was evaluated (config.evals has no evaluator).'
+  parts, idle = [], []
+  for ev in evaluators:
+    summary = ev.summary()
+    if not summary:
+      idle.append(ev.name)
+      continue
+    numbers = summary.get('final') if isinstance(summary.get('final'), dict) else summary
+    shown = [f'{k} {v:.4g}' for k, v in numbers.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != 'step'][:6]
+    parts.append(f'{ev.name}' + (f' ({", ".join(shown)})' if shown else ''))
+  idle_text = f'{", ".join(idle)} had no data (see its line above)'
+  if not parts:
+    return f'Nothing was evaluated: {idle_text}.'
+  return f'Evaluated: {"; ".join(parts)}.' + (f' Not evaluated: {idle_text}.' if idle else '')
 
 
 def _evaluate(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, dataset: Optional[Dataset],
