@@ -6,12 +6,17 @@ installed (`pip install -e .`), from any directory: `bert-train` is `python main
 `python -m projects.bert.datasets.prepare`, `bert-convert` is `python -m projects.bert.convert`; a --config path
 not found where you are is looked up in the repository and its configs folder (`--config=glue.py:mrpc`).
 
-configs (projects/bert/configs/), VARIANT after the colon:
-  pretrain.py:SIZE[,phase2][,fewshot]   MLM + NSP pretraining; SIZE tiny, mini, small, medium, base, large
-  glue.py:TASK[,SIZE][,predict]         GLUE fine-tuning; TASK cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli;
+configs (projects/bert/configs/), VARIANT after the colon; RECIPE model_garden (default) or bert_paper:
+  pretrain.py:SIZE[,RECIPE][,phase2][,fewshot]
+                                        MLM + NSP pretraining; SIZE tiny, mini, small, medium, base, large
+  glue.py:TASK[,SIZE][,RECIPE][,predict]
+                                        GLUE fine-tuning; TASK cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli;
                                         the architecture comes with --config.init_from (no SIZE needed)
+  glue_suite.py[:SIZE]                  every GLUE task found x N seeds: one table, the submission files
+  squad.py:VERSION[,SIZE]               SQuAD fine-tuning; VERSION v1.1 or v2.0
   fewshot.py:TASKS[,SIZE]               few-shot ridge probes of an encoder; TASKS sst2+rte, `all` (the tasks
-                                        found in the data, as `prepare glue --task=all`) or `classification`
+                                        found in the data, as `prepare glue --task=all`), `classification` or
+                                        `scenic` (Scenic BERT's tasks and protocol beside ours)
   demo.py[:smoke]                       the main job: data, pretraining, conversion, fine-tuning, few-shot
   `,runlocal` shrinks any of them to a tiny model and a few steps.
 

@@ -7,10 +7,12 @@ import sys
 import pytest
 
 from core import config_help
-from projects.bert.configs import demo, fewshot, glue, pretrain
+from projects.bert.configs import demo, fewshot, glue, glue_suite, pretrain, squad
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VARIANTS = ((pretrain, 'tiny,fewshot'), (pretrain, 'base,phase2'), (glue, 'mrpc,predict'), (glue, 'stsb,small'),
+VARIANTS = ((pretrain, 'tiny,fewshot'), (pretrain, 'base,bert_paper,phase2'), (glue, 'mrpc,predict'),
+            (glue, 'stsb,small'), (glue, 'mrpc,bert_paper'), (fewshot, 'scenic'), (squad, 'v2.0'),
+            (squad, 'v1.1,runlocal'), (glue_suite, 'tiny'),
             (fewshot, 'sst2+rte,tiny'), (fewshot, 'all'), (demo, 'smoke'))
 
 
@@ -31,7 +33,10 @@ def test_print_config_lists_each_field_with_value_and_meaning_overrides_included
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = proc.stdout.splitlines()
   fields = dict(config_help.leaves(glue.get_config('mrpc')))
-  assert len([line for line in lines if ' = ' in line and '# ' in line]) >= len(fields)
+  # A field's meaning follows its value on the same line, or on the next one when the value is long.
+  described = {line.split(' = ')[0] for i, line in enumerate(lines) if ' = ' in line and not line.startswith('#')
+               and ('  # ' in line or (i + 1 < len(lines) and lines[i + 1].lstrip().startswith('# ')))}
+  assert described == set(fields)
   assert any(line.startswith('schedule.base_lr = 3e-05') and '# peak learning rate' in line for line in lines)
   assert any(line.startswith('model.hidden_size = None') and 'init_from' in line for line in lines)
   assert config_help.UNDOCUMENTED not in proc.stdout

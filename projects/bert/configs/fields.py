@@ -28,6 +28,7 @@ MODEL: Dict[str, str] = {
     'attention_impl': "'auto' (GPU bf16: flash kernel / cuDNN; else XLA), or force 'xla', 'cudnn', 'flash'",
     'scan_layers': 'one compiled layer body run L times (faster compilation, same parameters)',
     'dropout_rng': "dropout's random bits: 'jax' (the key's PRNG) or 'hash' (cheaper counter hash)",
+    'nsp_head': "pretraining's NSP head: 'encoder_pooler' (BERT paper, HF) or 'classification_head' (Model Garden)",
     'num_labels': "GLUE head classes; None: from the dataset's meta data (checked when set)",
 }
 ARCHITECTURE_NOTE = ' [None: taken from init_from\'s checkpoint, else the default size]'
@@ -37,6 +38,7 @@ COMMON: Dict[str, str] = {
     'model_name': 'registry name of the model: bert_pretraining, bert_classification, bert_regression, bert_encoder',
     'dataset_name': 'registry name of the dataset builder: bert_pretraining or bert_glue',
     'rng_seed': 'seed of parameter initialisation and dropout',
+    'recipe': "'model_garden' (TF Model Garden, default) or 'bert_paper' (google-research/bert): configs/recipes.py",
     'model': "None: the whole architecture of init_from's checkpoint",
     'mode': "'train'; 'eval' (dev scores of the workdir's saved weights); 'predict' (GLUE submission files)",
     'batch_size': 'global training batch (split over all devices of all hosts)',
@@ -52,15 +54,21 @@ COMMON: Dict[str, str] = {
     'checkpoint.async_save': 'write checkpoints in the background while training goes on',
     'checkpoint.restore_input': 'on resume also restore the input position (False after changing the input)',
     'param_sharding_rules': "((regex, 'fsdp'|'replicate'), ...): weights and optimizer moments sharded over data",
-    'optimizer.name': "'adamw' (original BERT: no bias correction), 'lamb' or 'sgd'",
+    'optimizer.name': "'adamw' (its Adam form: bias_correction), 'lamb' or 'sgd'",
     'optimizer.weight_decay': 'decoupled weight decay (not on LayerNorm or biases)',
     'optimizer.b1': 'Adam beta1',
     'optimizer.b2': 'Adam beta2',
     'optimizer.eps': 'Adam epsilon',
     'optimizer.grad_clip_norm': 'global-norm gradient clipping (0: none)',
-    'optimizer.bias_correction': "Adam bias correction (False: the original BERT optimizer)",
+    'optimizer.grad_clip_scope': "'global' (norm of the mean gradient) or Model Garden's 'per_replica_sum' / '_mean'",
+    'optimizer.no_decay_patterns': 'regexes of the parameter names without weight decay (LayerNorm, biases)',
+    'optimizer.bias_correction': "'keras' (Model Garden's legacy Adam), 'none' (original BERT) or 'standard'",
     'schedule.base_lr': 'peak learning rate',
-    'schedule.warmup_steps': 'linear warm-up steps',
+    'schedule.warmup_steps': 'warm-up steps',
+    'schedule.warmup': "'linear' (from 0, BERT paper) or 'polynomial' (Model Garden's PolynomialWarmUp)",
+    'schedule.warmup_power': "power of the 'polynomial' warm-up",
+    'schedule.decay_from': "'step_0' (decay over all steps, both references) or 'warmup_end'",
+    'schedule.power': 'power of the polynomial decay (1: linear)',
     'schedule.warmup_fraction': 'GLUE: warm-up as a fraction of the training steps',
     'schedule.decay': "after warm-up: 'linear', 'polynomial', 'cosine' or 'constant'",
     'schedule.end_lr': 'learning rate at the last step',
@@ -76,7 +84,13 @@ FEWSHOT_BLOCK: Dict[str, str] = {
     'evals.fewshot.shots': 'k: training examples per class of each support set',
     'evals.fewshot.num_seeds': 'support sets drawn per k (mean and std over them)',
     'evals.fewshot.l2_regs': 'ridge regularisers searched on the support set',
-    'evals.fewshot.feature': "'mean' (tokens averaged over the mask) or 'pooled' (tanh pooler over [CLS])",
+    'evals.fewshot.feature': "'mean' (tokens averaged over the mask), 'pooled' (tanh pooler over [CLS]) or 'nsp'",
+    'evals.fewshot.protocol': "'ours' (default), 'scenic' (Scenic BERT's: optimistic, see README) or 'both'",
+    'evals.fewshot.scenic.shots': "Scenic's shot counts (one support set each)",
+    'evals.fewshot.scenic.l2_regs': 'ridge regularisers, one chosen per shot count on the EVAL sets (optimistic)',
+    'evals.fewshot.scenic.feature': "features of Scenic's probes ('nsp': the NSP head's pre-logits)",
+    'evals.fewshot.scenic.seed': 'seed of the permutation whose first k per class form the support set',
+    'evals.fewshot.scenic.headline': "'{task}_{k}shot' also reported as a/... ('' : none)",
     'evals.fewshot.train_pool_size': 'support sets are drawn from the first this many train records (0: all)',
     'evals.fewshot.eval_size': 'score the first this many examples of each eval split (0: all)',
     'evals.fewshot.batch_size': 'global batch of the embedding pass',
@@ -109,6 +123,7 @@ GLUE: Dict[str, str] = {
     'dataset.max_seq_length': 'sequence length, checked against the meta data (0: from it)',
     'dataset.shuffle_buffer': 'examples in the shuffle buffer',
     'dataset.seed': 'input shuffling seed',
+    'init_cls_pooler': "start the classifier's pooler from init_from's nsp_head/pooler_dense (Model Garden)",
     'evals.glue.save_best': 'keep the best_on_dev parameters in workdir/best',
     'evals.glue.splits': 'dev splits scored (default: every one)',
     'evals.glue_predict.weights': "submission files from 'best' (best_on_dev) or 'final' parameters",
@@ -117,6 +132,34 @@ GLUE: Dict[str, str] = {
 }
 
 FEWSHOT: Dict[str, str] = {**COMMON, **FEWSHOT_BLOCK}
+
+SQUAD: Dict[str, str] = {
+    **COMMON,
+    'mode': "'train'; 'eval' (official dev EM/F1 of the saved weights); 'predict' (predictions.json etc.)",
+    'dataset.version': "'v1.1' or 'v2.0' (questions without an answer), checked against the records",
+    'dataset.data_dir': 'the --output_dir of `prepare squad`',
+    'dataset.meta_data_file': "explicit meta data path instead of data_dir's",
+    'dataset.train_file': "explicit train records instead of data_dir's",
+    'dataset.max_seq_length': 'sequence length, checked against the records (0: from them)',
+    'dataset.doc_stride': 'stride of the paragraph windows, checked against the records (0: from them)',
+    'dataset.max_query_length': 'question tokens kept, checked against the records (0: from them)',
+    'dataset.shuffle_buffer': 'examples in the shuffle buffer',
+    'dataset.seed': 'input shuffling seed',
+    'evals.squad.save_best': 'keep the best dev F1 parameters in workdir/best',
+    'evals.squad.n_best_size': 'start and end candidates decoded per window',
+    'evals.squad.max_answer_length': 'longest answer in tokens',
+    'evals.squad.null_score_diff_threshold': "v2.0: answer 'no answer' when its score beats the best span by more",
+    'evals.squad_predict.weights': "prediction files from 'best' (best dev F1) or 'final' parameters",
+}
+
+GLUE_SUITE: Dict[str, str] = {
+    'trainer_name': "registry name of the trainer ('bert_glue_suite')",
+    'tasks': "GLUE tasks fine-tuned: 'all' (those whose records are in data_dir) or a comma list",
+    'num_seeds': 'runs per task, seeds 0 .. num_seeds - 1 (rng_seed and data order)',
+    'init_from': "the checkpoint every run starts from (a converted checkpoint or a run's workdir)",
+    'data_dir': 'the --output_dir of `prepare glue`',
+    **{f'finetune.{k}': v for k, v in GLUE.items()},
+}
 
 DEMO: Dict[str, str] = {
     'trainer_name': "registry name of the trainer ('bert_demo': the stages below)",

@@ -31,10 +31,11 @@ as Model Garden counts it. The main score is the official F1. `init_from` must b
 
 import ml_collections
 
-from projects.bert.configs import common, recipes
+from projects.bert.configs import common, fields, recipes
 
 # version -> (batch size, epochs) of the BERT paper (Devlin et al., 2019, sections 4.2 and 4.3).
 RECIPE = {'v1.1': (32, 3.0), 'v2.0': (48, 2.0)}
+FIELD_DOCS = fields.SQUAD  # what --print_config prints beside each field
 
 
 def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
