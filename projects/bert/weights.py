@@ -88,7 +88,7 @@ def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.Co
                  resolved.model.hidden_size)
     return resolved
   model = model.to_dict() if hasattr(model, 'to_dict') else dict(model)
-  source = source or {}
+  source = {k: v for k, v in (source or {}).items() if v is not None}  # a field the source leaves unset says nothing
   conflicts = [f for f in common.ARCHITECTURE_FIELDS
                if model.get(f) is not None and f in source and source[f] != model[f]]
   if conflicts:

@@ -55,6 +55,10 @@ def test_a_field_set_against_the_checkpoint_is_a_config_error(tmp_path):
   # A SIZE names only the sizes: the activation and vocabulary still come from the checkpoint.
   resolved = weights.resolve_model_config(_glue_config('mrpc,mini', path))
   assert (resolved.model.hidden_act, resolved.model.vocab_size) == ('gelu_tanh', 1000)
+  # A source that leaves a field unset (None) says nothing about it.
+  meta = tmp_path / 'ckpt' / 'metadata.json'
+  meta.write_text(json.dumps({'model': {**json.loads(meta.read_text())['model'], 'hidden_act': None}}))
+  assert weights.resolve_model_config(_glue_config('mrpc', path, hidden_act='gelu')).model.hidden_act == 'gelu'
   # Set to the checkpoint's value: agrees, no error.
   assert weights.resolve_model_config(_glue_config('mrpc', path, hidden_size=256)).model.num_layers == 4
 
