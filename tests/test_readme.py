@@ -34,7 +34,7 @@ SIZES: Tuple[Tuple[str, str], ...] = (
     (r'--max_predictions_per_seq=80', '--max_predictions_per_seq=8'),
     (r'--dupe_factor=5', '--dupe_factor=1'),
 )
-_FEWSHOT = ("'--config.evals.fewshot.shots=(1,2)' "
+_FEWSHOT = ("'--config.evals.fewshot.shots=(1,2)' '--config.evals.fewshot.scenic.shots=(1,2)' "
             '--config.evals.fewshot.num_seeds=1 --config.evals.fewshot.eval_size=8 '
             '--config.evals.fewshot.batch_size=8 --config.evals.fewshot.train_pool_size=32')
 _TRAIN = '--config.num_train_steps=2 --config.batch_size=4 --config.eval_batch_size=4 --config.log_every=1'

@@ -146,6 +146,24 @@ def test_nsp_pre_logits_are_the_input_of_the_next_sentence_output_layer():
     fewshot.nsp_pre_logits({'dense': {}}, sequence, sequence[:, 0])
 
 
+def test_nsp_pre_logits_of_model_gardens_head_feed_its_logits_layer():
+  """With nsp_head='classification_head' (the model_garden recipe), the model's own NSP logits are its `logits`
+  layer applied to the pre-logits the few-shot 'nsp' feature extracts."""
+  model_config = common.model_config('tiny', vocab_size=64, nsp_head='classification_head')
+  module = modeling.BertForPreTraining(modeling.BertConfig.from_model_config(model_config),
+                                       nsp_head='classification_head')
+  batch = _tiny_batch(model_config)
+  params = module.init(jax.random.PRNGKey(2), {k: jnp.asarray(v) for k, v in batch.items()})['params']
+  rng = np.random.default_rng(3)  # fresh biases are zero: randomise so that a skipped bias would show
+  params = jax.tree_util.tree_map(lambda x: x + rng.normal(0.0, 0.1, x.shape).astype(np.float32), params)
+  assert set(params['nsp_head']) == {'pooler_dense', 'logits'}
+  nsp_logits = np.asarray(module.apply({'params': params}, batch)['nsp_logits'])
+  fn = fewshot.make_feature_fn(model_config, ('nsp',), sharding_lib.create_mesh())
+  pre = fewshot.split_features(np.asarray(fn(fewshot.feature_params(params, ('nsp',)), batch)), ('nsp',))['nsp']
+  out = params['nsp_head']['logits']
+  np.testing.assert_allclose(pre @ np.asarray(out['kernel']) + np.asarray(out['bias']), nsp_logits, rtol=1e-5,
+                             atol=1e-5)
+
 def test_configs_select_scenic_tasks_cadence_and_protocol():
   block = fewshot_config.fewshot_block(['sst2'])
   assert block.protocol == 'ours' and block.feature == 'mean'  # our protocol stays the default
