@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from tests.bert import data_utils
+from tests.bert import data_utils, squad_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, 'README.md')
@@ -33,6 +33,7 @@ SIZES: Tuple[Tuple[str, str], ...] = (
     (r'--max_seq_length=512', '--max_seq_length=48'),
     (r'--max_predictions_per_seq=80', '--max_predictions_per_seq=8'),
     (r'--dupe_factor=5', '--dupe_factor=1'),
+    (r'--config\.num_seeds=3', '--config.num_seeds=1'),
 )
 _FEWSHOT = ("'--config.evals.fewshot.shots=(1,2)' '--config.evals.fewshot.scenic.shots=(1,2)' "
             '--config.evals.fewshot.num_seeds=1 --config.evals.fewshot.eval_size=8 '
@@ -45,6 +46,11 @@ RUN_SIZES: Dict[str, str] = {
     'glue.py': (f'{_TRAIN} --config.dataset.max_seq_length=0 --config.dataset.shuffle_buffer=16 '
                 '--config.evals.glue.every=2'),
     'fewshot.py': _FEWSHOT,
+    'squad.py': (f'{_TRAIN} --config.dataset.max_seq_length=0 --config.dataset.doc_stride=0 '
+                 '--config.dataset.max_query_length=0 --config.dataset.shuffle_buffer=16 --config.evals.squad.every=2'),
+    'glue_suite.py': ('--config.finetune.num_train_steps=2 --config.finetune.batch_size=4 '
+                      '--config.finetune.eval_batch_size=4 --config.finetune.log_every=1 '
+                      '--config.finetune.dataset.max_seq_length=0 --config.finetune.dataset.shuffle_buffer=16'),
 }
 GLUE_TASKS = ('mnli', 'sst2', 'rte', 'mrpc')
 
@@ -122,6 +128,8 @@ def folder(tmp_path_factory):
   data_utils.write_vocab(root / 'vocab.txt')
   for task in GLUE_TASKS:
     data_utils.write_glue_task_dir(root / 'glue_data', task, n_train=32, n_dev=8, n_test=8)
+  for version in ('v1.1', 'v2.0'):  # train-v1.1.json, dev-v1.1.json, ... in the official SQuAD format
+    squad_data.write_squad_files(root, version)
   tf_dir, tf_config = _tf_checkpoint(str(root / 'tf_ckpt'))
   placeholders = {'/path/to/hf_bert_dir': str(gt.get_model_path()), '/path/to/bert_model.ckpt': tf_dir,
                   '/path/to/bert_config.json': tf_config, '/tmp/': f'{root}/tmp/'}
@@ -148,6 +156,9 @@ def test_readme_commands_run_as_written(folder):
   assert json.load(open(os.path.join(wd, 'mnli', 'eval_results.json')))['done']
   mnli = json.load(open(os.path.join(wd, 'mnli', 'config.json')))['model']
   assert (mnli['hidden_size'], mnli['num_layers']) == (128, 2)  # the tiny pretraining's, from init_from alone
+  assert os.path.exists(os.path.join(wd, 'glue', 'glue_results.md'))  # the GLUE suite's table
+  for version, files in (('squad11', ('predictions.json',)), ('squad20', ('predictions.json', 'null_odds.json'))):
+    assert all(os.path.exists(os.path.join(wd, version, 'predictions', f)) for f in files), version
   mrpc = json.load(open(os.path.join(root, 'tmp', 'mrpc', 'config.json')))['model']
   assert (mrpc['hidden_size'], mrpc['num_layers']) == (384, 6)  # MiniLM's, from the converter's metadata.json
   assert set(json.load(open(os.path.join(wd, 'fs', 'results.json')))['fewshot']['tasks']) >= {'sst2', 'rte'}

@@ -1,5 +1,5 @@
 r"""SQuAD fine-tuning. Variant: `VERSION[,SIZE][,runlocal]`, VERSION v1.1 or v2.0, SIZE one of tiny, mini, small,
-medium, base (default), large.
+medium, base, large (default: the architecture of init_from's checkpoint, else base).
 
   python -m projects.bert.datasets.prepare squad --train_file=train-v1.1.json --eval_file=dev-v1.1.json \
       --vocab_file=VOCAB --output_dir=data/squad_v1.1 --version_2_with_negative=false
@@ -46,7 +46,7 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
   if version not in RECIPE or unknown or len(sizes) > 1:
     raise ValueError(f'Variant {arg!r}: expected VERSION[,SIZE][,runlocal] with VERSION in {list(RECIPE)} and SIZE '
                      f'in {list(common.SIZES)}.')
-  size = sizes[0] if sizes else 'base'
+  size = sizes[0] if sizes else ''
   runlocal = 'runlocal' in parts
   batch_size, epochs = RECIPE[version]
 
@@ -57,7 +57,10 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
   config.rng_seed = 0
   # SQuAD's reference here is the BERT paper's run_squad.py (Model Garden's squad experiments differ per yaml).
   config.recipe = 'bert_paper'
-  config.model = common.model_config(size, **recipes.model_fields(config.recipe))
+  # The architecture fields a SIZE does not name (all of them without one) are None: init_from's, else base's.
+  inherit = common.inherit_architecture(size)
+  config.model = common.model_config(size or 'base', inherit=inherit, **{
+      k: v for k, v in recipes.model_fields(config.recipe).items() if k not in inherit})
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.version = version
