@@ -116,6 +116,19 @@ def _tf_checkpoint(directory: str) -> Tuple[str, str]:
   return directory, os.path.join(directory, 'bert_config.json')
 
 
+def _model_garden_pretrainer(directory: str, vocab_size: int) -> str:
+  """A tiny BertPretrainerV2 training checkpoint (Model Garden's masked_lm task) with its bert_config.json."""
+  from projects.bert.configs import common
+  from tests.bert import model_garden
+  model_config = common.model_config('tiny', vocab_size=vocab_size, hidden_size=32, num_layers=2, num_heads=4,
+                                     intermediate_size=64, max_position_embeddings=64, hidden_act='gelu_tanh',
+                                     nsp_head='classification_head')
+  model_garden.set_seed(0)
+  model = model_garden.build(model_garden.masked_lm_task(model_config).build_model())
+  model_garden.save_pretrainer(model, directory, model_config, 'trainer')
+  return directory
+
+
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory):
   """The folder the README's commands run in, with the inputs they name; returns (folder, placeholders, env)."""
@@ -131,8 +144,9 @@ def folder(tmp_path_factory):
   for version in ('v1.1', 'v2.0'):  # train-v1.1.json, dev-v1.1.json, ... in the official SQuAD format
     squad_data.write_squad_files(root, version)
   tf_dir, tf_config = _tf_checkpoint(str(root / 'tf_ckpt'))
+  mg_dir = _model_garden_pretrainer(str(root / 'mg_ckpt'), len(open(root / 'vocab.txt').read().split()))
   placeholders = {'/path/to/hf_bert_dir': str(gt.get_model_path()), '/path/to/bert_model.ckpt': tf_dir,
-                  '/path/to/bert_config.json': tf_config, '/tmp/': f'{root}/tmp/'}
+                  '/path/to/bert_config.json': tf_config, '/path/to/mg_pretrain_dir': mg_dir, '/tmp/': f'{root}/tmp/'}
   # A user's shell: one CPU device and TensorFlow's logging as our commands set it (not the suite's 8 fake devices).
   env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'TF_CPP_MIN_LOG_LEVEL')}
   env.update(WD=str(root / 'wd'), PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
