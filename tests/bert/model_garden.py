@@ -22,6 +22,7 @@ CHECKPOINT_LAYOUTS = ('trainer', 'items', 'model')
 
 def import_tasks() -> types.SimpleNamespace:
   """Model Garden's NLP task, config and model modules (with the pkg_resources shim when needed)."""
+  shim = None
   try:
     import pkg_resources  # noqa: F401
   except ModuleNotFoundError:
@@ -29,15 +30,21 @@ def import_tasks() -> types.SimpleNamespace:
     shim = types.ModuleType('pkg_resources')
     shim.parse_version = packaging.version.parse
     sys.modules['pkg_resources'] = shim
-  import tensorflow as tf
-  import tf_keras
-  from official.core import exp_factory
-  from official.modeling import optimization, tf_utils
-  from official.nlp.configs import bert, encoders
-  from official.nlp.configs import finetuning_experiments, pretraining_experiments  # noqa: F401  (registers)
-  from official.nlp.data import pretrain_dataloader, sentence_prediction_dataloader
-  from official.nlp.modeling import layers, models, networks
-  from official.nlp.tasks import masked_lm, sentence_prediction
+  try:
+    import tensorflow as tf
+    import tf_keras
+    from official.core import exp_factory
+    from official.modeling import optimization, tf_utils
+    from official.nlp.configs import bert, encoders
+    from official.nlp.configs import finetuning_experiments, pretraining_experiments  # noqa: F401  (registers)
+    from official.nlp.data import pretrain_dataloader, sentence_prediction_dataloader
+    from official.nlp.modeling import layers, models, networks
+    from official.nlp.tasks import masked_lm, sentence_prediction
+  finally:
+    # Only tensorflow_hub's import needs it: others (pytest's monkeypatch.syspath_prepend) take a pkg_resources in
+    # sys.modules for the real one.
+    if shim is not None and sys.modules.get('pkg_resources') is shim:
+      del sys.modules['pkg_resources']
   return types.SimpleNamespace(tf=tf, tf_keras=tf_keras, exp_factory=exp_factory, optimization=optimization,
                                tf_utils=tf_utils, bert=bert, encoders=encoders, layers=layers, models=models,
                                networks=networks, masked_lm=masked_lm, sentence_prediction=sentence_prediction,

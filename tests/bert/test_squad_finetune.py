@@ -245,7 +245,11 @@ def test_config_variants(variant):
     assert (config.dataset.max_seq_length, config.dataset.doc_stride, config.dataset.max_query_length) == \
         (384, 128, 64)
     assert config.evals.squad.max_answer_length == 30 and config.evals.squad.n_best_size == 20
-  assert config.model.hidden_size == common.SIZES[variant.split(',')[1] if ',' in variant else 'base'][1]
+  if ',' in variant and variant.split(',')[1] in common.SIZES:
+    assert config.model.hidden_size == common.SIZES[variant.split(',')[1]][1]
+  else:  # no SIZE: the architecture of init_from, else base's
+    from projects.bert import weights
+    assert config.model.hidden_size is None and weights.resolve_model_config(config).model.hidden_size == 768
   with pytest.raises(ValueError, match=r"Variant 'v3.0'.*VERSION"):
     squad_configs.get_config('v3.0')
 
