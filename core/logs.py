@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import re
 import sys
 
 from absl import logging
@@ -17,6 +18,7 @@ from absl import logging
 VERBOSE_FLAG = '--verbose'
 # Where our code lives: records logged from files under it are ours.
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_INSTALLED = re.compile(r'[/\\](site|dist)-packages[/\\]')
 
 
 def _verbose_in_argv() -> bool:
@@ -33,7 +35,9 @@ class _OursOrImportant(std_logging.Filter):
   """Keeps records at WARNING and above, and those logged from this repository's files."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or os.path.abspath(record.pathname).startswith(_ROOT)
+    path = os.path.abspath(record.pathname)
+    # A virtualenv inside the repository (the README's `.venv`) holds the libraries: they are not ours.
+    return record.levelno >= std_logging.WARNING or (path.startswith(_ROOT) and not _INSTALLED.search(path))
 
 
 _FILTER = _OursOrImportant()

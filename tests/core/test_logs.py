@@ -23,6 +23,9 @@ def test_third_party_info_is_dropped_ours_and_warnings_are_kept():
     assert not absl_logger.filter(_record(orbax))
     assert absl_logger.filter(_record(orbax, std_logging.WARNING))
     assert absl_logger.filter(_record(os.path.join(REPO, 'core', 'loop.py')))
+    # A venv inside the repository (as the README creates it): its libraries are still third-party.
+    in_repo_venv = os.path.join(REPO, '.venv', 'lib', 'python3.11', 'site-packages', 'official', 'x.py')
+    assert not absl_logger.filter(_record(in_repo_venv))
     logs.configure(verbose=True)
     assert absl_logger.filter(_record(orbax))
   finally:
