@@ -76,7 +76,7 @@ def _synthetic_inputs(args: argparse.Namespace, vocab_size: int):
 
 def _random_features(args: argparse.Namespace, features: Sequence[str], hidden: int) -> Dict[str, Any]:
   """{feature: TaskFeatures} of random [pool / eval, hidden] features with a weak class signal (--probes_only)."""
-  from projects.bert import fewshot
+  from projects.bert.fewshot import probes as fewshot
 
   rng = np.random.default_rng(0)
   centres = rng.normal(size=(args.classes, hidden)) * 0.1
@@ -92,8 +92,10 @@ def run(args: argparse.Namespace, size: str, dtype: str, protocol: str = 'ours')
   """One sweep of `protocol` on the encoder of `size` (or --init_from) computing in `dtype`; returns its timings."""
   import projects.bert  # noqa: F401  (registers the datasets)
   from core import sharding as sharding_lib
-  from projects.bert import fewshot, fewshot_scenic, glue_metrics, weights
-  from projects.bert.configs import common
+  from projects.bert.fewshot import probes as fewshot, scenic as fewshot_scenic
+  from projects.bert.tasks import glue_metrics
+  from projects.bert.checkpoints import weights
+  from projects.bert.models import architecture as common
   from projects.bert.configs import fewshot as fewshot_config
   from projects.bert.evaluators import fewshot as fewshot_evaluator
 

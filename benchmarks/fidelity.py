@@ -53,7 +53,7 @@ from flax import traverse_util  # noqa: E402
 from core import optimizers, sharding  # noqa: E402
 from core.state import create_sharded_train_state  # noqa: E402
 from core.train_step import make_train_step  # noqa: E402
-from projects.bert.configs import common as config_common  # noqa: E402
+from projects.bert.models import architecture as config_common  # noqa: E402
 from projects.bert.configs import recipes  # noqa: E402
 from tests.bert import model_garden  # noqa: E402
 from tests.core.toy import GradientReplayModel  # noqa: E402
@@ -164,7 +164,7 @@ def check_optimizer(steps: int = 100, warmup: int = 10) -> List[Dict[str, Any]]:
   model_garden.set_seed(0)
   pretrainer = model_garden.build(model_garden.masked_lm_task(model_config).build_model())
   model_garden.randomize(pretrainer, seed=0)
-  from projects.bert import convert
+  from projects.bert.checkpoints import convert
   with tempfile.TemporaryDirectory() as tmp:
     prefix = model_garden.save_pretrainer(pretrainer, tmp, model_config)
     params, _ = convert.convert_tf_checkpoint(prefix, os.path.join(tmp, 'bert_config.json'))
@@ -302,7 +302,8 @@ def check_pretraining(workdir: str, steps: int = 50, batch: int = 8, seq_len: in
   model_garden recipe.
   """
   from core.registry import DATASETS
-  from projects.bert import convert, models
+  from projects.bert.checkpoints import convert
+  from projects.bert.models import bert_models as models
   from projects.bert import datasets  # noqa: F401  (registers the builders)
   from tests.bert import data_utils
   mg = model_garden.import_tasks()
@@ -476,7 +477,7 @@ def glue_records(directory: str, glue_task: str, vocab: str, seq_len: int, n_tra
 def mg_pretrainer_checkpoint(directory: str, model_config: Any, seed: int = 0) -> Tuple[str, str]:
   """(checkpoint prefix, our converted params dir) of a fresh BertPretrainerV2, the start of every GLUE run."""
   from core import params_io
-  from projects.bert import convert
+  from projects.bert.checkpoints import convert
   model_garden.set_seed(seed)
   pretrainer = model_garden.build(model_garden.masked_lm_task(model_config).build_model())
   prefix = model_garden.save_pretrainer(pretrainer, os.path.join(directory, 'mg'), model_config)
@@ -496,8 +497,10 @@ def check_glue_exact(workdir: str, vocab: str, steps: int = 50, batch: int = 16,
   from core.setup import example_batch_from_meta
   from core.train_step import make_eval_step
   from projects.bert import datasets  # noqa: F401  (registers the builders)
-  from projects.bert import glue_metrics, models, weights
-  from projects.bert.datasets import glue_tasks
+  from projects.bert.tasks import glue_metrics
+  from projects.bert.models import bert_models as models
+  from projects.bert.checkpoints import weights
+  from projects.bert.tasks import glue as glue_tasks
   from tests.bert import data_utils
   mg = model_garden.import_tasks()
   tf = mg.tf

@@ -3,7 +3,7 @@ r"""On a GPU: the cuDNN attention path and the whole model on it, against the re
   python benchmarks/gpu_attention_check.py --output=benchmarks/results/attention_gpu.json
 
 Checks (each a row of the table; the script exits non-zero if one fails):
-  1. `modeling.length_masked_attention(..., 'cudnn')` against float32 softmax attention over the real keys, on
+  1. `attention.length_masked_attention(..., 'cudnn')` against float32 softmax attention over the real keys, on
      bfloat16 inputs with padded rows: values and the gradients of q, k, v (relative error under 2e-2, the bf16
      rounding of inputs and outputs); float32 inputs must be refused by `BertConfig` (cuDNN has no fp32 kernel).
   2. The encoder (size small: every layer kind, quick to compile) in bfloat16 with attention_impl='cudnn' against
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
   import jax
   import jax.numpy as jnp
 
-  from projects.bert import modeling
+  from projects.bert.models import attention, modeling
   gpu = jax.default_backend() == 'gpu'
   impl = 'cudnn' if gpu else 'xla'
   rows = []
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     logits = jnp.where(input_mask[:, None, None, :] > 0, logits, -jnp.inf)
     return jnp.einsum('bnqk,bknd->bqnd', jax.nn.softmax(logits, -1), v, precision='highest')
 
-  fused = lambda q, k, v: modeling.length_masked_attention(q, k, v, modeling.sequence_lengths(input_mask), impl)  # noqa: E731
+  fused = lambda q, k, v: attention.length_masked_attention(q, k, v, attention.sequence_lengths(input_mask), impl)  # noqa: E731
   loss = lambda fn: (lambda q, k, v: jnp.sum(fn(q, k, v).astype(jnp.float32) * weights))  # noqa: E731
   t0 = time.perf_counter()
   out = jax.jit(fused)(q, k, v)
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
   kernel_s = time.perf_counter() - t0
 
   # 1b. Our flash kernel (Pallas; Triton on GPUs) with dropout against the reference with its documented mask.
-  from projects.bert import flash_attention
+  from projects.bert.models import flash_attention
   rate, seed = 0.1, jnp.asarray([3, 2024], jnp.uint32)
   keep = flash_attention.keep_mask(seed, b, n, s, rate)
   flash = lambda q, k, v: flash_attention.flash_attention(  # noqa: E731
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     record(f'flash attention + dropout d{name}', _rel(g.astype(jnp.float32), r), 2e-2)
 
   # 2. The encoder on cuDNN against the encoder on XLA (same weights, eval).
-  from projects.bert.configs import common as configs_common
+  from projects.bert.models import architecture as configs_common
   base = modeling.BertConfig.from_model_config(configs_common.model_config('small', dtype='bfloat16'))
   ids = jnp.asarray(rng.integers(1000, 30000, (b, s)).astype(np.int32)) * input_mask
   encoders = {a: modeling.BertEncoder(dataclasses.replace(base, attention_impl=a)) for a in ('xla', impl)}
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
   from core import sharding as sharding_lib
   from core.state import create_sharded_train_state
   from core.train_step import make_train_step
-  from projects.bert import models
+  from projects.bert.models import bert_models as models
   sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
   from train_step import synthetic_batch
   batch_np = synthetic_batch(16, 128, 30522, seed=1)

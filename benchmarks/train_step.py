@@ -66,7 +66,7 @@ PEER_NAMES = {'ours': 'ours (JAX/Flax)', 'tf': 'TF Model Garden (XLA)', 'torch':
 
 def size_dims(size: str) -> Dict[str, int]:
   """{'L', 'H', 'A', 'I', 'V'} of a named size: the config.model that configs/common.py builds for it."""
-  from projects.bert.configs import common as configs_common
+  from projects.bert.models import architecture as configs_common
   m = configs_common.model_config(size)
   return {'L': m.num_layers, 'H': m.hidden_size, 'A': m.num_heads, 'I': m.intermediate_size, 'V': m.vocab_size}
 
@@ -140,8 +140,8 @@ def prepare_ours(spec: Dict[str, Any]) -> Prepared:
   from core import sharding as sharding_lib
   from core.state import create_sharded_train_state
   from core.train_step import make_train_step
-  from projects.bert import models
-  from projects.bert.configs import common as configs_common
+  from projects.bert.models import bert_models as models
+  from projects.bert.models import architecture as configs_common
   from projects.bert.configs import pretrain
 
   if spec.get('prng'):

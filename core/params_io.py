@@ -63,7 +63,7 @@ def load_params(directory: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   path = source / 'params'
   if not path.is_dir():
     raise errors.MissingFileError(f'{final / "params"} does not exist: expected a directory written by save_params '
-                                  f'(e.g. by `python -m projects.bert.convert`).')
+                                  f'(e.g. by `python -m projects.bert.checkpoints.convert`).')
   if source != final:
     logging.warning('%s is missing: reading %s, the complete copy a crash left beside it.', final, source)
   with ocp.StandardCheckpointer() as ckptr:

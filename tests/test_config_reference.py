@@ -9,9 +9,9 @@ import pytest
 from absl import flags
 from ml_collections import config_dict, config_flags
 
-from projects.bert.datasets import glue as glue_dataset
+from projects.bert.datasets import classification as glue_dataset
 from projects.bert.datasets import pretraining as pretraining_dataset
-from projects.bert.datasets import squad as squad_dataset
+from projects.bert.datasets import span_qa as squad_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {'pretraining': 'projects/bert/configs/pretrain.py:tiny', 'GLUE': 'projects/bert/configs/glue.py:mrpc',

@@ -118,7 +118,7 @@ def _tf_checkpoint(directory: str) -> Tuple[str, str]:
 
 def _model_garden_pretrainer(directory: str, vocab_size: int) -> str:
   """A tiny BertPretrainerV2 training checkpoint (Model Garden's masked_lm task) with its bert_config.json."""
-  from projects.bert.configs import common
+  from projects.bert.models import architecture as common
   from tests.bert import model_garden
   model_config = common.model_config('tiny', vocab_size=vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                                      intermediate_size=64, max_position_embeddings=64, hidden_act='gelu_tanh',

@@ -3,7 +3,7 @@
 usage: python main.py --config=projects/bert/configs/FILE.py[:VARIANT] --workdir=DIR [--config.FIELD=VALUE ...]
 
 installed (`pip install -e .`), from any directory: `bert-train` is `python main.py`, `bert-prepare` is
-`python -m projects.bert.datasets.prepare`, `bert-convert` is `python -m projects.bert.convert`; a --config path
+`python -m projects.bert.datasets.prepare`, `bert-convert` is `python -m projects.bert.checkpoints.convert`; a --config path
 not found where you are is looked up in the repository and its configs folder (`--config=glue.py:mrpc`).
 
 configs (projects/bert/configs/), VARIANT after the colon; RECIPE model_garden (default) or bert_paper:
@@ -75,6 +75,6 @@ def prepare() -> None:
 
 
 def convert() -> None:
-  """`bert-convert`: `python -m projects.bert.convert`."""
-  from projects.bert import convert as convert_lib
+  """`bert-convert`: `python -m projects.bert.checkpoints.convert`."""
+  from projects.bert.checkpoints import convert as convert_lib
   convert_lib.main(sys.argv[1:])

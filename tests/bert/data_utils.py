@@ -193,7 +193,7 @@ class GlueExample:
 class GlueTaskData:
   """What `write_glue_task_dir` wrote: `glue_dir` (the GLUE root) and the examples of each split, in file order.
 
-  `eval` / `test` are keyed by the split names of `projects.bert.datasets.glue_tasks` ('validation' / 'test';
+  `eval` / `test` are keyed by the split names of `projects.bert.tasks.glue` ('validation' / 'test';
   MNLI: 'matched', 'mismatched', and test 'ax').
   """
 

@@ -1,4 +1,4 @@
-"""`init_from` carries its architecture (`projects.bert.weights.resolve_model_config`): unset fields come from the
+"""`init_from` carries its architecture (`projects.bert.checkpoints.weights.resolve_model_config`): unset fields come from the
 checkpoint's metadata.json or the run's config.json; fields the user set must agree with it."""
 
 import json
@@ -6,8 +6,9 @@ import json
 import pytest
 
 from core import errors
-from projects.bert import weights
-from projects.bert.configs import common, glue
+from projects.bert.checkpoints import weights
+from projects.bert.models import architecture as common
+from projects.bert.configs import glue
 
 
 def _params_dir(tmp_path, **model_overrides):

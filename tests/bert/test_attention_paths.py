@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from projects.bert import flash_attention, modeling
+from projects.bert.models import attention, flash_attention, modeling
 from tests.bert.test_modeling import TINY, make_batch
 
 B, S, N, D = 3, 32, 2, 16
@@ -40,10 +40,10 @@ def _reference(q, k, v, input_mask, keep=None, rate=0.0):
 
 
 PATHS = {
-    'explicit': lambda q, k, v, m: modeling.explicit_attention(q, k, v, modeling.attention_mask(m)),
-    'xla_mask': lambda q, k, v, m: modeling.fused_attention(q, k, v, modeling.attention_mask(m)),
-    'lengths': lambda q, k, v, m: modeling.length_masked_attention(q, k, v, modeling.sequence_lengths(m), 'xla'),
-    'flash': lambda q, k, v, m: flash_attention.flash_attention(q, k, v, modeling.sequence_lengths(m),
+    'explicit': lambda q, k, v, m: attention.explicit_attention(q, k, v, attention.attention_mask(m)),
+    'xla_mask': lambda q, k, v, m: attention.fused_attention(q, k, v, attention.attention_mask(m)),
+    'lengths': lambda q, k, v, m: attention.length_masked_attention(q, k, v, attention.sequence_lengths(m), 'xla'),
+    'flash': lambda q, k, v, m: flash_attention.flash_attention(q, k, v, attention.sequence_lengths(m),
                                                                 interpret=True),
 }
 
@@ -125,25 +125,25 @@ def test_flash_kernel_refuses_what_it_cannot_take():
 
 def test_lengths_are_the_prefix_mask():
   mask = jnp.asarray([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]], jnp.int32)
-  np.testing.assert_array_equal(modeling.sequence_lengths(mask), [3, 4, 1])
-  assert modeling.sequence_lengths(mask).dtype == jnp.int32
+  np.testing.assert_array_equal(attention.sequence_lengths(mask), [3, 4, 1])
+  assert attention.sequence_lengths(mask).dtype == jnp.int32
 
 
 def test_which_kernel_each_configuration_takes():
   cfg = lambda **kw: dataclasses.replace(TINY, **kw)  # noqa: E731
   gpu = jax.default_backend() == 'gpu'
-  assert modeling.attention_kernel(cfg(), train=True) == 'explicit'  # float32: XLA drops materialised probabilities
-  assert modeling.attention_kernel(cfg(), train=False) == 'xla'
-  assert modeling.attention_kernel(cfg(attention_dropout_prob=0.0), train=True) == 'xla'
+  assert attention.attention_kernel(cfg(), train=True) == 'explicit'  # float32: XLA drops materialised probabilities
+  assert attention.attention_kernel(cfg(), train=False) == 'xla'
+  assert attention.attention_kernel(cfg(attention_dropout_prob=0.0), train=True) == 'xla'
   bf16 = cfg(dtype='bfloat16')
-  assert modeling.attention_kernel(bf16, train=False, seq_len=128) == ('cudnn' if gpu else 'xla')
-  assert modeling.attention_kernel(bf16, train=True, seq_len=128) == ('flash' if gpu else 'explicit')
-  assert modeling.attention_kernel(bf16, train=True, seq_len=100) == 'explicit'  # not a multiple of 16
-  assert modeling.attention_kernel(cfg(dtype='bfloat16', attention_impl='cudnn'), train=False) == 'cudnn'
-  assert modeling.attention_kernel(cfg(attention_impl='xla', dtype='bfloat16'), train=False) == 'xla'
-  assert modeling.attention_kernel(cfg(attention_impl='flash'), train=True) == 'flash'
+  assert attention.attention_kernel(bf16, train=False, seq_len=128) == ('cudnn' if gpu else 'xla')
+  assert attention.attention_kernel(bf16, train=True, seq_len=128) == ('flash' if gpu else 'explicit')
+  assert attention.attention_kernel(bf16, train=True, seq_len=100) == 'explicit'  # not a multiple of 16
+  assert attention.attention_kernel(cfg(dtype='bfloat16', attention_impl='cudnn'), train=False) == 'cudnn'
+  assert attention.attention_kernel(cfg(attention_impl='xla', dtype='bfloat16'), train=False) == 'xla'
+  assert attention.attention_kernel(cfg(attention_impl='flash'), train=True) == 'flash'
   with pytest.raises(ValueError, match='has no attention dropout'):
-    modeling.attention_kernel(cfg(dtype='bfloat16', attention_impl='cudnn'), train=True)
+    attention.attention_kernel(cfg(dtype='bfloat16', attention_impl='cudnn'), train=True)
   with pytest.raises(ValueError, match="needs dtype='bfloat16'"):
     cfg(attention_impl='cudnn')
   with pytest.raises(ValueError, match='Unknown attention_impl'):

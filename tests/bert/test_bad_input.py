@@ -10,9 +10,9 @@ from core import params_io
 from core.dataset import DatasetMetaData
 from core.registry import DATASETS, MODELS
 from core.setup import example_batch_from_meta, setup_training
-from projects.bert.configs import common
+from projects.bert.models import architecture as common
 from projects.bert.configs import pretrain as pretrain_configs
-from projects.bert import weights
+from projects.bert.checkpoints import weights
 from tests.bert import data_utils
 
 

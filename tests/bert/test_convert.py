@@ -16,8 +16,9 @@ from flax import traverse_util
 
 from core import params_io
 import projects.bert  # noqa: F401  (declares the BERT models)
-from projects.bert import convert, modeling, models, weights
-from projects.bert.configs import common
+from projects.bert.checkpoints import convert, weights
+from projects.bert.models import modeling, bert_models as models
+from projects.bert.models import architecture as common
 
 REL_TOL = 1e-5
 EXPORT_ATOL = 1e-5  # exported weights in transformers vs ours (or vs the original HF model): max abs difference
@@ -280,7 +281,7 @@ def test_cli_writes_params_a_model_starts_from(hf_pretraining, tmp_path):
   output = tmp_path / 'converted'
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=root)
-  result = subprocess.run([sys.executable, '-m', 'projects.bert.convert', '--format=hf', f'--input={directory}',
+  result = subprocess.run([sys.executable, '-m', 'projects.bert.checkpoints.convert', '--format=hf', f'--input={directory}',
                            f'--output={output}'], cwd=root, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   params, metadata = params_io.load_params(str(output))
@@ -484,7 +485,7 @@ def test_hf_export_minilm_cli_round_trip(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=root)
   ours, out = tmp_path / 'ours', tmp_path / 'hf'
   for args in ([f'--input={path}', f'--output={ours}'], ['--export', f'--input={ours}', f'--output={out}']):
-    result = subprocess.run([sys.executable, '-m', 'projects.bert.convert', '--format=hf', *args], cwd=root, env=env,
+    result = subprocess.run([sys.executable, '-m', 'projects.bert.checkpoints.convert', '--format=hf', *args], cwd=root, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
   assert 'BertModel' in result.stdout

@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from core.registry import DATASETS
-from projects.bert.datasets import glue, glue_tasks, pretraining
+from projects.bert.datasets import classification as glue, pretraining
+from projects.bert.tasks import glue as glue_tasks
 from tests.bert import data_utils
 
 TASK_SEQ_LEN = {'rte': 16}  # short enough that the official writer truncates pairs

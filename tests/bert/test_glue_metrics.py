@@ -5,8 +5,8 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from projects.bert import glue_metrics
-from projects.bert.datasets import glue_tasks
+from projects.bert.tasks import glue_metrics
+from projects.bert.tasks import glue as glue_tasks
 
 
 def _logits_for(preds, num_labels=2):

@@ -12,7 +12,7 @@ import pytest
 
 import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainers and evaluators)
 from core import app, errors
-from projects.bert import glue_suite
+from projects.bert.runs import glue_suite
 from projects.bert.configs import glue_suite as suite_configs
 from tests.bert import data_utils
 
@@ -197,7 +197,7 @@ def test_a_suite_run_exports_to_hugging_face(suite, tmp_path):
   from safetensors.numpy import load_file
 
   from core import params_io
-  from projects.bert import convert
+  from projects.bert.checkpoints import convert
   _, workdir, summary = suite
   run_dir = os.path.join(workdir, 'mrpc', f'seed_{summary["tasks"]["mrpc"]["best_seed"]}')
   info = convert.export_hf_checkpoint(run_dir, str(tmp_path / 'hf'))

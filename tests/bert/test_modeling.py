@@ -13,8 +13,9 @@ import pytest
 from core import params_io
 from core.dataset import DatasetMetaData
 from core.registry import MODELS
-from projects.bert import modeling, models, weights
-from projects.bert.configs import common
+from projects.bert.models import attention, bert_models as models, modeling
+from projects.bert.checkpoints import weights
+from projects.bert.models import architecture as common
 
 TINY = modeling.BertConfig(vocab_size=64, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
                            max_position_embeddings=16)
@@ -79,13 +80,13 @@ def test_encoder_standalone_shapes_and_padding_is_ignored():
 def test_fused_and_explicit_attention_agree():
   rng = np.random.default_rng(0)
   q, k, v = (jnp.asarray(rng.normal(size=(2, 5, 3, 8)), jnp.float32) for _ in range(3))
-  mask = modeling.attention_mask(jnp.asarray([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]))
-  fused = modeling.fused_attention(q, k, v, mask)
-  explicit = modeling.explicit_attention(q, k, v, mask)
+  mask = attention.attention_mask(jnp.asarray([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]))
+  fused = attention.fused_attention(q, k, v, mask)
+  explicit = attention.explicit_attention(q, k, v, mask)
   np.testing.assert_allclose(fused, explicit, atol=1e-6)
   # Keys under the mask get no weight: changing their values leaves the output unchanged.
   v2 = v.at[0, 3:].set(100.0)
-  np.testing.assert_allclose(modeling.fused_attention(q, k, v2, mask)[0], fused[0], atol=1e-6)
+  np.testing.assert_allclose(attention.fused_attention(q, k, v2, mask)[0], fused[0], atol=1e-6)
 
 
 def test_bfloat16_forward():

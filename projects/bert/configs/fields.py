@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-from projects.bert.configs.common import ARCHITECTURE_FIELDS
+from projects.bert.models.architecture import ARCHITECTURE_FIELDS
 
 MODEL: Dict[str, str] = {
     'vocab_size': 'WordPiece vocabulary size (30522: uncased English BERT)',

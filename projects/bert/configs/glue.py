@@ -5,7 +5,7 @@ architecture of init_from's checkpoint, else base), RECIPE model_garden (default
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/glue --max_seq_length=128
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc \
-      --config.init_from=/tmp/bert_base          # python -m projects.bert.convert output, or a pretraining workdir
+      --config.init_from=/tmp/bert_base          # python -m projects.bert.checkpoints.convert output, or a pretraining workdir
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.mode=eval
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.mode=predict
   python main.py --config=projects/bert/configs/glue.py:mrpc,bert_paper --workdir=/tmp/mrpc_paper \
@@ -36,15 +36,16 @@ field). Without init_from the size is SIZE, else base. `init_heads=False` makes 
 head (Model Garden's option of that name, for BertPretrainerV2 checkpoints whose encoder pooler is untrained).
 
 The task table (labels, regression or classification, metrics and the main one, splits, file names) is
-`projects.bert.datasets.glue_tasks`. `runlocal` shrinks any variant to a few steps of the tiny model for a smoke
+`projects.bert.tasks.glue`. `runlocal` shrinks any variant to a few steps of the tiny model for a smoke
 test.
 """
 
 import ml_collections
 from ml_collections import config_dict
 
-from projects.bert.configs import common, fields, recipes
-from projects.bert.datasets import glue_tasks
+from projects.bert.models import architecture as common
+from projects.bert.configs import fields, recipes
+from projects.bert.tasks import glue as glue_tasks
 
 # Evaluate often enough for the learning curve (and best_on_dev) to show on the small tasks, rarely enough on the big
 # ones (MNLI/QQP dev sets have 20k / 40k examples).
@@ -110,7 +111,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.optimizer = recipes.optimizer_config(recipe)
   config.schedule = recipes.schedule_config(recipe, base_lr, warmup_fraction=warmup_fraction)
 
-  config.init_from = ''  # converted checkpoint (projects.bert.convert) or pretraining workdir; '' = random init
+  config.init_from = ''  # converted checkpoint (projects.bert.checkpoints.convert) or pretraining workdir; '' = random init
   config.init_heads = False  # take only the encoder from init_from: the task head starts fresh
   config.init_cls_pooler = False  # True: the pooler starts from init_from's nsp_head/pooler_dense (Model Garden)
 

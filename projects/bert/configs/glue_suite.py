@@ -23,7 +23,8 @@ task score, are collected in workdir/submission/ (zip them for the GLUE server).
 
 import ml_collections
 
-from projects.bert.configs import common, fields
+from projects.bert.models import architecture as common
+from projects.bert.configs import fields
 from projects.bert.configs import glue as glue_configs
 
 FIELD_DOCS = fields.GLUE_SUITE  # what --print_config prints beside each field

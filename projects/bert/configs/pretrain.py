@@ -26,7 +26,8 @@ length 128); `runlocal` shrinks any variant to a few steps for a smoke test on a
 
 import ml_collections
 
-from projects.bert.configs import common, fields, recipes
+from projects.bert.models import architecture as common
+from projects.bert.configs import fields, recipes
 from projects.bert.configs import fewshot as fewshot_configs
 
 FLAGS = ('phase2', 'runlocal', 'fewshot')

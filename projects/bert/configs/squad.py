@@ -4,7 +4,7 @@ medium, base, large (default: the architecture of init_from's checkpoint, else b
   python -m projects.bert.datasets.prepare squad --train_file=train-v1.1.json --eval_file=dev-v1.1.json \
       --vocab_file=VOCAB --output_dir=data/squad_v1.1 --version_2_with_negative=false
   python main.py --config=projects/bert/configs/squad.py:v1.1 --workdir=/tmp/squad11 \
-      --config.init_from=/tmp/bert_base          # python -m projects.bert.convert output, or a pretraining workdir
+      --config.init_from=/tmp/bert_base          # python -m projects.bert.checkpoints.convert output, or a pretraining workdir
   python main.py --config=projects/bert/configs/squad.py:v1.1 --workdir=/tmp/squad11 --config.mode=eval
   python main.py --config=projects/bert/configs/squad.py:v1.1 --workdir=/tmp/squad11 --config.mode=predict
 
@@ -31,7 +31,8 @@ as Model Garden counts it. The main score is the official F1. `init_from` must b
 
 import ml_collections
 
-from projects.bert.configs import common, fields, recipes
+from projects.bert.models import architecture as common
+from projects.bert.configs import fields, recipes
 
 # version -> (batch size, epochs) of the BERT paper (Devlin et al., 2019, sections 4.2 and 4.3).
 RECIPE = {'v1.1': (32, 3.0), 'v2.0': (48, 2.0)}
@@ -82,7 +83,7 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
   config.optimizer = recipes.optimizer_config(config.recipe)
   config.schedule = recipes.schedule_config(config.recipe, 5e-5, warmup_fraction=0.1)
 
-  config.init_from = ''  # converted checkpoint (projects.bert.convert) or pretraining workdir; '' = random init
+  config.init_from = ''  # converted checkpoint (projects.bert.checkpoints.convert) or pretraining workdir; '' = random init
   config.init_heads = False  # take only the encoder from init_from: the span head starts fresh
 
   config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (the prediction files)

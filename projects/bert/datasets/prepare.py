@@ -41,8 +41,9 @@ import tensorflow as tf
 from absl import logging
 
 from core import atomic, errors
-from projects.bert.datasets import glue_tasks, records
-from projects.bert.datasets.glue_tasks import GlueTask, TsvLayout
+from projects.bert.tasks import glue as glue_tasks
+from projects.bert.datasets import records
+from projects.bert.tasks.glue import GlueTask, TsvLayout
 
 PRETRAINING_MODULE = 'official.nlp.data.create_pretraining_data'
 _STAGING_PREFIX = '.prepare-'  # staging folders inside the output folder (same file system: renames are atomic)
@@ -469,7 +470,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
   args = _parser().parse_args(argv)
   if args.command == 'squad':
-    from projects.bert.datasets import squad_prepare
+    from projects.bert.datasets import squad_writer as squad_prepare
     try:
       meta = squad_prepare.prepare_squad(
           args.train_file, args.eval_file, args.vocab_file, args.output_dir,

@@ -19,7 +19,7 @@ from absl import logging
 
 from core import errors, params_io
 from core.evaluators import EvalContext, Evaluator
-from projects.bert import weights
+from projects.bert.checkpoints import weights
 
 PROTOCOL = ('final: the dev metrics after the last training step, the number the BERT paper and TF Model Garden '
             'report per fine-tuning run')

@@ -1,6 +1,6 @@
 """`fewshot`: few-shot GLUE scores of the encoder being trained or evaluated (big_vision's few-shot evaluator, for
-text). The maths is `projects.bert.fewshot` (our protocol: support sets, features, the ridge probe, the sweep,
-table and plot) and `projects.bert.fewshot_scenic` (Scenic's protocol); this module reads the inputs, embeds them
+text). The maths is `projects.bert.fewshot.probes` (our protocol: support sets, features, the ridge probe, the sweep,
+table and plot) and `projects.bert.fewshot.scenic` (Scenic's protocol); this module reads the inputs, embeds them
 with the run's weights and reports.
 
 Config (`config.evals.fewshot`, made by `configs/fewshot.py: fewshot_block`, which documents every field): tasks,
@@ -41,8 +41,9 @@ from core import errors, evaluation, registry
 from core import sharding as sharding_lib
 from core.dataset import NumpyBatch
 from core.evaluators import EvalContext, Evaluator
-from projects.bert import fewshot, fewshot_scenic, glue_metrics
-from projects.bert.datasets import glue_tasks
+from projects.bert.fewshot import probes as fewshot, scenic as fewshot_scenic
+from projects.bert.tasks import glue_metrics
+from projects.bert.tasks import glue as glue_tasks
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inputs.

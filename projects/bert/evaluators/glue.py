@@ -18,8 +18,8 @@ from typing import Any, Dict, List
 from core import errors, evaluation, registry
 from core.evaluators import EvalContext
 from core.train_step import make_eval_step
-from projects.bert import glue_metrics
-from projects.bert.datasets import glue_tasks
+from projects.bert.tasks import glue_metrics
+from projects.bert.tasks import glue as glue_tasks
 from projects.bert.evaluators.dev_scores import DevScoresEvaluator
 
 

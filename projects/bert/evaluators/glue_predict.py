@@ -22,8 +22,8 @@ from absl import logging
 from core import atomic, evaluation, registry
 from core.evaluators import EvalContext, Evaluator
 from core.train_step import make_predict_step
-from projects.bert import glue_metrics
-from projects.bert.datasets import glue_tasks
+from projects.bert.tasks import glue_metrics
+from projects.bert.tasks import glue as glue_tasks
 from projects.bert.evaluators import dev_scores
 from projects.bert.evaluators.glue import glue_task
 

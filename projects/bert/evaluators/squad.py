@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from core import errors, evaluation, registry
 from core.evaluators import EvalContext
 from core.train_step import make_predict_step
-from projects.bert import squad_metrics
+from projects.bert.tasks import squad_metrics
 from projects.bert.datasets import squad_format
 from projects.bert.evaluators.dev_scores import DevScoresEvaluator
 
@@ -55,7 +55,7 @@ class SquadDev:
   are the config fields of the evaluator besides the decoding ones."""
 
   def __init__(self, name: str, config: Any, context: EvalContext, other_fields: Sequence[str]):
-    from projects.bert.datasets import squad  # TensorFlow: loaded when a SQuAD evaluator is built
+    from projects.bert.datasets import span_qa as squad  # TensorFlow: loaded when a SQuAD evaluator is built
 
     dataset = context.dataset
     if dataset is None or dataset.valid_iter is None or 'version_2_with_negative' not in dataset.meta_data.extra:

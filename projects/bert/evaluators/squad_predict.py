@@ -23,7 +23,7 @@ from absl import logging
 
 from core import registry
 from core.evaluators import EvalContext, Evaluator
-from projects.bert import squad_metrics
+from projects.bert.tasks import squad_metrics
 from projects.bert.evaluators import dev_scores
 from projects.bert.evaluators.squad import SquadDev
 

@@ -1,7 +1,7 @@
 """`bert_trainer`: the one BERT trainer, for pretraining, GLUE fine-tuning and runs that only evaluate.
 
 What a run does is config: the model (`model_name`), the data (`dataset_name`), the evaluators (`config.evals`,
-`projects/bert/evaluators/`), the number of steps, and where the weights come from (`projects.bert.weights`):
+`projects/bert/evaluators/`), the number of steps, and where the weights come from (`projects.bert.checkpoints.weights`):
 
   pretraining        bert_pretraining on bert_pretraining records; evals mlm_nsp (+ fewshot)  configs/pretrain.py
   GLUE fine-tuning   bert_classification / bert_regression on bert_glue; evals glue (+ glue_predict)  configs/glue.py
@@ -41,7 +41,8 @@ from core.dataset import Dataset, DatasetMetaData
 from core.evaluators import EvalContext, RunResults, build_evaluators, finalize_evaluators, run_evaluators
 from core.setup import example_batch_from_meta, setup_training
 from core.state import TrainState
-from projects.bert import models, weights
+from projects.bert.models import bert_models as models
+from projects.bert.checkpoints import weights
 
 MODES = ('train', 'eval', 'predict')
 RESULTS_FILE = weights.RESULTS_FILE  # a training run's; eval and predict write '{mode}_results.json' beside it

@@ -1,10 +1,10 @@
 r"""TF Model Garden / original TF BERT and Hugging Face checkpoints -> our parameter tree, and ours -> Hugging Face
 (functions and a CLI).
 
-  python -m projects.bert.convert --format=tf --input=uncased_L-12_H-768_A-12/bert_model.ckpt \
+  python -m projects.bert.checkpoints.convert --format=tf --input=uncased_L-12_H-768_A-12/bert_model.ckpt \
       --bert_config=uncased_L-12_H-768_A-12/bert_config.json --output=/tmp/bert_base
-  python -m projects.bert.convert --format=hf --input=/path/to/save_pretrained_dir --output=/tmp/bert_hf
-  python -m projects.bert.convert --export --format=hf --input=$WD/mrpc --output=/tmp/mrpc_hf   # ours -> HF
+  python -m projects.bert.checkpoints.convert --format=hf --input=/path/to/save_pretrained_dir --output=/tmp/bert_hf
+  python -m projects.bert.checkpoints.convert --export --format=hf --input=$WD/mrpc --output=/tmp/mrpc_hf   # ours -> HF
 
 The output is a `core.params_io.save_params` directory whose metadata holds `model` (the matching config.model)
 and `source`; trainers start from it with `config.init_from=DIR`. Local files only: nothing is downloaded.
@@ -47,8 +47,8 @@ import numpy as np
 from flax import traverse_util
 
 from core import errors, logs
-from projects.bert import modeling
-from projects.bert.configs import common
+from projects.bert.models import modeling
+from projects.bert.models import architecture as common
 
 Params = Dict[str, Any]
 
@@ -379,8 +379,8 @@ def export_hf_checkpoint(path: str, output: str, vocab_file: Optional[str] = Non
   {'architecture', 'files', 'vocab_file'}.
   """
   from core import atomic, params_io
-  from projects.bert import weights
-  from projects.bert.datasets import glue_tasks
+  from projects.bert.checkpoints import weights
+  from projects.bert.tasks import glue as glue_tasks
   from safetensors.numpy import save_file
 
   params, metadata = params_io.read_pretrained(path)
@@ -650,7 +650,7 @@ def convert(fmt: str, input_path: str, bert_config: Optional[str] = None) -> Tup
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-  parser = argparse.ArgumentParser(prog='python -m projects.bert.convert', description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(prog='python -m projects.bert.checkpoints.convert', description=__doc__.split('\n')[0])
   parser.add_argument('--format', required=True, choices=('tf', 'hf'), help='Source checkpoint format (with '
                       '--export: the format to write, hf only).')
   parser.add_argument('--input', required=True, help='TF checkpoint prefix/directory, or a save_pretrained dir; with '

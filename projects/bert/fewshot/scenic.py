@@ -11,7 +11,7 @@ The protocol, per evaluation:
     bias is regularised only 1/100^2 as much), +-1 one-hot targets, ridge regression (X^T X + l2 I) w = X^T Y;
   - regulariser: one per shot count, among 2^-10 ... 2^19, the best mean rank of the eval-set accuracy across the
     tasks. It is chosen ON THE EVAL SETS, so the reported accuracies are optimistic; our protocol
-    (`projects.bert.fewshot`) chooses it on the support set alone;
+    (`projects.bert.fewshot.probes`) chooses it on the support set alone;
   - reported: accuracy (every task, whatever its GLUE metric) as `z/{task}_{k}shot` at the chosen regulariser,
     `z/best_l2_for_{k}shot_eval`, every (k, l2) as `zz/{task}_{k}shot_l2={l2}`, and the headline `a/sst2_100shot`.
 

@@ -32,6 +32,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from projects.bert.models import attention
+from projects.bert.models.attention import attention_mask, sequence_lengths
+
 Array = jax.Array
 
 
@@ -105,7 +108,7 @@ class BertConfig:
   @classmethod
   def from_model_config(cls, model_config: Mapping[str, Any]) -> 'BertConfig':
     """From `config.model` (a ConfigDict or dict); fields that are not encoder fields (num_labels) are ignored, and
-    unset ones (None: the architecture that `projects.bert.weights.resolve_model_config` fills from init_from) take
+    unset ones (None: the architecture that `projects.bert.checkpoints.weights.resolve_model_config` fills from init_from) take
     the defaults above (BERT-base's)."""
     names = {f.name for f in dataclasses.fields(cls)}
     items = model_config.items() if hasattr(model_config, 'items') else dict(model_config).items()
@@ -147,7 +150,7 @@ class Dropout(nn.Module):
     threshold = min(65535, round(self.rate * 65536))  # drop where bits < threshold
     size = x.size
     if self.rng == 'hash':
-      from projects.bert import flash_attention  # the same hash as the attention kernel's dropout
+      from projects.bert.models import flash_attention  # the same hash as the attention kernel's dropout
       seed = jax.random.bits(self.make_rng('dropout'), (2,), jnp.uint32)
       words = flash_attention.hash_bits(seed, (size + 1) // 2)
     else:
@@ -167,79 +170,6 @@ def _layer_norm(config: BertConfig, name: str) -> nn.LayerNorm:
                       use_fast_variance=False, name=name)
 
 
-def attention_mask(input_mask: Array) -> Array:
-  """`input_mask` [batch, seq] (1 = token, 0 = padding) -> boolean key mask [batch, 1, 1, seq] for every query."""
-  return (input_mask > 0)[:, None, None, :]
-
-
-def sequence_lengths(input_mask: Array) -> Array:
-  """`input_mask` [batch, seq] -> int32 [batch] real tokens per row.
-
-  BERT's inputs (every official writer's records) are padded at the end, so the mask is a prefix of ones and the
-  lengths say the same as the mask; the fused GPU kernels take lengths instead of a mask.
-  """
-  return jnp.sum(input_mask > 0, axis=-1, dtype=jnp.int32)
-
-
-def fused_attention(query: Array, key: Array, value: Array, mask: Array) -> Array:
-  """Softmax attention through `jax.nn.dot_product_attention`'s XLA implementation, with a boolean key mask.
-
-  query/key/value [batch, seq, heads, head_dim] in one dtype; mask bool broadcastable to [batch, heads, q, k].
-  Returns [batch, seq, heads, head_dim] in the input dtype (logits and softmax are float32 inside).
-  """
-  return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation='xla')
-
-
-def length_masked_attention(query: Array, key: Array, value: Array, lengths: Array,
-                            implementation: Optional[str] = None) -> Array:
-  """Attention over the first `lengths` [batch] keys of each row (shapes as `fused_attention`).
-
-  `implementation='cudnn'` is cuDNN's fused flash-attention kernel (GPUs, bfloat16), which takes the padding as
-  sequence lengths; 'xla' computes the same function anywhere (this is how the CPU tests check the GPU path's
-  semantics). Query rows past a row's length come out as zeros (they are padding: nothing reads them).
-  """
-  return jax.nn.dot_product_attention(query, key, value, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
-                                      implementation=implementation)
-
-
-def explicit_attention(query: Array, key: Array, value: Array, mask: Array,
-                       dropout: Optional[Callable[[Array], Array]] = None) -> Array:
-  """The same attention written out, so that dropout can act on the probabilities (shapes as `fused_attention`)."""
-  scale = query.shape[-1] ** -0.5
-  logits = jnp.einsum('bqnd,bknd->bnqk', query, key, preferred_element_type=jnp.float32) * scale
-  logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(logits, axis=-1)
-  if dropout is not None:
-    probs = dropout(probs)
-  return jnp.einsum('bnqk,bknd->bqnd', probs.astype(value.dtype), value)
-
-
-def attention_kernel(config: BertConfig, train: bool, seq_len: Optional[int] = None) -> str:
-  """Which attention computes a layer: 'explicit' (probabilities materialised, so that XLA can drop them), 'flash'
-  (our fused kernel, dropout inside: `flash_attention.py`), 'cudnn' (cuDNN's fused kernel, no dropout) or 'xla'
-  (`jax.nn.dot_product_attention`'s XLA implementation).
-
-  `jax.nn.dot_product_attention` exposes no dropout on the probabilities (neither its XLA nor its cuDNN path), so
-  training with attention dropout takes our kernel on GPUs and materialises the probabilities elsewhere.
-  """
-  from projects.bert import flash_attention
-
-  dropout = train and config.attention_dropout_prob > 0
-  impl = config.attention_impl
-  if impl == 'cudnn' and dropout:
-    raise ValueError(f"attention_impl='cudnn' has no attention dropout, but attention_dropout_prob="
-                     f"{config.attention_dropout_prob}: set it to 0, or use attention_impl='auto' or 'flash'.")
-  if impl == 'auto':
-    fits = seq_len is None or flash_attention.supported(seq_len, config.head_dim, config.compute_dtype)
-    if config.dtype == 'bfloat16' and jax.default_backend() == 'gpu' and fits:
-      impl = 'flash' if dropout else 'cudnn'
-    else:
-      impl = 'xla'
-  if impl == 'xla' and dropout:
-    return 'explicit'
-  return impl
-
-
 class SelfAttention(nn.Module):
   """Multi-head self-attention with per-head projections ([hidden] -> [heads, head_dim]) and the output projection.
 
@@ -255,20 +185,20 @@ class SelfAttention(nn.Module):
                              param_dtype=jnp.float32, kernel_init=_init(c))
     q, k, v = proj(name='query')(x), proj(name='key')(x), proj(name='value')(x)
     key_mask, lengths = mask
-    kernel = attention_kernel(c, train, x.shape[1])
+    kernel = attention.attention_kernel(c, train, x.shape[1])
     if kernel == 'explicit':
-      ctx = explicit_attention(q, k, v, key_mask, dropout=Dropout(c.attention_dropout_prob, deterministic=False,
+      ctx = attention.explicit_attention(q, k, v, key_mask, dropout=Dropout(c.attention_dropout_prob, deterministic=False,
                                                                        rng=c.dropout_rng))
     elif kernel == 'flash':
-      from projects.bert import flash_attention
+      from projects.bert.models import flash_attention
       rate = c.attention_dropout_prob if train else 0.0
       seed = jax.random.bits(self.make_rng('dropout'), (2,), jnp.uint32) if rate > 0 else None
       ctx = flash_attention.flash_attention(q, k, v, lengths, dropout_rate=rate, seed=seed,
                                             interpret=jax.default_backend() != 'gpu')
     elif kernel == 'cudnn':
-      ctx = length_masked_attention(q, k, v, lengths, implementation='cudnn')
+      ctx = attention.length_masked_attention(q, k, v, lengths, implementation='cudnn')
     else:
-      ctx = fused_attention(q, k, v, key_mask)
+      ctx = attention.fused_attention(q, k, v, key_mask)
     return nn.DenseGeneral(c.hidden_size, axis=(-2, -1), dtype=c.compute_dtype, param_dtype=jnp.float32,
                            kernel_init=_init(c), name='output')(ctx)
 

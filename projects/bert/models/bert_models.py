@@ -3,7 +3,7 @@ answering (SQuAD span extraction), and the encoder alone (for runs that only eva
 
 Each is a `core.model.BaseModel`: it builds its Flax module from `config.model` and owns its loss and metrics.
 Every loss and metric weights examples by `batch_mask` [batch] when the batch has one (1 = real, 0 = padding).
-Every model keeps its encoder's parameters under 'bert', so weights move between them (`projects.bert.weights`).
+Every model keeps its encoder's parameters under 'bert', so weights move between them (`projects.bert.checkpoints.weights`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import optax
 from core.dataset import DatasetMetaData
 from core.model import Batch, BaseModel, MetricsDict, MetricsFn
 from core.registry import MODELS
-from projects.bert import modeling
-from projects.bert.configs import common
+from projects.bert.models import modeling
+from projects.bert.models import architecture as common
 
 
 def _batch_mask(batch: Batch, batch_size: int) -> jnp.ndarray:

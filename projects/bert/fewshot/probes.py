@@ -3,7 +3,7 @@ whose regulariser is chosen by cross-validation on the support set, scoring, and
 
 Each split is embedded once per checkpoint; every shot count, seed and regulariser then reuses those features (as
 Scenic and big_vision do too: their few-shot evaluators embed each task's train and eval sets once per evaluation,
-then solve every shot count and regulariser on those features; Scenic's protocol is `projects.bert.fewshot_scenic`).
+then solve every shot count and regulariser on those features; Scenic's protocol is `projects.bert.fewshot.scenic`).
 The probe is ridge regression onto +-1 one-hot targets with an unpenalised intercept, solved through one thin SVD of
 the centred support features, which gives the fit and the exact held-out predictions of
 leave-one-example-per-class-out for every regulariser at once, and works in the dual when there are fewer examples
@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 
 from core import evaluation
 from core import sharding as sharding_lib
-from projects.bert import modeling
+from projects.bert.models import modeling
 
 # 'nsp': the next-sentence head's pre-logits (what Scenic's few-shot evaluator probes); see `nsp_pre_logits`.
 FEATURES = ('pooled', 'mean', 'nsp')

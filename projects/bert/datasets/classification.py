@@ -36,8 +36,9 @@ from absl import logging
 
 from core import errors, registry
 from core.dataset import Dataset, DatasetMetaData
-from projects.bert.datasets import glue_tasks, records
-from projects.bert.datasets.glue_tasks import GlueTask
+from projects.bert.tasks import glue as glue_tasks
+from projects.bert.datasets import records
+from projects.bert.tasks.glue import GlueTask
 
 _UPSTREAM_TASK_TYPES = {'classification': 'bert_classification', 'regression': 'bert_regression'}
 _ALLOWED_EXTRA_FEATURES = ('weight',)  # written by the upstream writer for weighted examples; not read

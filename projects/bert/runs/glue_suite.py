@@ -32,7 +32,7 @@ from core import app, errors, registry
 from core.evaluators import read_json, write_json
 from core.setup import CONFIG_FILE, read_run_config, write_run_config
 from projects.bert.configs import glue as glue_configs
-from projects.bert.datasets import glue_tasks
+from projects.bert.tasks import glue as glue_tasks
 
 RESULTS_JSON = 'glue_results.json'
 RESULTS_MD = 'glue_results.md'

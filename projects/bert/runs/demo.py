@@ -19,7 +19,8 @@ from absl import logging
 from core import app, errors, registry
 from core.evaluators import write_json
 from core.setup import write_run_config
-from projects.bert import convert, demo_data
+from projects.bert.checkpoints import convert
+from projects.bert.runs import demo_data
 from projects.bert.datasets import prepare
 
 

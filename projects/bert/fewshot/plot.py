@@ -1,8 +1,8 @@
 r"""Several encoders' few-shot curves on one figure, from the results files of their few-shot runs.
 
-  python -m projects.bert.fewshot_plot --output=/tmp/fewshot.png minilm=/tmp/fs_minilm random=/tmp/fs_random \
+  python -m projects.bert.fewshot.plot --output=/tmp/fewshot.png minilm=/tmp/fs_minilm random=/tmp/fs_random \
       /tmp/fs_pt
-  python -m projects.bert.fewshot_plot --output=/tmp/p1.png --section=fewshot /tmp/p1fs/results.json
+  python -m projects.bert.fewshot.plot --output=/tmp/p1.png --section=fewshot /tmp/p1fs/results.json
 
 Each argument is `[LABEL=]PATH`: a workdir (its results.json, else eval_results.json) or a results file; the
 label defaults to the workdir's name. `--section` names the evaluator (config.evals) whose results are drawn
@@ -19,7 +19,7 @@ import sys
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from core import errors
-from projects.bert import fewshot
+from projects.bert.fewshot import probes as fewshot
 
 RESULTS_FILES = ('results.json', 'eval_results.json')
 
@@ -49,7 +49,7 @@ def read_entries(spec: str, section: str = 'fewshot') -> Tuple[str, Dict[str, An
 
 
 def main(argv: Optional[Sequence[str]] = None) -> str:
-  p = argparse.ArgumentParser(prog='python -m projects.bert.fewshot_plot', description=__doc__.split('\n')[0])
+  p = argparse.ArgumentParser(prog='python -m projects.bert.fewshot.plot', description=__doc__.split('\n')[0])
   p.add_argument('runs', nargs='+', help='[LABEL=]PATH of a few-shot run (workdir or results file).')
   p.add_argument('--output', required=True, help='PNG to write.')
   p.add_argument('--section', default='fewshot', help='The few-shot evaluator\'s name in config.evals.')

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
-from projects.bert.datasets import glue_tasks
+from projects.bert.tasks import glue as glue_tasks
 
 
 def main_metric_key(task: str, eval_splits: Sequence[str]) -> str:

@@ -6,7 +6,7 @@
                  checkpoint > `config.init_from` (`evaluation_source`); never random: not a missing or out-of-step
                  best/ that results.json names, nor a source without the task head.
 
-`init_from` is a params directory (what `python -m projects.bert.convert` writes, or a run's best/) or a run's
+`init_from` is a params directory (what `python -m projects.bert.checkpoints.convert` writes, or a run's best/) or a run's
 workdir (the parameters of its latest checkpoint). Every load goes through `load_weights`: names and shapes are
 checked against the model (a mismatch raises, naming the variable), and the fields that shapes cannot reveal
 (hidden_act, layer_norm_eps) are compared with the source's architecture. The architecture fields of `config.model`
@@ -72,7 +72,7 @@ def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.Co
   config.json), else the default size's (`common.default_architecture`); a field that is set and differs from the
   source's is a `core.errors.ConfigError` naming it. The run's own fields (dropout, dtype, num_labels, ...) stay.
   """
-  from projects.bert.configs import common  # the sizes and which fields are the architecture
+  from projects.bert.models import architecture as common  # the sizes and which fields are the architecture
 
   path = config.get('init_from') or ''
   source = source_model_config(path) if path else None
