@@ -19,7 +19,7 @@ SIZES: Dict[str, Tuple[int, int]] = {
 }
 
 # The fields that fix what the weights compute: their shapes, the activation and LayerNorm's epsilon. With
-# config.init_from, a field left unset (None) takes the checkpoint's value (`projects.bert.checkpoints.weights`); a field set
+# config.init_from, a field left unset (None) takes the checkpoint's value (`checkpoints/weights.py`); a field set
 # (by a SIZE variant or --config.model.X) must agree with it. The others (dropout, dtype, ...) are the run's own.
 ARCHITECTURE_FIELDS = ('vocab_size', 'hidden_size', 'num_layers', 'num_heads', 'intermediate_size',
                        'max_position_embeddings', 'type_vocab_size', 'layer_norm_eps', 'hidden_act')

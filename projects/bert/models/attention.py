@@ -7,13 +7,10 @@ Shapes: query/key/value [batch, seq, heads, head_dim]; masks broadcast to [batch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
-
-if TYPE_CHECKING:
-  from projects.bert.models.modeling import BertConfig
 
 Array = jax.Array
 
@@ -64,10 +61,10 @@ def explicit_attention(query: Array, key: Array, value: Array, mask: Array,
   return jnp.einsum('bnqk,bknd->bqnd', probs.astype(value.dtype), value)
 
 
-def attention_kernel(config: 'BertConfig', train: bool, seq_len: Optional[int] = None) -> str:
-  """Which attention computes a layer: 'explicit' (probabilities materialised, so that XLA can drop them), 'flash'
-  (our fused kernel, dropout inside: `flash_attention.py`), 'cudnn' (cuDNN's fused kernel, no dropout) or 'xla'
-  (`jax.nn.dot_product_attention`'s XLA implementation).
+def attention_kernel(config: Any, train: bool, seq_len: Optional[int] = None) -> str:
+  """Which attention computes a layer of `config` (a `modeling.BertConfig`): 'explicit' (probabilities
+  materialised, so that XLA can drop them), 'flash' (our fused kernel, dropout inside: `flash_attention.py`),
+  'cudnn' (cuDNN's fused kernel, no dropout) or 'xla' (`jax.nn.dot_product_attention`'s XLA implementation).
 
   `jax.nn.dot_product_attention` exposes no dropout on the probabilities (neither its XLA nor its cuDNN path), so
   training with attention dropout takes our kernel on GPUs and materialises the probabilities elsewhere.

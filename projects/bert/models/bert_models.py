@@ -3,7 +3,8 @@ answering (SQuAD span extraction), and the encoder alone (for runs that only eva
 
 Each is a `core.model.BaseModel`: it builds its Flax module from `config.model` and owns its loss and metrics.
 Every loss and metric weights examples by `batch_mask` [batch] when the batch has one (1 = real, 0 = padding).
-Every model keeps its encoder's parameters under 'bert', so weights move between them (`projects.bert.checkpoints.weights`).
+Every model keeps its encoder's parameters under 'bert', so weights move between them
+(`projects.bert.checkpoints.weights`).
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class BertConfig:
   @classmethod
   def from_model_config(cls, model_config: Mapping[str, Any]) -> 'BertConfig':
     """From `config.model` (a ConfigDict or dict); fields that are not encoder fields (num_labels) are ignored, and
-    unset ones (None: the architecture that `projects.bert.checkpoints.weights.resolve_model_config` fills from init_from) take
+    unset ones (None: the architecture that `checkpoints.weights.resolve_model_config` fills from init_from) take
     the defaults above (BERT-base's)."""
     names = {f.name for f in dataclasses.fields(cls)}
     items = model_config.items() if hasattr(model_config, 'items') else dict(model_config).items()
@@ -187,8 +187,8 @@ class SelfAttention(nn.Module):
     key_mask, lengths = mask
     kernel = attention.attention_kernel(c, train, x.shape[1])
     if kernel == 'explicit':
-      ctx = attention.explicit_attention(q, k, v, key_mask, dropout=Dropout(c.attention_dropout_prob, deterministic=False,
-                                                                       rng=c.dropout_rng))
+      drop = Dropout(c.attention_dropout_prob, deterministic=False, rng=c.dropout_rng)
+      ctx = attention.explicit_attention(q, k, v, key_mask, dropout=drop)
     elif kernel == 'flash':
       from projects.bert.models import flash_attention
       rate = c.attention_dropout_prob if train else 0.0
