@@ -346,7 +346,10 @@ def test_decoding_recovers_planted_answers(prepared, vocab, tmp_path, version):
     high = squad_metrics.squad_scores(ids, logits, data, null_score_diff_threshold=50.0, out_dir=str(high_dir))
     assert all(json.load(open(high_dir / 'predictions.json'))[q] for q in unanswerable)
     assert high['no_answer_exact_match'] < 100.0 and high['has_answer_exact_match'] == 100.0
-    assert high['best_threshold_exact_match'] == 100.0  # the official threshold analysis finds a separating one
+    # The headline is at the threshold the official analysis finds best (a separating one here); the predictions as
+    # written, at threshold 50, stand beside it, labelled.
+    assert high['exact_match'] == 100.0 and high['exact_match_as_predicted'] < 100.0
+    assert high['best_threshold_for_exact_match'] < 20.0
   else:
     assert not os.path.exists(tmp_path / 'pick0' / 'null_odds.json')
 

@@ -176,7 +176,7 @@ def test_v2_scores_null_odds_and_resume(tmp_path):
   squad = first['squad']
   assert [h['step'] for h in squad['history']] == [3, 6] and squad['version'] == 'v2.0'
   for key in ('exact_match', 'f1', 'has_answer_exact_match', 'has_answer_f1', 'no_answer_exact_match',
-              'no_answer_f1', 'best_threshold_f1', 'best_threshold_for_f1'):
+              'no_answer_f1', 'f1_as_predicted', 'exact_match_as_predicted', 'best_threshold_for_f1'):
     assert key in squad['final'], key
   files = first['squad_predict']['files']
   assert set(files) == {'predictions', 'nbest', 'null_odds'}

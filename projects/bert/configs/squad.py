@@ -24,7 +24,7 @@ first 10% of the steps then linear decay to 0, AdamW as for GLUE (weight decay 0
 eps 1e-6, no bias correction), gradient clipping at 1.0, dropout 0.1; sequence length 384, doc stride 128,
 questions cut at 64 tokens (`prepare squad` flags, checked against the records); decoding with the 20 best starts
 and ends and answers of at most 30 tokens, and for v2.0 a null-score threshold of 0 (the paper tunes it on dev: the
-v2.0 scores report the best one as best_threshold_for_f1). An epoch is one pass over the train features (windows),
+v2.0 headline f1 is at the best one, reported as best_threshold_for_f1; f1_as_predicted is at this one). An epoch is one pass over the train features (windows),
 as Model Garden counts it. The main score is the official F1. `init_from` must be set for a meaningful run.
 `runlocal` shrinks any variant to a few steps of the tiny model for a smoke test.
 """

@@ -9,9 +9,10 @@ One pass over the eval features gathers the span logits; `squad_metrics` decodes
 `squad_lib.postprocess_output` (n-best spans mapped back to the paragraph's text; v2.0's null answer when its score
 beats the best span's by more than the threshold) and scores the answers with the official evaluation scripts
 (Model Garden's `squad_evaluate_v1_1` / `squad_evaluate_v2_0`), in percent: exact_match and f1 (the main metric);
-v2.0 also has_answer_* / no_answer_* and the threshold analysis best_threshold_* (selected on the dev set: a
-setting for `null_score_diff_threshold`, not a dev score). The files of the official format are written by
-`squad_predict`. `final` and `best_on_dev` as for GLUE (`dev_scores`).
+v2.0's exact_match / f1 at the null-odds threshold best on dev (the official threshold analysis; Model Garden's
+and the BERT paper's headline) with best_threshold_for_* beside them, and, labelled, *_as_predicted and
+has_answer_* / no_answer_* of the answers as written at `null_score_diff_threshold`. The files of the official
+format are written by `squad_predict`. `final` and `best_on_dev` as for GLUE (`dev_scores`).
 """
 
 from __future__ import annotations

@@ -11,14 +11,17 @@ Scoring is the official SQuAD evaluation as Model Garden ships it (`squad_evalua
 Scores are percentages, as the official scripts print them (Model Garden's v1.1 copy returns fractions: they are
 multiplied by 100 here):
   v1.1  exact_match, f1
-  v2.0  exact_match, f1 (of the predictions as written, as the leaderboard scores a submission: the script without
-        its --na-prob-file), has_answer_exact_match / has_answer_f1 and
-        no_answer_exact_match / no_answer_f1 (the answerable and the unanswerable questions alone), and the
-        official script's threshold analysis (its best_exact, best_f1, run with null_odds.json as --na-prob-file, as
-        the BERT authors' README does): best_threshold_exact_match and
-        best_threshold_f1, the scores with the null-odds threshold that is best on the scored set itself, and those
-        thresholds (best_threshold_for_exact_match, best_threshold_for_f1): set `null_score_diff_threshold` from
-        them for a test-set submission; they are selected on the dev set, so they are not dev scores.
+  v2.0  the headline, as Model Garden (`final_f1`, `exact_match` of its question-answering task) and the BERT paper
+        report SQuAD 2.0 dev: exact_match and f1 at the null-odds threshold that is best on the scored set (the
+        official script's threshold analysis, run with null_odds.json as its --na-prob-file as the BERT authors'
+        README does), with those thresholds beside them (best_threshold_for_exact_match, best_threshold_for_f1: set
+        `null_score_diff_threshold` from them for a test-set submission). The thresholds are chosen on the set they
+        score, which is how those references report dev, and optimistic as any selection on dev is.
+        Beside them, labelled: exact_match_as_predicted and f1_as_predicted, the predictions as written at the
+        run's `null_score_diff_threshold` (0 by default: the script without --na-prob-file, as the leaderboard
+        scores a submission), and has_answer_exact_match / has_answer_f1, no_answer_exact_match / no_answer_f1
+        (the answerable and the unanswerable questions alone, of the predictions as written). Without null odds no
+        threshold can be chosen: exact_match and f1 are then those of the predictions as written.
 
 Files (official formats): predictions.json {question id: answer text}, nbest_predictions.json {id: [{text,
 probability, start_logit, end_logit}, ...]} and for v2.0 null_odds.json {id: null score - best span score}.
@@ -92,10 +95,11 @@ def official_scores(dataset: Sequence[Mapping[str, Any]], predictions: Mapping[s
   names = {'exact': 'exact_match', 'f1': 'f1', 'HasAns_exact': 'has_answer_exact_match', 'HasAns_f1': 'has_answer_f1',
            'NoAns_exact': 'no_answer_exact_match', 'NoAns_f1': 'no_answer_f1'}
   out = {ours: float(scores[theirs]) for theirs, ours in names.items() if theirs in scores}
-  if null_odds is not None:  # the threshold analysis: the script with the null odds as its --na-prob-file
+  if null_odds is not None:  # the headline: the script with the null odds as its --na-prob-file (best threshold)
     analysis = squad_evaluate_v2_0.evaluate(dataset, predictions, dict(null_odds))
-    names = {'final_exact': 'best_threshold_exact_match', 'final_exact_thresh': 'best_threshold_for_exact_match',
-             'final_f1': 'best_threshold_f1', 'final_f1_thresh': 'best_threshold_for_f1'}
+    out['exact_match_as_predicted'], out['f1_as_predicted'] = out['exact_match'], out['f1']
+    names = {'final_exact': 'exact_match', 'final_exact_thresh': 'best_threshold_for_exact_match',
+             'final_f1': 'f1', 'final_f1_thresh': 'best_threshold_for_f1'}
     out.update({ours: float(analysis[theirs]) for theirs, ours in names.items()})
   return out
 
