@@ -166,3 +166,52 @@ def test_missing_and_empty_files(tmp_path):
   assert 'no examples' in _read_bad(tmp_path, 'cb', None, raw='\n')
   with pytest.raises(DataError):  # a UserError: printed as one `error:` paragraph
     reader.read_file(superglue_data.write_jsonl(str(tmp_path / 'e.jsonl'), []), 'cb', labelled=False)
+
+
+# --- the generated data: every label follows from its text, and the pieces fit together -------------------------
+
+def test_generated_labels_follow_their_patterns(sg_dir):
+  for name in ('rte', 'axb'):
+    examples = reader.read_split(sg_dir, name, 'test' if name == 'axb' else 'validation')
+    assert all((e.label == 0) == (' bought ' in e.text_a) for e in examples)  # 0 = entailment
+  axg = reader.read_split(sg_dir, 'axg', 'test')
+  assert all((e.label == 0) == (' always ' in e.text_a) for e in axg)
+  for e in reader.read_split(sg_dir, 'wic', 'train'):
+    river = [any(w in s for w in ('water', 'fish', 'boats')) for s in (e.sentence1, e.sentence2)]
+    assert e.label == int(river[0] == river[1])
+  for e in reader.read_split(sg_dir, 'wsc', 'validation'):
+    refers_to_subject = ' tired ' in e.text
+    assert e.label == int((e.span1_index == 0) == refers_to_subject)
+  for e in reader.read_split(sg_dir, 'multirc', 'train'):
+    for q in e.questions:
+      name = q.question[len('What does '):-len(' have?')]
+      assert all(a.label == int(f'{name} has {a.text}.' in e.passage) for a in q.answers)
+  for e in reader.read_split(sg_dir, 'record', 'train'):
+    giver = e.passage.split(' met ')[0]
+    assert set(e.queries[0].answers) == {giver, giver.split()[1]}
+
+
+def test_gold_predictions_score_perfectly(sg_dir):
+  """Reader output fed to the metrics as each task needs it: gold predictions give every metric its maximum."""
+  scores = {}
+  for name, task in sg.SUPERGLUE_TASKS.items():
+    split = 'test' if task.diagnostic else 'validation'
+    examples = reader.read_split(sg_dir, name, split)
+    if name == 'multirc':
+      options = [((e.idx, q.idx), a.label) for e in examples for q in e.questions for a in q.answers]
+      labels = [label for _, label in options]
+      out = sgm.compute_metrics(name, labels, labels, question_ids=[q for q, _ in options])
+    elif name == 'record':
+      golds = {q.idx: q.answers for e in examples for q in e.queries}
+      query_ids = [q.idx for e in examples for q in e.queries for _ in e.candidates]
+      candidates = [c for e in examples for q in e.queries for c in e.candidates]
+      scores_ = [float(c in q.answers) for e in examples for q in e.queries for c in e.candidates]
+      out = sgm.compute_metrics(name, sgm.record_predictions(query_ids, candidates, scores_), golds)
+    else:
+      labels = [e.label for e in examples]
+      extra = {'idx': [e.idx for e in examples], 'hypotheses': [e.text_b for e in examples]} if name == 'axg' else {}
+      out = sgm.compute_metrics(name, labels, labels, **extra)
+    assert all(out[m] == 1.0 for m in task.metrics), (name, out)
+    if task.in_score:
+      scores[name] = out['score']
+  assert sgm.superglue_score(scores) == 1.0
