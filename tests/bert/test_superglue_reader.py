@@ -160,6 +160,20 @@ def test_nested_fields_are_named_by_path(tmp_path):
   assert 'field "target.span1_text" is missing' in _read_bad(tmp_path, 'wsc', [wsc])
 
 
+def test_repeated_idx_is_refused(tmp_path):
+  message = _read_bad(tmp_path, 'boolq', [_BOOLQ, dict(_BOOLQ, idx=1), dict(_BOOLQ)])
+  assert 'line 3: field "idx" repeats 0 of line 1' in message
+  qa = {'query': '@placeholder left.', 'idx': 5, 'answers': [{'start': 0, 'end': 2, 'text': 'Ann'}]}
+  record = {'idx': 0, 'passage': {'text': 'Ann met Bo.', 'entities': [{'start': 0, 'end': 2}]}, 'qas': [qa, qa]}
+  assert 'line 1: field "qas[].idx" repeats 5 of line 1' in _read_bad(tmp_path, 'record', [record])
+  answer = {'text': 'a kite', 'idx': 0, 'label': 1}
+  multirc = {'idx': 0, 'passage': {'text': 't', 'questions': [{'question': 'q', 'idx': 0, 'answers': [answer]}]}}
+  other_passage = dict(multirc, idx=1)  # the same question and answer idx under another passage: a different key
+  path = superglue_data.write_jsonl(str(tmp_path / 'm.jsonl'), [multirc, other_passage])
+  assert len(reader.read_file(path, 'multirc', labelled=True)) == 2
+  assert 'repeats (0, 0, 0) of line 1' in _read_bad(tmp_path, 'multirc', [multirc, multirc])
+
+
 def test_missing_and_empty_files(tmp_path):
   with pytest.raises(MissingFileError, match=r'BoolQ/val\.jsonl'):
     reader.read_split(str(tmp_path), 'boolq', 'validation')

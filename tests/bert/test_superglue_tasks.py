@@ -44,6 +44,7 @@ def test_kinds_labels_and_metrics():
   assert sg.get_task('axb').metrics == ('matthews_corr',)
   assert sg.get_task('axg').metrics == ('gender_parity', 'accuracy')
   assert sg.get_task('rte').main_metric == 'accuracy'
+  assert sg.get_task('axg').main_metric == 'gender_parity'  # no score: the diagnostics are not in the SuperGLUE score
 
 
 def test_unknown_task_lists_the_known_ones():

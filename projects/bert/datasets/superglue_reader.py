@@ -19,7 +19,8 @@ the task's `labels`); a test file has none (label None), except the diagnostics'
 
 A malformed file is refused with a `DataError` naming the file, the line, the field and the fix: a line that is not
 a JSON object, a missing field or one of the wrong type, a label outside the task's label list, an offset outside
-its text, a ReCoRD query without @placeholder, a labelled split without labels.
+its text, a ReCoRD query without @placeholder, a labelled split without labels, an idx that repeats (predictions
+are keyed by idx: the example's, ReCoRD's query's, MultiRC's (passage, question, answer)).
 """
 
 from __future__ import annotations
@@ -300,6 +301,17 @@ _PARSERS = {sg.SENTENCE_PAIR: _sentence_pair, sg.WORD_IN_CONTEXT: _wic, sg.MULTI
             sg.ANSWER_OPTIONS: _multirc, sg.ENTITY_CLOZE: _record, sg.SPAN_PAIR: _wsc}
 
 
+def _prediction_keys(example: Example) -> List[Tuple[str, Any]]:
+  """(field, key) of each thing a prediction is written for: predictions and submissions are keyed by them, so
+  each must be unique in its file."""
+  if isinstance(example, RecordExample):
+    return [('qas[].idx', q.idx) for q in example.queries]
+  if isinstance(example, MultiRcExample):
+    return [('passage.questions[].answers[].idx', (example.idx, q.idx, a.idx))
+            for q in example.questions for a in q.answers]
+  return [('idx', example.idx)]
+
+
 def read_file(path: str, task: str, *, labelled: bool) -> List[Example]:
   """The examples of one jsonl file of `task`; `labelled`: every row must carry its label(s)."""
   t = sg.get_task(task)
@@ -308,6 +320,7 @@ def read_file(path: str, task: str, *, labelled: bool) -> List[Example]:
                            f'SuperGLUE download, unzipped (e.g. {t.data_file(t.splits[0])} under the directory).')
   parse = _PARSERS[t.kind]
   examples: List[Example] = []
+  first_line: Dict[Any, int] = {}
   with open(path, encoding='utf-8') as f:
     for number, text in enumerate(f, start=1):
       if not text.strip():
@@ -321,7 +334,13 @@ def read_file(path: str, task: str, *, labelled: bool) -> List[Example]:
       if not isinstance(row, dict):
         raise DataError(f'{path}, line {number}: a JSON {type(row).__name__}, not an object; each line of a '
                         f'SuperGLUE file is one JSON object.')
-      examples.append(parse(line, row))
+      example = parse(line, row)
+      for field, key in _prediction_keys(example):
+        if key in first_line:
+          raise line.error(field, f'repeats {key!r} of line {first_line[key]}',
+                           'predictions are keyed by it: each must be unique in its file')
+        first_line[key] = number
+      examples.append(example)
   if not examples:
     raise DataError(f'{path}: no examples (the file is empty); re-extract the {t.official_name} download.')
   return examples

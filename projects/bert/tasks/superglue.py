@@ -126,8 +126,9 @@ class SuperGlueTask:
 
   @property
   def main_metric(self) -> str:
-    """What fine-tuning selects on: the task score (the mean of its metrics), or its one metric."""
-    return self.metrics[0] if len(self.metrics) == 1 else SCORE
+    """What fine-tuning selects on: the task score (the mean of its metrics), or its one metric (a diagnostic,
+    never trained on, names its first metric: it has no score)."""
+    return self.metrics[0] if len(self.metrics) == 1 or self.diagnostic else SCORE
 
 
 _BOOL = (False, True)
