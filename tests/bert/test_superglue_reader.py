@@ -76,6 +76,23 @@ def test_offsets_and_grouped_tasks(sg_dir):
              for a in q.answers)
 
 
+def test_flat_rows_of_multirc_and_record(sg_dir):
+  multirc = reader.read_split(sg_dir, 'multirc', 'validation')
+  options = reader.answer_options(multirc)
+  assert len(options) == sum(len(q.answers) for e in multirc for q in e.questions)
+  first = multirc[0].questions[0]
+  assert [(o.question_key, o.answer, o.label) for o in options[:len(first.answers)]] == [
+      ((multirc[0].idx, first.idx), a.text, a.label) for a in first.answers]
+  record = reader.read_split(sg_dir, 'record', 'validation')
+  rows = reader.entity_candidates(record)
+  assert len(rows) == sum(len(e.candidates) for e in record)  # one row per distinct entity text, not per mention
+  per_query = {}
+  for r in rows:
+    per_query.setdefault(r.query_idx, []).append(r.label)
+  assert all(labels.count(1) == 2 for labels in per_query.values())  # the full name and the surname
+  assert all(r.label is None for r in reader.entity_candidates(reader.read_split(sg_dir, 'record', 'test')))
+
+
 def test_axg_pairs_line_up(sg_dir):
   axg = reader.read_split(sg_dir, 'axg', 'test')
   assert all(e.pair_id is not None for e in axg)
@@ -212,15 +229,15 @@ def test_gold_predictions_score_perfectly(sg_dir):
     split = 'test' if task.diagnostic else 'validation'
     examples = reader.read_split(sg_dir, name, split)
     if name == 'multirc':
-      options = [((e.idx, q.idx), a.label) for e in examples for q in e.questions for a in q.answers]
-      labels = [label for _, label in options]
-      out = sgm.compute_metrics(name, labels, labels, question_ids=[q for q, _ in options])
+      options = reader.answer_options(examples)
+      labels = [o.label for o in options]
+      out = sgm.compute_metrics(name, labels, labels, question_ids=[o.question_key for o in options])
     elif name == 'record':
       golds = {q.idx: q.answers for e in examples for q in e.queries}
-      query_ids = [q.idx for e in examples for q in e.queries for _ in e.candidates]
-      candidates = [c for e in examples for q in e.queries for c in e.candidates]
-      scores_ = [float(c in q.answers) for e in examples for q in e.queries for c in e.candidates]
-      out = sgm.compute_metrics(name, sgm.record_predictions(query_ids, candidates, scores_), golds)
+      rows = reader.entity_candidates(examples)
+      predictions = sgm.record_predictions([r.query_idx for r in rows], [r.entity for r in rows],
+                                           [r.label for r in rows])
+      out = sgm.compute_metrics(name, predictions, golds)
     else:
       labels = [e.label for e in examples]
       extra = {'idx': [e.idx for e in examples], 'hypotheses': [e.text_b for e in examples]} if name == 'axg' else {}

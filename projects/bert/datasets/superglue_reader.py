@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from core.errors import DataError, MissingFileError
 from projects.bert.tasks import superglue as sg
@@ -146,6 +146,55 @@ class WscExample:
 
 
 Example = Union[SentencePairExample, WicExample, CopaExample, MultiRcExample, RecordExample, WscExample]
+
+
+@dataclasses.dataclass(frozen=True)
+class AnswerOption:
+  """One MultiRC row: a (passage, question, answer) scored on its own."""
+
+  passage_idx: int
+  question_idx: int
+  answer_idx: int
+  passage: str
+  question: str
+  answer: str
+  label: Optional[int]
+
+  @property
+  def question_key(self) -> Tuple[int, int]:
+    """What exact match groups by (`superglue_metrics.multirc_metrics` question_ids)."""
+    return (self.passage_idx, self.question_idx)
+
+
+@dataclasses.dataclass(frozen=True)
+class EntityCandidate:
+  """One ReCoRD row: a (passage, query, candidate entity); label 1 when the entity is one of the gold answers."""
+
+  passage_idx: int
+  query_idx: int
+  passage: str
+  query: str
+  entity: str
+  label: Optional[int]
+
+
+def answer_options(examples: Sequence[MultiRcExample]) -> List[AnswerOption]:
+  """MultiRC examples flattened into their answer options, in reading order (the order the leaderboard file and
+  `superglue_submission.submission_rows` use)."""
+  return [AnswerOption(e.idx, q.idx, a.idx, e.passage, q.question, a.text, a.label)
+          for e in examples for q in e.questions for a in q.answers]
+
+
+def entity_candidates(examples: Sequence[RecordExample]) -> List[EntityCandidate]:
+  """ReCoRD examples flattened into one row per (query, distinct entity text): an entity mentioned several times
+  is one candidate. Labels are None in a test file (no answers)."""
+  rows = []
+  for e in examples:
+    for q in e.queries:
+      gold = set(q.answers)
+      rows.extend(EntityCandidate(e.idx, q.idx, e.passage, q.query, entity, int(entity in gold) if gold else None)
+                  for entity in e.candidates)
+  return rows
 
 
 class _Line:
