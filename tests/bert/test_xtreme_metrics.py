@@ -82,6 +82,15 @@ def test_adjacent_entities_and_type_changes():
   assert scores['f1'] == pytest.approx(40.0)
 
 
+def test_iobes_tags_chunk_as_seqeval():
+  # After S- or E-, an I- tag of the same type opens a new chunk.
+  assert m.tag_chunks([['S-PER', 'I-PER']]) == {('PER', 0, 0), ('PER', 1, 1)}
+  assert m.tag_chunks([['B-LOC', 'E-LOC', 'I-LOC']]) == {('LOC', 0, 1), ('LOC', 2, 2)}
+  seqeval = pytest.importorskip('seqeval.metrics.sequence_labeling')
+  for sentence in (['S-PER', 'I-PER'], ['B-LOC', 'E-LOC', 'I-LOC'], ['E-ORG', 'E-ORG', 'S-ORG', 'B-ORG']):
+    assert m.tag_chunks([sentence]) == set(seqeval.get_entities(sentence))
+
+
 def test_no_entity_spans_two_sentences():
   assert m.tag_chunks([['O', 'B-PER'], ['I-PER', 'O']]) == {('PER', 1, 1), ('PER', 3, 3)}
 
@@ -167,6 +176,12 @@ def test_bucc_threshold_maximises_dev_f1():
   kept = m.bucc_extract(candidates, threshold)
   assert kept == [('s1', 't1'), ('s2', 't9'), ('s3', 't3'), ('s4', 't4')]
   assert m.bucc_f1(gold, kept) == pytest.approx({'f1': 75.0, 'precision': 75.0, 'recall': 75.0})
+
+
+def test_bucc_threshold_keeps_the_first_of_equal_f1s():
+  # Keeping 1 (P 1, R 1/2) and keeping 4 (P 1/2, R 1) both give F1 2/3: the first (higher threshold) wins.
+  candidates = {('a', 'x'): 0.9, ('c', 'z'): 0.8, ('d', 'w'): 0.7, ('b', 'y'): 0.6, ('e', 'v'): 0.5}
+  assert m.bucc_threshold(candidates, {('a', 'x'), ('b', 'y')}) == pytest.approx(0.85)
 
 
 def test_bucc_threshold_edge_cases():
