@@ -1,11 +1,9 @@
 """XTREME task table and official scores against hand-computed values."""
 
-import os
 import random
 
 import pytest
 
-from core.errors import DataError, MissingFileError
 from projects.bert.tasks import xtreme
 from projects.bert.tasks import xtreme_metrics as m
 
@@ -218,35 +216,3 @@ def test_task_average_and_xtreme_score():
       {'classification': 75.0, 'tagging': 55.0, 'qa': 30.0, 'retrieval': 50.0, 'xtreme_score': 50.0})
   del scores['tatoeba']
   assert m.xtreme_summary(scores) == pytest.approx({'classification': 75.0, 'tagging': 55.0, 'qa': 30.0})
-
-
-# ------------------------------------------------------------------------------------------------------ submissions
-
-
-def _write(path, text):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'w', encoding='utf-8') as f:
-    f.write(text)
-
-
-def test_evaluate_submission_scores_every_language(tmp_path):
-  labels, predictions = str(tmp_path / 'labels'), str(tmp_path / 'predictions')
-  for lang in xtreme.PAWSX_LANGUAGES:
-    _write(f'{labels}/pawsx/test-{lang}.tsv', '1\n0\n1\n0\n')
-    _write(f'{predictions}/pawsx/test-{lang}.tsv', '1\n0\n0\n0\n' if lang == 'de' else '1\n0\n1\n0\n')
-  for lang in xtreme.BUCC_LANGUAGES:
-    _write(f'{labels}/bucc2018/test-{lang}.tsv', f'{lang}-1\ten-1\n{lang}-2\ten-2\n')
-    _write(f'{predictions}/bucc2018/test-{lang}.tsv', f'{lang}-1\ten-1\n{lang}-3\ten-3\n')
-  summary, detailed = m.evaluate_submission(predictions, labels)
-  assert set(detailed) == {'pawsx', 'bucc2018'}
-  assert detailed['pawsx']['accuracy']['de'] == 75.0
-  assert detailed['pawsx']['avg_metric'] == pytest.approx((75 + 6 * 100) / 7)
-  assert detailed['bucc2018']['avg_f1'] == pytest.approx(50.0)
-  assert summary == {}  # neither group is complete
-
-  os.remove(f'{predictions}/pawsx/test-ko.tsv')
-  with pytest.raises(MissingFileError, match='test-ko.tsv does not exist'):
-    m.evaluate_submission(predictions, labels, ['pawsx'])
-  _write(f'{predictions}/pawsx/test-ko.tsv', '1\n')
-  with pytest.raises(DataError, match='test-ko.tsv: 1 predictions .* has 4'):
-    m.evaluate_submission(predictions, labels, ['pawsx'])

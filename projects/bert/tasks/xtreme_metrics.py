@@ -13,6 +13,8 @@ Per language (all percentages, named as evaluate.py names them):
                         the pairs are the mined candidates whose score reaches the threshold that maximises F1 on
                         the dev set (`bucc_threshold`, `bucc_extract`).
 
+Submission files are written, read and scored in `xtreme_submission.py`.
+
 Per task: the language mean of each metric ('avg_f1', ...) and the task score 'avg_metric': mean F1 (tagging, BUCC)
 or accuracy, and for QA (mean EM + mean F1) / 2. Group scores: the mean of the task scores of a group whose tasks are
 all scored. The XTREME score ('all_task' in evaluate.py): the mean of the nine task scores (evaluate.py averages
@@ -23,16 +25,13 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 import logging
-import os
 import re
 import string
 import sys
 import unicodedata
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from core.errors import DataError, MissingFileError
 from projects.bert.tasks import xtreme
 
 Pair = Tuple[str, str]
@@ -310,7 +309,7 @@ def bucc_f1(gold: Iterable[Pair], predicted: Iterable[Pair]) -> Dict[str, float]
 
 
 def score_language(task_name: str, labels: Any, predictions: Any, lang: str) -> Dict[str, float]:
-  """One language's scores of `task_name` from what the submission readers return (see `read_submission_file`):
+  """One language's scores of `task_name` from what the submission readers return (`xtreme_submission`):
   label / prediction lists (classification, Tatoeba), sentences of tags (tagging), a SQuAD 'data' list and an
   {id: answer} dict (QA), 'src_id\\ten_id' lines (BUCC)."""
   task = xtreme.get_task(task_name)
@@ -356,85 +355,3 @@ def xtreme_summary(task_scores: Mapping[str, float]) -> Dict[str, float]:
   if all(name in scores for name in xtreme.XTREME_TASKS):
     summary['xtreme_score'] = sum(scores[name] for name in xtreme.XTREME_TASKS) / len(xtreme.XTREME_TASKS)
   return summary
-
-
-# ---------------------------------------------------------------------------------------------------------- files
-
-
-def _read_lines(path: str) -> List[str]:
-  with open(path, encoding='utf-8') as f:
-    return [line.strip() for line in f]
-
-
-def read_tag_file(path: str) -> List[List[str]]:
-  """Sentences of tags of a tagging submission / label file: one tag a line, a blank line after each sentence."""
-  sentences: List[List[str]] = []
-  sentence: List[str] = []
-  for line in _read_lines(path):
-    if line:
-      sentence.append(line)
-    else:
-      sentences.append(sentence)
-      sentence = []
-  if sentence:
-    sentences.append(sentence)
-  return sentences
-
-
-def read_squad_file(path: str) -> Any:
-  """The 'data' list of a SQuAD JSON (labels), or the whole JSON ({id: answer} predictions)."""
-  with open(path, encoding='utf-8') as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise DataError(f'{path}: not valid JSON (line {e.lineno}: {e.msg}). Rewrite the file.') from e
-  return data['data'] if isinstance(data, dict) and 'data' in data else data
-
-
-def read_submission_file(task_name: str, path: str) -> Any:
-  """What `score_language` takes for `task_name`, read from a submission or label file `path`."""
-  if not os.path.exists(path):
-    raise MissingFileError(f'{path} does not exist: a submission needs test-{{lang}} files for every language of '
-                           f'its tasks (evaluate.py reads them all).')
-  task = xtreme.get_task(task_name)
-  if task.kind == xtreme.TAGGING:
-    return read_tag_file(path)
-  if task.kind == xtreme.SPAN_QA:
-    return read_squad_file(path)
-  return _read_lines(path)
-
-
-def evaluate_submission(prediction_dir: str, label_dir: str,
-                        task_names: Optional[Sequence[str]] = None) -> Tuple[Dict[str, float], Dict[str, Dict]]:
-  """(summary, detailed) of a submission folder against a label folder of the same layout, as evaluate.py scores
-  them: tasks present in both folders (or `task_names`), every language of a task; detailed[task] holds
-  {metric: {lang: value}} and the 'avg_*' values; summary is `xtreme_summary` of the task scores."""
-  names = [xtreme.get_task(n).name for n in task_names] if task_names else [
-      n for n in xtreme.XTREME_TASKS if os.path.isdir(os.path.join(prediction_dir, n))
-      and os.path.isdir(os.path.join(label_dir, n))]
-  detailed: Dict[str, Dict] = {}
-  for name in names:
-    task = xtreme.get_task(name)
-    per_language: Dict[str, Dict[str, float]] = {}
-    for lang in task.languages:
-      relative = task.submission_file(lang)
-      prediction_file, label_file = os.path.join(prediction_dir, relative), os.path.join(label_dir, relative)
-      predictions = read_submission_file(name, prediction_file)
-      labels = read_submission_file(name, label_file)
-      if task.group != xtreme.QUESTION_ANSWERING and task.kind != xtreme.BITEXT_MINING and (
-          len(predictions) != len(labels)):
-        raise DataError(f'{prediction_file}: {len(predictions)} predictions (lines or sentences) but {label_file} '
-                        f'has {len(labels)}; write one per test example, in the test file\'s order.')
-      try:
-        per_language[lang] = score_language(name, labels, predictions, lang)
-      except ValueError as e:
-        raise DataError(f'{prediction_file} against {label_file}: {e}') from e
-    scores: Dict[str, Any] = collections.defaultdict(dict)
-    for lang, lang_scores in per_language.items():
-      for metric, value in lang_scores.items():
-        scores[metric][lang] = value
-    scores.update(task_average(name, per_language))
-    detailed[name] = dict(scores)
-  summary = xtreme_summary({name: d['avg_metric'] for name, d in detailed.items()})
-  return summary, detailed
-
