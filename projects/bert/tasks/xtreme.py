@@ -23,7 +23,10 @@ File formats (what `datasets/xtreme_reader.py` reads):
   BUCC            `{lang}-en.{split}.{lang}` / `.en`: `id\\tsentence` lines (ids like 'de-000000001');
                   `{lang}-en.dev.gold`: `src_id\\ten_id` lines (the test gold is withheld).
   Tatoeba         `{lang}-en.{lang}` and `{lang}-en.en`: one sentence a line; the English lines are sorted, so
-                  the alignment is hidden (the label of source line i is the index of its translation).
+                  the alignment is hidden. We read the label of source line i as the index of its translation's
+                  English line (LASER's protocol: each source sentence retrieves an English one). xtreme's code does
+                  not pin the direction: evaluate.py compares lines, and its evaluate_retrieval.py searches the
+                  sources for each English line of LASER's aligned files, where both directions agree.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ file's order):
   udpos, panx   one tag a line per word of the test file, a blank line after each sentence.
   xquad, mlqa, tydiqa  JSON {question id: answer text}.
   bucc2018      `source id<TAB>English id` lines, the pairs mined from the test set.
-  tatoeba       one line per source sentence: the index (from 0) of the English line retrieved for it.
+  tatoeba       one line per source sentence: the index (from 0) of the English line retrieved for it (our
+                reading of the direction; see tasks/xtreme.py).
 """
 
 from __future__ import annotations
