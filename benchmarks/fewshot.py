@@ -53,7 +53,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def _synthetic_inputs(args: argparse.Namespace, vocab_size: int):
   """TaskInputs of random token batches (host-local; one process) and labels."""
-  from projects.bert.evaluators.fewshot import TaskInputs
+  from projects.bert.fewshot.inputs import TaskInputs
 
   rng = np.random.default_rng(0)
 
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, size: str, dtype: str, protocol: str = 'ours')
   from projects.bert.checkpoints import weights
   from projects.bert.models import architecture as common
   from projects.bert.configs import fewshot as fewshot_config
-  from projects.bert.evaluators import fewshot as fewshot_evaluator
+  from projects.bert.fewshot import embedding as fewshot_embedding, inputs as fewshot_inputs
 
   shots = [int(k) for k in args.shots.split(',')]
   config = weights.resolve_model_config(ml_collections.ConfigDict(
@@ -114,19 +114,19 @@ def run(args: argparse.Namespace, size: str, dtype: str, protocol: str = 'ours')
                                        train_pool_size=args.pool, eval_size=args.eval, batch_size=args.batch,
                                        protocol=protocol)
   block.scenic.shots = tuple(int(k) for k in args.scenic_shots.split(','))
-  features = fewshot_evaluator.needed_features(block)
+  features = fewshot_inputs.needed_features(block)
 
   if args.probes_only:
     by_feature = _random_features(args, features, model_config.hidden_size)
-    inputs = fewshot_evaluator.TaskInputs(task='synthetic', num_classes=args.classes, main_split='validation',
-                                          train_batches=[{'input_ids': np.zeros((1, args.seq), np.int32)}],
-                                          eval_batches={'validation': []}, train_size=args.pool,
-                                          eval_sizes={'validation': args.eval})
+    inputs = fewshot_inputs.TaskInputs(task='synthetic', num_classes=args.classes, main_split='validation',
+                                       train_batches=[{'input_ids': np.zeros((1, args.seq), np.int32)}],
+                                       eval_batches={'validation': []}, train_size=args.pool,
+                                       eval_sizes={'validation': args.eval})
     read_s = compile_s = embed_s = float('nan')
   else:
     t0 = time.perf_counter()
     if args.records:
-      inputs = fewshot_evaluator.load_task_inputs(block, args.task)
+      inputs = fewshot_inputs.load_task_inputs(block, args.task)
     else:
       inputs = _synthetic_inputs(args, model_config.vocab_size)
     read_s = time.perf_counter() - t0
@@ -136,15 +136,15 @@ def run(args: argparse.Namespace, size: str, dtype: str, protocol: str = 'ours')
     warm = dataclasses.replace(inputs, train_batches=inputs.train_batches[:1],
                                eval_batches={s: b[:1] for s, b in inputs.eval_batches.items()})
     t0 = time.perf_counter()
-    fewshot_evaluator.embed_task(feature_fn, params, warm, mesh, features)
+    fewshot_embedding.embed_task(feature_fn, params, warm, mesh, features)
     first_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    by_feature = fewshot_evaluator.embed_task(feature_fn, params, inputs, mesh, features)
+    by_feature = fewshot_embedding.embed_task(feature_fn, params, inputs, mesh, features)
     embed_s = time.perf_counter() - t0
     batches = len(inputs.train_batches) + sum(len(b) for b in inputs.eval_batches.values())
     compile_s = max(first_s - embed_s * (1 + len(inputs.eval_batches)) / batches, 0.0)
   score_fn = glue_metrics.main_score if args.records else fewshot.accuracy_score
-  selected = fewshot_evaluator.protocols(block)
+  selected = fewshot_inputs.protocols(block)
   probe_s = scenic_s = 0.0
   if 'ours' in selected:
     t0 = time.perf_counter()

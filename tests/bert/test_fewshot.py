@@ -17,7 +17,7 @@ from projects.bert.fewshot import probes as fewshot, scenic as fewshot_scenic
 from projects.bert.trainers import bert_trainer as trainer
 from projects.bert.models import architecture as common
 from projects.bert.configs import fewshot as fewshot_config
-from projects.bert.evaluators import fewshot as fewshot_evaluator
+from projects.bert.fewshot import embedding as fewshot_embedding, inputs as fewshot_inputs
 
 
 def test_support_sets_have_exactly_k_per_class_and_are_nested():
@@ -281,6 +281,54 @@ def test_kshot_finetuning_runs_on_the_same_support_sets(minilm_task, tmp_path):
   assert 'sst2/2shot' in results['scalars']  # the probe still runs
 
 
+def test_finetuning_optimizer_comes_from_the_recipes_with_the_historic_numerics():
+  """The block's finetune_optimizer / finetune_schedule (set from configs/recipes.py) give the fine-tuner the updates
+  and learning rates of the fields it used to build inline: AdamW (optax form, eps 1e-6, decay 0.01, clip 1.0) and
+  a 10% linear warm-up, then linear decay from the end of warm-up."""
+  import jax.numpy as jnp
+  import ml_collections
+  import optax
+
+  from core import optimizers
+  from projects.bert.fewshot import finetune
+
+  block = fewshot_config.fewshot_block(['sst2'], finetune_steps=20, finetune_lr=1e-3)
+  optimizer_config, schedule_config = finetune.optimization_configs(block)
+  steps = int(block.finetune_steps)
+  lr_new = optimizers.learning_rate_schedule(schedule_config, steps)
+  lr_old = optimizers.learning_rate_schedule(ml_collections.ConfigDict(
+      {'base_lr': 1e-3, 'warmup_fraction': 0.1, 'decay': 'linear', 'end_lr': 0.0}), steps)
+  np.testing.assert_array_equal([lr_new(i) for i in range(steps + 1)], [lr_old(i) for i in range(steps + 1)])
+  assert float(lr_new(2)) == pytest.approx(1e-3) and float(lr_new(1)) == pytest.approx(5e-4)  # warm-up ends at 2
+  tx_new = optimizers.create_optimizer(optimizer_config, lr_new)
+  tx_old = optimizers.create_optimizer(ml_collections.ConfigDict(
+      {'name': 'adamw', 'weight_decay': 0.01, 'eps': 1e-6, 'grad_clip_norm': 1.0}), lr_old)
+  rng = np.random.default_rng(0)
+  params = {'dense': {'kernel': jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+                      'bias': jnp.asarray(rng.normal(size=3), jnp.float32)},
+            'layer_norm': {'scale': jnp.ones(3, jnp.float32)}}
+  states = [tx_new.init(params), tx_old.init(params)]
+  news, olds = params, params
+  for _ in range(4):
+    grads = jax.tree_util.tree_map(lambda p: jnp.asarray(rng.normal(size=p.shape) * 3, jnp.float32), params)
+    update_new, states[0] = tx_new.update(grads, states[0], news)
+    update_old, states[1] = tx_old.update(grads, states[1], olds)
+    news, olds = optax.apply_updates(news, update_new), optax.apply_updates(olds, update_old)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, news, olds)
+  assert not np.array_equal(news['dense']['kernel'], params['dense']['kernel'])
+
+  block.finetune_optimizer.bias_correction = 'none'  # a field of the block reaches the optimizer: 3x the step
+  constant = optax.constant_schedule(1e-3)
+  uncorrected = optimizers.create_optimizer(finetune.optimization_configs(block)[0], constant)
+  standard = optimizers.create_optimizer(optimizer_config, constant)
+  grads = jax.tree_util.tree_map(jnp.ones_like, params)
+  assert not np.allclose(uncorrected.update(grads, uncorrected.init(params), params)[0]['dense']['kernel'],
+                         standard.update(grads, standard.init(params), params)[0]['dense']['kernel'])
+  del block['finetune_optimizer']
+  with pytest.raises(errors.ConfigError, match='finetune_optimizer.*fewshot_block'):
+    finetune.optimization_configs(block)
+
+
 def test_config_variants():
   config = fewshot_config.get_config('classification')
   assert config.trainer_name == 'bert_trainer' and config.model is None and config.model_name == 'bert_encoder'
@@ -297,16 +345,16 @@ def test_config_variants():
   with pytest.raises(ValueError, match='Unknown few-shot field'):
     fewshot_config.fewshot_block(['sst2'], shot=(1,))
   block = fewshot_config.fewshot_block(['sst2'], data_dir='/data/{task}', every=100, eval_size=500)
-  assert fewshot_evaluator.task_dataset_config(block, 'sst2').dataset.data_dir == '/data/sst2'
+  assert fewshot_inputs.task_dataset_config(block, 'sst2').dataset.data_dir == '/data/sst2'
 
 
 def test_a_pool_too_small_for_the_shots_fails_before_embedding(minilm_task):
   records_dir, _ = minilm_task
   block = fewshot_config.fewshot_block(['sst2'], data_dir=records_dir, shots=(1, 8), train_pool_size=10, batch_size=8)
   with pytest.raises(ValueError, match='fewer than the largest shot count 8'):
-    fewshot_evaluator.load_task_inputs(block, 'sst2')
+    fewshot_inputs.load_task_inputs(block, 'sst2')
   block.train_pool_size = 40
-  inputs = fewshot_evaluator.load_task_inputs(block, 'sst2')
+  inputs = fewshot_inputs.load_task_inputs(block, 'sst2')
   assert inputs.train_size == 40 and inputs.eval_sizes == {'validation': 96} and inputs.main_split == 'validation'
   assert sum(int(b['batch_mask'].sum()) for b in inputs.train_batches) == 40
 
@@ -318,8 +366,8 @@ def test_both_protocols_share_one_embedding_pass(minilm_task, tmp_path, monkeypa
   config = _fewshot_config(records_dir, minilm_dir, shots=(2, 8), num_seeds=2)
   config.evals.fewshot.update(protocol='both', scenic={'shots': (1, 5, 10), 'headline': 'sst2_10shot'})
   passes = []
-  real_embed = fewshot_evaluator.embed_task
-  monkeypatch.setattr(fewshot_evaluator, 'embed_task', lambda *a, **k: passes.append(a[-1]) or real_embed(*a, **k))
+  real_embed = fewshot_embedding.embed_task
+  monkeypatch.setattr(fewshot_embedding, 'embed_task', lambda *a, **k: passes.append(a[-1]) or real_embed(*a, **k))
   _, both, scalars = _run(config, tmp_path / 'both')
   assert passes == [('mean', 'nsp')]  # one pass over the task computes both protocols' features
 
@@ -331,12 +379,12 @@ def test_both_protocols_share_one_embedding_pass(minilm_task, tmp_path, monkeypa
 
   # Scenic's numbers are the protocol applied to the NSP pre-logits (here the pooler: MiniLM's head is one dense).
   assert both['scenic']['feature'] == 'nsp' and 'eval sets' in both['scenic']['note']
-  inputs = fewshot_evaluator.load_task_inputs(config.evals.fewshot, 'sst2')
+  inputs = fewshot_inputs.load_task_inputs(config.evals.fewshot, 'sst2')
   model_config = json.load(open(os.path.join(minilm_dir, 'metadata.json')))['model']
   from core import params_io
   params = {'bert': params_io.read_pretrained(minilm_dir)[0]['bert']}
   mesh = sharding_lib.create_mesh()
-  data = fewshot_evaluator.embed_task(fewshot.make_feature_fn(model_config, ('pooled',), mesh), params, inputs, mesh,
+  data = fewshot_embedding.embed_task(fewshot.make_feature_fn(model_config, ('pooled',), mesh), params, inputs, mesh,
                                       ('pooled',))['pooled']
   expected = fewshot_scenic.scenic_fewshot(
       {'sst2': (data.train_features, data.train_labels, 2, {'sst2': (data.eval_features['validation'],
@@ -365,11 +413,11 @@ def test_plot_overlays_encoders_from_their_results(tmp_path, monkeypatch):
   assert fewshot_plot.read_entries(str(tmp_path / 'b' / 'results.json'))[0] == 'b'
 
   drawn = []
-  real = fewshot.plot_encoders
+  real = fewshot_plot.plot_encoders
   def spy(runs, path, title=''):
     drawn.append(runs)
     return real(runs, path, title)
-  monkeypatch.setattr(fewshot, 'plot_encoders', spy)
+  monkeypatch.setattr(fewshot_plot, 'plot_encoders', spy)
   out = fewshot_plot.main([f'A={tmp_path / "a"}', str(tmp_path / 'b'), '--output', str(tmp_path / 'cmp.png')])
   assert list(drawn[0]) == ['A', 'b'] and drawn[0]['A']['sst2']['shots']['4']['mean'] == pytest.approx(0.7)
   with open(out, 'rb') as f:
@@ -401,9 +449,9 @@ def test_nsp_features_of_a_model_garden_head_come_from_the_checkpoint(minilm_tas
   _, result, _ = _run(config, tmp_path / 'run')
 
   mesh = sharding_lib.create_mesh()
-  inputs = fewshot_evaluator.load_task_inputs(config.evals.fewshot, 'sst2')
+  inputs = fewshot_inputs.load_task_inputs(config.evals.fewshot, 'sst2')
   def scenic_with(params, feature):
-    data = fewshot_evaluator.embed_task(fewshot.make_feature_fn(model, (feature,), mesh), params, inputs, mesh,
+    data = fewshot_embedding.embed_task(fewshot.make_feature_fn(model, (feature,), mesh), params, inputs, mesh,
                                         (feature,))[feature]
     return fewshot_scenic.scenic_fewshot({'sst2': (data.train_features, data.train_labels, 2, {
         'sst2': (data.eval_features['validation'], data.eval_labels['validation'])})}, (1, 5))['accuracy']
@@ -419,12 +467,11 @@ def test_nsp_features_of_a_model_garden_head_come_from_the_checkpoint(minilm_tas
 
 def test_all_means_the_tasks_found_in_data_dir_as_for_prepare(tmp_path):
   """`fewshot.py:all`, like `prepare glue --task=all`, is every (classification, not WNLI) task the input holds."""
-  from projects.bert.evaluators import fewshot as fewshot_evaluator
   for task in ('rte', 'sst2', 'stsb', 'wnli'):
     (tmp_path / f'{task}_meta_data').write_text('{}')
   block = fewshot_config.get_config('all').evals.fewshot
   block.dataset.data_dir = str(tmp_path)
-  assert fewshot_evaluator.tasks_found(block) == ('sst2', 'rte')
+  assert fewshot_inputs.tasks_found(block) == ('sst2', 'rte')
   block.dataset.data_dir = str(tmp_path / 'empty')
   with pytest.raises(errors.MissingFileError, match='prepare glue'):
-    fewshot_evaluator.tasks_found(block)
+    fewshot_inputs.tasks_found(block)

@@ -42,16 +42,16 @@ from typing import Optional, Sequence
 
 import ml_collections
 
-from projects.bert.fewshot import scenic as fewshot_scenic
+from projects.bert.fewshot import scenic_protocol as fewshot_scenic
 from projects.bert.models import architecture as common
-from projects.bert.configs import fields
+from projects.bert.configs import fields, recipes
 from projects.bert.tasks import glue as glue_tasks
 
 # `classification`: every classification task but WNLI; `all` (ALL): those of them found in data_dir.
 CLASSIFICATION_TASKS = glue_tasks.CLASSIFICATION_TASKS
 ALL = 'all'
 # Scenic's few-shot GLUE tasks: sst2, and mnli's matched and mismatched dev sets (one train pool).
-SCENIC_TASKS = ('sst2', 'mnli')
+SCENIC_TASKS = fewshot_scenic.TASKS
 SHOTS = (1, 2, 4, 8, 16, 32)
 # Standardised features put the eigenvalues of the support Gram matrix between ~1 and (examples x hidden size).
 L2_REGS = tuple(float(2.0 ** i) for i in range(-4, 17, 2))
@@ -75,8 +75,9 @@ def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int 
   from the first this many train records; 0 = all); eval_size (score the first this many examples of each eval split;
   0 = all); batch_size (global batch of the embedding pass); every (steps between evaluations during training; 0 =
   only at the end); finetune_steps (> 0: also fine-tune the whole model on each support set for this many steps of
-  finetune_batch_size examples, AdamW at peak finetune_lr with 10% warm-up: one training run per task, k and seed, so
-  costly).
+  finetune_batch_size examples, at peak finetune_lr: one training run per task, k and seed, so costly);
+  finetune_optimizer, finetune_schedule (the fine-tuning's config.optimizer and config.schedule, `core.optimizers`;
+  the schedule's base_lr is finetune_lr; see FINETUNE_RECIPE).
   """
   if tuple(tasks) == (ALL,):
     tasks = ()
@@ -96,7 +97,7 @@ def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int 
       'feature': 'mean',
       # Scenic's protocol (google-research/scenic projects/baselines/bert/configs/glue/glue_fewshot.py).
       'scenic': ml_collections.ConfigDict({
-          'shots': fewshot_scenic.SHOTS, 'l2_regs': fewshot_scenic.L2_REGS, 'feature': 'nsp',
+          'shots': fewshot_scenic.SHOTS, 'l2_regs': fewshot_scenic.L2_REGS, 'feature': fewshot_scenic.FEATURE,
           'seed': fewshot_scenic.SEED, 'headline': fewshot_scenic.HEADLINE}),
       'train_pool_size': 20_000,
       'eval_size': 0,
@@ -105,15 +106,35 @@ def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int 
       'finetune_steps': 0,
       'finetune_batch_size': 16,
       'finetune_lr': 3e-5,
+      **finetune_optimization(),
   })
   for key, value in overrides.items():
     if key not in block:
       raise ValueError(f'Unknown few-shot field {key!r}; fields: {sorted(block)}.')
-    if key == 'scenic':
-      block.scenic.update(value)
+    if key in ('scenic', 'finetune_optimizer', 'finetune_schedule'):
+      block[key].update(value)
     else:
       block[key] = value
   return block
+
+
+# The k-shot fine-tuner's optimizer and schedule start from this recipe: AdamW with b1 0.9, b2 0.999, eps 1e-6,
+# weight decay 0.01 off LayerNorm and biases, global-norm clip 1.0; linear warm-up from 0 over 10% of the steps,
+# linear decay to 0. Two fields keep the form the fine-tuner has always had (its numbers stay comparable):
+# bias_correction 'standard' (optax's / PyTorch's AdamW; bert_paper: 'none') and decay_from 'warmup_end' (Hugging
+# Face's get_linear_schedule_with_warmup; bert_paper decays from step 0).
+FINETUNE_RECIPE = 'bert_paper'
+
+
+def finetune_optimization() -> dict:
+  """{'finetune_optimizer', 'finetune_schedule'} of a few-shot block (see FINETUNE_RECIPE); the schedule has no
+  base_lr: finetune_lr is the one place of the peak rate."""
+  optimizer = recipes.optimizer_config(FINETUNE_RECIPE)
+  optimizer.bias_correction = 'standard'
+  schedule = recipes.schedule_config(FINETUNE_RECIPE, 0.0, warmup_fraction=0.1).to_dict()
+  schedule.update(decay_from='warmup_end')
+  del schedule['base_lr']
+  return {'finetune_optimizer': optimizer, 'finetune_schedule': ml_collections.ConfigDict(schedule)}
 
 
 def _tasks(spec: str) -> Sequence[str]:

@@ -97,6 +97,9 @@ FEWSHOT_BLOCK: Dict[str, str] = {
     'evals.fewshot.finetune_steps': '> 0: also fine-tune the whole model on each support set (costly)',
     'evals.fewshot.finetune_batch_size': 'batch of the few-shot fine-tuning',
     'evals.fewshot.finetune_lr': 'peak learning rate of the few-shot fine-tuning',
+    'evals.fewshot.finetune_optimizer.*': "the few-shot fine-tuning's optimizer, fields as config.optimizer's",
+    'evals.fewshot.finetune_schedule.*': "the few-shot fine-tuning's schedule, fields as config.schedule's (peak: "
+                                         'finetune_lr)',
 }
 
 PRETRAIN: Dict[str, str] = {

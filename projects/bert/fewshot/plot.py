@@ -1,4 +1,6 @@
-r"""Several encoders' few-shot curves on one figure, from the results files of their few-shot runs.
+r"""The few-shot figure: a panel per task, the metric (mean +- std over seeds) against shots per class, a line per
+encoder and eval split, and the majority-class baseline dashed. The `fewshot` evaluator draws one encoder
+(workdir/{name}.png); the CLI overlays several encoders from the results files of their few-shot runs:
 
   python -m projects.bert.fewshot.plot --output=/tmp/fewshot.png minilm=/tmp/fs_minilm random=/tmp/fs_random \
       /tmp/fs_pt
@@ -6,22 +8,85 @@ r"""Several encoders' few-shot curves on one figure, from the results files of t
 
 Each argument is `[LABEL=]PATH`: a workdir (its results.json, else eval_results.json) or a results file; the
 label defaults to the workdir's name. `--section` names the evaluator (config.evals) whose results are drawn
-(default: fewshot). A panel per task, a line per encoder (our protocol's mean +- std over seeds) and the
-majority-class baseline dashed.
+(default: fewshot); the figure draws our protocol's entries (Scenic's protocol has one support set, no spread).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
 
 from core import errors
-from projects.bert.fewshot import probes as fewshot
 
 RESULTS_FILES = ('results.json', 'eval_results.json')
+
+
+def plot_results(entries: Mapping[str, Mapping[str, Any]], path: str, title: str = '') -> str:
+  """Writes a PNG with a panel per task: metric (mean +- std over seeds) against shots per class, log2 axis, a line
+  per eval split, and the majority-class baseline of each split (entries' 'majority') as a dashed line."""
+  return plot_encoders({'': entries}, path, title)
+
+
+def plot_with_finetuning(entries: Mapping[str, Mapping[str, Any]], finetuned: Mapping[str, Mapping[str, Any]],
+                         path: str, title: str = '') -> str:
+  """`plot_results` of the probe's entries and, when there are any, the k-shot fine-tuning's beside them (their
+  splits labelled 'probe' and 'fine-tuned')."""
+  plotted = {key: {**e, 'split': f'{e["split"]}, probe'} if finetuned else e for key, e in entries.items()}
+  plotted.update({f'{key} finetune': {**e, 'split': f'{e["split"]}, fine-tuned'} for key, e in finetuned.items()})
+  return plot_results(plotted, path, title)
+
+
+def plot_encoders(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str, title: str = '') -> str:
+  """`plot_results` for several encoders on one figure: `runs` {encoder label: entries}; a panel per task, a line
+  per encoder (and eval split), the majority-class baseline dashed (it depends on the data, not the encoder)."""
+  import matplotlib
+  matplotlib.use('Agg')  # no display on servers; must precede pyplot
+  import matplotlib.pyplot as plt
+
+  tasks = list(dict.fromkeys(e['task'] for entries in runs.values() for e in entries.values()))
+  cols = max(1, min(len(tasks), 4))
+  rows = max(1, math.ceil(len(tasks) / cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+  for ax, task in zip(axes.flat, tasks):
+    baselines: Dict[str, float] = {}
+    ks_all = set()
+    for label, entries in runs.items():
+      for e in (e for e in entries.values() if e['task'] == task):
+        ks = sorted(e['shots'], key=int)
+        ks_all.update(int(k) for k in ks)
+        mean = np.array([e['shots'][k]['mean'] for k in ks])
+        std = np.array([e['shots'][k].get('std', 0.0) for k in ks])
+        name = ', '.join(p for p in (label, e['split']) if p)
+        ax.errorbar([int(k) for k in ks], mean, yerr=std, marker='o', capsize=3, label=name)
+        ax.set_ylabel(e['metric'])
+        if e.get('majority') is not None:
+          baselines.setdefault(e['split'], float(e['majority']))
+    for split, value in baselines.items():
+      ax.axhline(value, color='grey', linestyle='--', linewidth=1,
+                 label='majority class' + (f', {split}' if len(baselines) > 1 else ''))
+    ax.set_xscale('log', base=2)
+    ks = sorted(ks_all)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel('examples per class')
+    ax.set_title(task)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize='small')
+  for ax in list(axes.flat)[len(tasks):]:
+    ax.axis('off')
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
 
 
 def read_entries(spec: str, section: str = 'fewshot') -> Tuple[str, Dict[str, Any]]:
@@ -49,6 +114,7 @@ def read_entries(spec: str, section: str = 'fewshot') -> Tuple[str, Dict[str, An
 
 
 def main(argv: Optional[Sequence[str]] = None) -> str:
+  """The CLI (see the module docstring): draws the runs given in `argv` and returns the PNG's path."""
   p = argparse.ArgumentParser(prog='python -m projects.bert.fewshot.plot', description=__doc__.split('\n')[0])
   p.add_argument('runs', nargs='+', help='[LABEL=]PATH of a few-shot run (workdir or results file).')
   p.add_argument('--output', required=True, help='PNG to write.')
@@ -56,7 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
   p.add_argument('--title', default='')
   args = p.parse_args(argv)
   runs = dict(read_entries(spec, args.section) for spec in args.runs)
-  path = fewshot.plot_encoders(runs, args.output, args.title)
+  path = plot_encoders(runs, args.output, args.title)
   print(f'Wrote {path} ({len(runs)} encoders: {", ".join(runs)}).')
   return path
 

@@ -1,5 +1,6 @@
 """Few-shot probing of a frozen BERT encoder: support-set sampling, feature extraction, a closed-form ridge probe
-whose regulariser is chosen by cross-validation on the support set, scoring, and the results table and plot.
+whose regulariser is chosen by cross-validation on the support set, scoring, and the results table (the figure is
+`projects.bert.fewshot.plot`).
 
 Each split is embedded once per checkpoint; every shot count, seed and regulariser then reuses those features (as
 Scenic and big_vision do too: their few-shot evaluators embed each task's train and eval sets once per evaluation,
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import jax
@@ -396,53 +396,12 @@ def format_table(entries: Mapping[str, Mapping[str, Any]]) -> str:
   return '\n'.join([fmt(head), fmt(['-' * w for w in widths])] + [fmt(r) for r in rows])
 
 
-def plot_results(entries: Mapping[str, Mapping[str, Any]], path: str, title: str = '') -> str:
-  """Writes a PNG with a panel per task: metric (mean +- std over seeds) against shots per class, log2 axis, a line
-  per eval split, and the majority-class baseline of each split (entries' 'majority') as a dashed line."""
-  return plot_encoders({'': entries}, path, title)
-
-
-def plot_encoders(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str, title: str = '') -> str:
-  """`plot_results` for several encoders on one figure: `runs` {encoder label: entries}; a panel per task, a line
-  per encoder (and eval split), the majority-class baseline dashed (it depends on the data, not the encoder)."""
-  import matplotlib
-  matplotlib.use('Agg')  # no display on servers; must precede pyplot
-  import matplotlib.pyplot as plt
-
-  tasks = list(dict.fromkeys(e['task'] for entries in runs.values() for e in entries.values()))
-  cols = max(1, min(len(tasks), 4))
-  rows = max(1, math.ceil(len(tasks) / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
-  for ax, task in zip(axes.flat, tasks):
-    baselines: Dict[str, float] = {}
-    ks_all = set()
-    for label, entries in runs.items():
-      for e in (e for e in entries.values() if e['task'] == task):
-        ks = sorted(e['shots'], key=int)
-        ks_all.update(int(k) for k in ks)
-        mean = np.array([e['shots'][k]['mean'] for k in ks])
-        std = np.array([e['shots'][k].get('std', 0.0) for k in ks])
-        name = ', '.join(p for p in (label, e['split']) if p)
-        ax.errorbar([int(k) for k in ks], mean, yerr=std, marker='o', capsize=3, label=name)
-        ax.set_ylabel(e['metric'])
-        if e.get('majority') is not None:
-          baselines.setdefault(e['split'], float(e['majority']))
-    for split, value in baselines.items():
-      ax.axhline(value, color='grey', linestyle='--', linewidth=1,
-                 label='majority class' + (f', {split}' if len(baselines) > 1 else ''))
-    ax.set_xscale('log', base=2)
-    ks = sorted(ks_all)
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.minorticks_off()
-    ax.set_xlabel('examples per class')
-    ax.set_title(task)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize='small')
-  for ax in list(axes.flat)[len(tasks):]:
-    ax.axis('off')
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+def with_task_means(scalars: Dict[str, float], entries: Mapping[str, Mapping[str, Any]]) -> Dict[str, float]:
+  """`scalars` (`flat_scalars` of `entries`) with 'mean/{k}shot', the mean over tasks (their main splits: the
+  entries keyed by the task), added when there are several tasks."""
+  mains = [e for key, e in entries.items() if key == e['task']]
+  if len(mains) > 1:
+    for k in sorted({k for e in mains for k in e['shots']}):
+      values = [e['shots'][k]['mean'] for e in mains if k in e['shots']]
+      scalars[f'mean/{k}shot'] = float(np.mean(values))
+  return scalars

@@ -34,12 +34,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-SHOTS = (1, 5, 10, 25, 100, 500, 1000)
-L2_REGS = tuple(float(2.0 ** i) for i in range(-10, 20))
-HEADLINE = 'sst2_100shot'  # Scenic's walk_first = ('sst2', 100): TensorBoard `a/sst2_100shot`
-SEED = 42  # Scenic's few-shot rng_seed; here the permutation of the train pool
-BIAS_CONSTANT = 100.0
-STD_EPS = 1e-5
+# The protocol's constants live apart so that configs read them without this module's imports.
+from projects.bert.fewshot.scenic_protocol import BIAS_CONSTANT, HEADLINE, L2_REGS, SEED, SHOTS, STD_EPS
 
 
 def first_k_per_class(labels: np.ndarray, k: int, num_classes: int, order: np.ndarray) -> np.ndarray:
