@@ -1,4 +1,5 @@
-"""`main.py --help` answers at once, `--print_config` gives every field its value and meaning (configs/fields.py)."""
+"""`main.py --help` answers at once, `--print_config` gives every field its value and meaning (each beside its
+default: models/architecture.py, configs/training.py, configs/recipes.py, the config file)."""
 
 import os
 import subprocess
@@ -21,7 +22,7 @@ def test_every_field_of_every_config_has_a_meaning(module, variant):
   config = module.get_config(variant)
   missing = [name for name, _ in config_help.leaves(config)
              if config_help.doc_of(name, module.FIELD_DOCS) == config_help.UNDOCUMENTED]
-  assert not missing, f'{module.__name__}:{variant}: add these to projects/bert/configs/fields.py: {missing}'
+  assert not missing, f'{module.__name__}:{variant}: give these a meaning beside their default: {missing}'
 
 
 def _main(*args):
