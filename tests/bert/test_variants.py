@@ -80,3 +80,12 @@ def test_production_code_never_imports_configs():
         if name.endswith('.py') and pattern.search(open(os.path.join(root, name)).read()):
           found.append(os.path.relpath(os.path.join(root, name), REPO))
   assert not found, f'load these configs by path (core.app.load_config) instead: {found}'
+
+
+def test_help_lists_every_config_file_and_its_words():
+  from projects.bert import cli
+  for module in (demo, fewshot, glue, glue_suite, pretrain, squad):
+    spec = module.VARIANT
+    assert f'{spec.file}:' in cli.__doc__ or f'{spec.file}[:' in cli.__doc__, spec.file
+    for word in spec.flags + (('RECIPE',) if spec.recipes else ()) + (('SIZE',) if spec.sizes else ()):
+      assert word in cli.__doc__, (spec.file, word)
