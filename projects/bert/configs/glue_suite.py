@@ -23,20 +23,26 @@ task score, are collected in workdir/submission/ (zip them for the GLUE server).
 
 import ml_collections
 
-from projects.bert.models import architecture as common
-from projects.bert.configs import fields
 from projects.bert.configs import glue as glue_configs
+from projects.bert.configs import variants
 
-FIELD_DOCS = fields.GLUE_SUITE  # what --print_config prints beside each field
+VARIANT = variants.Spec('glue_suite.py', sizes=True, flags=('runlocal',))
+
+# What --print_config prints beside each field: these, and configs/glue.py's for `finetune`.
+FIELD_DOCS = {
+    'trainer_name': "registry name of the trainer ('bert_glue_suite')",
+    'tasks': "GLUE tasks fine-tuned: 'all' (those whose records are in data_dir) or a comma list",
+    'num_seeds': 'runs per task, seeds 0 .. num_seeds - 1 (rng_seed and data order)',
+    'init_from': "the checkpoint every run starts from (a converted checkpoint or a run's workdir)",
+    'data_dir': 'the --output_dir of `prepare glue`',
+    **{f'finetune.{k}': v for k, v in glue_configs.FIELD_DOCS.items()},
+}
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  parts = [p.strip() for p in arg.split(',') if p.strip()]
-  sizes = [p for p in parts if p in common.SIZES]
-  unknown = [p for p in parts if p not in common.SIZES and p != 'runlocal']
-  if unknown or len(sizes) > 1:
-    raise ValueError(f'Variant {arg!r}: expected [SIZE][,runlocal] with SIZE in {list(common.SIZES)}.')
-  runlocal = 'runlocal' in parts
+  variant = variants.parse(arg, VARIANT)
+  sizes = [variant.size] if variant.size else []
+  runlocal = 'runlocal' in variant.flags
 
   config = ml_collections.ConfigDict()
   config.trainer_name = 'bert_glue_suite'

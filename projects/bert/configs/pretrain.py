@@ -26,37 +26,40 @@ length 128); `runlocal` shrinks any variant to a few steps for a smoke test on a
 
 import ml_collections
 
-from projects.bert.models import architecture as common
-from projects.bert.configs import fields, recipes
 from projects.bert.configs import fewshot as fewshot_configs
+from projects.bert.configs import recipes, training, variants
+from projects.bert.models import architecture
 
-FLAGS = ('phase2', 'runlocal', 'fewshot')
+VARIANT = variants.Spec('pretrain.py', lead='SIZE', lead_words=tuple(architecture.SIZES), lead_default='tiny',
+                        recipes=True, flags=('phase2', 'fewshot', 'runlocal'))
 
-
-FIELD_DOCS = fields.PRETRAIN  # what --print_config prints beside each field
+# What --print_config prints beside each field: the common ones (configs/training.py), the few-shot evaluator's
+# (configs/fewshot.py) and these.
+FIELD_DOCS = training.field_docs({
+    **fewshot_configs.FEWSHOT_BLOCK_DOCS,
+    'dataset.train_files': 'pretraining records: a file, glob or comma list (gs:// works)',
+    'dataset.eval_files': "records the mlm_nsp evaluator scores ('': no evaluation)",
+    'dataset.max_seq_length': 'sequence length, checked against the records (0: from them)',
+    'dataset.max_predictions_per_seq': 'masked positions per sequence, checked against the records (0: from them)',
+    'dataset.shuffle_buffer': 'examples in the shuffle buffer',
+    'dataset.seed': 'input shuffling seed',
+    'dataset.cycle_length': 'files read in parallel per process',
+    'dataset.eval_max_examples': 'cap on the eval records (0: all)',
+    'evals.mlm_nsp.num_steps': 'eval batches of MLM / NSP loss and accuracy',
+})
 
 
 def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
-  parts = [p.strip() for p in arg.split(',') if p.strip()]
-  size = parts[0] if parts else 'tiny'
-  unknown = [p for p in parts[1:] if p not in FLAGS and p not in recipes.RECIPES]
-  if size not in common.SIZES or unknown:
-    raise ValueError(f'Variant {arg!r}: expected SIZE[,RECIPE][,phase2][,fewshot][,runlocal] with SIZE in '
-                     f'{list(common.SIZES)} and RECIPE in {list(recipes.RECIPES)}.')
-  recipe = recipes.recipe_of(parts)
-  phase2, runlocal, with_fewshot = 'phase2' in parts, 'runlocal' in parts, 'fewshot' in parts
+  variant = variants.parse(arg, VARIANT)
+  size, recipe = variant.lead, variant.recipe
+  phase2, runlocal, with_fewshot = (f in variant.flags for f in ('phase2', 'runlocal', 'fewshot'))
   if phase2 and recipe != 'bert_paper':
-    raise ValueError(f'Variant {arg!r}: phase2 is the second phase of the bert_paper recipe (Model Garden '
-                     f'pretrains in one phase at sequence length 512); use {size},bert_paper,phase2.')
+    raise variants.VariantError(f'Variant {arg!r}: phase2 is the second phase of the bert_paper recipe (Model Garden '
+                                f'pretrains in one phase at sequence length 512); use {size},bert_paper,phase2.')
   batch, seq_len, preds, steps, base_lr, warmup = recipes.PRETRAINING[recipe + ('_phase2' if phase2 else '')]
 
-  config = ml_collections.ConfigDict()
-  config.trainer_name = 'bert_trainer'
-  config.dataset_name = 'bert_pretraining'
-  config.model_name = 'bert_pretraining'
-  config.recipe = recipe
-  config.rng_seed = 0
-  config.model = common.model_config(size, **recipes.model_fields(recipe))
+  config = training.run_head(dataset_name='bert_pretraining', model_name='bert_pretraining', recipe=recipe)
+  config.model = architecture.model_config(size, **recipes.model_fields(recipe))
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.train_files = 'data/pretraining/train-*.tfrecord'
@@ -69,19 +72,13 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   config.dataset.cycle_length = 8  # record files read in parallel (interleaved) per process
   config.dataset.eval_max_examples = 0  # read at most this many eval records; 0 = all
 
-  config.batch_size = batch
-  config.eval_batch_size = batch
-  config.num_train_steps = steps
-  config.grad_accum_steps = 1
+  training.batches(config, batch_size=batch, eval_batch_size=batch, num_train_steps=steps)
 
   config.optimizer = recipes.optimizer_config(recipe)
   config.schedule = recipes.schedule_config(recipe, base_lr, warmup_steps=warmup)
 
-  config.init_from = ''  # a converted checkpoint or a workdir (phase 2 starts from phase 1's)
-  config.log_every = 100
-  config.checkpoint_every = 5_000
-  config.checkpoint = ml_collections.ConfigDict({'keep': 3, 'async_save': True, 'restore_input': True})
-  config.param_sharding_rules = ()  # e.g. ((r'.*', 'fsdp'),) to shard weights and moments over the data axis
+  training.init(config)  # a converted checkpoint or a workdir (phase 2 starts from phase 1's)
+  training.checkpointing(config, log_every=100, checkpoint_every=5_000, keep=3)
   # What the run measures (core.evaluators; projects/bert/evaluators): MLM/NSP on dataset.eval_files every `every`
   # steps, on `num_steps` batches (nothing without eval_files); variant `,fewshot` adds few-shot GLUE probes.
   config.evals = ml_collections.ConfigDict({'mlm_nsp': {'every': 10_000, 'num_steps': 100}})
@@ -100,7 +97,7 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
     config.checkpoint_every = 500
     config.dataset.shuffle_buffer = 1_000
   if runlocal:
-    config.model = common.model_config('tiny', **recipes.model_fields(recipe))
+    config.model = architecture.model_config('tiny', **recipes.model_fields(recipe))
     config.num_train_steps = 20
     config.schedule.warmup_steps = 5
     config.log_every = 5

@@ -78,17 +78,24 @@ NO_DECAY = (r'LayerNorm', r'layer_norm', r'bias$', r'(^|/)scale$')
 
 
 def check(recipe: str) -> str:
+  """`recipe` when it is one of RECIPES; else a ValueError naming them."""
   if recipe not in RECIPES:
     raise ValueError(f'Unknown recipe {recipe!r}; use one of {RECIPES}.')
   return recipe
 
 
-def recipe_of(parts: list) -> str:
-  """The recipe named among a variant's comma-separated parts (the default when none is)."""
-  named = [p for p in parts if p in RECIPES]
-  if len(named) > 1:
-    raise ValueError(f'Variant names two recipes {named}; pick one of {RECIPES}.')
-  return named[0] if named else DEFAULT_RECIPE
+# The meaning of each `config.optimizer` field (what --print_config prints beside it).
+OPTIMIZER_DOCS: Dict[str, str] = {
+    'optimizer.name': "'adamw' (its Adam form: bias_correction), 'lamb' or 'sgd'",
+    'optimizer.weight_decay': 'decoupled weight decay (not on LayerNorm or biases)',
+    'optimizer.b1': 'Adam beta1',
+    'optimizer.b2': 'Adam beta2',
+    'optimizer.eps': 'Adam epsilon',
+    'optimizer.grad_clip_norm': 'global-norm gradient clipping (0: none)',
+    'optimizer.grad_clip_scope': "'global' (norm of the mean gradient) or Model Garden's 'per_replica_sum' / '_mean'",
+    'optimizer.no_decay_patterns': 'regexes of the parameter names without weight decay (LayerNorm, biases)',
+    'optimizer.bias_correction': "'keras' (Model Garden's legacy Adam), 'none' (original BERT) or 'standard'",
+}
 
 
 def optimizer_config(recipe: str) -> ml_collections.ConfigDict:
@@ -100,6 +107,20 @@ def optimizer_config(recipe: str) -> ml_collections.ConfigDict:
   else:
     fields.update(bias_correction='none', eps=1e-6)
   return ml_collections.ConfigDict(fields)
+
+
+# The meaning of each `config.schedule` field.
+SCHEDULE_DOCS: Dict[str, str] = {
+    'schedule.base_lr': 'peak learning rate',
+    'schedule.warmup_steps': 'warm-up steps',
+    'schedule.warmup': "'linear' (from 0, BERT paper) or 'polynomial' (Model Garden's PolynomialWarmUp)",
+    'schedule.warmup_power': "power of the 'polynomial' warm-up",
+    'schedule.decay_from': "'step_0' (decay over all steps, both references) or 'warmup_end'",
+    'schedule.power': 'power of the polynomial decay (1: linear)',
+    'schedule.warmup_fraction': 'GLUE: warm-up as a fraction of the training steps',
+    'schedule.decay': "after warm-up: 'linear', 'polynomial', 'cosine' or 'constant'",
+    'schedule.end_lr': 'learning rate at the last step',
+}
 
 
 def schedule_config(recipe: str, base_lr: float, **warmup: Any) -> ml_collections.ConfigDict:

@@ -4,7 +4,7 @@ medium, base, large (default: the architecture of init_from's checkpoint, else b
   python -m projects.bert.datasets.prepare squad --train_file=train-v1.1.json --eval_file=dev-v1.1.json \
       --vocab_file=VOCAB --output_dir=data/squad_v1.1 --version_2_with_negative=false
   python main.py --config=projects/bert/configs/squad.py:v1.1 --workdir=/tmp/squad11 \
-      --config.init_from=/tmp/bert_base          # python -m projects.bert.checkpoints.convert output, or a pretraining workdir
+      --config.init_from=/tmp/bert_base   # `projects.bert.checkpoints.convert` output, or a pretraining workdir
   python main.py --config=projects/bert/configs/squad.py:v1.1 --workdir=/tmp/squad11 --config.mode=eval
   python main.py --config=projects/bert/configs/squad.py:v1.1 --workdir=/tmp/squad11 --config.mode=predict
 
@@ -24,43 +24,51 @@ first 10% of the steps then linear decay to 0, AdamW as for GLUE (weight decay 0
 eps 1e-6, no bias correction), gradient clipping at 1.0, dropout 0.1; sequence length 384, doc stride 128,
 questions cut at 64 tokens (`prepare squad` flags, checked against the records); decoding with the 20 best starts
 and ends and answers of at most 30 tokens, and for v2.0 a null-score threshold of 0 (the paper tunes it on dev: the
-v2.0 headline f1 is at the best one, reported as best_threshold_for_f1; f1_as_predicted is at this one). An epoch is one pass over the train features (windows),
-as Model Garden counts it. The main score is the official F1. `init_from` must be set for a meaningful run.
+v2.0 headline f1 is at the best one, reported as best_threshold_for_f1; f1_as_predicted is at this one). An epoch
+is one pass over the train features (windows), as Model Garden counts it. The main score is the official F1. `init_from` must be set for a meaningful run.
 `runlocal` shrinks any variant to a few steps of the tiny model for a smoke test.
 """
 
 import ml_collections
 
-from projects.bert.models import architecture as common
-from projects.bert.configs import fields, recipes
+from projects.bert.configs import recipes, training, variants
+from projects.bert.models import architecture
 
 # version -> (batch size, epochs) of the BERT paper (Devlin et al., 2019, sections 4.2 and 4.3).
 RECIPE = {'v1.1': (32, 3.0), 'v2.0': (48, 2.0)}
-FIELD_DOCS = fields.SQUAD  # what --print_config prints beside each field
+VARIANT = variants.Spec('squad.py', lead='VERSION', lead_words=tuple(RECIPE), lead_default='v1.1', sizes=True,
+                        flags=('runlocal',))
+
+# What --print_config prints beside each field: the common ones (configs/training.py) and these.
+FIELD_DOCS = training.field_docs({
+    'mode': "'train'; 'eval' (official dev EM/F1 of the saved weights); 'predict' (predictions.json etc.)",
+    'dataset.version': "'v1.1' or 'v2.0' (questions without an answer), checked against the records",
+    'dataset.data_dir': 'the --output_dir of `prepare squad`',
+    'dataset.meta_data_file': "explicit meta data path instead of data_dir's",
+    'dataset.train_file': "explicit train records instead of data_dir's",
+    'dataset.max_seq_length': 'sequence length, checked against the records (0: from them)',
+    'dataset.doc_stride': 'stride of the paragraph windows, checked against the records (0: from them)',
+    'dataset.max_query_length': 'question tokens kept, checked against the records (0: from them)',
+    'dataset.shuffle_buffer': 'examples in the shuffle buffer',
+    'dataset.seed': 'input shuffling seed',
+    'evals.squad.save_best': 'keep the best dev F1 parameters in workdir/best',
+    'evals.squad.n_best_size': 'start and end candidates decoded per window',
+    'evals.squad.max_answer_length': 'longest answer in tokens',
+    'evals.squad.null_score_diff_threshold': "v2.0: answer 'no answer' when its score beats the best span by more",
+    'evals.squad_predict.weights': "prediction files from 'best' (best dev F1) or 'final' parameters",
+})
 
 
 def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
-  parts = [p.strip() for p in arg.split(',') if p.strip()]
-  version = parts[0] if parts else 'v1.1'
-  sizes = [p for p in parts[1:] if p in common.SIZES]
-  unknown = [p for p in parts[1:] if p not in common.SIZES and p != 'runlocal']
-  if version not in RECIPE or unknown or len(sizes) > 1:
-    raise ValueError(f'Variant {arg!r}: expected VERSION[,SIZE][,runlocal] with VERSION in {list(RECIPE)} and SIZE '
-                     f'in {list(common.SIZES)}.')
-  size = sizes[0] if sizes else ''
-  runlocal = 'runlocal' in parts
+  variant = variants.parse(arg, VARIANT)
+  version, size, runlocal = variant.lead, variant.size, 'runlocal' in variant.flags
   batch_size, epochs = RECIPE[version]
 
-  config = ml_collections.ConfigDict()
-  config.trainer_name = 'bert_trainer'
-  config.dataset_name = 'bert_squad'
-  config.model_name = 'bert_question_answering'
-  config.rng_seed = 0
   # SQuAD's reference here is the BERT paper's run_squad.py (Model Garden's squad experiments differ per yaml).
-  config.recipe = 'bert_paper'
+  config = training.run_head(dataset_name='bert_squad', model_name='bert_question_answering', recipe='bert_paper')
   # The architecture fields a SIZE does not name (all of them without one) are None: init_from's, else base's.
-  inherit = common.inherit_architecture(size)
-  config.model = common.model_config(size or 'base', inherit=inherit, **{
+  inherit = architecture.inherit_architecture(size)
+  config.model = architecture.model_config(size or 'base', inherit=inherit, **{
       k: v for k, v in recipes.model_fields(config.recipe).items() if k not in inherit})
 
   config.dataset = ml_collections.ConfigDict()
@@ -74,17 +82,15 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
 
-  config.batch_size = batch_size
-  config.eval_batch_size = 64
-  config.num_epochs = epochs
-  config.num_train_steps = 0  # > 0 overrides num_epochs; 0: ceil(num_epochs * train features / batch_size)
-  config.grad_accum_steps = 1
+  # num_train_steps > 0 overrides num_epochs; 0: ceil(num_epochs * train features / batch_size).
+  training.batches(config, batch_size=batch_size, eval_batch_size=64, num_train_steps=0, num_epochs=epochs)
 
   config.optimizer = recipes.optimizer_config(config.recipe)
   config.schedule = recipes.schedule_config(config.recipe, 5e-5, warmup_fraction=0.1)
 
-  config.init_from = ''  # converted checkpoint (projects.bert.checkpoints.convert) or pretraining workdir; '' = random init
-  config.init_heads = False  # take only the encoder from init_from: the span head starts fresh
+  # init_from: a converted checkpoint (projects.bert.checkpoints.convert) or a pretraining workdir; init_heads False:
+  # take only the encoder, the span head starts fresh.
+  training.init(config, init_heads=False)
 
   config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (the prediction files)
   # What the run measures (core.evaluators; projects/bert/evaluators): the dev scores every 2000 steps and after the
@@ -95,14 +101,11 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
                 'null_score_diff_threshold': 0.0},
       'squad_predict': {'weights': 'best'},
   })
-  config.log_every = 100
-  config.checkpoint_every = 1000
   # Checkpoints are for resuming only (the best parameters are kept apart in workdir/best): keep one.
-  config.checkpoint = ml_collections.ConfigDict({'keep': 1, 'async_save': True, 'restore_input': True})
-  config.param_sharding_rules = ()
+  training.checkpointing(config, log_every=100, checkpoint_every=1000, keep=1)
 
   if runlocal:
-    config.model = common.model_config('tiny', **recipes.model_fields(config.recipe))
+    config.model = architecture.model_config('tiny', **recipes.model_fields(config.recipe))
     for field in ('max_seq_length', 'doc_stride', 'max_query_length'):
       config.dataset[field] = 0
     config.dataset.shuffle_buffer = 100

@@ -1,4 +1,5 @@
-"""The BERT model sizes and `config.model`, shared by every config (pretraining, GLUE, few-shot, demo)."""
+"""The BERT model sizes and `config.model` (every field with its default and meaning), shared by every config
+(pretraining, GLUE, SQuAD, few-shot, demo)."""
 
 from __future__ import annotations
 
@@ -19,27 +20,57 @@ SIZES: Dict[str, Tuple[int, int]] = {
 }
 
 # The fields that fix what the weights compute: their shapes, the activation and LayerNorm's epsilon. With
-# config.init_from, a field left unset (None) takes the checkpoint's value (`checkpoints/weights.py`); a field set
-# (by a SIZE variant or --config.model.X) must agree with it. The others (dropout, dtype, ...) are the run's own.
+# config.init_from, a field left unset (None) takes the checkpoint's value (`projects.bert.checkpoints.weights`); a
+# field set (by a SIZE variant or --config.model.X) must agree with it. The others (dropout, dtype, ...) are the run's
+# own.
 ARCHITECTURE_FIELDS = ('vocab_size', 'hidden_size', 'num_layers', 'num_heads', 'intermediate_size',
                        'max_position_embeddings', 'type_vocab_size', 'layer_norm_eps', 'hidden_act')
 # The architecture fields that a size names (SIZES).
 SIZE_FIELDS = ('hidden_size', 'num_layers', 'num_heads', 'intermediate_size')
 
 
-def model_config(size: str = 'tiny', inherit: Tuple[str, ...] = (), **overrides: Any) -> ml_collections.ConfigDict:
-  """`config.model` for a named size; `overrides` replace fields (or add one, e.g. num_labels=3).
+# Every field of `config.model`: its default and its meaning, the one place both are written (`model_config` builds
+# from it; the configs' FIELD_DOCS, what `--print_config` prints, read it through `field_docs`). SIZE: the value
+# follows the size (SIZES; heads = H / 64, intermediate = 4 H).
+SIZE = object()
+MODEL_FIELDS: Dict[str, Tuple[Any, str]] = {
+    'vocab_size': (30522, 'WordPiece vocabulary size (30522: uncased English BERT)'),
+    'hidden_size': (SIZE, 'width H of the encoder (base 768)'),
+    'num_layers': (SIZE, 'transformer layers L (base 12)'),
+    'num_heads': (SIZE, 'attention heads (H / 64 in the standard sizes)'),
+    'intermediate_size': (SIZE, 'feed-forward width (4 H in the standard sizes)'),
+    'max_position_embeddings': (512, 'longest sequence the position table holds (512)'),
+    'type_vocab_size': (2, 'segment ids (2: sentence A / B)'),
+    'hidden_dropout_prob': (0.1, 'dropout on embeddings and layer outputs'),
+    'attention_dropout_prob': (0.1, 'dropout on attention probabilities'),
+    'initializer_range': (0.02, 'std of the truncated-normal initialisation of fresh weights'),
+    'layer_norm_eps': (1e-12, "LayerNorm epsilon (1e-12 as BERT's checkpoints)"),
+    # 'gelu_tanh' is the tanh approximation that TF BERT code and Model Garden call 'gelu'.
+    'hidden_act': ('gelu', "'gelu' (exact erf, HF checkpoints) or 'gelu_tanh' (TF checkpoints), relu, tanh, ..."),
+    'dtype': ('float32', "compute dtype 'float32' or 'bfloat16' (parameters stay float32)"),
+    'remat': (False, "recompute each layer's activations in the backward pass (memory for compute)"),
+    # 'auto': on GPUs in bfloat16 our flash kernel with in-kernel dropout when training, cuDNN's otherwise.
+    'attention_impl': ('auto', "'auto' (GPU bf16: flash kernel / cuDNN; else XLA), or force 'xla', 'cudnn', 'flash'"),
+    'scan_layers': (False, 'one compiled layer body run L times (faster compilation, same parameters)'),
+    'dropout_rng': ('jax', "dropout's random bits: 'jax' (the key's PRNG) or 'hash' (cheaper counter hash)"),
+    # 'encoder_pooler': one dense layer on the encoder's pooler (google-research/bert, Hugging Face);
+    # 'classification_head': Model Garden's BertPretrainerV2 next_sentence head, its own dense + tanh + dropout.
+    'nsp_head': ('encoder_pooler',
+                 "pretraining's NSP head: 'encoder_pooler' (BERT paper, HF) or 'classification_head' (Model Garden)"),
+}
+# Added to the meaning of an architecture field: how an unset one is filled in.
+ARCHITECTURE_NOTE = " [None: taken from init_from's checkpoint, else the default size]"
 
-  Fields: vocab_size (uncased WordPiece, 30522), hidden_size, num_layers, num_heads, intermediate_size,
-  max_position_embeddings, type_vocab_size, hidden_dropout_prob, attention_dropout_prob, initializer_range,
-  layer_norm_eps, hidden_act ('gelu' = exact erf form; 'gelu_tanh' = the tanh approximation that TF BERT code and
-  Model Garden call 'gelu'), dtype (compute dtype, 'float32' or 'bfloat16'; parameters stay float32), remat
-  (recompute layer activations in the backward pass), attention_impl ('auto': on GPUs in bfloat16 our flash kernel
-  with in-kernel dropout when training, cuDNN's otherwise; XLA elsewhere; or force 'xla', 'cudnn', 'flash'),
-  scan_layers (one compiled layer run L times: faster compilation, same parameters), dropout_rng ('jax': the key's
-  PRNG; 'hash': a cheaper counter hash) and nsp_head (pretraining's next-sentence head: 'encoder_pooler' = one dense
-  layer on the encoder's pooler, as google-research/bert and Hugging Face; 'classification_head' = Model Garden's
-  BertPretrainerV2 next_sentence head, its own dense + tanh + dropout).
+
+def field_docs(prefix: str = 'model.') -> Dict[str, str]:
+  """{prefix + field: meaning} of every MODEL_FIELDS entry (what `--print_config` prints beside `config.model`)."""
+  return {f'{prefix}{k}': doc + (ARCHITECTURE_NOTE if k in ARCHITECTURE_FIELDS else '')
+          for k, (_, doc) in MODEL_FIELDS.items()}
+
+
+def model_config(size: str = 'tiny', inherit: Tuple[str, ...] = (), **overrides: Any) -> ml_collections.ConfigDict:
+  """`config.model` for a named size: every MODEL_FIELDS entry at its default, the size's fields from SIZES;
+  `overrides` replace fields (or add one, e.g. num_labels=3).
 
   `inherit`: architecture fields left unset (typed None placeholders, still settable by --config.model.X), to be
   taken from the checkpoint at init_from, or from `size` when there is none (`default_architecture`).
@@ -47,26 +78,10 @@ def model_config(size: str = 'tiny', inherit: Tuple[str, ...] = (), **overrides:
   if size not in SIZES:
     raise ValueError(f'Unknown BERT size {size!r}; known sizes: {", ".join(SIZES)}.')
   num_layers, hidden = SIZES[size]
-  config = ml_collections.ConfigDict({
-      'vocab_size': 30522,
-      'hidden_size': hidden,
-      'num_layers': num_layers,
-      'num_heads': hidden // 64,
-      'intermediate_size': 4 * hidden,
-      'max_position_embeddings': 512,
-      'type_vocab_size': 2,
-      'hidden_dropout_prob': 0.1,
-      'attention_dropout_prob': 0.1,
-      'initializer_range': 0.02,
-      'layer_norm_eps': 1e-12,
-      'hidden_act': 'gelu',
-      'dtype': 'float32',
-      'remat': False,
-      'attention_impl': 'auto',
-      'scan_layers': False,
-      'dropout_rng': 'jax',
-      'nsp_head': 'encoder_pooler',
-  })
+  by_size = {'hidden_size': hidden, 'num_layers': num_layers, 'num_heads': hidden // 64,
+             'intermediate_size': 4 * hidden}
+  config = ml_collections.ConfigDict({k: by_size[k] if default is SIZE else default
+                                      for k, (default, _) in MODEL_FIELDS.items()})
   for key, value in overrides.items():
     config[key] = value
   for key in inherit:

@@ -1,49 +1,32 @@
 """`bert_demo`: the whole BERT workflow on a CPU, each stage a run of the project's one trainer (`bert_trainer`)
 with its usual config, and a summary table at the end.
 
-Stages finish with a marker (`<stage>/stage_done.json`); a rerun with the same workdir skips finished stages and
-resumes an interrupted one from its checkpoints. See configs/demo.py.
+Each stage is a sub-run under the rule of `projects.bert.runs.subruns`: a rerun with the same workdir skips finished
+stages, resumes an interrupted one from its checkpoints, and refuses a training stage whose config.json is of other
+settings. See configs/demo.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import jax
 import ml_collections
-from absl import logging
 
 from core import app, errors, registry
 from core.evaluators import write_json
 from core.setup import write_run_config
 from projects.bert.checkpoints import convert
-from projects.bert.runs import demo_data
+from projects.bert.runs import demo_data, subruns
 from projects.bert.datasets import prepare
 
 
-class StageInterrupted(RuntimeError):
-  """A stage stopped early (preemption): rerun the same command to resume it."""
-
-
-def _run_stage(workdir: str, name: str, fn: Callable[[str], Dict[str, Any]]) -> Dict[str, Any]:
-  stage_dir = os.path.join(workdir, name)
-  marker = os.path.join(stage_dir, 'stage_done.json')
-  if os.path.exists(marker):
-    with open(marker) as f:
-      done = json.load(f)
-    logging.info('Stage %s finished earlier (%s): skipping.', name, marker)
-    return done
-  logging.info('=== Stage %s ===', name)
-  t0 = time.time()
-  result = fn(stage_dir)
-  if result.get('preempted'):
-    raise StageInterrupted(f'Stage {name} was interrupted; rerun the same command to resume it.')
-  done = {'result': result, 'wall_time_s': time.time() - t0}
-  write_json(marker, done)
-  return done
+def _run_stage(workdir: str, name: str, fn: Callable[[str], Dict[str, Any]],
+               config: Optional[ml_collections.ConfigDict] = None) -> Dict[str, Any]:
+  """Stage `name` in workdir/name under the sub-run rule (`subruns.run`): {'result', 'wall_time_s'}."""
+  return subruns.run(os.path.join(workdir, name), fn, name=f'Stage {name}', config=config)
 
 
 def _sub_config(config: ml_collections.ConfigDict, **fields: Any) -> ml_collections.ConfigDict:
@@ -97,7 +80,7 @@ def run(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: Any, da
   pt = _sub_config(config.stages.pretrain)
   pt.dataset.train_files = ','.join(data['pretraining_files'])
   pt.dataset.eval_files = data['pretraining_eval_file']
-  stages['pretrain'] = _run_stage(workdir, 'pretrain', lambda d: app.train_and_evaluate(pt, d))
+  stages['pretrain'] = _run_stage(workdir, 'pretrain', lambda d: app.train_and_evaluate(pt, d), config=pt)
 
   def convert_stage(out: str) -> Dict[str, Any]:
     params, model_cfg = convert.convert_hf_checkpoint(hf_dir)
@@ -111,7 +94,7 @@ def run(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: Any, da
   ft = _sub_config(config.stages.finetune, init_from=minilm_dir)
   ft.model = ml_collections.ConfigDict(stages['convert']['result']['model'])
   ft.dataset.data_dir = data['glue_records_dir']
-  stages['finetune'] = _run_stage(workdir, 'finetune', lambda d: app.train_and_evaluate(ft, d))
+  stages['finetune'] = _run_stage(workdir, 'finetune', lambda d: app.train_and_evaluate(ft, d), config=ft)
 
   encoders = {'minilm': (minilm_dir, None), 'demo_pretrained': (os.path.join(workdir, 'pretrain'), None),
               'random_tiny': ('', config.random_encoder)}

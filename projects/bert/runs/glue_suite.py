@@ -8,31 +8,33 @@ The runs share this process. Measured on a shared 2-core CPU with MiniLM runs of
 each run took 64-71 s, start to next start. At real size start-up is small beside training either way, and
 in-process a multi-host suite is the same command on every host, with no launcher of its own.
 
-Resuming: a run whose results.json says `done` is skipped, and one that was interrupted resumes from its checkpoint
-(the trainer's own resume). A run's workdir holds one run: a finished or started run whose config.json differs from
-the config the suite would run now is refused rather than mixed into the table.
+Resuming: the sub-run rule of `projects.bert.runs.subruns`: a finished run is skipped, an interrupted one resumes
+from its checkpoint (the trainer's own resume), and a finished or started run whose config.json differs from the
+config the suite would run now is refused rather than mixed into the table. Each run's config is configs/glue.py's,
+loaded by path (`core.app.load_config`), with `config.finetune`'s fields.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from flax import traverse_util
 
 from core import app, errors, registry
 from core.evaluators import read_json, write_json
-from core.setup import CONFIG_FILE, read_run_config, write_run_config
-from projects.bert.configs import glue as glue_configs
+from core.setup import write_run_config
+from projects.bert.runs import subruns
 from projects.bert.tasks import glue as glue_tasks
+
+# The config file of each (task, seed) run, loaded by path with the task as its variant.
+GLUE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'glue.py')
 
 RESULTS_JSON = 'glue_results.json'
 RESULTS_MD = 'glue_results.md'
@@ -44,10 +46,6 @@ _METRIC_NAMES = {glue_tasks.ACCURACY: 'accuracy', glue_tasks.F1: 'F1', glue_task
                  glue_tasks.PEARSON: 'Pearson', glue_tasks.SPEARMAN: 'Spearman'}
 _TASK_NAMES = {'cola': 'CoLA', 'sst2': 'SST-2', 'mrpc': 'MRPC', 'qqp': 'QQP', 'stsb': 'STS-B', 'mnli': 'MNLI',
                'qnli': 'QNLI', 'rte': 'RTE', 'wnli': 'WNLI'}
-
-
-class SuiteInterrupted(errors.UserError, RuntimeError):
-  """A run stopped early (preemption): the same command resumes it."""
 
 
 def task_list(tasks: str, data_dir: str) -> List[str]:
@@ -76,7 +74,7 @@ def task_list(tasks: str, data_dir: str) -> List[str]:
 def run_config(config: ml_collections.ConfigDict, task: str, seed: int) -> ml_collections.ConfigDict:
   """The `bert_trainer` config of one (task, seed): `config.finetune` with the task's model and data and the seed."""
   run = ml_collections.ConfigDict(config.finetune.to_dict())  # unlocked copy, references resolved
-  defaults = glue_configs.get_config(task)
+  defaults = app.load_config(f'{GLUE_CONFIG}:{task}')
   run.dataset.task = defaults.dataset.task
   run.model_name = defaults.model_name
   run.rng_seed = seed
@@ -91,50 +89,16 @@ def metric_keys(task: str) -> List[str]:
   return [f'{split}/{metric}' for split in spec.eval_splits for metric in spec.metrics]
 
 
-def _flat(d: Mapping[str, Any]) -> Dict[str, Any]:
-  return traverse_util.flatten_dict(json.loads(json.dumps(d)), sep='.')
-
-
-# Fields that do not change a run's result: a finished run with other values is still the same run.
-_BOOKKEEPING = ('mode', 'log_every', 'checkpoint_every', 'checkpoint.')
-
-
-def check_same_run(run: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses `workdir` when its config.json is of another run than `run` (a field both have differs, other than
-  logging and checkpointing): its results would be reported as those of the new config."""
-  saved = read_run_config(workdir)
-  if saved is None:
-    return
-  old, new = _flat(saved.to_dict()), _flat(json.loads(run.to_json_best_effort()))
-  differs = [k for k in sorted(new) if k in old and old[k] != new[k] and not k.startswith(_BOOKKEEPING)]
-  if differs:
-    details = '; '.join(f'{k}: {old[k]!r} -> {new[k]!r}' for k in differs[:5])
-    raise errors.ConfigError(f'{os.path.join(workdir, CONFIG_FILE)} is of another run ({details}). The suite '
-                             f'skips or resumes the runs of its workdir as they are: use a new --workdir for other '
-                             f'settings (or delete {workdir} to redo that run).')
-
-
-def _finished(workdir: str) -> Optional[Dict[str, Any]]:
-  """The results of the finished training run in `workdir`, else None."""
-  results = read_json(os.path.join(workdir, 'results.json'))
-  return results if results.get('done') and results.get('mode') == 'train' else None
-
-
 def fine_tune(run: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """One (task, seed) run in `workdir`: its results, from results.json when it finished earlier, else trained
-  (resumed from its checkpoint when one is there)."""
-  check_same_run(run, workdir)
-  done = _finished(workdir)
-  if done is not None:
-    logging.info('%s finished earlier: skipping it.', workdir)
-    return done
-  with app.workdir_lock(workdir):
-    app.check_workdir_config(run, workdir)
-    results = app.train_and_evaluate(run, workdir)
-  if results.get('preempted'):
-    raise SuiteInterrupted(f'The run in {workdir} stopped at step {results.get("step")} (preempted). Rerun the same '
-                           f'command: finished runs are skipped and this one resumes from its checkpoint.')
-  return results
+  """One (task, seed) run in `workdir` under the sub-run rule (`subruns.run`): its results, recorded when it
+  finished earlier, else trained (resumed from its checkpoint when one is there)."""
+
+  def train(directory: str) -> Dict[str, Any]:
+    with app.workdir_lock(directory):
+      app.check_workdir_config(run, directory)
+      return app.train_and_evaluate(run, directory)
+
+  return subruns.run(workdir, train, name=f'{workdir} ({run.dataset.task}, seed {run.rng_seed})', config=run)['result']
 
 
 def final_metrics(results: Mapping[str, Any], task: str, workdir: str) -> Dict[str, float]:
@@ -245,7 +209,7 @@ def submission_files(run: ml_collections.ConfigDict, workdir: str, out_dir: str)
   done = read_json(os.path.join(workdir, 'predict_results.json'))
   section = done.get('glue_predict') or {}
   files = section.get('files') or {}
-  trained = _finished(workdir) or {}
+  trained = (subruns.finished(workdir) or {}).get('result') or {}
   if not (done.get('done') and done.get('step') == trained.get('step') and files
           and all(os.path.exists(p) for p in files.values())):
     predict = ml_collections.ConfigDict(run.to_dict())
@@ -283,7 +247,7 @@ def run_suite(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: A
   run_dirs = {task: {seed: os.path.join(workdir, task, f'seed_{seed}') for seed in range(num_seeds)} for task in tasks}
   for task in tasks:  # before anything runs: a workdir of other settings is refused at once, not after hours
     for seed, run_dir in run_dirs[task].items():
-      check_same_run(run_config(config, task, seed), run_dir)
+      subruns.check_settings(run_config(config, task, seed), run_dir)
   write_run_config(config, workdir)
   metrics: Dict[str, Dict[int, Dict[str, float]]] = {}
   for task in tasks:

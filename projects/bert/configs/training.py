@@ -1,0 +1,104 @@
+"""The fields every `bert_trainer` config has (pretraining, GLUE, SQuAD, few-shot), built here with their meanings.
+
+A config file builds its run with these blocks, in this order, and adds its own fields between them:
+
+  config = training.run_head(dataset_name='bert_glue', model_name='bert_classification', recipe=recipe)
+  config.model = ...; config.dataset = ...
+  training.batches(config, batch_size=32, eval_batch_size=64, num_train_steps=0, num_epochs=3.0)
+  config.optimizer = recipes.optimizer_config(recipe); config.schedule = recipes.schedule_config(...)
+  training.init(config, init_heads=False)
+  config.mode = ...; config.evals = ...
+  training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
+  FIELD_DOCS = training.field_docs({...the file's own fields...})
+
+`field_docs` gives every field's meaning (what `--print_config` prints): DOCS below for the fields built here, the
+recipes' for `optimizer.*` and `schedule.*` (configs/recipes.py), `projects.bert.models.architecture`'s for `model.*`,
+and the config file's own for the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional
+
+import ml_collections
+
+from projects.bert.configs import recipes
+from projects.bert.models import architecture
+
+# The meaning of each field built in this file.
+DOCS: Dict[str, str] = {
+    # run_head
+    'trainer_name': "registry name of the trainer ('bert_trainer' for every run)",
+    'dataset_name': 'registry name of the dataset builder: bert_pretraining, bert_glue or bert_squad',
+    'model_name': 'registry name of the model: bert_pretraining, bert_classification, bert_regression, '
+                  'bert_question_answering, bert_encoder',
+    'recipe': "'model_garden' (TF Model Garden, default) or 'bert_paper' (google-research/bert): configs/recipes.py",
+    'rng_seed': 'seed of parameter initialisation and dropout',
+    'model': "None: the whole architecture of init_from's checkpoint",
+    # batches
+    'batch_size': 'global training batch (split over all devices of all hosts)',
+    'eval_batch_size': 'global evaluation batch',
+    'num_epochs': 'epochs over the train set when num_train_steps is 0',
+    'num_train_steps': 'training steps (fine-tuning: 0 = from num_epochs; 0 without num_epochs: evaluate only)',
+    'grad_accum_steps': 'micro-batches per step (gradient accumulation for large global batches)',
+    # init
+    'init_from': "weights to start from: a converted checkpoint (convert) or a run's workdir; '' = random",
+    'init_heads': 'also take the heads from init_from (False: only the encoder, fresh task head)',
+    # checkpointing
+    'log_every': 'steps between progress lines (loss, steps/s, examples/s, ETA) and TensorBoard scalars',
+    'checkpoint_every': 'steps between checkpoints (also one at the end and on SIGTERM)',
+    'checkpoint.keep': 'checkpoints kept on disk (the newest ones)',
+    'checkpoint.async_save': 'write checkpoints in the background while training goes on',
+    'checkpoint.restore_input': 'on resume also restore the input position (False after changing the input)',
+    'param_sharding_rules': "((regex, 'fsdp'|'replicate'), ...): weights and optimizer moments sharded over data",
+    # every config's `evals` entries
+    'evals.*.type': 'evaluator kind (default: the entry name)',
+    'evals.*.every': 'steps between evaluations (0: only at the end)',
+}
+
+
+def run_head(model_name: str, dataset_name: str = '', recipe: str = '') -> ml_collections.ConfigDict:
+  """A new config with trainer_name, dataset_name (when the run has one dataset), model_name, recipe (when the run
+  follows one) and rng_seed."""
+  config = ml_collections.ConfigDict()
+  config.trainer_name = 'bert_trainer'
+  if dataset_name:
+    config.dataset_name = dataset_name
+  config.model_name = model_name
+  if recipe:
+    config.recipe = recipe
+  config.rng_seed = 0
+  return config
+
+
+def batches(config: ml_collections.ConfigDict, batch_size: int, eval_batch_size: int, num_train_steps: int,
+            num_epochs: Optional[float] = None) -> None:
+  """Sets batch_size, eval_batch_size, num_epochs (fine-tuning only), num_train_steps and grad_accum_steps (1)."""
+  config.batch_size = batch_size
+  config.eval_batch_size = eval_batch_size
+  if num_epochs is not None:
+    config.num_epochs = num_epochs
+  config.num_train_steps = num_train_steps
+  config.grad_accum_steps = 1
+
+
+def init(config: ml_collections.ConfigDict, init_heads: Optional[bool] = None) -> None:
+  """Sets init_from ('' = random initialisation) and, for runs with a task head, init_heads."""
+  config.init_from = ''
+  if init_heads is not None:
+    config.init_heads = init_heads
+
+
+def checkpointing(config: ml_collections.ConfigDict, log_every: int, checkpoint_every: int, keep: int) -> None:
+  """Sets log_every, checkpoint_every, checkpoint (keep the newest `keep`, saved in the background, the input
+  position restored on resume) and param_sharding_rules (none: every weight replicated)."""
+  config.log_every = log_every
+  config.checkpoint_every = checkpoint_every
+  config.checkpoint = ml_collections.ConfigDict({'keep': keep, 'async_save': True, 'restore_input': True})
+  config.param_sharding_rules = ()  # e.g. ((r'.*', 'fsdp'),) to shard weights and moments over the data axis
+
+
+def field_docs(own: Mapping[str, str]) -> Dict[str, str]:
+  """Every field's meaning for a config built with these blocks: DOCS, the recipes' optimizer and schedule fields,
+  `config.model`'s (architecture.field_docs), then the config file's `own` (which win)."""
+  return {**DOCS, **recipes.OPTIMIZER_DOCS, **recipes.SCHEDULE_DOCS, **architecture.field_docs('model.'), **own}
