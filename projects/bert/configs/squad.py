@@ -25,7 +25,8 @@ eps 1e-6, no bias correction), gradient clipping at 1.0, dropout 0.1; sequence l
 questions cut at 64 tokens (`prepare squad` flags, checked against the records); decoding with the 20 best starts
 and ends and answers of at most 30 tokens, and for v2.0 a null-score threshold of 0 (the paper tunes it on dev: the
 v2.0 headline f1 is at the best one, reported as best_threshold_for_f1; f1_as_predicted is at this one). An epoch
-is one pass over the train features (windows), as Model Garden counts it. The main score is the official F1. `init_from` must be set for a meaningful run.
+is one pass over the train features (windows), as Model Garden counts it. The main score is the official F1.
+`init_from` must be set for a meaningful run.
 `runlocal` shrinks any variant to a few steps of the tiny model for a smoke test.
 """
 
