@@ -164,10 +164,10 @@ def check_optimizer(steps: int = 100, warmup: int = 10) -> List[Dict[str, Any]]:
   model_garden.set_seed(0)
   pretrainer = model_garden.build(model_garden.masked_lm_task(model_config).build_model())
   model_garden.randomize(pretrainer, seed=0)
-  from projects.bert.checkpoints import convert
+  from projects.bert.checkpoints import tf_reader
   with tempfile.TemporaryDirectory() as tmp:
     prefix = model_garden.save_pretrainer(pretrainer, tmp, model_config)
-    params, _ = convert.convert_tf_checkpoint(prefix, os.path.join(tmp, 'bert_config.json'))
+    params, _ = tf_reader.convert_tf_checkpoint(prefix, os.path.join(tmp, 'bert_config.json'))
   variables = pretrainer.trainable_variables
   names = _match_variables(variables, params)
   initial = [v.numpy() for v in variables]
@@ -302,7 +302,7 @@ def check_pretraining(workdir: str, steps: int = 50, batch: int = 8, seq_len: in
   model_garden recipe.
   """
   from core.registry import DATASETS
-  from projects.bert.checkpoints import convert
+  from projects.bert.checkpoints import tf_reader
   from projects.bert.models import bert_models as models
   from projects.bert import datasets  # noqa: F401  (registers the builders)
   from tests.bert import data_utils
@@ -336,8 +336,8 @@ def check_pretraining(workdir: str, steps: int = 50, batch: int = 8, seq_len: in
     their_batches.append({k: v.numpy() for k, v in inputs.items()})
 
   # Ours: the converted checkpoint, our bert_pretraining input pipeline (no shuffling), our train step.
-  params, converted = convert.convert_tf_checkpoint(prefix, os.path.join(os.path.dirname(prefix),
-                                                                         'bert_config.json'))
+  params, converted = tf_reader.convert_tf_checkpoint(prefix, os.path.join(os.path.dirname(prefix),
+                                                                           'bert_config.json'))
   config = ml_collections.ConfigDict({'batch_size': batch, 'dataset': {
       'train_files': record_file, 'max_seq_length': seq_len, 'max_predictions_per_seq': preds, 'shuffle_buffer': 1}})
   dataset = DATASETS.get('bert_pretraining')(config)
@@ -356,7 +356,7 @@ def check_pretraining(workdir: str, steps: int = 50, batch: int = 8, seq_len: in
   rel = np.abs(ours_a - theirs_a) / np.abs(theirs_a)
   # The weights after training, Model Garden's converted the same way as its initial ones.
   final_prefix = model_garden.save_pretrainer(model, os.path.join(workdir, 'mg_final'), model_config)
-  final, _ = convert.convert_tf_checkpoint(final_prefix, os.path.join(workdir, 'mg_final', 'bert_config.json'))
+  final, _ = tf_reader.convert_tf_checkpoint(final_prefix, os.path.join(workdir, 'mg_final', 'bert_config.json'))
   ours_final = traverse_util.flatten_dict(jax.device_get(state.params), sep='/')
   # Not the attention key biases: softmax ignores them, so their gradient is zero up to rounding noise, which Adam
   # scales up to steps of size lr in either framework; they move at random and change no output.
@@ -477,11 +477,11 @@ def glue_records(directory: str, glue_task: str, vocab: str, seq_len: int, n_tra
 def mg_pretrainer_checkpoint(directory: str, model_config: Any, seed: int = 0) -> Tuple[str, str]:
   """(checkpoint prefix, our converted params dir) of a fresh BertPretrainerV2, the start of every GLUE run."""
   from core import params_io
-  from projects.bert.checkpoints import convert
+  from projects.bert.checkpoints import tf_reader
   model_garden.set_seed(seed)
   pretrainer = model_garden.build(model_garden.masked_lm_task(model_config).build_model())
   prefix = model_garden.save_pretrainer(pretrainer, os.path.join(directory, 'mg'), model_config)
-  params, converted = convert.convert_tf_checkpoint(prefix, os.path.join(directory, 'mg', 'bert_config.json'))
+  params, converted = tf_reader.convert_tf_checkpoint(prefix, os.path.join(directory, 'mg', 'bert_config.json'))
   params_io.save_params(os.path.join(directory, 'converted'), params, metadata={'model': converted.to_dict()})
   return prefix, os.path.join(directory, 'converted')
 

@@ -16,7 +16,7 @@ from flax import traverse_util
 
 from core import params_io
 import projects.bert  # noqa: F401  (declares the BERT models)
-from projects.bert.checkpoints import convert, weights
+from projects.bert.checkpoints import hf_export, hf_reader, tf_reader, weights
 from projects.bert.models import modeling, bert_models as models
 from projects.bert.models import architecture as common
 
@@ -95,7 +95,7 @@ def tf_checkpoints(tmp_path_factory):
 @pytest.mark.parametrize('style', ['functional', 'v2'])
 def test_tf_model_garden_parity(tf_checkpoints, style):
   directory, encoder = tf_checkpoints[style]
-  params, model_config = convert.convert_tf_checkpoint(directory, os.path.join(directory, 'bert_config.json'))
+  params, model_config = tf_reader.convert_tf_checkpoint(directory, os.path.join(directory, 'bert_config.json'))
   assert set(params) == {'bert'}
   assert model_config.hidden_act == 'gelu_tanh'  # Model Garden's 'gelu' is the tanh approximation
   ids, mask, segments = padded_inputs(BERT_CONFIG['vocab_size'], [16, 11, 5, 1], 16)
@@ -116,7 +116,7 @@ def test_tf1_checkpoint_matches_official_v1_to_v2_converter(tf_checkpoints, tmp_
 
   directory, _ = tf_checkpoints['functional']
   bert_config = os.path.join(directory, 'bert_config.json')
-  params, model_config = convert.convert_tf_checkpoint(directory, bert_config)
+  params, model_config = tf_reader.convert_tf_checkpoint(directory, bert_config)
   flat = traverse_util.flatten_dict(params['bert'], sep='/')
   h = model_config.hidden_size
   tf1 = {'bert/embeddings/word_embeddings': flat['word_embeddings/embedding'],
@@ -154,8 +154,8 @@ def test_tf1_checkpoint_matches_official_v1_to_v2_converter(tf_checkpoints, tmp_
   tf2_bert_encoder_checkpoint_converter.convert_checkpoint(
       configs.BertConfig.from_json_file(bert_config), official_v2, tf1_prefix, checkpoint_model_name='encoder',
       converted_model='encoder')
-  from_official, _ = convert.convert_tf_checkpoint(os.path.dirname(official_v2), bert_config)
-  from_tf1, _ = convert.convert_tf_checkpoint(tf1_prefix, bert_config)
+  from_official, _ = tf_reader.convert_tf_checkpoint(os.path.dirname(official_v2), bert_config)
+  from_tf1, _ = tf_reader.convert_tf_checkpoint(tf1_prefix, bert_config)
   assert set(from_tf1) == {'bert', 'mlm_head', 'nsp_head'}
   for name, value in traverse_util.flatten_dict(from_official['bert'], sep='/').items():
     np.testing.assert_array_equal(traverse_util.flatten_dict(from_tf1['bert'], sep='/')[name], value, err_msg=name)
@@ -170,10 +170,10 @@ def test_tf_config_mismatch_names_variable(tf_checkpoints, tmp_path):
   wrong = dict(BERT_CONFIG, intermediate_size=48)
   (tmp_path / 'bert_config.json').write_text(json.dumps(wrong))
   with pytest.raises(ValueError, match=r"layer_with_weights-4/_intermediate_dense/kernel.*\(32, 64\).*\(32, 48\)"):
-    convert.convert_tf_checkpoint(directory, str(tmp_path / 'bert_config.json'))
+    tf_reader.convert_tf_checkpoint(directory, str(tmp_path / 'bert_config.json'))
   (tmp_path / 'bert_config.json').write_text(json.dumps(dict(BERT_CONFIG, num_hidden_layers=2)))
   with pytest.raises(ValueError, match='has 3 transformer layers'):
-    convert.convert_tf_checkpoint(directory, str(tmp_path / 'bert_config.json'))
+    tf_reader.convert_tf_checkpoint(directory, str(tmp_path / 'bert_config.json'))
 
 
 # ---------------------------------------------------------------------------------------------------- Hugging Face
@@ -194,7 +194,7 @@ def test_hf_pretrained_minilm_parity():
   with torch.no_grad():
     ref = reference(**{k: torch.from_numpy(v) for k, v in batch.items()})
 
-  params, model_config = convert.convert_hf_checkpoint(path)
+  params, model_config = hf_reader.convert_hf_checkpoint(path)
   assert set(params) == {'bert'}
   assert (model_config.hidden_size, model_config.num_layers, model_config.num_heads) == (384, 6, 12)
   seq, pooled = encode(params, model_config, batch['input_ids'], batch['attention_mask'], batch['token_type_ids'])
@@ -241,7 +241,7 @@ def _hf_pretraining_reference(model, ids, mask, segments, positions):
 
 def test_hf_pretraining_mlm_and_nsp_parity(hf_pretraining):
   directory, model = hf_pretraining
-  params, model_config = convert.convert_hf_checkpoint(directory)
+  params, model_config = hf_reader.convert_hf_checkpoint(directory)
   assert set(params) == {'bert', 'mlm_head', 'nsp_head'}
   ids, mask, segments = padded_inputs(HF_CONFIG['vocab_size'], [12, 7, 3, 12], 12, seed=3)
   positions = np.array([[1, 4, 9], [0, 2, 6], [1, 2, 0], [11, 5, 3]], np.int32)
@@ -258,22 +258,22 @@ def test_hf_pytorch_bin_and_mismatch(hf_pretraining, tmp_path):
   """pytorch_model.bin (with the tied decoder weight stored) converts the same; a wrong config names the variable."""
   torch = pytest.importorskip('torch')
   directory, model = hf_pretraining
-  expected, _ = convert.convert_hf_checkpoint(directory)
+  expected, _ = hf_reader.convert_hf_checkpoint(directory)
   bin_dir = tmp_path / 'bin'
   bin_dir.mkdir()
   torch.save(model.state_dict(), str(bin_dir / 'pytorch_model.bin'))
   hf_config = json.load(open(os.path.join(directory, 'config.json')))
   (bin_dir / 'config.json').write_text(json.dumps(hf_config))
-  params, _ = convert.convert_hf_checkpoint(str(bin_dir))
+  params, _ = hf_reader.convert_hf_checkpoint(str(bin_dir))
   jax.tree_util.tree_map(np.testing.assert_array_equal, params, expected)
 
   (bin_dir / 'config.json').write_text(json.dumps(dict(hf_config, intermediate_size=48)))
   with pytest.raises(ValueError, match=r"'bert\.encoder\.layer\.0\.intermediate\.dense\.weight' has shape "
                                        r"\(64, 32\), expected \(48, 32\)"):
-    convert.convert_hf_checkpoint(str(bin_dir))
+    hf_reader.convert_hf_checkpoint(str(bin_dir))
   (bin_dir / 'config.json').write_text(json.dumps(dict(hf_config, num_hidden_layers=1)))
   with pytest.raises(ValueError, match='has 2 transformer layers'):
-    convert.convert_hf_checkpoint(str(bin_dir))
+    hf_reader.convert_hf_checkpoint(str(bin_dir))
 
 
 def test_cli_writes_params_a_model_starts_from(hf_pretraining, tmp_path):
@@ -281,11 +281,12 @@ def test_cli_writes_params_a_model_starts_from(hf_pretraining, tmp_path):
   output = tmp_path / 'converted'
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=root)
-  result = subprocess.run([sys.executable, '-m', 'projects.bert.checkpoints.convert', '--format=hf', f'--input={directory}',
-                           f'--output={output}'], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+  result = subprocess.run([sys.executable, '-m', 'projects.bert.checkpoints.convert', '--format=hf',
+                           f'--input={directory}', f'--output={output}'], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   params, metadata = params_io.load_params(str(output))
-  expected, model_config = convert.convert_hf_checkpoint(directory)
+  expected, model_config = hf_reader.convert_hf_checkpoint(directory)
   jax.tree_util.tree_map(np.testing.assert_array_equal, params, expected)
   assert metadata['model'] == model_config.to_dict()
   assert metadata['source']['format'] == 'hf'
@@ -329,8 +330,8 @@ def test_model_garden_pretrainer_v2_converts_completely(mg_pretrainer, layout):
   """Encoder, masked_lm and the next_sentence ClassificationHead; MLM and NSP logits match BertPretrainerV2's."""
   model, prefixes = mg_pretrainer
   prefix = prefixes[layout]
-  params, model_config = convert.convert_tf_checkpoint(prefix, os.path.join(os.path.dirname(prefix),
-                                                                            'bert_config.json'))
+  params, model_config = tf_reader.convert_tf_checkpoint(prefix, os.path.join(os.path.dirname(prefix),
+                                                                              'bert_config.json'))
   assert model_config.nsp_head == 'classification_head' and model_config.hidden_act == 'gelu_tanh'
   assert set(params) == {'bert', 'mlm_head', 'nsp_head'}
   # checkpoint_items hold the head's pooler_dense only; its output layer lives in the Keras model.
@@ -362,8 +363,8 @@ def test_init_cls_pooler_matches_model_garden_sentence_prediction(mg_pretrainer,
   classifier = model_garden.build(task.build_model())
   task.initialize(classifier)
 
-  params, converted_config = convert.convert_tf_checkpoint(prefix, os.path.join(os.path.dirname(prefix),
-                                                                                'bert_config.json'))
+  params, converted_config = tf_reader.convert_tf_checkpoint(prefix, os.path.join(os.path.dirname(prefix),
+                                                                                  'bert_config.json'))
   params_io.save_params(str(tmp_path / 'converted'), params, metadata={'model': converted_config.to_dict()})
   config = common.model_config('tiny', **MG_CONFIG, num_labels=3)
   ours = models.BertClassificationModel(type(config)({'model': config}), None)
@@ -405,7 +406,7 @@ def test_hf_question_answering_parity(tmp_path):
   import torch
   reference = random_hf_model('BertForQuestionAnswering', seed=1)
   reference.save_pretrained(str(tmp_path))
-  params, model_config = convert.convert_hf_checkpoint(str(tmp_path))
+  params, model_config = hf_reader.convert_hf_checkpoint(str(tmp_path))
   assert set(params) == {'bert', 'span_head'} and 'pooler' not in params['bert']
   np.testing.assert_array_equal(params['span_head']['kernel'], reference.qa_outputs.weight.detach().numpy().T)
 
@@ -448,11 +449,11 @@ def test_hf_export_round_trip_pretraining(hf_pretraining, tmp_path):
   import torch
   import transformers
   directory, model = hf_pretraining
-  params, model_config = convert.convert_hf_checkpoint(directory)
+  params, model_config = hf_reader.convert_hf_checkpoint(directory)
   ours = tmp_path / 'ours'
   params_io.save_params(str(ours), params, metadata={'model': model_config.to_dict()})
   out = tmp_path / 'hf'
-  info = convert.export_hf_checkpoint(str(ours), str(out))
+  info = hf_export.export_hf_checkpoint(str(ours), str(out))
   assert info['architecture'] == 'BertForPreTraining' and info['vocab_file'] is None
   original, exported = _hf_tensors(directory), _hf_tensors(str(out))
   assert set(exported) == set(original)
@@ -485,8 +486,8 @@ def test_hf_export_minilm_cli_round_trip(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=root)
   ours, out = tmp_path / 'ours', tmp_path / 'hf'
   for args in ([f'--input={path}', f'--output={ours}'], ['--export', f'--input={ours}', f'--output={out}']):
-    result = subprocess.run([sys.executable, '-m', 'projects.bert.checkpoints.convert', '--format=hf', *args], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, '-m', 'projects.bert.checkpoints.convert', '--format=hf', *args],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
   assert 'BertModel' in result.stdout
   assert open(out / 'vocab.txt').read() == open(os.path.join(path, 'vocab.txt')).read()
@@ -519,7 +520,7 @@ def test_hf_export_glue_head(model_name, tmp_path):
   rng = np.random.default_rng(0)  # biases and LayerNorms start at 0/1: randomise them so that a mix-up would show
   params = jax.tree_util.tree_map(lambda x: x + rng.normal(0.0, 0.2, x.shape).astype(np.float32), params)
   params_io.save_params(str(tmp_path / 'ours'), params, metadata={'model': config.to_dict()})
-  info = convert.export_hf_checkpoint(str(tmp_path / 'ours'), str(tmp_path / 'hf'))
+  info = hf_export.export_hf_checkpoint(str(tmp_path / 'ours'), str(tmp_path / 'hf'))
   assert info['architecture'] == 'BertForSequenceClassification'
   hf = _loaded_cleanly(transformers.BertForSequenceClassification, str(tmp_path / 'hf'))
   regression = model_name == 'bert_regression'
@@ -555,7 +556,7 @@ def test_hf_export_of_model_garden_nsp_head_keeps_encoder_and_mlm(tmp_path):
   params = jax.tree_util.tree_map(lambda x: x + rng.normal(0.0, 0.2, x.shape).astype(np.float32), params)
   assert 'pooler_dense' in params['nsp_head']
   params_io.save_params(str(tmp_path / 'ours'), params, metadata={'model': config.to_dict()})
-  info = convert.export_hf_checkpoint(str(tmp_path / 'ours'), str(tmp_path / 'hf'))
+  info = hf_export.export_hf_checkpoint(str(tmp_path / 'ours'), str(tmp_path / 'hf'))
   assert info['architecture'] == 'BertForMaskedLM'
   hf, loading = transformers.BertForMaskedLM.from_pretrained(str(tmp_path / 'hf'), output_loading_info=True)
   # BertForMaskedLM has no pooler: the encoder's pooler is in the file (for BertModel) and is all it leaves unused.

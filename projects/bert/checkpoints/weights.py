@@ -6,8 +6,8 @@
                  checkpoint > `config.init_from` (`evaluation_source`); never random: not a missing or out-of-step
                  best/ that results.json names, nor a source without the task head.
 
-`init_from` is a params directory (what `python -m projects.bert.checkpoints.convert` writes, or a run's best/) or a run's
-workdir (the parameters of its latest checkpoint). Every load goes through `load_weights`: names and shapes are
+`init_from` is a params directory (what `python -m projects.bert.checkpoints.convert` writes, or a run's best/) or a
+run's workdir (the parameters of its latest checkpoint). Every load goes through `load_weights`: names and shapes are
 checked against the model (a mismatch raises, naming the variable), and the fields that shapes cannot reveal
 (hidden_act, layer_norm_eps) are compared with the source's architecture. The architecture fields of `config.model`
 left unset (None; all of it when `config.model` is None) come from the source (`resolve_model_config`).
@@ -68,7 +68,7 @@ def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.Co
   """`config` with a complete `config.model`: the architecture comes with the weights at `config.init_from`.
 
   `config.model` None is the source's whole `model`. Otherwise each architecture field
-  (`configs.common.ARCHITECTURE_FIELDS`) left None takes the source's value (its metadata.json or run's
+  (`models.architecture.ARCHITECTURE_FIELDS`) left None takes the source's value (its metadata.json or run's
   config.json), else the default size's (`common.default_architecture`); a field that is set and differs from the
   source's is a `core.errors.ConfigError` naming it. The run's own fields (dropout, dtype, num_labels, ...) stay.
   """

@@ -5,7 +5,7 @@ statistics and softmax run in float32 whatever the compute dtype, and every outp
 (On GPUs, XLA runs float32 matrix products in TF32 by default, about 1e-3 relative off; set
 `jax_default_matmul_precision=highest` where float32 results must match TF or PyTorch to 1e-6.)
 
-Parameter tree (the converters in `convert.py` write exactly this):
+Parameter tree (the checkpoint readers in `checkpoints/` write exactly this):
 
   bert/word_embeddings/embedding [vocab, hidden]          bert/position_embeddings/embedding [max_pos, hidden]
   bert/type_embeddings/embedding [type_vocab, hidden]     bert/embeddings_layer_norm/{scale, bias} [hidden]

@@ -18,7 +18,7 @@ import ml_collections
 from core import app, errors, registry
 from core.evaluators import write_json
 from core.setup import write_run_config
-from projects.bert.checkpoints import convert
+from projects.bert.checkpoints import hf_reader
 from projects.bert.runs import demo_data, subruns
 from projects.bert.datasets import prepare
 
@@ -83,7 +83,7 @@ def run(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: Any, da
   stages['pretrain'] = _run_stage(workdir, 'pretrain', lambda d: app.train_and_evaluate(pt, d), config=pt)
 
   def convert_stage(out: str) -> Dict[str, Any]:
-    params, model_cfg = convert.convert_hf_checkpoint(hf_dir)
+    params, model_cfg = hf_reader.convert_hf_checkpoint(hf_dir)
     from core import params_io
     params_io.save_params(out, params, metadata={'model': model_cfg.to_dict(), 'source': hf_dir})
     return {'params_dir': out, 'model': model_cfg.to_dict()}
