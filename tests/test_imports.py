@@ -12,7 +12,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # What a GPU/TPU user imports to build a model and its train step, and every config file.
 LIGHT_MODULES = (
-    'projects.bert', 'projects.bert.models.modeling', 'projects.bert.models.bert_models', 'projects.bert.checkpoints.weights',
+    'projects.bert', 'projects.bert.models.modeling', 'projects.bert.models.bert_models',
+    'projects.bert.checkpoints.weights',
     'projects.bert.evaluators', 'projects.bert.models.architecture', 'projects.bert.configs.pretrain',
     'projects.bert.configs.glue', 'projects.bert.configs.squad', 'projects.bert.configs.fewshot',
     'projects.bert.configs.demo', 'projects.bert.datasets.squad_format', 'core.state', 'core.train_step',

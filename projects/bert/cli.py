@@ -3,8 +3,8 @@
 usage: python main.py --config=projects/bert/configs/FILE.py[:VARIANT] --workdir=DIR [--config.FIELD=VALUE ...]
 
 installed (`pip install -e .`), from any directory: `bert-train` is `python main.py`, `bert-prepare` is
-`python -m projects.bert.datasets.prepare`, `bert-convert` is `python -m projects.bert.checkpoints.convert`; a --config path
-not found where you are is looked up in the repository and its configs folder (`--config=glue.py:mrpc`).
+`python -m projects.bert.datasets.prepare`, `bert-convert` is `python -m projects.bert.checkpoints.convert`; a
+--config path not found where you are is looked up in the repository and its configs folder (`--config=glue.py:mrpc`).
 
 configs (projects/bert/configs/), VARIANT after the colon; RECIPE model_garden (default) or bert_paper:
   pretrain.py:SIZE[,RECIPE][,phase2][,fewshot]

