@@ -11,13 +11,13 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 
 # The longest files first: with two xdist workers (files kept whole) they then overlap the rest of the suite
-# instead of running alone at its end.
-_LONGEST_FIRST = ('tests/test_readme.py', 'tests/bert/test_demo.py', 'tests/bert/test_fidelity.py',
-                  'tests/bert/test_fewshot.py', 'tests/bert/test_squad_finetune.py')
+# instead of running alone at its end. A file says it is long with `pytestmark = pytest.mark.long(minutes=N)`.
+
+
+def _minutes(item) -> float:
+  marker = item.get_closest_marker('long')
+  return float(marker.kwargs.get('minutes', 1)) if marker else 0.0
 
 
 def pytest_collection_modifyitems(config, items):
-  def rank(item):
-    path = os.path.relpath(str(item.path), str(config.rootpath))
-    return _LONGEST_FIRST.index(path) if path in _LONGEST_FIRST else len(_LONGEST_FIRST)
-  items.sort(key=rank)  # stable: the order within each file and among the rest is kept
+  items.sort(key=lambda item: -_minutes(item))  # stable: the order within each file and among the rest is kept

@@ -22,6 +22,9 @@ import pytest
 
 from tests.bert import data_utils, squad_data
 
+# Minutes long: collected first (tests/conftest.py), so that the two xdist workers overlap it with the rest.
+pytestmark = pytest.mark.long(minutes=12)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, 'README.md')
 SKIP_MARK = '*Not run by tests/test_readme.py:'

@@ -19,6 +19,9 @@ from projects.bert.models import architecture as common
 from projects.bert.configs import fewshot as fewshot_config
 from projects.bert.fewshot import embedding as fewshot_embedding, inputs as fewshot_inputs
 
+# Minutes long: collected first (tests/conftest.py), so that the two xdist workers overlap it with the rest.
+pytestmark = pytest.mark.long(minutes=8)
+
 
 def test_support_sets_have_exactly_k_per_class_and_are_nested():
   rng = np.random.default_rng(0)

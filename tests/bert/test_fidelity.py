@@ -11,6 +11,9 @@ import sys
 
 import pytest
 
+# Minutes long: collected first (tests/conftest.py), so that the two xdist workers overlap it with the rest.
+pytestmark = pytest.mark.long(minutes=8)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

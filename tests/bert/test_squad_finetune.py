@@ -26,6 +26,9 @@ from projects.bert.configs import squad as squad_configs
 from projects.bert.datasets import squad_writer as squad_prepare
 from tests.bert import data_utils, squad_data
 
+# Minutes long: collected first (tests/conftest.py), so that the two xdist workers overlap it with the rest.
+pytestmark = pytest.mark.long(minutes=6)
+
 SEQ, STRIDE, QUERY = 40, 16, 16
 STEPS, BATCH = 100, 16  # 8 epochs of the 200 train questions (batch 8 or lr 2e-4 learnt far less in 100 steps)
 FACTS = ('born', 'job')  # two sentences a paragraph, four questions (birthplace, birth year, job, years worked)
