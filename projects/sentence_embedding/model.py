@@ -21,9 +21,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from core import errors
 from core.model import Batch, BaseModel, MetricsDict, MetricsFn
 from core.registry import MODELS
 from projects.bert.models import architecture, bert_models, modeling
+from projects.bert.tasks import glue as glue_tasks
 
 DEFAULT_TEMPERATURE = 0.05  # SimCSE's
 DEFAULT_POSITIVE_LABEL = 1  # MRPC's and QQP's label id of a paraphrase / duplicate
@@ -80,6 +82,10 @@ class SentenceEmbeddingModel(BaseModel):
   def __init__(self, config: Optional[ml_collections.ConfigDict], dataset_meta_data: Any):
     super().__init__(config, dataset_meta_data)
     bert_models.check_vocab_fits(self.config.model, self.dataset_meta_data)
+    task = self.dataset_meta_data.task
+    if task in glue_tasks.task_names() and glue_tasks.get_task(task).train.text_b is None:
+      raise errors.ConfigError(f'config.dataset.task={task!r} has one sentence per example: sentence_embedding '
+                               f'learns from sentence pairs. Use a paraphrase task (mrpc, qqp).')
 
   def default_flax_model_config(self) -> ml_collections.ConfigDict:
     return architecture.model_config('tiny', temperature=DEFAULT_TEMPERATURE, positive_label=DEFAULT_POSITIVE_LABEL)

@@ -18,6 +18,7 @@ import pytest
 
 import main
 from core import app, errors, params_io, registry
+from core.dataset import DatasetMetaData
 from core.setup import example_batch_from_meta
 from projects.bert.datasets import prepare
 from projects.bert.models import bert_models
@@ -36,6 +37,11 @@ def test_pair_views_cut_a_pair_into_its_two_sentences():
   assert ids_a.tolist() == ids.tolist()
   assert mask_a.tolist() == [[1, 1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0, 0]]
   assert (ids_b * mask_b).tolist() == [[2, 20, 21, 22, 3, 0, 0, 0, 0], [2, 20, 21, 22, 23, 24, 3, 0, 0]]
+
+
+def test_single_sentence_tasks_are_refused():
+  with pytest.raises(errors.ConfigError, match="task='sst2' has one sentence"):
+    model_lib.SentenceEmbeddingModel(None, DatasetMetaData(input_specs={}, task='sst2'))
 
 
 def test_retrieval_metrics_rank_each_query_among_every_candidate():
