@@ -11,6 +11,8 @@ retrieves the dev pairs (new sentences of the same words).
 import json
 import os
 import random
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -26,6 +28,31 @@ from projects.sentence_embedding import model as model_lib
 from projects.sentence_embedding import retrieval
 from projects.sentence_embedding.configs import paraphrase
 from tests.bert import data_utils
+
+
+def test_project_imports_light_and_only_declares():
+  # What a GPU user imports to build the model, and the config: no TensorFlow; the evaluator module loads on use.
+  code = '''
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split('.')[0] in ('tensorflow', 'clu', 'orbax', 'official'):
+      raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import main
+main.declare_projects()
+assert 'projects.sentence_embedding.retrieval' not in sys.modules
+from core import registry
+assert 'retrieval' in registry.EVALUATORS.names() and 'bert_glue' in registry.DATASETS.names()
+registry.MODELS.get('sentence_embedding')
+from projects.sentence_embedding.configs import paraphrase
+for variant in ('mrpc', 'qqp,base', 'mrpc,tiny,runlocal'):
+  paraphrase.get_config(variant)
+'''
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': data_utils.REPO_ROOT}
+  proc = subprocess.run([sys.executable, '-c', code], cwd=data_utils.REPO_ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_pair_views_cut_a_pair_into_its_two_sentences():
