@@ -19,6 +19,9 @@ configs (projects/bert/configs/), VARIANT after the colon; RECIPE model_garden (
                                         `scenic` (Scenic BERT's tasks and protocol beside ours)
   demo.py[:smoke]                       the main job: data, pretraining, conversion, fine-tuning, few-shot
   `,runlocal` shrinks any of them to a tiny model and a few steps.
+other projects on the same main.py, built from BERT's parts:
+  projects/sentence_embedding/configs/paraphrase.py:TASK[,SIZE]
+                                        a sentence-embedding bi-encoder (contrastive, recall@1); TASK mrpc or qqp
 
 examples:
   python main.py --config=projects/bert/configs/glue.py:mrpc --workdir=/tmp/mrpc --config.init_from=/tmp/bert_hf
@@ -62,7 +65,9 @@ def _with_config_resolved(argv: Sequence[str]) -> List[str]:
 def train(argv: Optional[Sequence[str]] = None) -> None:
   """`bert-train` / `python main.py`: flags -> `core.app.run` with the BERT registries declared."""
   from core import app
-  import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainers and evaluators)
+  import projects
+
+  projects.declare_all()  # every project's datasets, models, trainers and evaluators, BERT's among them
 
   sys.argv[:] = _with_config_resolved(sys.argv if argv is None else [sys.argv[0], *argv])
   app.run(usage=__doc__)

@@ -29,6 +29,9 @@ from projects.sentence_embedding import retrieval
 from projects.sentence_embedding.configs import paraphrase
 from tests.bert import data_utils
 
+# Minutes long: collected first (tests/conftest.py), so that the two xdist workers overlap it with the rest.
+pytestmark = pytest.mark.long(minutes=2)
+
 
 def test_project_imports_light_and_only_declares():
   # What a GPU user imports to build the model, and the config: no TensorFlow; the evaluator module loads on use.
