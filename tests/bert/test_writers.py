@@ -41,16 +41,17 @@ def test_every_prepare_mode_refuses_a_vocab_without_the_special_tokens_naming_fi
 
   message = error_of('glue', '--task=wnli', f'--glue_dir={data.glue_dir}', f'--vocab_file={empty}',
                      f'--output_dir={out}')
-  assert message.startswith(f"prepare glue: error: The vocab file '{empty}' is empty: it lacks [PAD], [UNK], [CLS], "
-                            f"[SEP]: BERT inputs use [PAD], [UNK], [CLS], [SEP]. Pass --vocab_file=")
+  assert message.startswith(f"prepare glue: error: The vocab file '{empty}' is empty; BERT inputs need the tokens "
+                            f"[PAD], [UNK], [CLS], [SEP]. Pass --vocab_file=")
   assert 'KeyError' not in message
   message = error_of('squad', '--train_file=train.json', '--eval_file=dev.json', f'--vocab_file={words}',
                      f'--output_dir={out}')
-  assert message.startswith(f"prepare squad: error: The vocab file '{words}' holds 4 tokens but lacks [CLS], [SEP]:")
+  assert message.startswith(f"prepare squad: error: The vocab file '{words}' holds 4 tokens but lacks [CLS], [SEP], "
+                            "which BERT inputs need.")
   message = error_of('pretraining', f'--input_file={tmp_path}/corpus.txt', f'--vocab_file={words}',
                      f'--output_file={out}/train-0.tfrecord')
   assert message.startswith(f"prepare pretraining: error: The vocab file '{words}' holds 4 tokens but lacks [CLS], "
-                            f"[SEP], [MASK]:")
+                            f"[SEP], [MASK], which")
   assert not out.exists()  # checked before anything is written
 
 

@@ -296,7 +296,6 @@ class BuilderContext:
   token-id bounds of `config.model` ({} without one), checked in every train and eval batch.
   """
 
-  config: ml_collections.ConfigDict
   cfg: ml_collections.ConfigDict
   process_index: int
   process_count: int
@@ -340,7 +339,7 @@ def start_builder(config: ml_collections.ConfigDict, defaults: ml_collections.Co
   `process_*` override JAX's (tests simulating several hosts).
   """
   index, count = process_info(process_index, process_count)
-  return BuilderContext(config=config, cfg=merge_dataset_config(config, defaults, builder), process_index=index,
+  return BuilderContext(cfg=merge_dataset_config(config, defaults, builder), process_index=index,
                         process_count=count, train_batch=local_batch_size(config.batch_size, count, 'batch_size'),
                         eval_global_batch=config.get('eval_batch_size') or config.batch_size,
                         id_limits=token_id_limits(config))

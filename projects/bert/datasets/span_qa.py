@@ -9,7 +9,9 @@ shuffle_buffer, seed.
 Batches: input_ids, input_mask, segment_ids int32 [batch, S]; train batches also start_positions, end_positions,
 is_impossible int32 [batch] and batch_mask 1; eval batches unique_ids int32 [batch] (-1 on padding rows) and
 batch_mask float32 [batch] (0 on padding rows). `valid_iter()` passes once over the eval features (split 'dev');
-there is no test split (SQuAD's test sets are hidden).
+there is no test split (SQuAD's test sets are hidden). The pipelines are the shared ones (`pipeline.py`): a resume
+into another batch size or train file is refused with what changed, and token ids beyond config.model's vocab sizes
+fail reading with the file named.
 
 Meta data (`core.dataset.DatasetMetaData`): task ('squad_v1.1' / 'squad_v2.0'), num_train_examples (train
 features: windows, not questions), max_seq_length, eval split 'dev' with its size in features, files ({'train',

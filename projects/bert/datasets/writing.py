@@ -60,9 +60,11 @@ def check_vocab(path: str, needed: Sequence[str] = FINETUNING_TOKENS) -> int:
   tokens.discard('')
   missing = [t for t in needed if t not in tokens]
   if missing:
-    size = f'holds {len(tokens)} tokens but lacks' if tokens else 'is empty: it lacks'
-    raise PrepareError(f'The vocab file {path!r} {size} {", ".join(missing)}: BERT inputs use '
-                       f'{", ".join(needed)}. {fix[0].upper()}{fix[1:]}')
+    fix = fix[0].upper() + fix[1:]
+    if not tokens:
+      raise PrepareError(f'The vocab file {path!r} is empty; BERT inputs need the tokens {", ".join(needed)}. {fix}')
+    raise PrepareError(f'The vocab file {path!r} holds {len(tokens)} tokens but lacks {", ".join(missing)}, which '
+                       f'BERT inputs need. {fix}')
   return len(tokens)
 
 
