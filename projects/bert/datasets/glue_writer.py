@@ -174,9 +174,8 @@ def prepare_glue(task_name: str, glue_dir: str, vocab_file: str, output_dir: str
   processor = _make_processor(task, glue_dir)
   tf.io.gfile.makedirs(output_dir)
   # Everything is written into a staging folder first; the old records and meta data stay untouched until the new
-  # ones are complete (an error or Ctrl-C before that changes nothing).
-  for stale in tf.io.gfile.glob(os.path.join(output_dir, f'{writing.STAGING_PREFIX}{task.name}-*')):
-    tf.io.gfile.rmtree(stale)
+  # ones are complete (an error or Ctrl-C before that changes nothing). Killed runs' staging folders go.
+  writing.remove_abandoned_staging(output_dir, task.name)
   staging = writing.Staging(output_dir, task.name)
   try:
     try:
