@@ -22,7 +22,7 @@ import main
 from core import app, errors, params_io, registry
 from core.dataset import DatasetMetaData
 from core.setup import example_batch_from_meta
-from projects.bert.datasets import prepare
+from projects.bert.datasets import glue_writer
 from projects.bert.models import bert_models
 from projects.sentence_embedding import model as model_lib
 from projects.sentence_embedding import retrieval
@@ -114,7 +114,7 @@ def _synonym_paraphrases(root, n_train: int, n_dev: int) -> str:
       f.write('\n'.join([header] + [pair(i, name == 'test') for i in range(n)]) + '\n')
   vocab = data_utils.write_vocab(os.path.join(root, 'vocab.txt'), [' '.join(WORDS + SYNONYMS)] * 2)
   out_dir = os.path.join(root, 'records')
-  prepare.prepare_glue('mrpc', glue_dir, vocab, out_dir, max_seq_length=16)
+  glue_writer.prepare_glue('mrpc', glue_dir, vocab, out_dir, max_seq_length=16)
   return out_dir
 
 

@@ -134,12 +134,5 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
 
   if runlocal:
     config.model = architecture.model_config('tiny', **recipes.model_fields(recipe))
-    config.dataset.max_seq_length = 0
-    config.dataset.shuffle_buffer = 100
-    config.batch_size = 8
-    config.eval_batch_size = 8
-    config.num_train_steps = 10
-    config.evals.glue.every = 5
-    config.log_every = 5
-    config.checkpoint_every = 5
+    training.runlocal(config, 'glue')
   return config

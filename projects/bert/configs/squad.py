@@ -107,13 +107,5 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
 
   if runlocal:
     config.model = architecture.model_config('tiny', **recipes.model_fields(config.recipe))
-    for field in ('max_seq_length', 'doc_stride', 'max_query_length'):
-      config.dataset[field] = 0
-    config.dataset.shuffle_buffer = 100
-    config.batch_size = 8
-    config.eval_batch_size = 8
-    config.num_train_steps = 10
-    config.evals.squad.every = 5
-    config.log_every = 5
-    config.checkpoint_every = 5
+    training.runlocal(config, 'squad', record_fields=('max_seq_length', 'doc_stride', 'max_query_length'))
   return config

@@ -18,7 +18,7 @@ and the config file's own for the rest.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence
 
 import ml_collections
 
@@ -96,6 +96,22 @@ def checkpointing(config: ml_collections.ConfigDict, log_every: int, checkpoint_
   config.checkpoint_every = checkpoint_every
   config.checkpoint = ml_collections.ConfigDict({'keep': keep, 'async_save': True, 'restore_input': True})
   config.param_sharding_rules = ()  # e.g. ((r'.*', 'fsdp'),) to shard weights and moments over the data axis
+
+
+def runlocal(config: ml_collections.ConfigDict, evaluator: str,
+             record_fields: Sequence[str] = ('max_seq_length',)) -> None:
+  """`runlocal`'s shrinking of a fine-tuning config (the model is the caller's): 10 steps of batch 8, the
+  evaluator `evaluator` and the logs every 5 steps, a small shuffle buffer, and `record_fields` of config.dataset
+  set to 0 (taken from the records' meta data)."""
+  for field in record_fields:
+    config.dataset[field] = 0
+  config.dataset.shuffle_buffer = 100
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  config.num_train_steps = 10
+  config.evals[evaluator].every = 5
+  config.log_every = 5
+  config.checkpoint_every = 5
 
 
 def field_docs(own: Mapping[str, str]) -> Dict[str, str]:

@@ -34,7 +34,7 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from core import errors, registry
+from core import errors
 from core.dataset import Dataset, DatasetMetaData
 from projects.bert.tasks import glue as glue_tasks
 from projects.bert.datasets import pipeline, records
@@ -186,12 +186,9 @@ def _declared_size(meta: Mapping[str, Any], kind: str, split: str, upstream_spli
   return None
 
 
-@registry.DATASETS.register('bert_glue')
-def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
-          process_count: Optional[int] = None) -> Dataset:
-  """Builds a GLUE dataset (see the module docstring). `process_*` override JAX's (tests only)."""
-  ctx = pipeline.start_builder(config, default_config(), 'bert_glue', process_index=process_index,
-                               process_count=process_count)
+@pipeline.builder('bert_glue', default_config)
+def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
+  """Builds a GLUE dataset (see the module docstring)."""
   cfg = ctx.cfg
   if not cfg.task:
     raise errors.DataError(f'config.dataset.task is not set; GLUE tasks: {", ".join(glue_tasks.task_names())}.')

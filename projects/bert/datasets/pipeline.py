@@ -15,6 +15,7 @@ so each builder's batches are checked the same way:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import time
@@ -25,9 +26,9 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from core import errors
+from core import errors, registry
 from core import sharding as sharding_lib
-from core.dataset import CheckpointableIterator, NumpyBatch
+from core.dataset import CheckpointableIterator, Dataset, NumpyBatch
 from projects.bert.datasets import records
 from projects.bert.datasets.records import RecordSpec
 
@@ -343,3 +344,19 @@ def start_builder(config: ml_collections.ConfigDict, defaults: ml_collections.Co
                         process_count=count, train_batch=local_batch_size(config.batch_size, count, 'batch_size'),
                         eval_global_batch=config.get('eval_batch_size') or config.batch_size,
                         id_limits=token_id_limits(config))
+
+
+def builder(name: str, defaults: Callable[[], ml_collections.ConfigDict]
+            ) -> Callable[[Callable[[BuilderContext, ml_collections.ConfigDict], Dataset]], Callable[..., Dataset]]:
+  """Registers `fn(ctx, config) -> Dataset` as the dataset builder `name`, behind the shared prelude
+  (`start_builder` with `defaults()`): what the registry holds is `build(config, *, process_index=None,
+  process_count=None)`, as core calls builders (`process_*` override JAX's: tests simulating several hosts)."""
+  def wrap(fn: Callable[[BuilderContext, ml_collections.ConfigDict], Dataset]) -> Callable[..., Dataset]:
+    @functools.wraps(fn)
+    def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
+              process_count: Optional[int] = None) -> Dataset:
+      return fn(start_builder(config, defaults(), name, process_index=process_index, process_count=process_count),
+                config)
+    registry.DATASETS.register(name)(build)
+    return build
+  return wrap

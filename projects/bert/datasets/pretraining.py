@@ -26,7 +26,7 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from core import errors, registry
+from core import errors
 from core.dataset import Dataset, DatasetMetaData
 from projects.bert.datasets import pipeline, records
 
@@ -103,12 +103,9 @@ def validate_files(files: List[str], compression: str, max_seq_length: Optional[
           'max_token_id': max_id, 'checked_files': files}
 
 
-@registry.DATASETS.register('bert_pretraining')
-def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
-          process_count: Optional[int] = None) -> Dataset:
-  """Builds the pretraining dataset (see the module docstring). `process_*` override JAX's (tests only)."""
-  ctx = pipeline.start_builder(config, default_config(), 'bert_pretraining', process_index=process_index,
-                               process_count=process_count)
+@pipeline.builder('bert_pretraining', default_config)
+def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
+  """Builds the pretraining dataset (see the module docstring)."""
   cfg = ctx.cfg
   train_files = records.expand_file_patterns(cfg.train_files, 'train_files')
   eval_files = records.expand_file_patterns(cfg.eval_files, 'eval_files') if cfg.eval_files else []

@@ -30,7 +30,7 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from core import errors, registry
+from core import errors
 from core.dataset import Dataset, DatasetMetaData
 from projects.bert.datasets import pipeline, records, squad_format
 
@@ -120,12 +120,9 @@ def data_paths(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.Conf
   return files
 
 
-@registry.DATASETS.register('bert_squad')
-def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
-          process_count: Optional[int] = None) -> Dataset:
-  """Builds the SQuAD dataset (see the module docstring). `process_*` override JAX's (tests only)."""
-  ctx = pipeline.start_builder(config, default_config(), 'bert_squad', process_index=process_index,
-                               process_count=process_count)
+@pipeline.builder('bert_squad', default_config)
+def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
+  """Builds the SQuAD dataset (see the module docstring)."""
   cfg = ctx.cfg
   if not cfg.version:
     raise errors.ConfigError(f'config.dataset.version is not set; SQuAD versions: '

@@ -16,13 +16,15 @@ warm-up, 1 epoch) with SimCSE's temperature 0.05. `runlocal`: a few steps of the
 
 import ml_collections
 
-from projects.bert.configs import fields, recipes
+from projects.bert.configs import glue as glue_configs, recipes, training, variants
 from projects.bert.models import architecture as common
 
 TASKS = ('mrpc', 'qqp')  # GLUE's paraphrase tasks: label id 1 is a paraphrase / duplicate
+VARIANT = variants.Spec('paraphrase.py', lead='TASK', lead_words=TASKS, lead_default='mrpc', sizes=True,
+                        flags=('runlocal',))
 
 FIELD_DOCS = {
-    **fields.GLUE,
+    **glue_configs.FIELD_DOCS,  # the run is a GLUE fine-tuning run in all but its model and evaluator
     'model_name': "registry name of the model: 'sentence_embedding' (projects/sentence_embedding)",
     'model.temperature': 'cosine similarities are divided by it in the contrastive loss',
     'model.positive_label': 'label id of a matching pair (MRPC / QQP: 1); other pairs only serve as negatives',
@@ -32,20 +34,11 @@ FIELD_DOCS = {
 
 
 def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
-  parts = [p.strip() for p in arg.split(',') if p.strip()] or ['mrpc']
-  task, options = parts[0], parts[1:]
-  sizes = [p for p in options if p in common.SIZES]
-  if task not in TASKS or len(sizes) > 1 or any(p not in common.SIZES and p != 'runlocal' for p in options):
-    raise ValueError(f'Variant {arg!r}: expected TASK[,SIZE][,runlocal] with TASK in {TASKS} and SIZE in '
-                     f'{list(common.SIZES)}.')
-  size = sizes[0] if sizes else ''
+  variant = variants.parse(arg, VARIANT)
+  task, size = variant.lead, variant.size
   recipe = recipes.DEFAULT_RECIPE
 
-  config = ml_collections.ConfigDict()
-  config.trainer_name = 'bert_trainer'
-  config.dataset_name = 'bert_glue'
-  config.model_name = 'sentence_embedding'
-  config.rng_seed = 0
+  config = training.run_head('sentence_embedding', 'bert_glue')
   inherit = common.inherit_architecture(size)
   # BERT's activation where the checkpoint does not give it (its next-sentence head has no place here).
   act = {} if 'hidden_act' in inherit else {'hidden_act': recipes.model_fields(recipe)['hidden_act']}
@@ -58,33 +51,18 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
 
-  config.batch_size = 64
-  config.eval_batch_size = 64
-  config.num_epochs = 1.0
-  config.num_train_steps = 0  # > 0 overrides num_epochs
-  config.grad_accum_steps = 1
+  training.batches(config, 64, 64, num_train_steps=0, num_epochs=1.0)  # num_train_steps > 0 overrides num_epochs
   config.optimizer = recipes.optimizer_config(recipe)
   config.schedule = recipes.schedule_config(recipe, 2e-5, warmup_fraction=0.1)
 
-  config.init_from = ''  # a converted BERT checkpoint or a BERT run's workdir; '' = random init
-  config.init_heads = False  # only the encoder ('bert') is taken: BERT's heads have no place here
+  training.init(config, init_heads=False)  # only the encoder ('bert') is taken: BERT's heads have no place here
 
   config.mode = 'train'
   config.evals = ml_collections.ConfigDict({'retrieval': {'every': 200, 'save_best': True}})
-  config.log_every = 50
-  config.checkpoint_every = 1000
-  config.checkpoint = ml_collections.ConfigDict({'keep': 1, 'async_save': True, 'restore_input': True})
-  config.param_sharding_rules = ()
+  training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
 
-  if 'runlocal' in options:
+  if 'runlocal' in variant.flags:
     config.model = common.model_config('tiny', temperature=0.05, positive_label=1,
                                        hidden_act=recipes.model_fields(recipe)['hidden_act'])
-    config.dataset.max_seq_length = 0
-    config.dataset.shuffle_buffer = 100
-    config.batch_size = 8
-    config.eval_batch_size = 8
-    config.num_train_steps = 10
-    config.evals.retrieval.every = 5
-    config.log_every = 5
-    config.checkpoint_every = 5
+    training.runlocal(config, 'retrieval')
   return config
