@@ -7,6 +7,8 @@ zero training steps is an evaluation: its evaluators score the initial weights o
 
 from __future__ import annotations
 
+import errno
+import re
 import signal
 import threading
 import time
@@ -238,6 +240,30 @@ def train_loop(
   return state, info
 
 
+_UNWRITABLE = {errno.EACCES: 'Permission denied', errno.EPERM: 'Operation not permitted',
+               errno.EROFS: 'Read-only file system'}
+
+
+def _unwritable(exc: Optional[BaseException], checkpointer: Optional[Checkpointer]) -> Optional[OSError]:
+  """The OSError (a read-only file system, a permission) in `exc` or the errors it was raised from that names a path
+  in the workdir (checkpoints, best/, results): a write of this run that the file system refused. Orbax and
+  TensorStore wrap the OS error in their own; their messages keep its text and path."""
+  if checkpointer is None:
+    return None
+  workdir = str(checkpointer.directory.parent)
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    if isinstance(exc, OSError) and exc.errno in _UNWRITABLE and str(exc.filename or '').startswith(workdir):
+      return exc
+    for code, text in _UNWRITABLE.items():
+      path = re.search(r'(?:^|[\s\'"(])(' + re.escape(workdir) + r'[^\s;,:\'"]*)', str(exc))
+      if text in str(exc) and path:
+        return OSError(code, text, path.group(1))
+    exc = exc.__cause__ or exc.__context__
+  return None
+
+
 class _Diverged(Exception):
   """Raised inside the loop when divergence is found; becomes a `DivergenceError` once saves are finished."""
 
@@ -267,6 +293,13 @@ def _stopped(exc: BaseException, step: int, checkpointer: Optional[Checkpointer]
     return errors.UserError(
         f'No space left on device writing {where} at step {step}. {_on_disk(on_disk, checkpointer)} Free space '
         f'on that disk (or use a --workdir on another one), then rerun the same command: '
+        f'{_rerun(on_disk, checkpointer)}.')
+  unwritable = _unwritable(failure, checkpointer) or _unwritable(exc, checkpointer)
+  if unwritable is not None:
+    return errors.UserError(
+        f'{unwritable.filename} cannot be written ({unwritable.strerror}) at step {step}: the workdir became '
+        f'read-only or its permissions changed. {_on_disk(on_disk, checkpointer)} Make the workdir writable again '
+        f'(or copy it to a writable disk and give that --workdir), then rerun the same command: '
         f'{_rerun(on_disk, checkpointer)}.')
   if failure is not None:
     logging.error('A checkpoint save in flight failed too: %s', failure)
