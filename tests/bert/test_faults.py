@@ -358,3 +358,49 @@ def test_prepare_pretraining_rerun_with_fewer_shards_removes_the_stale_ones_and_
   with pytest.raises(RuntimeError, match='failed'):
     prepare_shards('train-0.tfrecord', 'train-1.tfrecord', fail=True)
   assert _snapshot(out) == before
+
+
+# ------------------------------------------------------------------------------------------ a read-only workdir
+
+
+def test_a_finished_run_on_a_read_only_share_is_evaluated_and_predicted_from_a_writable_workdir(trained, tmp_path):
+  # Issue 28, finding 11: eval and predict took the workdir lock first, so a finished run on a read-only share could
+  # not be scored at all (a bare OSError). The workdir is a bind mount made read-only in a private mount namespace.
+  import subprocess
+  import sys
+
+  from tests.core.test_reliability import _can_remount_read_only, _error_report
+  if not _can_remount_read_only(tmp_path):
+    pytest.skip('needs user namespaces to remount a folder read-only')
+  workdir, out = _copy(trained, tmp_path), tmp_path / 'out'
+  before = {name: open(os.path.join(workdir, name)).read() for name in ('config.json', 'results.json')}
+  main = f'{sys.executable} main.py --config=projects/bert/configs/glue.py:rte,tiny'
+  script = (f'mount --bind {workdir} {workdir} && mount -o remount,bind,ro {workdir} && '
+            f'{main} --workdir={workdir} --config.mode=predict 2>{tmp_path}/ro.log; echo $? >{tmp_path}/ro.rc; '
+            f'{main} --workdir={out} --config.mode=eval --config.init_from={workdir} 2>{tmp_path}/eval.log; '
+            f'echo $? >{tmp_path}/eval.rc; '
+            f'{main} --workdir={out} --config.mode=predict --config.init_from={workdir} 2>{tmp_path}/predict.log; '
+            f'echo $? >{tmp_path}/predict.rc')
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c', script], cwd=root,
+                 env=dict(os.environ, JAX_PLATFORMS='cpu'), timeout=600, check=True)
+  # In the read-only workdir: refused before anything runs, with the command that works.
+  assert open(tmp_path / 'ro.rc').read().strip() == '1'
+  report = _error_report(open(tmp_path / 'ro.log').read())
+  assert f'{workdir} cannot be written (Read-only file system)' in report
+  assert f'--config.mode=predict --config.init_from={workdir}' in report
+  # That command: the run's config and best parameters are read from the read-only workdir, the results written to
+  # the writable one, and they reproduce the run's best evaluation.
+  for mode in ('eval', 'predict'):
+    assert open(tmp_path / f'{mode}.rc').read().strip() == '0', open(tmp_path / f'{mode}.log').read()[-3000:]
+  trained_results = json.loads(before['results.json'])
+  evaluation = json.load(open(out / 'eval_results.json'))
+  assert evaluation['weights']['path'] == os.path.join(workdir, 'best')
+  assert evaluation['glue']['step'] == trained_results['glue']['best_on_dev']['step']
+  for key, value in trained_results['glue']['best_on_dev']['metrics'].items():
+    assert evaluation['glue']['metrics'][key] == pytest.approx(value, abs=1e-4), key
+  prediction = json.load(open(out / 'predict_results.json'))
+  assert prediction['glue_predict']['files'] == {'test': str(out / 'predictions' / 'RTE.tsv')}
+  assert len(open(out / 'predictions' / 'RTE.tsv').read().splitlines()) == 1 + 8
+  assert {name: open(os.path.join(workdir, name)).read() for name in before} == before
+  assert not os.path.exists(os.path.join(workdir, 'eval_results.json'))
