@@ -178,7 +178,25 @@ def test_phase2_in_the_phase1_workdir_is_refused_instead_of_nothing_to_train(pre
   with pytest.raises(ValueError, match=r'(?s)record_lengths.input_ids: 32 -> 64.*new --workdir with '
                                        r'--config.init_from'):
     app.train_and_evaluate(phase2, workdir)
+  # Issue 28, finding 2: the first fix that refusal offers (restore_input=False) then trained nothing at rc 0 ("Nothing
+  # to train", init_from not read, "Training done at step 4 of 2").
+  phase2.checkpoint.restore_input = False
+  steps_before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
+  with pytest.raises(ValueError, match=rf'(?s)Nothing to train: {workdir}/checkpoints is at step 4, past '
+                                       rf'num_train_steps=2, and config.init_from=.* would not be read.*new --workdir '
+                                       rf'with --config.init_from={workdir}.*raise --config.num_train_steps above 4'):
+    app.train_and_evaluate(phase2, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == steps_before
+  # At the last step with init_from naming other weights than the run started from: not read either, refused.
+  phase1 = _pretrain_config(pretraining[0][:2], vocab, steps=4)
+  phase1.init_from = pretraining[3] + '-elsewhere'
+  with pytest.raises(ValueError, match=r'already at num_train_steps=4, and config.init_from=.*-elsewhere would not'):
+    app.train_and_evaluate(phase1, workdir)
+  # The finished run's own command, rerun, is no error (nothing to do), nor is raising num_train_steps.
+  phase1.init_from = ''
+  assert app.train_and_evaluate(phase1, workdir)['step'] == 4
   # What the message says to do: a new workdir starting from phase 1.
+  phase2.checkpoint.restore_input = True
   results = app.train_and_evaluate(phase2, str(tmp_path / 'phase2'))
   assert results['resumed_from'] is None and results['step'] == 2
 
