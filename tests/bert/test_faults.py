@@ -84,6 +84,18 @@ def test_predict_refuses_a_best_of_another_step_than_results_json(glue_data, tra
   assert not os.path.exists(os.path.join(workdir, 'predictions'))
 
 
+def test_the_rerun_after_a_kill_inside_the_best_swap_puts_best_back(glue_data, trained, tmp_path):
+  # Issue 28, finding 13: killed between the swap's renames (best -> best.old done, best.new -> best not); the
+  # advised rerun of the training command left best/ missing with best.new and best.old beside it.
+  workdir = _copy(trained, tmp_path)
+  best = os.path.join(workdir, 'best')
+  shutil.copytree(best, best + '.old')
+  os.rename(best, best + '.new')
+  results = app.train_and_evaluate(_glue_config(glue_data), workdir)  # the finished run's command, rerun
+  assert sorted(d for d in os.listdir(workdir) if d.startswith('best')) == ['best']
+  assert params_io.load_params_metadata(best)['step'] == results['glue']['best_on_dev']['step']
+
+
 def test_predict_from_a_checkpoint_without_the_task_head_is_refused(glue_data, tmp_path):
   config = _glue_config(glue_data)
   model = registry.MODELS.get(config.model_name)(config, DatasetMetaData(input_specs={}, num_labels=2))
