@@ -233,6 +233,14 @@ def test_second_run_on_a_busy_workdir_is_refused_naming_the_holder_and_a_dead_ho
       assert 'is in use by another run' in report and f'pid {first.pid}' in report
       assert socket.gethostname() in report and 'num_train_steps=1000000' in report
       assert open(tmp_path / 'config.json').read() == config_before
+    # Issue 28, finding 1: `rm run.lock` (a "stale" lock file) let a run with another learning rate train in it too.
+    os.remove(tmp_path / 'run.lock')
+    second = subprocess.run(_cmd(workdir, '--config.num_train_steps=30', '--config.schedule.base_lr=0.5'), cwd=REPO,
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert second.returncode == 1
+    report = _error_report(second.stderr)
+    assert 'is in use by another run (a process whose run.lock is not there' in report, report
+    assert open(tmp_path / 'config.json').read() == config_before
   finally:
     first.kill()  # SIGKILL: the holder cannot clean up; the lock must free itself
     first.wait()
