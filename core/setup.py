@@ -74,6 +74,12 @@ def read_run_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
                              f'a new --workdir.') from None
 
 
+def _same_path(a: str, b: str) -> bool:
+  if not a or not b or '://' in a + b:
+    return a == b
+  return os.path.abspath(a) == os.path.abspath(b)
+
+
 def check_resume_trains(config: ml_collections.ConfigDict, workdir: str, step: int, num_train_steps: int) -> None:
   """Refuses a run in a workdir whose checkpoint is at `step` when it would train nothing while it looks like a new
   run or phase: the checkpoint is past `num_train_steps`, or it is at the end and `config.init_from` names other
@@ -84,7 +90,7 @@ def check_resume_trains(config: ml_collections.ConfigDict, workdir: str, step: i
   init_from = config.get('init_from') or ''
   saved = read_run_config(workdir)
   started_from = (saved.get('init_from') or '') if saved is not None else init_from
-  ignored = bool(init_from) and init_from != started_from and os.path.abspath(init_from) != os.path.abspath(workdir)
+  ignored = bool(init_from) and not _same_path(init_from, started_from) and not _same_path(init_from, workdir)
   if step == num_train_steps and not ignored:
     return
   new_phase = (f'For a new run or phase from these weights, use a new --workdir with --config.init_from={workdir}'
