@@ -22,7 +22,7 @@ from ml_collections import config_flags
 
 from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log level
 from core import config_help, errors, registry
-from core.workdir_lock import WorkdirLock
+from core.workdir_lock import WorkdirLock, WorkdirNotWritableError
 
 # JAX is imported where it is used: `main.py --help` and `--print_config` answer without loading it.
 
@@ -135,14 +135,25 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, allow_
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: str) -> Iterator[None]:
+def workdir_lock(workdir: str, mode: str = 'train') -> Iterator[None]:
   """Holds `workdir` for this run (`core.workdir_lock`); all processes of a multi-host run fail together when
-  another run holds it (only process 0 takes the lock)."""
+  another run holds it (only process 0 takes the lock). A workdir that cannot be written is refused, in an eval
+  `mode` with the way to score it from a writable one (`config_for_run`)."""
   import jax
   lock, busy = WorkdirLock(workdir), None
   if jax.process_index() == 0:
     try:
       lock.acquire()
+    except WorkdirNotWritableError as e:
+      if mode not in EVAL_MODES:
+        raise
+      raise WorkdirNotWritableError(
+          f'{workdir} cannot be written ({e.__cause__.strerror if isinstance(e.__cause__, OSError) else e}): '
+          f'mode={mode} writes {mode}_results.json, its summaries and any predictions into its --workdir. To '
+          f'{mode} the run in this read-only workdir, give a writable --workdir and name this one as the weights '
+          f'source: --workdir=<a new folder> --config.mode={mode} --config.init_from={workdir}. Its config.json '
+          f'and its best parameters (else its latest checkpoint) are read as in its own workdir, and nothing is '
+          f'written into {workdir}.') from e
     except errors.WorkdirBusyError as e:
       busy = e
   if jax.process_count() > 1:
@@ -199,21 +210,30 @@ def config_for_run(config: ml_collections.ConfigDict, workdir: str,
                    overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """The config a run uses: `config`, except in an eval mode (`config.mode` in EVAL_MODES) in a workdir with a
   config.json: that run's config, with only EVAL_OVERRIDES taken from `overrides` (the command line's
-  `--config.x=y`); other overrides are ignored, with a warning."""
+  `--config.x=y`); other overrides are ignored, with a warning. An eval mode in a workdir without a config.json
+  whose `init_from` is a run's workdir of the same kind (trainer and dataset) uses that run's config the same
+  way: how a run on a read-only share is scored from a writable workdir."""
   from core.setup import read_run_config
 
   mode = config.get('mode') or 'train'
   saved = read_run_config(workdir) if mode in EVAL_MODES else None
+  source = workdir
+  if saved is None and mode in EVAL_MODES and config.get('init_from') and '://' not in str(config.init_from):
+    # A fresh workdir scoring another run (one on a read-only share, say): that run's config, when it is of the
+    # kind the command names (same trainer and dataset; a config of another kind keeps the command's, as before).
+    other = read_run_config(config.init_from)
+    if other is not None and all(other.get(k) == config.get(k) for k in ('trainer_name', 'dataset_name')):
+      saved, source = other, config.init_from
   if saved is None:
     return config
   ignored = sorted(k for k in overrides if k not in EVAL_OVERRIDES)
   if ignored:
     logging.warning('mode=%s uses the config of the run in %s; ignoring the overrides %s (only %s apply).', mode,
-                    workdir, ignored, list(EVAL_OVERRIDES))
+                    source, ignored, list(EVAL_OVERRIDES))
   saved.mode = mode
-  if 'init_from' in overrides:
+  if 'init_from' in overrides or source != workdir:
     saved.init_from = config.init_from
-  logging.info('mode=%s: the config of %s/config.json (%s), weights source init_from=%r.', mode, workdir,
+  logging.info('mode=%s: the config of %s/config.json (%s), weights source init_from=%r.', mode, source,
                saved.get('trainer_name'), saved.get('init_from'))
   return saved
 
@@ -270,7 +290,7 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None, 
     try:
       # The lock is held for the whole run, eval and predict included: a second run in this workdir (or an
       # evaluation while it trains) would read or overwrite checkpoints, best/ and results being written.
-      with workdir_lock(workdir):
+      with workdir_lock(workdir, config.get('mode') or 'train'):
         config = config_for_run(config, workdir, config_flags.get_override_values(FLAGS['config']))
         check_workdir_config(config, workdir, _ALLOW_CONFIG_CHANGE.value)
         (main or train_and_evaluate)(config, workdir)

@@ -7,6 +7,8 @@ zero training steps is an evaluation: its evaluators score the initial weights o
 
 from __future__ import annotations
 
+import errno
+import re
 import signal
 import threading
 import time
@@ -114,8 +116,15 @@ def _on_disk(step: Optional[int], checkpointer: Optional[Checkpointer]) -> str:
   if checkpointer is None:
     return 'This run writes no checkpoints.'
   if step is None:
-    return f'No checkpoint is on disk yet ({checkpointer.directory}): a rerun starts from the beginning.'
+    return f'No checkpoint is on disk yet ({checkpointer.directory}).'
   return f'The newest complete checkpoint on disk is step {step} ({checkpointer.directory}/{step}).'
+
+
+def _rerun(step: Optional[int], checkpointer: Optional[Checkpointer]) -> str:
+  """What the rerun `_on_disk` just described starts from: one statement, whether or not a checkpoint exists."""
+  if checkpointer is None or step is None:
+    return 'it starts from the beginning'
+  return 'it resumes from that checkpoint'
 
 
 def train_loop(
@@ -231,6 +240,30 @@ def train_loop(
   return state, info
 
 
+_UNWRITABLE = {errno.EACCES: 'Permission denied', errno.EPERM: 'Operation not permitted',
+               errno.EROFS: 'Read-only file system'}
+
+
+def _unwritable(exc: Optional[BaseException], checkpointer: Optional[Checkpointer]) -> Optional[OSError]:
+  """The OSError (a read-only file system, a permission) in `exc` or the errors it was raised from that names a path
+  in the workdir (checkpoints, best/, results): a write of this run that the file system refused. Orbax and
+  TensorStore wrap the OS error in their own; their messages keep its text and path."""
+  if checkpointer is None:
+    return None
+  workdir = str(checkpointer.directory.parent)
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    if isinstance(exc, OSError) and exc.errno in _UNWRITABLE and str(exc.filename or '').startswith(workdir):
+      return exc
+    for code, text in _UNWRITABLE.items():
+      path = re.search(r'(?:^|[\s\'"(])(' + re.escape(workdir) + r'[^\s;,:\'"]*)', str(exc))
+      if text in str(exc) and path:
+        return OSError(code, text, path.group(1))
+    exc = exc.__cause__ or exc.__context__
+  return None
+
+
 class _Diverged(Exception):
   """Raised inside the loop when divergence is found; becomes a `DivergenceError` once saves are finished."""
 
@@ -253,19 +286,27 @@ def _stopped(exc: BaseException, step: int, checkpointer: Optional[Checkpointer]
         f'{max_param_norm_growth or 0:g}x its value at the start). {_on_disk(on_disk, checkpointer)} No checkpoint is '
         f'written before its parameters and update are checked finite and not exploding. Lower the learning rate '
         f'(--config.schedule.base_lr), raise warm-up, or enable gradient clipping '
-        f'(--config.optimizer.grad_clip_norm), then rerun the same command with the change: it resumes from that '
-        f'checkpoint with the new settings.')
+        f'(--config.optimizer.grad_clip_norm), then rerun the same command with the change: '
+        f'{_rerun(on_disk, checkpointer)} with the new settings.')
   if full is not None:
     where = getattr(full, 'filename', None) or (checkpointer.directory if checkpointer is not None else '')
     return errors.UserError(
         f'No space left on device writing {where} at step {step}. {_on_disk(on_disk, checkpointer)} Free space '
-        f'on that disk (or use a --workdir on another one), then rerun the same command to resume from it.')
+        f'on that disk (or use a --workdir on another one), then rerun the same command: '
+        f'{_rerun(on_disk, checkpointer)}.')
+  unwritable = _unwritable(failure, checkpointer) or _unwritable(exc, checkpointer)
+  if unwritable is not None:
+    return errors.UserError(
+        f'{unwritable.filename} cannot be written ({unwritable.strerror}) at step {step}: the workdir became '
+        f'read-only or its permissions changed. {_on_disk(on_disk, checkpointer)} Make the workdir writable again '
+        f'(or copy it to a writable disk and give that --workdir), then rerun the same command: '
+        f'{_rerun(on_disk, checkpointer)}.')
   if failure is not None:
     logging.error('A checkpoint save in flight failed too: %s', failure)
   if isinstance(exc, errors.UserError):
     try:
       return type(exc)(f'{exc}\nTraining stopped at step {step}. {_on_disk(on_disk, checkpointer)} Rerun the '
-                       f'same command after the fix to resume from it.')
+                       f'same command after the fix: {_rerun(on_disk, checkpointer)}.')
     except TypeError:  # a subclass with another constructor
       return exc
   logging.error('Training stopped at step %d by %s. %s', step, type(exc).__name__, _on_disk(on_disk, checkpointer))

@@ -56,6 +56,17 @@ def save_params(directory: str, params: Any, metadata: Optional[Dict[str, Any]] 
   _sync('save_params_swapped')
 
 
+def recover_params(directory: str) -> None:
+  """Puts a `save_params` directory that a crash inside its swap left as `directory.new`/`directory.old` back in
+  place (`core.atomic.recover_directory`: the complete new copy, else the previous one), so that the folder a user
+  looks for exists; a no-op otherwise. For the run that owns `directory` (it holds the workdir lock), at its start:
+  readers do not need it (`readable_directory`) and change nothing on disk. Every process calls it."""
+  final = _path(directory)
+  if jax.process_index() == 0:
+    atomic.recover_directory(final, _is_complete)
+  _sync('recover_params')
+
+
 def load_params(directory: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   """Returns `(params as nested dict of numpy arrays, metadata)` from a `save_params` directory."""
   final = _path(directory)

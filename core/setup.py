@@ -74,6 +74,35 @@ def read_run_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
                              f'a new --workdir.') from None
 
 
+def _same_path(a: str, b: str) -> bool:
+  if not a or not b or '://' in a + b:
+    return a == b
+  return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_resume_trains(config: ml_collections.ConfigDict, workdir: str, step: int, num_train_steps: int) -> None:
+  """Refuses a run in a workdir whose checkpoint is at `step` when it would train nothing while it looks like a new
+  run or phase: the checkpoint is past `num_train_steps`, or it is at the end and `config.init_from` names other
+  weights than the run in this workdir started from (they would not be read). A finished run's own command, rerun,
+  passes (its loop says there is nothing to train); so does an evaluation (`num_train_steps` 0)."""
+  if num_train_steps <= 0 or step < num_train_steps:
+    return
+  init_from = config.get('init_from') or ''
+  saved = read_run_config(workdir)
+  started_from = (saved.get('init_from') or '') if saved is not None else init_from
+  ignored = bool(init_from) and not _same_path(init_from, started_from) and not _same_path(init_from, workdir)
+  if step == num_train_steps and not ignored:
+    return
+  new_phase = (f'For a new run or phase from these weights, use a new --workdir with --config.init_from={workdir}'
+               + (f' (config.init_from={init_from} is not read here: this workdir\'s own checkpoint wins over it; '
+                  f'to start from {init_from}, use a new --workdir)' if ignored else '') + '.')
+  raise errors.ConfigError(
+      f'Nothing to train: {workdir}/checkpoints is at step {step}, '
+      f'{"past" if step > num_train_steps else "already at"} num_train_steps={num_train_steps}'
+      f'{f", and config.init_from={init_from} would not be read" if ignored else ""}. {new_phase} To train this '
+      f'run further, raise --config.num_train_steps above {step}.')
+
+
 def setup_training(
     *,
     config: ml_collections.ConfigDict,
@@ -114,6 +143,7 @@ def setup_training(
                    'restored. To start from init_from instead, use a new --workdir.', config.init_from, latest)
     restore_iter = train_iter if ckpt_cfg.get('restore_input', True) else None
     state = checkpointer.restore(state, train_iter=restore_iter)
+    check_resume_trains(config, workdir, latest, num_train_steps)
     logging.info('Resuming from %s/checkpoints at step %d.', workdir, latest)
   elif load_pretrained is not None:
     params = load_pretrained(jax.device_get(state.params))

@@ -84,6 +84,18 @@ def test_predict_refuses_a_best_of_another_step_than_results_json(glue_data, tra
   assert not os.path.exists(os.path.join(workdir, 'predictions'))
 
 
+def test_the_rerun_after_a_kill_inside_the_best_swap_puts_best_back(glue_data, trained, tmp_path):
+  # Issue 28, finding 13: killed between the swap's renames (best -> best.old done, best.new -> best not); the
+  # advised rerun of the training command left best/ missing with best.new and best.old beside it.
+  workdir = _copy(trained, tmp_path)
+  best = os.path.join(workdir, 'best')
+  shutil.copytree(best, best + '.old')
+  os.rename(best, best + '.new')
+  results = app.train_and_evaluate(_glue_config(glue_data), workdir)  # the finished run's command, rerun
+  assert sorted(d for d in os.listdir(workdir) if d.startswith('best')) == ['best']
+  assert params_io.load_params_metadata(best)['step'] == results['glue']['best_on_dev']['step']
+
+
 def test_predict_from_a_checkpoint_without_the_task_head_is_refused(glue_data, tmp_path):
   config = _glue_config(glue_data)
   model = registry.MODELS.get(config.model_name)(config, DatasetMetaData(input_specs={}, num_labels=2))
@@ -178,7 +190,25 @@ def test_phase2_in_the_phase1_workdir_is_refused_instead_of_nothing_to_train(pre
   with pytest.raises(ValueError, match=r'(?s)record_lengths.input_ids: 32 -> 64.*new --workdir with '
                                        r'--config.init_from'):
     app.train_and_evaluate(phase2, workdir)
+  # Issue 28, finding 2: the first fix that refusal offers (restore_input=False) then trained nothing at rc 0 ("Nothing
+  # to train", init_from not read, "Training done at step 4 of 2").
+  phase2.checkpoint.restore_input = False
+  steps_before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
+  with pytest.raises(ValueError, match=rf'(?s)Nothing to train: {workdir}/checkpoints is at step 4, past '
+                                       rf'num_train_steps=2, and config.init_from=.* would not be read.*new --workdir '
+                                       rf'with --config.init_from={workdir}.*raise --config.num_train_steps above 4'):
+    app.train_and_evaluate(phase2, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == steps_before
+  # At the last step with init_from naming other weights than the run started from: not read either, refused.
+  phase1 = _pretrain_config(pretraining[0][:2], vocab, steps=4)
+  phase1.init_from = pretraining[3] + '-elsewhere'
+  with pytest.raises(ValueError, match=r'already at num_train_steps=4, and config.init_from=.*-elsewhere would not'):
+    app.train_and_evaluate(phase1, workdir)
+  # The finished run's own command, rerun, is no error (nothing to do), nor is raising num_train_steps.
+  phase1.init_from = ''
+  assert app.train_and_evaluate(phase1, workdir)['step'] == 4
   # What the message says to do: a new workdir starting from phase 1.
+  phase2.checkpoint.restore_input = True
   results = app.train_and_evaluate(phase2, str(tmp_path / 'phase2'))
   assert results['resumed_from'] is None and results['step'] == 2
 
@@ -352,3 +382,49 @@ def test_prepare_pretraining_rerun_with_fewer_shards_removes_the_stale_ones_and_
   with pytest.raises(RuntimeError, match='failed'):
     prepare_shards('train-0.tfrecord', 'train-1.tfrecord', fail=True)
   assert _snapshot(out) == before
+
+
+# ------------------------------------------------------------------------------------------ a read-only workdir
+
+
+def test_a_finished_run_on_a_read_only_share_is_evaluated_and_predicted_from_a_writable_workdir(trained, tmp_path):
+  # Issue 28, finding 11: eval and predict took the workdir lock first, so a finished run on a read-only share could
+  # not be scored at all (a bare OSError). The workdir is a bind mount made read-only in a private mount namespace.
+  import subprocess
+  import sys
+
+  from tests.core.test_reliability import _can_remount_read_only, _error_report
+  if not _can_remount_read_only(tmp_path):
+    pytest.skip('needs user namespaces to remount a folder read-only')
+  workdir, out = _copy(trained, tmp_path), tmp_path / 'out'
+  before = {name: open(os.path.join(workdir, name)).read() for name in ('config.json', 'results.json')}
+  main = f'{sys.executable} main.py --config=projects/bert/configs/glue.py:rte,tiny'
+  script = (f'mount --bind {workdir} {workdir} && mount -o remount,bind,ro {workdir} && '
+            f'{main} --workdir={workdir} --config.mode=predict 2>{tmp_path}/ro.log; echo $? >{tmp_path}/ro.rc; '
+            f'{main} --workdir={out} --config.mode=eval --config.init_from={workdir} 2>{tmp_path}/eval.log; '
+            f'echo $? >{tmp_path}/eval.rc; '
+            f'{main} --workdir={out} --config.mode=predict --config.init_from={workdir} 2>{tmp_path}/predict.log; '
+            f'echo $? >{tmp_path}/predict.rc')
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c', script], cwd=root,
+                 env=dict(os.environ, JAX_PLATFORMS='cpu'), timeout=600, check=True)
+  # In the read-only workdir: refused before anything runs, with the command that works.
+  assert open(tmp_path / 'ro.rc').read().strip() == '1'
+  report = _error_report(open(tmp_path / 'ro.log').read())
+  assert f'{workdir} cannot be written (Read-only file system)' in report
+  assert f'--config.mode=predict --config.init_from={workdir}' in report
+  # That command: the run's config and best parameters are read from the read-only workdir, the results written to
+  # the writable one, and they reproduce the run's best evaluation.
+  for mode in ('eval', 'predict'):
+    assert open(tmp_path / f'{mode}.rc').read().strip() == '0', open(tmp_path / f'{mode}.log').read()[-3000:]
+  trained_results = json.loads(before['results.json'])
+  evaluation = json.load(open(out / 'eval_results.json'))
+  assert evaluation['weights']['path'] == os.path.join(workdir, 'best')
+  assert evaluation['glue']['step'] == trained_results['glue']['best_on_dev']['step']
+  for key, value in trained_results['glue']['best_on_dev']['metrics'].items():
+    assert evaluation['glue']['metrics'][key] == pytest.approx(value, abs=1e-4), key
+  prediction = json.load(open(out / 'predict_results.json'))
+  assert prediction['glue_predict']['files'] == {'test': str(out / 'predictions' / 'RTE.tsv')}
+  assert len(open(out / 'predictions' / 'RTE.tsv').read().splitlines()) == 1 + 8
+  assert {name: open(os.path.join(workdir, name)).read() for name in before} == before
+  assert not os.path.exists(os.path.join(workdir, 'eval_results.json'))

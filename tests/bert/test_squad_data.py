@@ -243,6 +243,52 @@ def test_bad_squad_files_name_the_question_and_the_fix(prepared, vocab, tmp_path
   assert not os.path.exists(tmp_path / 'out')  # every check runs before anything is written
 
 
+def test_squad_files_that_used_to_pass_silently_name_the_question_and_the_fix(prepared, vocab, tmp_path):
+  # Issue 28, findings 7, 8 and 9: each of these exited 0 (7, 8) or sent the user round in circles (9).
+  v1, v2 = squad_data.squad_files('v1.1'), squad_data.squad_files('v2.0')
+  dev1, dev2 = _write(tmp_path, 'dev1.json', v1['dev']), _write(tmp_path, 'dev2.json', v2['dev'])
+  run = lambda train, dev, v2=False: squad_prepare.prepare_squad(  # noqa: E731
+      train, dev, vocab, str(tmp_path / 'out'), version_2_with_negative=v2, max_seq_length=SEQ, doc_stride=STRIDE,
+      max_query_length=QUERY)
+  # 7: is_impossible as a string, as converted files have it: every question was written as unanswerable.
+  stringly = json.loads(json.dumps(v2['train']))
+  for _, qa in squad_data.questions(stringly):
+    qa['is_impossible'] = str(qa['is_impossible']).lower()
+  with pytest.raises(prepare.PrepareError, match=r"stringly.json: data\[0\].paragraphs\[0\].qas\[0\] \(id "
+                                                 r"'train-lighthouse-0-0'\): is_impossible is 'false' \(str\), not "
+                                                 r"true or false.*Make it a boolean"):
+    run(_write(tmp_path, 'stringly.json', stringly), dev2, v2=True)
+  # 8: answer_start pointing elsewhere in the paragraph, for all questions and for every other one: the writer
+  # dropped them (an empty train file, or half of it) at exit status 0.
+  qas = squad_data.questions(v1['train'])
+  for name, moved in (('all', range(len(qas))), ('half', range(0, len(qas), 2))):
+    misaligned = json.loads(json.dumps(v1['train']))
+    questions = squad_data.questions(misaligned)
+    for i in moved:
+      paragraph, qa = questions[i]
+      qa['answers'][0]['answer_start'] = len(paragraph['context']) - len(qa['answers'][0]['text'])
+    first = questions[moved[0]][1]['id']
+    with pytest.raises(prepare.PrepareError, match=rf"{name}.json: {len(moved)} of {len(qas)} training questions "
+                                                   rf"would be dropped.*first ids: '{first}'.*at most 0 may be.*Fix "
+                                                   rf"their answer_start"):
+      run(_write(tmp_path, f'{name}.json', misaligned), dev1)
+  # 9: a file declaring 1.1 that holds an unanswerable question: either flag value now says the file contradicts
+  # itself (before: false said "pass true", true said "pass false").
+  contradicting = squad_data.with_version(v2['train'], 'v1.1')
+  path = _write(tmp_path, 'contradicting.json', contradicting)
+  for flag in (False, True):
+    with pytest.raises(prepare.PrepareError, match=r"(?s)declares (SQuAD )?version 'v1.1'.*contradicts itself.*set "
+                                                   r"its \"version\" to \"v2.0\""):
+      run(path, dev2 if flag else dev1, v2=flag)
+  # ... and one declaring 2.0 without any is_impossible (a SQuAD 1.1 file relabelled).
+  path = _write(tmp_path, 'relabelled.json', squad_data.with_version(v1['train'], 'v2.0'))
+  for flag in (False, True):
+    with pytest.raises(prepare.PrepareError, match=r"(?s)declares (SQuAD )?version 'v2.0'.*contradicts itself.*set "
+                                                   r"its \"version\" to \"1.1\""):
+      run(path, dev2 if flag else dev1, v2=flag)
+  assert not os.path.exists(tmp_path / 'out')  # every check runs before anything is written
+
+
 def test_builder_errors_name_the_file_and_the_fix(prepared, tmp_path):
   records_dir, _, _, _ = prepared['v1.1']
   build = DATASETS.get('bert_squad')

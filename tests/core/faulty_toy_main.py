@@ -1,12 +1,15 @@
 """`toy_main` with a fault injected at a chosen batch, for the reliability tests.
 
   TOY_FAULT=data_error@7   the 7th batch read raises a `core.errors.DataError` (a damaged record, say)
+  TOY_FAULT=readonly@7     before the 7th batch workdir/checkpoints is remounted read-only (run inside a private
+                           mount namespace where it is a bind mount, e.g. `unshare --user --map-root-user --mount`)
   TOY_LATE_NOISE=1         something prints a log line and a traceback while the interpreter shuts down, as
                            orbax's failed background writes and their event loop do after a full disk
 """
 
 import atexit
 import os
+import subprocess
 import sys
 
 from core import app, errors
@@ -23,6 +26,8 @@ def _faulty_dataset(config):
       count[0] += 1
       if kind == 'data_error' and count[0] == int(at):
         raise errors.DataError(f'record {count[0]} of toy.tfrecord is damaged (injected fault)')
+      if kind == 'readonly' and count[0] == int(at):
+        subprocess.run(['mount', '-o', 'remount,bind,ro', os.path.join(app.FLAGS.workdir, 'checkpoints')], check=True)
       return read()
 
   dataset.train_iter.__class__ = Faulty

@@ -64,6 +64,24 @@ def test_save_params_killed_between_the_renames_keeps_the_new_copy(tmp_path, mon
   assert _value(target) == (3.0, 3) and sorted(os.listdir(tmp_path)) == ['best']
 
 
+def test_recover_params_puts_the_copy_a_killed_swap_left_back_in_place(tmp_path):
+  # Issue 28, finding 13: the state a kill between the swap's renames leaves (best -> best.old done, best.new ->
+  # best not), and the one a kill before the new copy was complete leaves (best.new without metadata.json).
+  target, new, old = tmp_path / 'best', tmp_path / 'best.new', tmp_path / 'best.old'
+  params_io.save_params(str(target), _params(1.0), {'version': 1})
+  params_io.save_params(str(new), _params(2.0), {'version': 2})
+  os.rename(target, old)
+  params_io.recover_params(str(target))
+  assert sorted(os.listdir(tmp_path)) == ['best'] and _value(target) == (2.0, 2)
+  os.rename(target, old)  # the previous copy aside, the new one cut short
+  params_io.save_params(str(new), _params(3.0), {'version': 3})
+  os.remove(new / 'metadata.json')
+  params_io.recover_params(str(target))
+  assert _value(target) == (2.0, 2) and 'best' in os.listdir(tmp_path) and 'best.old' not in os.listdir(tmp_path)
+  params_io.recover_params(str(target))  # nothing to do: a no-op
+  assert _value(target) == (2.0, 2)
+
+
 def test_config_json_interrupted_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
   config = ml_collections.ConfigDict({'model': {'hidden': 8}, 'num_train_steps': 10})
   setup.write_run_config(config, str(tmp_path))

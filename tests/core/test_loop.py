@@ -102,6 +102,25 @@ def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
   assert setup.checkpointer.latest_step() == 5
 
 
+def test_divergence_before_the_first_checkpoint_says_one_thing_about_the_rerun(tmp_path):
+  # Issue 28, finding 4: with no checkpoint on disk the message said "a rerun starts from the beginning" and then
+  # "rerun ...: it resumes from that checkpoint".
+  data, setup, _ = _poisoned(tmp_path)
+
+  def poisoned_at_once(state, batch):
+    state, metrics = setup.train_step(state, batch)
+    return state, dict(metrics, loss=metrics['loss'] * np.nan)
+
+  with pytest.raises(loop.DivergenceError) as raised:
+    loop.train_loop(state=setup.state, train_step=poisoned_at_once, train_iter=data.train_iter, mesh=setup.mesh,
+                    num_train_steps=30, writer=metric_writers.LoggingWriter(), checkpointer=setup.checkpointer,
+                    checkpoint_every=5, log_every=1)
+  message = str(raised.value)
+  assert 'No checkpoint is on disk yet' in message and 'it starts from the beginning' in message
+  assert 'resume' not in message, message
+  assert setup.checkpointer.latest_step() is None
+
+
 def test_divergence_is_found_before_an_evaluator_sees_the_weights(tmp_path):
   # Evaluators may save the parameters they score (the glue evaluator's best/): the steps up to an evaluation are
   # checked first, even between two log steps.

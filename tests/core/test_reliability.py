@@ -233,6 +233,14 @@ def test_second_run_on_a_busy_workdir_is_refused_naming_the_holder_and_a_dead_ho
       assert 'is in use by another run' in report and f'pid {first.pid}' in report
       assert socket.gethostname() in report and 'num_train_steps=1000000' in report
       assert open(tmp_path / 'config.json').read() == config_before
+    # Issue 28, finding 1: `rm run.lock` (a "stale" lock file) let a run with another learning rate train in it too.
+    os.remove(tmp_path / 'run.lock')
+    second = subprocess.run(_cmd(workdir, '--config.num_train_steps=30', '--config.schedule.base_lr=0.5'), cwd=REPO,
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert second.returncode == 1
+    report = _error_report(second.stderr)
+    assert 'is in use by another run (a process whose run.lock is not there' in report, report
+    assert open(tmp_path / 'config.json').read() == config_before
   finally:
     first.kill()  # SIGKILL: the holder cannot clean up; the lock must free itself
     first.wait()
@@ -279,3 +287,71 @@ def test_disk_full_is_reported_last_with_the_path_and_a_rerun_with_space_resumes
   assert f'at step {on_disk}' in open(tmp_path / 'resume.log').read()
   steps, others = _checkpoint_steps(tmp_path / 'resumed')
   assert steps[-1] == on_disk + 2 and not others  # the cut-short save's temporary directory was removed
+
+
+def test_deleting_run_lock_does_not_free_the_workdir(tmp_path):
+  # Issue 28, finding 1: people delete "stale" lock files by habit; the flock was on run.lock, so a second run
+  # locked a new file while the first held the deleted one, and both trained in one workdir.
+  from core import errors
+  from core.workdir_lock import LOCK_FILE, WorkdirLock
+
+  first = WorkdirLock(str(tmp_path))
+  first.acquire()
+  try:
+    assert json.load(open(tmp_path / LOCK_FILE))['pid'] == os.getpid()
+    os.remove(tmp_path / LOCK_FILE)
+    with pytest.raises(errors.WorkdirBusyError, match='in use by another run'):
+      WorkdirLock(str(tmp_path)).acquire()
+    with open(tmp_path / LOCK_FILE, 'w') as f:  # a run.lock replaced by hand holds nothing either
+      f.write('{}')
+    with pytest.raises(errors.WorkdirBusyError):
+      WorkdirLock(str(tmp_path)).acquire()
+  finally:
+    first.release()
+  second = WorkdirLock(str(tmp_path))
+  second.acquire()  # free once the holder is gone
+  second.release()
+
+
+def _can_remount_read_only(tmp_path):
+  probe = tmp_path / 'probe'
+  probe.mkdir()
+  try:
+    return subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c',
+                           f'mount --bind {probe} {probe} && mount -o remount,bind,ro {probe} && ! touch {probe}/x'],
+                          capture_output=True, timeout=30).returncode == 0
+  except (OSError, subprocess.TimeoutExpired):
+    return False
+
+
+def test_read_only_workdir_and_checkpoints_made_read_only_mid_run_are_reported_last(tmp_path):
+  # Issue 28, finding 11: bare PermissionError / OSError tracebacks. The workdir is a bind mount made read-only in a
+  # private mount namespace (root ignores file permissions, a read-only mount it does not).
+  if not _can_remount_read_only(tmp_path):
+    pytest.skip('needs user namespaces to remount a folder read-only')
+  finished, live = tmp_path / 'finished', tmp_path / 'live'
+  subprocess.run(_cmd(finished, '--config.num_train_steps=5'), cwd=REPO, env=_env(), check=True,
+                 capture_output=True, timeout=300)
+  (live / 'checkpoints').mkdir(parents=True)
+  script = (f'mount --bind {finished} {finished} && mount -o remount,bind,ro {finished} && '
+            f'{" ".join(_cmd(finished, "--config.num_train_steps=10"))} 2>{tmp_path}/ro.log; '
+            f'echo $? > {tmp_path}/ro.rc; mount --bind {live}/checkpoints {live}/checkpoints && '
+            f'{sys.executable} -m tests.core.faulty_toy_main --config={CONFIG}:tiny --workdir={live} '
+            f'--config.checkpoint_every=5 --config.checkpoint.async_save=False 2>{tmp_path}/live.log; '
+            f'echo $? > {tmp_path}/live.rc')
+  subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c', script], cwd=REPO,
+                 env=dict(_env(), TOY_FAULT='readonly@7'), timeout=600, check=True)
+  # A read-only workdir: refused before anything runs, naming it and the fix.
+  assert open(tmp_path / 'ro.rc').read().strip() == '1'
+  report = _error_report(open(tmp_path / 'ro.log').read())
+  assert 'cannot be written (Read-only file system)' in report and str(finished) in report
+  assert 'give a --workdir you can write to' in report
+  assert _checkpoint_steps(finished)[0] == [5]
+  # checkpoints/ made read-only after the checkpoint of step 5: the next save fails, and the report says what is on
+  # disk and how to go on.
+  assert open(tmp_path / 'live.rc').read().strip() == '1'
+  report = _error_report(open(tmp_path / 'live.log').read())
+  assert f'{live}/checkpoints' in report and 'cannot be written (Read-only file system) at step 10' in report
+  assert f'newest complete checkpoint on disk is step 5 ({live}/checkpoints/5)' in report
+  assert 'it resumes from that checkpoint' in report
+  assert _checkpoint_steps(live)[0] == [5]

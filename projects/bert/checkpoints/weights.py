@@ -3,14 +3,15 @@
   training       the workdir's latest checkpoint (a resume: parameters, optimizer state and input position, restored
                  by `core.setup`) > `config.init_from`, copied into fresh parameters (`init_from_loader`) > random.
   eval, predict  the workdir's best/ (`BEST_DIR`: the parameters of the run's best evaluation) > its latest
-                 checkpoint > `config.init_from` (`evaluation_source`); never random: not a missing or out-of-step
-                 best/ that results.json names, nor a source without the task head.
+                 checkpoint > `config.init_from`, another run's workdir read by the same rules (`evaluation_source`);
+                 never random: not a missing or out-of-step best/ that results.json names, nor a source without the
+                 task head.
 
 `init_from` is a params directory (what `python -m projects.bert.checkpoints.convert` writes, or a run's best/) or a
-run's workdir (the parameters of its latest checkpoint). Every load goes through `load_weights`: names and shapes are
-checked against the model (a mismatch raises, naming the variable), and the fields that shapes cannot reveal
-(hidden_act, layer_norm_eps) are compared with the source's architecture. The architecture fields of `config.model`
-left unset (None; all of it when `config.model` is None) come from the source (`resolve_model_config`).
+run's workdir (for training: the parameters of its latest checkpoint). Every load goes through `load_weights`: names
+and shapes are checked against the model (a mismatch raises, naming the variable), and the fields that shapes cannot
+reveal (hidden_act, layer_norm_eps) are compared with the source's architecture. The architecture fields of
+`config.model` left unset (None; all of it when `config.model` is None) come from the source (`resolve_model_config`).
 """
 
 from __future__ import annotations
@@ -234,7 +235,9 @@ def _best_steps_in_results(workdir: str) -> Tuple[str, set]:
 def evaluation_source(config: ml_collections.ConfigDict, workdir: str) -> Tuple[str, str]:
   """(kind, path) of the weights eval/predict score: workdir/best, the workdir's latest checkpoint, else
   config.init_from. The run's own weights come first, as in `core.setup`, so that rerunning a training command
-  with --config.mode=eval scores what that run trained rather than its starting point.
+  with --config.mode=eval scores what that run trained rather than its starting point. An `init_from` that is
+  another run's workdir (with its results.json) is read by the same rules: its best/, else its latest checkpoint
+  (a run on a read-only share is scored from a writable workdir that way; `core.app.config_for_run`).
 
   When the run's results.json names best parameters, they are the only source: a missing best/, or a best/ of
   another step than results.json says, is an error rather than a silent switch to another source.
@@ -255,12 +258,17 @@ def evaluation_source(config: ml_collections.ConfigDict, workdir: str) -> Tuple[
     raise errors.MissingFileError(
         f'{results_path} names the best parameters of step {", ".join(map(str, sorted(named)))} in {best_dir}, but '
         f'{best_dir} is missing. Scores or predictions from any other source would not be the ones {RESULTS_FILE} '
-        f'reports. Evaluate another source explicitly instead: a new --workdir with --config.init_from={workdir} (its '
-        f'latest checkpoint) or a params directory.')
+        f'reports. Evaluate another source explicitly instead: a new --workdir with '
+        f'--config.init_from={os.path.join(workdir, "checkpoints")} (its latest checkpoint) or a params directory.')
   if _has_checkpoint(workdir):
     return 'checkpoint', workdir
-  if config.get('init_from'):
-    return 'init_from', config.init_from
+  init_from = config.get('init_from')
+  if init_from and os.path.exists(os.path.join(init_from, RESULTS_FILE)) and os.path.abspath(init_from) != \
+      os.path.abspath(workdir):
+    kind, path = evaluation_source(ml_collections.ConfigDict({'init_from': ''}), init_from)
+    return ('init_from' if kind == 'checkpoint' else kind), path
+  if init_from:
+    return 'init_from', init_from
   raise errors.MissingFileError(
       f'Nothing to evaluate: {workdir} has no {BEST_DIR}/ or checkpoints/, and config.init_from is empty. Train '
       f'first, or set config.init_from to fine-tuned parameters.')

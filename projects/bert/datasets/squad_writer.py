@@ -9,10 +9,12 @@ The train records are what `create_finetuning_data.py --fine_tuning_task_type=sq
 answering task does before it evaluates (`read_squad_examples` + `convert_examples_to_features` with
 is_training=False), with the features decoding needs written beside the records instead of kept in memory.
 
-The inputs are checked first (JSON layout, ids, answer offsets, one answer per training question, the version
-flag against the file), so a wrong file fails with its name, the question and the fix rather than deep in the
-writer. Everything is written into a staging folder inside the output folder and renamed into place when
-complete, the meta data last: an interrupted run leaves the previous data as it was.
+The inputs are checked first (JSON layout, ids, answer offsets, is_impossible a boolean, one answer per training
+question, the version flag against the file and the file against itself, and how many training questions the
+upstream reader would drop: `MAX_DROPPED_FRACTION`), so a wrong file fails with its name, the question and the fix
+rather than deep in the writer or, worse, with fewer or wrongly labelled features at exit status 0. Everything is
+written into a staging folder inside the output folder and renamed into place when complete, the meta data last: an
+interrupted run leaves the previous data as it was.
 """
 
 from __future__ import annotations
@@ -78,12 +80,28 @@ def check_squad_json(path: str, dataset: Mapping[str, Any], *, training: bool,
   """
   declared = str(dataset.get('version', '')).strip().lower().lstrip('v')
   flag = f'--version_2_with_negative={"true" if version_2_with_negative else "false"}'
+  # Which questions say which version: the advice must not send the user from one flag value to the other and back.
+  qas = [qa for article in dataset['data'] if isinstance(article, dict)
+         for paragraph in (article.get('paragraphs') or []) if isinstance(paragraph, dict)
+         for qa in (paragraph.get('qas') or []) if isinstance(qa, dict)]
+  impossible_ids = [qa.get('id') for qa in qas if qa.get('is_impossible') is True]
   if declared.startswith('2') and not version_2_with_negative:
+    if qas and not any('is_impossible' in qa for qa in qas):
+      raise PrepareError(f'{path} declares SQuAD version {dataset["version"]!r}, but none of its questions has the '
+                         f'"is_impossible" field every SQuAD 2.0 question has: the file contradicts itself. If it is '
+                         f'SQuAD 1.1 data, set its "version" to "1.1" and pass --version_2_with_negative=false; if '
+                         f'it is SQuAD 2.0 data, give every question its is_impossible.')
     raise PrepareError(f'{path} is SQuAD version {dataset["version"]!r} but {flag}: pass '
-                          f'--version_2_with_negative=true for SQuAD 2.0 files.')
+                       f'--version_2_with_negative=true for SQuAD 2.0 files.')
   if declared.startswith('1') and version_2_with_negative:
+    if impossible_ids:
+      raise PrepareError(f'{path} declares SQuAD version {dataset["version"]!r}, but {len(impossible_ids)} of its '
+                         f'questions are unanswerable (is_impossible true, a SQuAD 2.0 field; first: '
+                         f'{impossible_ids[0]!r}): the file contradicts itself. If it is SQuAD 2.0 data, set its '
+                         f'"version" to "v2.0" and pass --version_2_with_negative=true; if it is SQuAD 1.1 data, '
+                         f'remove the unanswerable questions.')
     raise PrepareError(f'{path} is SQuAD version {dataset["version"]!r} but {flag}: pass '
-                          f'--version_2_with_negative=false for SQuAD 1.1 files.')
+                       f'--version_2_with_negative=false for SQuAD 1.1 files.')
   stats = {'questions': 0, 'unanswerable': 0, 'misaligned': 0}
   seen: Dict[str, str] = {}
 
@@ -114,10 +132,25 @@ def check_squad_json(path: str, dataset: Mapping[str, Any], *, training: bool,
         if not isinstance(answers, list):
           fail(where, 'has no "answers" list.')
         impossible = qa.get('is_impossible', False)
+        if not isinstance(impossible, bool):
+          fail(where, f'is_impossible is {impossible!r} ({type(impossible).__name__}), not true or false: SQuAD '
+                      f'files hold a JSON boolean there, and the upstream reader takes any non-empty value, "false" '
+                      f'included, as true (the question would be written as unanswerable). Make it a boolean (e.g. '
+                      f'"false" -> false, "true" -> true; a converted file?) and run prepare again.')
         if impossible and not version_2_with_negative:
+          if declared.startswith('1'):  # the flag agrees with the declared version; the question does not
+            fail(where, f'is_impossible is true (a SQuAD 2.0 question), but the file declares version '
+                        f'{dataset["version"]!r}: the file contradicts itself. If it is SQuAD 2.0 data, set its '
+                        f'"version" to "v2.0" and pass --version_2_with_negative=true; if it is SQuAD 1.1 data, '
+                        f'remove the unanswerable questions.')
           fail(where, f'is_impossible is true (a SQuAD 2.0 question) but {flag}: pass '
                       f'--version_2_with_negative=true.')
         if training and version_2_with_negative and 'is_impossible' not in qa:
+          if declared.startswith('2'):
+            fail(where, f'has no "is_impossible" field, which every SQuAD 2.0 training question has, but the file '
+                        f'declares version {dataset["version"]!r}: the file contradicts itself. If it is SQuAD 1.1 '
+                        f'data, set its "version" to "1.1" and pass --version_2_with_negative=false; if it is SQuAD '
+                        f'2.0 data, give every question its is_impossible.')
           fail(where, 'has no "is_impossible" field, which SQuAD 2.0 training reads: is this a SQuAD 1.1 file? '
                       'Then pass --version_2_with_negative=false.')
         if not impossible and training and len(answers) != 1:
@@ -142,6 +175,43 @@ def check_squad_json(path: str, dataset: Mapping[str, Any], *, training: bool,
   if not stats['questions']:
     raise PrepareError(f'{path} holds no questions.')
   return stats
+
+
+# Model Garden's training reader (`squad_lib.read_squad_examples`) drops, with a log line, a question whose answer it
+# cannot find in the paragraph's words at answer_start. A few such answers are tolerated (at most this fraction of
+# the questions, rounded down: none in a file of under 1000 questions), as the official train files have a handful
+# that whitespace tokenization splits differently; more means wrong offsets, and the training file would silently
+# lose them (all of them: an empty file).
+MAX_DROPPED_FRACTION = 0.001
+
+
+def check_training_questions_kept(path: str, dataset: Mapping[str, Any], *, version_2_with_negative: bool) -> int:
+  """Runs the upstream training reader on the file at `path` (`dataset`, already checked by `check_squad_json`) and
+  fails, naming the count and the first ids, when it drops more questions than `MAX_DROPPED_FRACTION` allows;
+  returns how many it drops."""
+  from official.nlp.data import squad_lib
+
+  level = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # one "Could not find answer" line per dropped question: summarised below
+  try:
+    kept = {e.qas_id for e in squad_lib.read_squad_examples(path, is_training=True,
+                                                            version_2_with_negative=version_2_with_negative)}
+  finally:
+    logging.set_verbosity(level)
+  ids = [qa['id'] for article in dataset['data'] for paragraph in article['paragraphs'] for qa in paragraph['qas']]
+  dropped = [i for i in ids if i not in kept]
+  allowed = int(MAX_DROPPED_FRACTION * len(ids))
+  if len(dropped) > allowed:
+    raise PrepareError(
+        f'{path}: {len(dropped)} of {len(ids)} training questions would be dropped by the training writer, which '
+        f'cannot find their answer text in the paragraph at answer_start (first ids: '
+        f'{", ".join(map(repr, dropped[:5]))}); at most {allowed} may be (a fraction of {MAX_DROPPED_FRACTION:g}). '
+        f'Fix their answer_start (the character offset of the answer text in its "context"; a file converted from '
+        f'another format may count bytes or words), or remove those questions, and run prepare again.')
+  if dropped:
+    logging.warning('%s: %d of %d training questions are dropped by the training writer (their answer is not found '
+                    'at answer_start): %s.', path, len(dropped), len(ids), ', '.join(dropped[:5]))
+  return len(dropped)
 
 
 def check_lengths(max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
@@ -241,6 +311,9 @@ def prepare_squad(train_file: str, eval_file: str, vocab_file: str, output_dir: 
     dataset = read_squad_json(path, flag)
     stats[role] = check_squad_json(path, dataset, training=role == 'train',
                                    version_2_with_negative=version_2_with_negative)
+    if role == 'train':
+      stats[role]['dropped'] = check_training_questions_kept(path, dataset,
+                                                             version_2_with_negative=version_2_with_negative)
   tf.io.gfile.makedirs(output_dir)
   for stale in tf.io.gfile.glob(os.path.join(output_dir, _STAGING_PREFIX + '*')):  # left by an interrupted run
     tf.io.gfile.rmtree(stale)

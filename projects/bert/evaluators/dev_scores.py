@@ -48,7 +48,10 @@ class BestParams:
     self.step: Optional[int] = None
     self.value = -math.inf
     self.metrics: Dict[str, float] = {}
-    if params_io.has_params(directory):  # also the complete copy a crash inside save_params' swap left
+    # A crash inside save_params' swap left best.new/best.old: best/ is put back now, at the start of the run that
+    # owns it, not only at its next improvement (which may never come).
+    params_io.recover_params(directory)
+    if params_io.has_params(directory):
       meta = params_io.load_params_metadata(directory)
       if meta.get('metric') == metric:
         self.step, self.value, self.metrics = meta['step'], float(meta['value']), meta.get('metrics', {})
