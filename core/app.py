@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import traceback
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
@@ -266,6 +267,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
     writer.close()
 
 
+def _config_flag_error(exc: BaseException, argv: Sequence[str]) -> Optional[errors.UserError]:
+  """The user's mistake behind a failure to parse --config and its overrides, as a UserError; None for others.
+
+  ml_collections raises them from inside absl's flag parsing, as tracebacks: the config file's own errors (an unknown
+  variant word: a UserError in the exception's chain) and an override of a field the config does not have.
+  """
+  found, seen = None, exc
+  while seen is not None:  # the innermost: ml_collections re-raises the file's error with a traceback as its text
+    if isinstance(seen, errors.UserError):
+      found = seen
+    seen = seen.__cause__ or seen.__context__
+  if found is not None:
+    return found
+  if isinstance(exc, (AttributeError, KeyError)):
+    config_arg = next((a for a in argv if a.startswith('--config=')), '--config=...')
+    overrides = [a.split('=', 1)[0] for a in argv if a.startswith('--config.')]
+    named = [o for o in overrides if o.rsplit('.', 1)[-1] in str(exc)] or overrides
+    hint = re.search(r'Did you mean "([^"]+)"', str(exc))
+    return errors.ConfigError(
+        f'{", ".join(named)}: the config has no such field (a misspelt or misplaced name)'
+        f'{f"; did you mean {hint.group(1)!r}?" if hint else "."} '
+        f'`python main.py {config_arg} --print_config` lists every field with its meaning.')
+  return None
+
+
+def _parse_flags(argv: Sequence[str]) -> Sequence[str]:
+  """absl's flag parsing, with the config's errors (see `_config_flag_error`) reported as one `error:` paragraph."""
+  try:
+    return FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError) as e:
+    user_error = _config_flag_error(e, argv)
+    if user_error is None:
+      raise
+    report_error(user_error)
+    sys.exit(1)
+
+
 def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None, usage: Optional[str] = None) -> None:
   """Parses flags and runs `main(config, workdir)` (default: `train_and_evaluate`). `--help` prints `usage` (default:
   the docstring of `__main__`) and this module's flags."""
@@ -274,6 +312,14 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None, 
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     logs.configure(_VERBOSE.value)
+    try:
+      # A file that failed to load is a stand-in whose every attribute raises: report it here, not as a traceback.
+      _CONFIG.value.keys  # noqa: B018
+    except OSError:
+      report_error(errors.MissingFileError(
+          f'The config file {config_flags.get_config_filename(FLAGS["config"])!r} does not exist: give '
+          f'--config=projects/<project>/configs/<file>.py[:variant] (`python main.py --help` lists them).'))
+      sys.exit(1)
     if _PRINT_CONFIG.value:
       if _CONFIG.value is None:
         raise app.UsageError('--print_config prints the config of --config=path.py[:variant]; give one.')
@@ -305,4 +351,4 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None, 
     # Ours, without parsing or loading anything more: absl's lists only the main module's flags (none).
     print(config_help.usage(usage or getattr(sys.modules.get('__main__'), '__doc__', None) or '', FLAGS, __name__))
     return
-  app.run(_main)
+  app.run(_main, flags_parser=_parse_flags)

@@ -1,8 +1,11 @@
 """Console commands (`pip install -e .`: bert-train, bert-prepare, bert-convert) work from any directory."""
 
 import os
+import subprocess
 import sys
 import tomllib
+
+import pytest
 
 from projects.bert import cli
 
@@ -29,3 +32,25 @@ def test_console_scripts_point_at_functions_that_exist():
     module, func = target.split(':')
     __import__(module)
     assert callable(getattr(sys.modules[module], func)), target
+
+
+@pytest.mark.parametrize('args, says', [
+    (['--config=projects/bert/configs/glue.py:mrpc,huge', '--workdir=W'], "unknown word 'huge'"),
+    (['--config=projects/bert/configs/squad.py:v3', '--print_config'], "unknown VERSION 'v3'"),
+    (['--config=projects/bert/configs/glue.py:mrpc', '--workdir=W', '--config.model.hiden_size=3'],
+     "--config.model.hiden_size: the config has no such field (a misspelt or misplaced name); did you mean "
+     "'hidden_size'?"),
+    (['--config=projects/bert/configs/glue.py:mrpc', '--workdir=W', '--config.nope=3'], '--config.nope: the config'),
+    (['--config=projects/bert/configs/nope.py', '--workdir=W'], "config file 'projects/bert/configs/nope.py' does "
+     'not exist'),
+])
+def test_config_mistakes_are_one_error_paragraph_not_a_traceback(tmp_path, args, says):
+  """Mistakes in --config and its overrides surface inside absl's flag parsing; they end as `error: ...`."""
+  args = [a.replace('=W', f'={tmp_path / "w"}') for a in args]
+  proc = subprocess.run([sys.executable, 'main.py', *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                        env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and says in last, proc.stderr[-2000:]
+  assert not os.path.exists(tmp_path / 'w')

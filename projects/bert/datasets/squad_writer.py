@@ -22,17 +22,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import uuid
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 from absl import logging
 
-from projects.bert.datasets import squad_format
+from projects.bert.datasets import squad_format, writing
 from projects.bert.datasets.writing import PrepareError
 
 # Inside the output folder (the same file system, so renames are atomic), named as `prepare glue` names its own.
-_STAGING_PREFIX = '.prepare-squad-'
 
 
 @contextlib.contextmanager
@@ -302,9 +300,7 @@ def prepare_squad(train_file: str, eval_file: str, vocab_file: str, output_dir: 
                   version_2_with_negative: bool = False, max_seq_length: int = 384, doc_stride: int = 128,
                   max_query_length: int = 64, do_lower_case: bool = True) -> Dict[str, Any]:
   """Writes the SQuAD data of `squad_format.py` into `output_dir`; returns the meta data (also written there)."""
-  if not vocab_file or not tf.io.gfile.exists(vocab_file):
-    raise PrepareError(f'The vocab file {vocab_file!r} does not exist: pass --vocab_file=PATH/vocab.txt (the '
-                          f'WordPiece vocabulary of the model you fine-tune).')
+  writing.check_vocab(vocab_file, writing.FINETUNING_TOKENS)  # a missing file, or one without [CLS] etc.
   check_lengths(max_seq_length, doc_stride, max_query_length)
   stats = {}
   for role, path, flag in (('train', train_file, 'train_file'), ('eval', eval_file, 'eval_file')):
@@ -315,18 +311,23 @@ def prepare_squad(train_file: str, eval_file: str, vocab_file: str, output_dir: 
       stats[role]['dropped'] = check_training_questions_kept(path, dataset,
                                                              version_2_with_negative=version_2_with_negative)
   tf.io.gfile.makedirs(output_dir)
-  for stale in tf.io.gfile.glob(os.path.join(output_dir, _STAGING_PREFIX + '*')):  # left by an interrupted run
-    tf.io.gfile.rmtree(stale)
-  staging = os.path.join(output_dir, f'{_STAGING_PREFIX}{uuid.uuid4().hex[:8]}')
-  tf.io.gfile.makedirs(staging)
+  # Killed runs' staging folders go; a concurrent run's (its lock held) stay.
+  writing.remove_abandoned_staging(output_dir, 'squad')
+  staging = writing.Staging(output_dir, 'squad')
   try:
-    meta = _write_all(train_file, eval_file, vocab_file, staging, version_2_with_negative=version_2_with_negative,
-                      max_seq_length=max_seq_length, doc_stride=doc_stride, max_query_length=max_query_length,
-                      do_lower_case=do_lower_case, stats=stats)
-    _commit(staging, output_dir, list(meta['files'].values()), squad_format.META_DATA)
+    try:
+      meta = _write_all(train_file, eval_file, vocab_file, staging.path,
+                        version_2_with_negative=version_2_with_negative, max_seq_length=max_seq_length,
+                        doc_stride=doc_stride, max_query_length=max_query_length, do_lower_case=do_lower_case,
+                        stats=stats)
+    except Exception as e:  # pylint: disable=broad-except  (a full disk arrives wrapped by TensorFlow or raw)
+      full = writing.disk_full_error(e, output_dir, staging.path)
+      if full is None:
+        raise
+      raise full from e
+    _commit(staging.path, output_dir, list(meta['files'].values()), squad_format.META_DATA)
   finally:
-    if tf.io.gfile.exists(staging):
-      tf.io.gfile.rmtree(staging)
+    staging.remove()
   logging.info('SQuAD %s: train %d questions -> %d features, eval %d questions -> %d features; wrote %s',
                meta['version'], meta['train_num_examples'], meta['train_data_size'], meta['eval_num_examples'],
                meta['eval_data_size'], os.path.join(output_dir, squad_format.META_DATA))
