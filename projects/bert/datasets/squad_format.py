@@ -27,9 +27,10 @@ import json
 from typing import Any, Dict, Iterable, List
 
 from core import errors
+from projects.bert.tasks import squad as squad_tasks
 
-# SQuAD version -> version_2_with_negative (v2.0 has unanswerable questions).
-VERSIONS: Dict[str, bool] = {'v1.1': False, 'v2.0': True}
+# SQuAD version -> version_2_with_negative (v2.0 has unanswerable questions); the versions are tasks/squad.py's.
+VERSIONS: Dict[str, bool] = {name: v.version_2_with_negative for name, v in squad_tasks.VERSIONS.items()}
 
 TASK_TYPE = 'bert_squad'
 META_DATA = 'squad_meta_data'
@@ -42,11 +43,7 @@ EVAL_SPLIT = 'dev'  # the one eval split: SQuAD's test sets are hidden
 
 def get_version(name: str) -> str:
   """'v1.1' or 'v2.0' from a version name ('1.1', 'v2', 'V2.0', ...); ValueError listing the known ones."""
-  key = str(name).strip().lower().lstrip('v')
-  key = {'1': '1.1', '2': '2.0'}.get(key, key)
-  if f'v{key}' not in VERSIONS:
-    raise ValueError(f'Unknown SQuAD version {name!r}; known: {", ".join(VERSIONS)}.')
-  return f'v{key}'
+  return squad_tasks.get_version(name).name
 
 
 def version_of(version_2_with_negative: bool) -> str:
@@ -54,10 +51,11 @@ def version_of(version_2_with_negative: bool) -> str:
 
 
 def prepare_command(version: str, out_dir: str = 'OUT_DIR') -> str:
-  v2 = VERSIONS[version]
-  return (f'python -m projects.bert.datasets.prepare squad --train_file=train-{version}.json '
-          f'--eval_file=dev-{version}.json --vocab_file=VOCAB --output_dir={out_dir} '
-          f'--version_2_with_negative={str(v2).lower()} --max_seq_length=384 --doc_stride=128 --max_query_length=64')
+  v = squad_tasks.VERSIONS[version]
+  return (f'python -m projects.bert.datasets.prepare squad --train_file={v.train_file} '
+          f'--eval_file={v.dev_file} --vocab_file=VOCAB --output_dir={out_dir} '
+          f'--version_2_with_negative={str(v.version_2_with_negative).lower()} --max_seq_length=384 '
+          f'--doc_stride=128 --max_query_length=64')
 
 
 @dataclasses.dataclass(frozen=True)

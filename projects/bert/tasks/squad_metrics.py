@@ -36,10 +36,11 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-PREDICTIONS_FILE = 'predictions.json'
-NBEST_FILE = 'nbest_predictions.json'
-NULL_ODDS_FILE = 'null_odds.json'
-MAIN_METRIC = 'f1'
+from projects.bert.tasks import squad as squad_tasks
+
+PREDICTIONS_FILE, NBEST_FILE = squad_tasks.PREDICTIONS_FILE, squad_tasks.NBEST_FILE
+NULL_ODDS_FILE = squad_tasks.NULL_ODDS_FILE
+MAIN_METRIC = squad_tasks.F1
 
 # What `postprocess_output` reads of a model result (Model Garden's RawAggregatedResult lives in its Orbit task).
 RawResult = collections.namedtuple('RawResult', ['unique_id', 'start_logits', 'end_logits'])
