@@ -27,7 +27,6 @@ from projects.bert.configs import variants
 from projects.bert.models import architecture
 
 # 'smoke': the smallest setting, for tests.
-VARIANT = variants.Spec('demo.py', lead='SETTING', lead_words=('default', 'smoke'), lead_default='default')
 
 # What --print_config prints beside each field: these, and each stage's fields as its own config file says.
 FIELD_DOCS = {
@@ -40,6 +39,9 @@ FIELD_DOCS = {
     **{f'stages.finetune.{k}': v for k, v in glue_configs.FIELD_DOCS.items()},
     **{f'stages.fewshot.{k}': v for k, v in fewshot_configs.FIELD_DOCS.items()},
 }
+
+
+VARIANT = variants.Spec('demo.py', lead='SETTING', lead_words=('default', 'smoke'), lead_default='default')
 
 
 def get_config(arg: str = 'default') -> ml_collections.ConfigDict:

@@ -175,12 +175,14 @@ def _tasks(spec: str) -> str:
   return '+'.join(names)
 
 
+# What --print_config prints beside each field: the common ones (configs/training.py) and the evaluator's.
+FIELD_DOCS = training.field_docs(FEWSHOT_BLOCK_DOCS)
+
+
 VARIANT = variants.Spec('fewshot.py', lead='TASKS', lead_default='sst2', lead_parse=_tasks, sizes=True,
                         flags=('runlocal',),
                         lead_words=('scenic', ALL, 'classification', 'TASK[+TASK...] with TASK one of '
                                     + ', '.join(CLASSIFICATION_TASKS)))
-# What --print_config prints beside each field: the common ones (configs/training.py) and the evaluator's.
-FIELD_DOCS = training.field_docs(FEWSHOT_BLOCK_DOCS)
 
 
 def get_config(arg: str = 'sst2') -> ml_collections.ConfigDict:

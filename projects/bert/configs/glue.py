@@ -47,9 +47,6 @@ from projects.bert.configs import recipes, training, variants
 from projects.bert.models import architecture
 from projects.bert.tasks import glue as glue_tasks
 
-VARIANT = variants.Spec('glue.py', lead='TASK', lead_words=tuple(glue_tasks.task_names()), lead_default='mrpc',
-                        lead_parse=lambda word: glue_tasks.get_task(word).name, sizes=True, recipes=True,
-                        flags=('predict', 'runlocal'))
 # Evaluate often enough for the learning curve (and best_on_dev) to show on the small tasks, rarely enough on the big
 # ones (MNLI/QQP dev sets have 20k / 40k examples).
 EVAL_EVERY = {'mnli': 2000, 'qqp': 2000, 'qnli': 1000, 'sst2': 500}
@@ -82,6 +79,11 @@ FIELD_DOCS = training.field_docs({
     'evals.glue_predict.splits': 'test splits predicted (default: every one)',
     'evals.glue_predict.dir': 'where the submission files go (default workdir/predictions)',
 })
+
+
+VARIANT = variants.Spec('glue.py', lead='TASK', lead_words=tuple(glue_tasks.task_names()), lead_default='mrpc',
+                        lead_parse=lambda word: glue_tasks.get_task(word).name, sizes=True, recipes=True,
+                        flags=('predict', 'runlocal'))
 
 
 def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:

@@ -26,8 +26,6 @@ import ml_collections
 from projects.bert.configs import glue as glue_configs
 from projects.bert.configs import variants
 
-VARIANT = variants.Spec('glue_suite.py', sizes=True, flags=('runlocal',))
-
 # What --print_config prints beside each field: these, and configs/glue.py's for `finetune`.
 FIELD_DOCS = {
     'trainer_name': "registry name of the trainer ('bert_glue_suite')",
@@ -37,6 +35,9 @@ FIELD_DOCS = {
     'data_dir': 'the --output_dir of `prepare glue`',
     **{f'finetune.{k}': v for k, v in glue_configs.FIELD_DOCS.items()},
 }
+
+
+VARIANT = variants.Spec('glue_suite.py', sizes=True, flags=('runlocal',))
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:

@@ -30,9 +30,6 @@ from projects.bert.configs import fewshot as fewshot_configs
 from projects.bert.configs import recipes, training, variants
 from projects.bert.models import architecture
 
-VARIANT = variants.Spec('pretrain.py', lead='SIZE', lead_words=tuple(architecture.SIZES), lead_default='tiny',
-                        recipes=True, flags=('phase2', 'fewshot', 'runlocal'))
-
 # What --print_config prints beside each field: the common ones (configs/training.py), the few-shot evaluator's
 # (configs/fewshot.py) and these.
 FIELD_DOCS = training.field_docs({
@@ -47,6 +44,10 @@ FIELD_DOCS = training.field_docs({
     'dataset.eval_max_examples': 'cap on the eval records (0: all)',
     'evals.mlm_nsp.num_steps': 'eval batches of MLM / NSP loss and accuracy',
 })
+
+
+VARIANT = variants.Spec('pretrain.py', lead='SIZE', lead_words=tuple(architecture.SIZES), lead_default='tiny',
+                        recipes=True, flags=('phase2', 'fewshot', 'runlocal'))
 
 
 def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:

@@ -37,8 +37,6 @@ from projects.bert.models import architecture
 
 # version -> (batch size, epochs) of the BERT paper (Devlin et al., 2019, sections 4.2 and 4.3).
 RECIPE = {'v1.1': (32, 3.0), 'v2.0': (48, 2.0)}
-VARIANT = variants.Spec('squad.py', lead='VERSION', lead_words=tuple(RECIPE), lead_default='v1.1', sizes=True,
-                        flags=('runlocal',))
 
 # What --print_config prints beside each field: the common ones (configs/training.py) and these.
 FIELD_DOCS = training.field_docs({
@@ -58,6 +56,10 @@ FIELD_DOCS = training.field_docs({
     'evals.squad.null_score_diff_threshold': "v2.0: answer 'no answer' when its score beats the best span by more",
     'evals.squad_predict.weights': "prediction files from 'best' (best dev F1) or 'final' parameters",
 })
+
+
+VARIANT = variants.Spec('squad.py', lead='VERSION', lead_words=tuple(RECIPE), lead_default='v1.1', sizes=True,
+                        flags=('runlocal',))
 
 
 def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:

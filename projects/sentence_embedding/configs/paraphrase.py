@@ -20,8 +20,6 @@ from projects.bert.configs import glue as glue_configs, recipes, training, varia
 from projects.bert.models import architecture as common
 
 TASKS = ('mrpc', 'qqp')  # GLUE's paraphrase tasks: label id 1 is a paraphrase / duplicate
-VARIANT = variants.Spec('paraphrase.py', lead='TASK', lead_words=TASKS, lead_default='mrpc', sizes=True,
-                        flags=('runlocal',))
 
 FIELD_DOCS = {
     **glue_configs.FIELD_DOCS,  # the run is a GLUE fine-tuning run in all but its model and evaluator
@@ -31,6 +29,10 @@ FIELD_DOCS = {
     'evals.retrieval.splits': 'eval splits scored (empty: all of the task)',
     'evals.retrieval.save_best': 'keep the parameters of the best dev recall@1 in workdir/best',
 }
+
+
+VARIANT = variants.Spec('paraphrase.py', lead='TASK', lead_words=TASKS, lead_default='mrpc', sizes=True,
+                        flags=('runlocal',))
 
 
 def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
