@@ -45,17 +45,7 @@ _ALLOWED_EXTRA_FEATURES = ('weight',)  # written by the upstream writer for weig
 
 
 def default_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict({
-      'task': '',
-      'data_dir': '',
-      'meta_data_file': '',
-      'train_file': '',
-      'eval_files': '',
-      'test_files': '',
-      'max_seq_length': None,
-      'shuffle_buffer': 10_000,
-      'seed': 0,
-  })
+  return pipeline.finetuning_defaults(task='', eval_files='', test_files='')
 
 
 def record_spec(max_seq_length: int, regression: bool) -> records.RecordSpec:
@@ -195,10 +185,7 @@ def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Da
   task = glue_tasks.get_task(cfg.task)
   eval_batch = ctx.eval_batch
 
-  if not cfg.meta_data_file and not cfg.data_dir:
-    raise errors.DataError('Set config.dataset.data_dir (the --output_dir of `prepare.py glue`) or '
-                           'config.dataset.meta_data_file with train_file / eval_files.')
-  meta_path = cfg.meta_data_file or os.path.join(cfg.data_dir, task.meta_data_file)
+  meta_path = ctx.meta_data_path(task.meta_data_file, 'prepare glue')
   meta = read_meta_data(meta_path, task)
   check_meta_against_config(meta, meta_path, task, config, cfg)
   files = record_paths(cfg, task, meta, os.path.dirname(meta_path))  # names in the meta data are relative to it

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import re
 import time
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
@@ -331,6 +332,22 @@ class BuilderContext:
 
   def num_eval_batches(self, num_examples: int) -> int:
     return num_eval_batches(num_examples, self.eval_global_batch)
+
+  def meta_data_path(self, file_name: str, prepare: str) -> str:
+    """config.dataset.meta_data_file, else data_dir/`file_name`; neither set is an error that names the command
+    (`prepare`, e.g. 'prepare glue') whose --output_dir data_dir is."""
+    if not self.cfg.get('meta_data_file') and not self.cfg.get('data_dir'):
+      raise errors.ConfigError(f'Set config.dataset.data_dir (the --output_dir of `{prepare}`) or '
+                               f'config.dataset.meta_data_file (a meta data file written by `{prepare}`).')
+    return self.cfg.get('meta_data_file') or os.path.join(self.cfg.data_dir, file_name)
+
+
+def finetuning_defaults(**fields: Any) -> ml_collections.ConfigDict:
+  """The `config.dataset` defaults of a fine-tuning builder that reads `prepare`'s output: where its meta data is
+  (data_dir, or meta_data_file), the train file (from the meta data when ''), max_seq_length (None: the records'),
+  shuffling; `fields` are the builder's own (its task or version, ...), first."""
+  return ml_collections.ConfigDict({**fields, 'data_dir': '', 'meta_data_file': '', 'train_file': '',
+                                    'max_seq_length': None, 'shuffle_buffer': 10_000, 'seed': 0})
 
 
 def start_builder(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict, builder: str, *,

@@ -38,17 +38,7 @@ _EXTRA_FEATURES = ('paragraph_mask', 'class_index')  # written by squad_lib for 
 
 
 def default_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict({
-      'version': '',
-      'data_dir': '',
-      'meta_data_file': '',
-      'train_file': '',
-      'max_seq_length': None,
-      'doc_stride': None,
-      'max_query_length': None,
-      'shuffle_buffer': 10_000,
-      'seed': 0,
-  })
+  return pipeline.finetuning_defaults(version='', doc_stride=None, max_query_length=None)
 
 
 def _int(name: str, length: int, scalar: bool = False) -> records.Feature:
@@ -132,10 +122,7 @@ def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Da
   except ValueError as e:
     raise errors.ConfigError(f'config.dataset.version: {e}') from None
   eval_batch = ctx.eval_batch
-  if not cfg.meta_data_file and not cfg.data_dir:
-    raise errors.ConfigError('Set config.dataset.data_dir (the --output_dir of `prepare squad`) or '
-                             'config.dataset.meta_data_file.')
-  meta_path = cfg.meta_data_file or os.path.join(cfg.data_dir, squad_format.META_DATA)
+  meta_path = ctx.meta_data_path(squad_format.META_DATA, 'prepare squad')
   meta = read_meta_data(meta_path, version)
   check_meta_against_config(meta, meta_path, cfg)
   files = data_paths(meta, meta_path, cfg)
