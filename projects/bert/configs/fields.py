@@ -28,7 +28,10 @@ MODEL: Dict[str, str] = {
     'attention_impl': "'auto' (GPU bf16: flash kernel / cuDNN; else XLA), or force 'xla', 'cudnn', 'flash'",
     'scan_layers': 'one compiled layer body run L times (faster compilation, same parameters)',
     'dropout_rng': "dropout's random bits: 'jax' (the key's PRNG) or 'hash' (cheaper counter hash)",
-    'nsp_head': "pretraining's NSP head: 'encoder_pooler' (BERT paper, HF) or 'classification_head' (Model Garden)",
+    'nsp_head': "pretraining's NSP head: 'encoder_pooler' (BERT paper, HF), 'classification_head' (Model Garden) "
+                "or 'scenic_head' (Scenic: the pooler, then dense + tanh)",
+    'pre_norm': 'LayerNorm before attention and MLP and after the last layer (Scenic); False: post-LN (BERT)',
+    'embedding_size': 'width of the embedding tables, projected to hidden_size (Scenic Ti/S: 128); 0: hidden_size',
     'num_labels': "GLUE head classes; None: from the dataset's meta data (checked when set)",
 }
 ARCHITECTURE_NOTE = ' [None: taken from init_from\'s checkpoint, else the default size]'
@@ -38,7 +41,8 @@ COMMON: Dict[str, str] = {
     'model_name': 'registry name of the model: bert_pretraining, bert_classification, bert_regression, bert_encoder',
     'dataset_name': 'registry name of the dataset builder: bert_pretraining or bert_glue',
     'rng_seed': 'seed of parameter initialisation and dropout',
-    'recipe': "'model_garden' (TF Model Garden, default) or 'bert_paper' (google-research/bert): configs/recipes.py",
+    'recipe': "'model_garden' (TF Model Garden, default), 'bert_paper' (google-research/bert) or 'scenic' (Scenic "
+              "BERT): configs/recipes.py",
     'model': "None: the whole architecture of init_from's checkpoint",
     'mode': "'train'; 'eval' (dev scores of the workdir's saved weights); 'predict' (GLUE submission files)",
     'batch_size': 'global training batch (split over all devices of all hosts)',
@@ -60,7 +64,8 @@ COMMON: Dict[str, str] = {
     'optimizer.b2': 'Adam beta2',
     'optimizer.eps': 'Adam epsilon',
     'optimizer.grad_clip_norm': 'global-norm gradient clipping (0: none)',
-    'optimizer.grad_clip_scope': "'global' (norm of the mean gradient) or Model Garden's 'per_replica_sum' / '_mean'",
+    'optimizer.grad_clip_scope': "'global' (norm of the mean gradient), Model Garden's 'per_replica_sum' / '_mean' "
+                                 "or Scenic's 'per_replica_pmean' (clip each replica's, then average)",
     'optimizer.no_decay_patterns': 'regexes of the parameter names without weight decay (LayerNorm, biases)',
     'optimizer.bias_correction': "'keras' (Model Garden's legacy Adam), 'none' (original BERT) or 'standard'",
     'schedule.base_lr': 'peak learning rate',
@@ -124,6 +129,8 @@ GLUE: Dict[str, str] = {
     'dataset.shuffle_buffer': 'examples in the shuffle buffer',
     'dataset.seed': 'input shuffling seed',
     'init_cls_pooler': "start the classifier's pooler from init_from's nsp_head/pooler_dense (Model Garden)",
+    'classifier_pooler': "classifier's pooler from init_from: 'encoder' (its pooler, BERT paper) or 'fresh' (new: "
+                         "Model Garden's BertClassifier(use_encoder_pooler=False))",
     'evals.glue.save_best': 'keep the best_on_dev parameters in workdir/best',
     'evals.glue.splits': 'dev splits scored (default: every one)',
     'evals.glue_predict.weights': "submission files from 'best' (best_on_dev) or 'final' parameters",

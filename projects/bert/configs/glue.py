@@ -114,6 +114,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   config.init_from = ''  # converted checkpoint (projects.bert.checkpoints.convert) or pretraining workdir; '' = random init
   config.init_heads = False  # take only the encoder from init_from: the task head starts fresh
   config.init_cls_pooler = False  # True: the pooler starts from init_from's nsp_head/pooler_dense (Model Garden)
+  config.classifier_pooler = recipes.CLASSIFIER_POOLER[recipe]  # 'fresh' | 'encoder': init_from's pooler or not
 
   config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (submission files)
   # What the run measures (core.evaluators; projects/bert/evaluators): the dev metrics every `every` steps and after

@@ -18,11 +18,21 @@ SIZES: Dict[str, Tuple[int, int]] = {
     'large': (24, 1024),
 }
 
+# Scenic BERT's sizes (google-research/scenic projects/baselines/bert/configs/bert_pretraining_config.py lines 26-30):
+# size -> (num_layers, hidden_size, num_heads, intermediate_size, embedding_size); its heads are not H / 64.
+SCENIC_SIZES: Dict[str, Tuple[int, int, int, int, int]] = {
+    'Ti': (6, 128, 2, 512, 128),
+    'S': (12, 256, 4, 1024, 128),
+    'B': (12, 768, 12, 3072, 768),
+    'L': (24, 1024, 16, 4096, 1024),
+}
+
 # The fields that fix what the weights compute: their shapes, the activation and LayerNorm's epsilon. With
 # config.init_from, a field left unset (None) takes the checkpoint's value (`checkpoints/weights.py`); a field set
 # (by a SIZE variant or --config.model.X) must agree with it. The others (dropout, dtype, ...) are the run's own.
 ARCHITECTURE_FIELDS = ('vocab_size', 'hidden_size', 'num_layers', 'num_heads', 'intermediate_size',
-                       'max_position_embeddings', 'type_vocab_size', 'layer_norm_eps', 'hidden_act')
+                       'max_position_embeddings', 'type_vocab_size', 'layer_norm_eps', 'hidden_act', 'pre_norm',
+                       'embedding_size')
 # The architecture fields that a size names (SIZES).
 SIZE_FIELDS = ('hidden_size', 'num_layers', 'num_heads', 'intermediate_size')
 
@@ -39,7 +49,9 @@ def model_config(size: str = 'tiny', inherit: Tuple[str, ...] = (), **overrides:
   scan_layers (one compiled layer run L times: faster compilation, same parameters), dropout_rng ('jax': the key's
   PRNG; 'hash': a cheaper counter hash) and nsp_head (pretraining's next-sentence head: 'encoder_pooler' = one dense
   layer on the encoder's pooler, as google-research/bert and Hugging Face; 'classification_head' = Model Garden's
-  BertPretrainerV2 next_sentence head, its own dense + tanh + dropout).
+  BertPretrainerV2 next_sentence head, its own dense + tanh + dropout; 'scenic_head' = Scenic's two dense + tanh
+  layers, the pooler being the first), pre_norm (Scenic: LayerNorm before attention and MLP, one after the last
+  layer) and embedding_size (Scenic Ti/S: 128; 0 = hidden_size: tables of that width projected to hidden_size).
 
   `inherit`: architecture fields left unset (typed None placeholders, still settable by --config.model.X), to be
   taken from the checkpoint at init_from, or from `size` when there is none (`default_architecture`).
@@ -66,12 +78,23 @@ def model_config(size: str = 'tiny', inherit: Tuple[str, ...] = (), **overrides:
       'scan_layers': False,
       'dropout_rng': 'jax',
       'nsp_head': 'encoder_pooler',
+      'pre_norm': False,
+      'embedding_size': 0,
   })
   for key, value in overrides.items():
     config[key] = value
   for key in inherit:
     config[key] = config_dict.placeholder(type(config[key]))
   return config
+
+
+def scenic_model_config(size: str, **overrides: Any) -> ml_collections.ConfigDict:
+  """`config.model` of Scenic BERT's size Ti, S, B or L (`SCENIC_SIZES`); the recipe's fields come as overrides."""
+  if size not in SCENIC_SIZES:
+    raise ValueError(f'Unknown Scenic BERT size {size!r}; known sizes: {", ".join(SCENIC_SIZES)}.')
+  layers, hidden, heads, inter, emb = SCENIC_SIZES[size]
+  return model_config('base', num_layers=layers, hidden_size=hidden, num_heads=heads, intermediate_size=inter,
+                      embedding_size=0 if emb == hidden else emb, **overrides)
 
 
 def inherit_architecture(size: str = '') -> Tuple[str, ...]:
