@@ -384,8 +384,8 @@ class FewShotEvaluator(Evaluator):
 
   def run(self, state: Any, step: int) -> Iterable[Tuple[str, float]]:
     fs, t_start = self.fs, time.perf_counter()
-    entries, scenic, timings = evaluate_encoder(fs, self.feature_fn, self._feature_params(state.params),
-                                                self.inputs, self.context.mesh)
+    feature_params = self._feature_params(state.params)
+    entries, scenic, timings = evaluate_encoder(fs, self.feature_fn, feature_params, self.inputs, self.context.mesh)
     scalars = with_task_means(fewshot.flat_scalars(entries), entries)
     source = self.context.weights
     title = f'{fs.feature} features, {fs.num_seeds} seeds, mean+-std in %, of {source.get("path") or "random"}'
@@ -393,6 +393,11 @@ class FewShotEvaluator(Evaluator):
       logging.info('Few-shot ridge probe at step %d (%s; embed %.1fs, probes %.1fs):\n%s', step, title,
                    timings['embed_s'], timings['probe_s'], fewshot.format_table(entries))
     if scenic is not None:
+      # Which layer stands for Scenic's pre_logits on this model (exact only with Scenic's head).
+      scenic['support']['feature'] = (fewshot.nsp_feature_source(feature_params.get('nsp_head'))
+                                      if fs.scenic.feature == 'nsp' else f'{fs.scenic.feature} (not Scenic\'s)')
+      logging.info('Scenic few-shot feature: %s; support sets: %s, %s solve.', scenic['support']['feature'],
+                   scenic['support']['how'], scenic['support']['solve'])
       scalars.update(fewshot_scenic.scalars(scenic, fs.scenic.get('headline')))
       logging.info('Few-shot as Scenic reports it at step %d (%s features, one support set, accuracy in %%, the '
                    'regulariser chosen on the eval sets, so optimistic; %.1fs):\n%s', step, fs.scenic.feature,
@@ -417,7 +422,8 @@ class FewShotEvaluator(Evaluator):
     if scenic is not None:
       self.results['scenic'] = {
           'feature': fs.scenic.feature, 'note': 'regulariser chosen per shot count on the eval sets (optimistic)',
-          'best_l2': scenic['best_l2'], 'accuracy': scenic['z'], 'accuracy_per_l2': scenic['accuracy']}
+          'best_l2': scenic['best_l2'], 'accuracy': scenic['z'], 'accuracy_per_l2': scenic['accuracy'],
+          'support': scenic['support']}
     if jax.process_index() == 0 and (entries or finetuned):
       self._plot(entries, finetuned, source)
     return scalars.items()
