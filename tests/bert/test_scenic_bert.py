@@ -8,7 +8,7 @@ import pytest
 from flax import serialization, traverse_util
 
 from projects.bert.checkpoints import scenic_reader
-from projects.bert.fewshot import probes
+from projects.bert.fewshot import probes, scenic as fewshot_scenic
 from projects.bert.models import architecture, modeling
 from projects.bert.models.bert_models import bert_param_initializers
 
@@ -156,7 +156,7 @@ def test_tiny_pre_norm_model_matches_the_hand_derived_outputs():
   np.testing.assert_allclose(np.asarray(out['mlm_logits'])[0], mlm, rtol=1e-5, atol=1e-5)
   # Scenic's few-shot feature, next_sentence_prediction_head/pre_logits: the second dense layer's tanh.
   np.testing.assert_allclose(np.asarray(feature)[0], pre_logits, rtol=1e-5, atol=1e-6)
-  assert probes.nsp_feature_source(ours['nsp_head']).startswith('scenic_head')
+  assert fewshot_scenic.feature_source(ours['nsp_head']).startswith('scenic_head')
 
 
 def test_default_model_has_no_scenic_parameters_and_the_scenic_head_initialises():

@@ -394,7 +394,7 @@ class FewShotEvaluator(Evaluator):
                    timings['embed_s'], timings['probe_s'], fewshot.format_table(entries))
     if scenic is not None:
       # Which layer stands for Scenic's pre_logits on this model (exact only with Scenic's head).
-      scenic['support']['feature'] = (fewshot.nsp_feature_source(feature_params.get('nsp_head'))
+      scenic['support']['feature'] = (fewshot_scenic.feature_source(feature_params.get('nsp_head'))
                                       if fs.scenic.feature == 'nsp' else f'{fs.scenic.feature} (not Scenic\'s)')
       logging.info('Scenic few-shot feature: %s; support sets: %s, %s solve.', scenic['support']['feature'],
                    scenic['support']['how'], scenic['support']['solve'])

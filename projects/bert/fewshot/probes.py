@@ -68,7 +68,7 @@ def nsp_pre_logits(nsp_head: Optional[Mapping[str, Any]], sequence: jax.Array, p
     {'pooler_dense': {...}, ...}       Model Garden's ClassificationHead (`next_sentence`): tanh of its own dense
                                        layer on [CLS] (its dropout is off when embedding);
     {'dense': {...}, 'output_projection'}  Scenic's head (nsp_head='scenic_head'): tanh of its second dense layer
-                                       on the pooled output, exactly Scenic's `next_sentence_prediction_head/pre_logits`;
+                                       on the pooled output, exactly Scenic's next_sentence_prediction_head/pre_logits;
     None                               an encoder without the head's parameters: the pooled output, which is what
                                        the one-dense head reads (the caller refuses architectures with another head).
   """
@@ -84,18 +84,6 @@ def nsp_pre_logits(nsp_head: Optional[Mapping[str, Any]], sequence: jax.Array, p
                      f'the pooler), pooler_dense/logits (Model Garden\'s ClassificationHead) or '
                      f'dense/output_projection (Scenic\'s).')
   return pooled.astype(jnp.float32)
-
-
-def nsp_feature_source(nsp_head: Optional[Mapping[str, Any]]) -> str:
-  """What `nsp_pre_logits` reads for these head parameters, in words, for logs and results: Scenic's exact feature
-  (its head's pre_logits) or which stand-in takes its place on a model without Scenic's head."""
-  if nsp_head is not None and 'output_projection' in nsp_head:
-    return "scenic_head: Scenic's next_sentence_prediction_head/pre_logits (its second dense + tanh), exact"
-  if nsp_head is not None and 'pooler_dense' in nsp_head:
-    return ("stand-in: Model Garden's next_sentence head dense + tanh on [CLS] (one layer; Scenic's head has two, "
-            "pre_logits after the second)")
-  return ("stand-in: the encoder's pooled output (dense + tanh on [CLS], which plays Scenic's first head layer; "
-          "Scenic's pre_logits come after a second)")
 
 
 def encoder_features(sequence: jax.Array, pooled: jax.Array, input_mask: jax.Array, feature: str,

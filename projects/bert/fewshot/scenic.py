@@ -125,6 +125,18 @@ def ridge_accuracies_float32(x: np.ndarray, labels: np.ndarray, num_classes: int
   return out
 
 
+def feature_source(nsp_head: Optional[Mapping[str, Any]]) -> str:
+  """What `probes.nsp_pre_logits` reads for these head parameters, in words, for logs and results: Scenic's exact
+  feature (its head's pre_logits) or which stand-in takes its place on a model without Scenic's head."""
+  if nsp_head is not None and 'output_projection' in nsp_head:
+    return "scenic_head: Scenic's next_sentence_prediction_head/pre_logits (its second dense + tanh), exact"
+  if nsp_head is not None and 'pooler_dense' in nsp_head:
+    return ("stand-in: Model Garden's next_sentence head dense + tanh on [CLS] (one layer; Scenic's head has two, "
+            "pre_logits after the second)")
+  return ("stand-in: the encoder's pooled output (dense + tanh on [CLS], which plays Scenic's first head layer; "
+          "Scenic's pre_logits come after a second)")
+
+
 def _standardise_with_bias(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
   z = (np.asarray(x, np.float64) - mean) / std
   return np.concatenate([z, np.full((len(z), 1), BIAS_CONSTANT)], axis=1)

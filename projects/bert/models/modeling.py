@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from projects.bert.models import attention
+from projects.bert.models import attention, scenic_heads
 from projects.bert.models.attention import attention_mask, sequence_lengths
 
 Array = jax.Array
@@ -398,8 +398,8 @@ class BertForPreTraining(nn.Module):
     if self.nsp_head == 'encoder_pooler':
       self.next_sentence = _head(self.config, 2, 'nsp_head')
     elif self.nsp_head == 'scenic_head':
-      from projects.bert.models.scenic_heads import ScenicClassificationHead  # it builds on this module
-      self.next_sentence = ScenicClassificationHead(self.config, 2, name='nsp_head')
+      self.next_sentence = scenic_heads.ScenicClassificationHead(self.config.hidden_size, 2,
+                                                                 self.config.initializer_range, name='nsp_head')
     else:
       self.next_sentence = ClassificationHead(self.config, 2, name='nsp_head')
 

@@ -18,8 +18,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from projects.bert.models import modeling
-
 # Scenic's output_projection kernel init: flax's lecun_normal, a normal truncated at 2 std with its std divided by
 # the truncation's shrinkage (0.8796) so that the variance is 1 / fan_in. `bert_param_initializers` uses it.
 LECUN_TRUNCATION_STD = 0.87962566103423978
@@ -28,11 +26,14 @@ LECUN_TRUNCATION_STD = 0.87962566103423978
 class ScenicClassificationHead(nn.Module):
   """`head(pooled [batch, hidden] float32)` -> logits [batch, num_classes] float32 (no dropout: Scenic has none)."""
 
-  config: modeling.BertConfig
+  hidden_size: int
   num_classes: int
+  initializer_range: float = 0.02
 
   @nn.compact
   def __call__(self, pooled: jax.Array) -> jax.Array:
-    c = self.config
-    x = jnp.tanh(modeling._head(c, c.hidden_size, 'dense')(pooled))  # Scenic's pre_logits
-    return modeling._head(c, self.num_classes, 'output_projection', nn.initializers.lecun_normal())(x)
+    # float32 like every head of `modeling` (`_head`): the logits the loss reads are exact.
+    dense = lambda n, init, name: nn.Dense(n, dtype=jnp.float32, param_dtype=jnp.float32, kernel_init=init,  # noqa
+                                           name=name)
+    x = jnp.tanh(dense(self.hidden_size, nn.initializers.truncated_normal(self.initializer_range), 'dense')(pooled))
+    return dense(self.num_classes, nn.initializers.lecun_normal(), 'output_projection')(x)  # x: Scenic's pre_logits
