@@ -208,7 +208,8 @@ class InitFromLoader:
     pooler = config.get('classifier_pooler') or 'encoder'  # GLUE: configs/recipes.py CLASSIFIER_POOLER
     if pooler not in ('encoder', 'fresh'):
       raise errors.ConfigError(f"config.classifier_pooler={pooler!r}: use 'encoder' (init_from's pooler) or 'fresh'.")
-    self.fresh_pooler = pooler == 'fresh'
+    # Fresh only beside a fresh task head (init_heads=False): a loaded head keeps the pooler it was trained with.
+    self.fresh_pooler = pooler == 'fresh' and self.keep is not None
     self.info: Info = {}
 
   def __call__(self, params: Any) -> Any:
