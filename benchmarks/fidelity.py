@@ -16,7 +16,8 @@ trainer; ours from the model_garden recipe of projects/bert/configs/recipes.py a
                create_pretraining_data.py read by each side's own input pipeline in the same order, dropout 0,
                float32: the MLM and NSP losses of every step.
   glue_exact   Model Garden's sentence_prediction task and ours from the same converted BertPretrainerV2 checkpoint
-               (init_cls_pooler on both sides), the same records, no shuffling, dropout 0: the loss of every step,
+               (init_cls_pooler on both sides, then the default: a fresh pooler, our model_garden recipe's
+               classifier_pooler='fresh'), the same records, no shuffling, dropout 0: the loss of every step,
                then the dev predictions and metric; on an MRPC-format (classification) and an STS-B-format
                (regression) task.
   glue_seeds   whole fine-tuning runs with dropout 0.1 and shuffling, for 5 seeds: Model Garden's trainer
@@ -64,8 +65,8 @@ TABLE_COLUMNS = {
                   'clipped_steps', 'pass'],
     'pretraining': ['case', 'same_batches', 'mlm_max_rel_diff', 'nsp_max_rel_diff', 'mlm_loss_first_last',
                     'final_params_max_rel_err', 'pass'],
-    'glue_exact': ['case', 'same_batches', 'loss_max_rel_diff', 'dev_metric', 'dev_metric_model_garden',
-                   'dev_metric_ours', 'pass'],
+    'glue_exact': ['case', 'same_batches', 'pooler_as_expected', 'loss_max_rel_diff', 'dev_metric',
+                   'dev_metric_model_garden', 'dev_metric_ours', 'pass'],
     'glue_seeds': ['case', 'dev_metric', 'peak_lr', 'seeds', 'mean_std', 'values_3f', 'seconds'],
 }
 NOTES = [
@@ -423,8 +424,8 @@ def densify_gradients(optimizer: Any) -> Any:
 
 
 def mg_sentence_prediction(model_config: Any, glue_task: str, records_dir: str, batch: int, seq_len: int,
-                           init_checkpoint: str, fixed: bool, training: bool = False, seed: Optional[int] = None
-                           ) -> Any:
+                           init_checkpoint: str, fixed: bool, training: bool = False, seed: Optional[int] = None,
+                           init_cls_pooler: bool = True) -> Any:
   """Model Garden's sentence_prediction task on our GLUE records (the official classifier writer's)."""
   mg = model_garden.import_tasks()
   metric_type, label_type = GLUE_TASKS[glue_task]
@@ -437,7 +438,8 @@ def mg_sentence_prediction(model_config: Any, glue_task: str, records_dir: str, 
       is_training=False, drop_remainder=False, **data)
   task = model_garden.sentence_prediction_task(
       model_config, num_classes=1 if label_type == 'float' else 2, init_checkpoint=init_checkpoint,
-      init_cls_pooler=True, metric_type=metric_type, train_data=train_data, validation_data=validation_data)
+      init_cls_pooler=init_cls_pooler, metric_type=metric_type, train_data=train_data,
+      validation_data=validation_data)
   if fixed and label_type == 'float':
     task = fixed_regression_task_cls()(task.task_config)
   return task
@@ -486,11 +488,23 @@ def mg_pretrainer_checkpoint(directory: str, model_config: Any, seed: int = 0) -
   return prefix, os.path.join(directory, 'converted')
 
 
+def pooler_started_as(pooler: str, converted_dir: str, ours: np.ndarray, theirs: np.ndarray) -> bool:
+  """Whether both sides' classifier poolers started where `pooler` says: 'init_cls_pooler' from the checkpoint's
+  nsp_head/pooler_dense, 'fresh' from neither it nor the encoder's pooler (our loader left its own fresh one)."""
+  from core import params_io
+  source = params_io.read_pretrained(converted_dir)[0]
+  nsp, encoder = source['nsp_head']['pooler_dense']['kernel'], source['bert']['pooler']['kernel']
+  if pooler == 'init_cls_pooler':
+    return np.array_equal(ours, nsp) and np.array_equal(theirs, nsp)
+  return not any(np.array_equal(a, b) for a in (ours, theirs) for b in (nsp, encoder))
+
+
 def check_glue_exact(workdir: str, vocab: str, steps: int = 50, batch: int = 16, seq_len: int = 32,
                      lr: float = 2e-3, warmup: int = 5, n_dev: int = 128, as_shipped: bool = True
                      ) -> List[Dict[str, Any]]:
   """Per-step losses and the dev metric, Model Garden's sentence_prediction against ours, no dropout, no
-  shuffling, both from the same converted checkpoint with init_cls_pooler (see the module doc). Model Garden runs
+  shuffling, both from the same converted checkpoint, with init_cls_pooler and with the default (a fresh pooler on
+  both sides: Model Garden's draw copied into ours, as the fresh output layer is; see the module doc). Model Garden runs
   with the two fixes of `densify_gradients` and `fixed_regression_task_cls`, and (`as_shipped`) without them."""
   from core import evaluation
   from core.registry import DATASETS
@@ -519,59 +533,70 @@ def check_glue_exact(workdir: str, vocab: str, steps: int = 50, batch: int = 16,
     model_cls = models.BertRegressionModel if task_spec.is_regression else models.BertClassificationModel
     ours_model = model_cls(config, dataset.meta_data)
     fresh = jax.device_get(ours_model.init_params(jax.random.PRNGKey(0), example_batch_from_meta(dataset.meta_data)))
-    params, _ = weights.load_weights(fresh, converted_dir, model_config=config.model, keep=('bert',),
-                                     init_cls_pooler=True)
-    head = 'regressor' if task_spec.is_regression else 'classifier'
-    for patched in ((False, True) if as_shipped else (True,)):  # as shipped, then with the documented fixes
-      task = mg_sentence_prediction(model_config, glue_task, records_dir, batch, seq_len, prefix, fixed=patched)
-      model_garden.set_seed(1)
-      model = model_garden.build(task.build_model(), seq_len)
-      task.initialize(model)
-      model_garden.set_dropout(model, 0.0)
-      params[head] = dict(zip(('kernel', 'bias'), model.classifier.out_proj.get_weights()))
-      optimizer = _mg_optimizer('bert/sentence_prediction', steps, warmup, lr)
-      if patched:
-        densify_gradients(optimizer)
-      step_fn = tf.function(functools.partial(task.train_step, model=model, optimizer=optimizer))
-      theirs, their_batches = [], []
-      for inputs in task.build_inputs(task.task_config.train_data).take(steps):
-        theirs.append(float(step_fn(inputs)['loss']))
-        their_batches.append({k: v.numpy() for k, v in inputs.items()})
-      their_metric, their_outputs = mg_dev_metric(task, model)
+    for pooler in ('init_cls_pooler', 'fresh'):  # Model Garden's option, then its default (a new pooler)
+      params, _ = weights.load_weights(fresh, converted_dir, model_config=config.model, keep=('bert',),
+                                       init_cls_pooler=pooler == 'init_cls_pooler', fresh_pooler=pooler == 'fresh')
+      loaded_pooler = np.array(params['bert']['pooler']['kernel'])
+      head = 'regressor' if task_spec.is_regression else 'classifier'
+      for patched in ((False, True) if as_shipped else (True,)):  # as shipped, then with the documented fixes
+        task = mg_sentence_prediction(model_config, glue_task, records_dir, batch, seq_len, prefix, fixed=patched,
+                                      init_cls_pooler=pooler == 'init_cls_pooler')
+        model_garden.set_seed(1)
+        model = model_garden.build(task.build_model(), seq_len)
+        task.initialize(model)
+        model_garden.set_dropout(model, 0.0)
+        params[head] = dict(zip(('kernel', 'bias'), model.classifier.out_proj.get_weights()))
+        their_pooler = model.classifier.dense.get_weights()
+        if pooler == 'fresh':  # both start a new pooler, each from its own random draw: share Model Garden's
+          params['bert'] = {**params['bert'], 'pooler': dict(zip(('kernel', 'bias'), their_pooler))}
+        optimizer = _mg_optimizer('bert/sentence_prediction', steps, warmup, lr)
+        if patched:
+          densify_gradients(optimizer)
+        step_fn = tf.function(functools.partial(task.train_step, model=model, optimizer=optimizer))
+        theirs, their_batches = [], []
+        for inputs in task.build_inputs(task.task_config.train_data).take(steps):
+          theirs.append(float(step_fn(inputs)['loss']))
+          their_batches.append({k: v.numpy() for k, v in inputs.items()})
+        their_metric, their_outputs = mg_dev_metric(task, model)
 
-      mesh = _one_device_mesh()
-      state, step = our_training(ours_model, params, recipes.optimizer_config('model_garden'),
-                                 recipes.schedule_config('model_garden', lr, warmup_steps=warmup), steps, mesh)
-      train_iter = DATASETS.get('bert_glue')(config).train_iter  # from the start for each comparison
-      ours, same_batches = [], True
-      for s in range(steps):
-        batch_np = next(train_iter)
-        same_batches &= _same_batch(batch_np, their_batches[s])
-        state, out = step(state, sharding.make_global_batch(batch_np, mesh))
-        ours.append(float(out['loss']))
-      # The glue evaluator's pass: the model's outputs and the task's official metrics on the host.
-      eval_step = make_eval_step(ours_model, sharding.replicated(mesh), mesh, with_outputs=True)
-      _, gathered = evaluation.evaluate_split(eval_step, state.params, dataset.valid_iter('validation'), mesh)
-      our_outputs = np.asarray(gathered['outputs'])
-      our_metrics = {f'validation/{k}': v for k, v in glue_metrics.compute_metrics(
-          glue_task, our_outputs, gathered['label_ids']).items()}
-      ours_a, theirs_a = np.array(ours), np.array(theirs)
-      loss_rel = float((np.abs(ours_a - theirs_a) / np.abs(theirs_a)).max())
-      ours_metric = our_dev_metric(glue_task, our_metrics)
-      outputs_rel = rel_err(our_outputs.reshape(their_outputs.shape), their_outputs)
-      fixes = ('dense embedding gradients' + (', MSE on [B] outputs' if task_spec.is_regression else '')
-               if patched else 'as shipped')
-      rows.append({'check': 'glue_exact', 'case': f'{glue_task}: sentence_prediction ({fixes}) vs ours',
-                   'task': glue_task, 'model_garden_patched': patched, 'steps': steps,
-                   'same_batches': bool(same_batches),
-                   'loss_first_last': [float(theirs_a[0]), float(theirs_a[-1])],
-                   'ours_loss_first_last': [float(ours_a[0]), float(ours_a[-1])],
-                   'loss_max_rel_diff': loss_rel, 'dev_metric': GLUE_TASKS[glue_task][0],
-                   'dev_metric_model_garden': their_metric, 'dev_metric_ours': ours_metric,
-                   'dev_outputs_max_rel_diff': outputs_rel,
-                   'pass': bool(same_batches and loss_rel <= 1e-4 and abs(ours_metric - their_metric) <= 1e-4)
-                   if patched else None,
-                   'seconds': time.perf_counter() - t0})
+        mesh = _one_device_mesh()
+        state, step = our_training(ours_model, params, recipes.optimizer_config('model_garden'),
+                                   recipes.schedule_config('model_garden', lr, warmup_steps=warmup), steps, mesh)
+        train_iter = DATASETS.get('bert_glue')(config).train_iter  # from the start for each comparison
+        ours, same_batches = [], True
+        for s in range(steps):
+          batch_np = next(train_iter)
+          same_batches &= _same_batch(batch_np, their_batches[s])
+          state, out = step(state, sharding.make_global_batch(batch_np, mesh))
+          ours.append(float(out['loss']))
+        # The glue evaluator's pass: the model's outputs and the task's official metrics on the host.
+        eval_step = make_eval_step(ours_model, sharding.replicated(mesh), mesh, with_outputs=True)
+        _, gathered = evaluation.evaluate_split(eval_step, state.params, dataset.valid_iter('validation'), mesh)
+        our_outputs = np.asarray(gathered['outputs'])
+        our_metrics = {f'validation/{k}': v for k, v in glue_metrics.compute_metrics(
+            glue_task, our_outputs, gathered['label_ids']).items()}
+        ours_a, theirs_a = np.array(ours), np.array(theirs)
+        loss_rel = float((np.abs(ours_a - theirs_a) / np.abs(theirs_a)).max())
+        ours_metric = our_dev_metric(glue_task, our_metrics)
+        outputs_rel = rel_err(our_outputs.reshape(their_outputs.shape), their_outputs)
+        fixes = ('dense embedding gradients' + (', MSE on [B] outputs' if task_spec.is_regression else '')
+                 if patched else 'as shipped')
+        # Where each side's pooler started: the checkpoint's NSP pooler_dense (init_cls_pooler) on both, or (fresh)
+        # neither the checkpoint's encoder pooler nor its NSP head on either side.
+        pooler_ok = bool(pooler_started_as(pooler, converted_dir, loaded_pooler, their_pooler[0]))
+        rows.append({'check': 'glue_exact', 'case': f'{glue_task}, {pooler} pooler: sentence_prediction ({fixes}) '
+                     'vs ours', 'task': glue_task, 'pooler': pooler, 'model_garden_patched': patched, 'steps': steps,
+                     'pooler_as_expected': pooler_ok,
+                     'same_batches': bool(same_batches),
+                     'loss_first_last': [float(theirs_a[0]), float(theirs_a[-1])],
+                     'ours_loss_first_last': [float(ours_a[0]), float(ours_a[-1])],
+                     'loss_max_rel_diff': loss_rel, 'dev_metric': GLUE_TASKS[glue_task][0],
+                     'dev_metric_model_garden': their_metric, 'dev_metric_ours': ours_metric,
+                     'dev_outputs_max_rel_diff': outputs_rel,
+                     'pass': bool(same_batches and loss_rel <= 1e-4 and abs(ours_metric - their_metric) <= 1e-4
+                                  and pooler_ok)
+                     if patched else None,
+                     'seconds': time.perf_counter() - t0})
   return rows
 
 

@@ -22,7 +22,7 @@ DEFAULT_NO_DECAY = (r'LayerNorm', r'layer_norm', r'bias$', r'(^|/)scale$')
 WARMUPS = ('linear', 'polynomial')
 DECAY_FROM = ('warmup_end', 'step_0')
 BIAS_CORRECTIONS = ('none', 'keras', 'standard')
-CLIP_SCOPES = ('global', 'per_replica_mean', 'per_replica_sum')
+CLIP_SCOPES = ('global', 'per_replica_mean', 'per_replica_sum', 'per_replica_pmean')
 
 
 def _divide(x: jax.Array, divisor: int) -> jax.Array:
@@ -127,7 +127,8 @@ def clip_scope(cfg: ml_collections.ConfigDict) -> str:
 
 
 def per_replica_clipping(cfg: ml_collections.ConfigDict) -> Optional[Tuple[float, str]]:
-  """(clip norm, 'mean' or 'sum') when gradients are clipped per replica before the reduction, else None."""
+  """(clip norm, 'mean', 'sum' or 'pmean') when gradients are clipped per replica before the reduction, else
+  None."""
   clip, scope = float(cfg.get('grad_clip_norm', 0.0)), clip_scope(cfg)
   if clip <= 0 or scope == 'global':
     return None
@@ -146,7 +147,9 @@ def create_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule) -
   Gradients are clipped to `grad_clip_norm` (> 0) by their global norm. With grad_clip_scope='global' (the default)
   the clip acts on the gradient of the whole global batch, here in the optimizer; with 'per_replica_mean' or
   'per_replica_sum' the train step clips each replica's gradient before the cross-replica reduction (see
-  `core.train_step.make_train_step`), and the optimizer does not clip again.
+  `core.train_step.make_train_step`), and the optimizer does not clip again; 'per_replica_pmean' clips each
+  replica's gradient of its mean loss and averages the clipped gradients (Scenic BERT's trainer: clip_grads, then
+  lax.pmean), where 'per_replica_mean' clips the replica's gradient divided by the replica count and sums.
   """
   name = cfg.get('name', 'adamw')
   wd = float(cfg.get('weight_decay', 0.0))

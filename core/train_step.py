@@ -48,8 +48,9 @@ def make_train_step(model: BaseModel, state_shardings: Any, mesh: Mesh, *,
   on its own rows of the batch, with its own dropout key) and clips it before the cross-replica sum, as TF Model
   Garden's `AdamWeightDecay` does under a distribution strategy: each replica's gradient of its mean loss,
   divided by the number of replicas ('mean': `base_task.train_step` scales the loss so) or not ('sum':
-  `masked_lm`'s scale_loss=False), is clipped to global norm clip_norm, and the clipped gradients are summed. On
-  one device this is global clipping. The loss is then the mean of the replicas' losses, grad_norm the mean of
+  `masked_lm`'s scale_loss=False), is clipped to global norm clip_norm, and the clipped gradients are summed;
+  'pmean' (Scenic BERT) clips each replica's gradient of its mean loss and averages them. On one device this is
+  global clipping. The loss is then the mean of the replicas' losses, grad_norm the mean of
   their gradient norms before clipping.
   """
   metrics_fn = model.get_metrics_fn('train')
@@ -106,13 +107,14 @@ def make_train_step(model: BaseModel, state_shardings: Any, mesh: Mesh, *,
     (loss, metrics), grads = batch_grads(local, batch, jax.random.fold_in(rng, replica), None, axis)
     scale = 1.0 / jax.lax.axis_size(axis) if reduction == 'mean' else 1.0
     grads, norm = optimizers.clip_replica_gradients(grads, clip_norm, scale)
+    reduce = jax.lax.pmean if reduction == 'pmean' else jax.lax.psum
     metrics = {k: tuple(jax.lax.psum(x, axis) for x in v) if isinstance(v, tuple) else jax.lax.pmean(v, axis)
                for k, v in metrics.items()}
-    return (jax.lax.pmean(loss, axis), metrics), jax.lax.psum(grads, axis), jax.lax.pmean(norm, axis)
+    return (jax.lax.pmean(loss, axis), metrics), reduce(grads, axis), jax.lax.pmean(norm, axis)
 
   if per_replica_clip is not None:
-    if per_replica_clip[1] not in ('mean', 'sum'):
-      raise ValueError(f"per_replica_clip reduction {per_replica_clip[1]!r}; use 'mean' or 'sum'.")
+    if per_replica_clip[1] not in ('mean', 'sum', 'pmean'):
+      raise ValueError(f"per_replica_clip reduction {per_replica_clip[1]!r}; use 'mean', 'sum' or 'pmean'.")
     replica_grads = jax.shard_map(replica_grads, mesh=mesh, in_specs=(P(), P(sharding_lib.DATA_AXIS), P()),
                                   out_specs=P())
   micro_sharding = NamedSharding(mesh, P(None, sharding_lib.DATA_AXIS))

@@ -65,7 +65,8 @@ def test_scenic_protocol_matches_an_independent_restatement():
   tasks = {'sst2': _task(rng, 2, 24, 200, ['sst2'], 0.6),
            'mnli': _task(rng, 3, 24, 240, ['mnli_matched', 'mnli_mismatched'], 0.6)}
   shots = (1, 5, 10, 25)
-  got = fewshot_scenic.scenic_fewshot(tasks, shots, fewshot_scenic.L2_REGS, seed=42)
+  got = fewshot_scenic.scenic_fewshot(tasks, shots, fewshot_scenic.L2_REGS, seed=42, draw='permutation',
+                                      solve='float64')
   acc, best = _restated_protocol(tasks, shots, list(fewshot_scenic.L2_REGS), seed=42)
 
   assert got['best_l2'] == best
@@ -87,7 +88,7 @@ def test_scenic_protocol_matches_an_independent_restatement():
 
   broken = {name: (x.copy(), y, c, e) for name, (x, y, c, e) in tasks.items()}
   broken['sst2'][0][0, 0] = np.nan  # a diverged checkpoint: NaN scores, no error
-  assert np.isnan(fewshot_scenic.scenic_fewshot(broken, (1,), (1.0,))['z']['sst2'][1])
+  assert np.isnan(fewshot_scenic.scenic_fewshot(broken, (1,), (1.0,), solve='float64')['z']['sst2'][1])
   with pytest.raises(ValueError, match='fewer than k=500'):
     fewshot_scenic.scenic_fewshot(tasks, (500,))
 
@@ -102,6 +103,57 @@ def test_support_sets_are_the_first_k_per_class_of_one_fixed_order():
     assert list(idx[2 * c:2 * c + 2]) == in_order[:2]
   bigger = fewshot_scenic.first_k_per_class(labels, 3, 3, order)
   assert set(idx) <= set(bigger)  # nested: the same stream, read further
+
+
+def test_stream_draw_is_the_first_k_per_class_through_a_100_record_shuffle_buffer():
+  n = 1000
+  order = fewshot_scenic.shuffle_buffer_order(n, seed=[42, 1])
+  assert sorted(order) == list(range(n))
+  position = np.empty(n, np.int64)
+  position[order] = np.arange(n)
+  # Record r enters the buffer after r - 99 records have left it: never earlier; and no record stays long in a
+  # buffer of 100 (almost file order), though the order is not the file's.
+  assert np.all(position >= np.arange(n) - 99) and np.mean(np.abs(position - np.arange(n))) < 150
+  assert np.any(order[:100] >= 100) and not np.array_equal(order, np.arange(n))
+  np.testing.assert_array_equal(fewshot_scenic.shuffle_buffer_order(50, 0, buffer_size=1), np.arange(50))
+  np.testing.assert_array_equal(order, fewshot_scenic.shuffle_buffer_order(n, seed=[42, 1]))  # deterministic
+  seeds = {name: fewshot_scenic.stream_seed(42, name) for name in ('mnli_matched', 'mnli_mismatched')}
+  assert seeds['mnli_matched'] != seeds['mnli_mismatched'] and seeds['mnli_matched'][0] == 42
+
+  # The protocol's default draw: each eval split its own stream, the first k per class of it.
+  rng = np.random.default_rng(5)
+  tasks = {'mnli': _task(rng, 3, 8, 400, ['mnli_matched', 'mnli_mismatched'], 1.0)}
+  train_x, train_y, _, evals = tasks['mnli']
+  got = fewshot_scenic.scenic_fewshot(tasks, (4,), (1.0, 1024.0), seed=42, solve='float64')
+  assert got['support']['draw'] == 'stream' and '100-record shuffle buffer' in got['support']['how']
+  for name in evals:
+    idx = fewshot_scenic.first_k_per_class(train_y, 4, 3, fewshot_scenic.shuffle_buffer_order(
+        len(train_y), fewshot_scenic.stream_seed(42, name)))
+    want = fewshot_scenic.ridge_accuracies(train_x[idx], train_y[idx], 3, {name: evals[name]}, (1.0, 1024.0))
+    assert [got['accuracy'][name][4][l2] for l2 in (1.0, 1024.0)] == list(want[name])
+
+
+def test_float32_solve_is_scenics_lu_solve_in_float32():
+  rng = np.random.default_rng(7)
+  x, y, c, evals = _task(rng, 2, 24, 200, ['sst2'], 0.6)
+  idx = np.arange(60)
+  l2s = (2.0 ** -10, 1.0, 2.0 ** 10)
+  got = fewshot_scenic.ridge_accuracies_float32(x[idx], y[idx], c, evals, l2s)['sst2']
+  ex, ey = evals['sst2']
+  for l2, a in zip(l2s, got):  # restated in numpy float32: standardise, bias column 100, LU solve, argmax
+    xf = x[idx].astype(np.float32)
+    mean, std = xf.mean(0), xf.std(0) + np.float32(1e-5)
+    prep = lambda f: np.hstack([(f - mean) / std, np.full((len(f), 1), 100.0, np.float32)]).astype(np.float32)  # noqa
+    t = (2.0 * np.eye(c, dtype=np.float32)[y[idx]] - 1.0).astype(np.float32)
+    a_ = prep(xf)
+    w = np.linalg.solve(a_.T @ a_ + np.float32(l2) * np.eye(a_.shape[1], dtype=np.float32), a_.T @ t)
+    assert w.dtype == np.float32
+    assert abs(a - np.mean(np.argmax(prep(ex) @ w, 1) == ey)) <= 2 / len(ey)  # LAPACK builds may round apart
+  # Well-conditioned (large l2), float32 and float64 agree; the float64 solve stays available.
+  exact = fewshot_scenic.ridge_accuracies(x[idx], y[idx], c, evals, l2s)['sst2']
+  assert got[-1] == pytest.approx(exact[-1], abs=1e-6)  # Scenic averages in float32 too
+  with pytest.raises(ValueError, match='draw'):
+    fewshot_scenic.scenic_fewshot({}, draw='shuffled')
 
 
 def _tiny_batch(config, batch=4, seq=8):

@@ -55,11 +55,18 @@ def test_pretraining_losses_match_model_garden(fidelity):
   assert row['unused_encoder_pooler_unchanged'], row
 
 
+@pytest.mark.parametrize('pooler', ['init_cls_pooler', 'fresh'])
 @pytest.mark.parametrize('task', ['mrpc', 'stsb'])
-def test_glue_losses_and_dev_metric_match_model_garden(fidelity, task):
-  (row,) = [r for r in fidelity['glue_exact'] if r['task'] == task and r['model_garden_patched']]
-  assert row['same_batches'] and row['steps'] == 50
+def test_glue_losses_and_dev_metric_match_model_garden(fidelity, task, pooler):
+  """With init_cls_pooler and with Model Garden's default (BertClassifier(use_encoder_pooler=False): a fresh
+  pooler, our model_garden recipe's classifier_pooler='fresh')."""
+  (row,) = [r for r in fidelity['glue_exact'] if r['task'] == task and r['model_garden_patched']
+            and r['pooler'] == pooler]
+  assert row['same_batches'] and row['steps'] == 50 and row['pooler_as_expected']
   assert row['loss_max_rel_diff'] <= 1e-4, row
   assert abs(row['dev_metric_ours'] - row['dev_metric_model_garden']) <= 1e-4, row
   assert row['dev_outputs_max_rel_diff'] <= 1e-4, row
-  assert row['loss_first_last'][1] < row['loss_first_last'][0]
+  first, last = row['loss_first_last']
+  # It trained: with the pooler NSP trained the loss falls within 50 quick steps; a fresh pooler starts the
+  # classifier from scratch and its last-step loss is noisy, so there the check is that training moved it.
+  assert last < first if pooler == 'init_cls_pooler' else abs(last - first) > 1e-3, row

@@ -260,15 +260,20 @@ def test_stsb_regression_resumes_and_predicts_scores(tmp_path):
   scores = np.array([float(p) for _, p in rows])
   assert np.all((scores >= 0.0) & (scores <= 5.0))
 
-  # A run's workdir also serves as init_from (as a pretraining run's does): its encoder loads, the head is fresh.
+  # A run's workdir also serves as init_from (as a pretraining run's does): its encoder loads, the head is fresh,
+  # and so is the pooler under the default (model_garden) recipe: classifier_pooler='fresh', as Model Garden's
+  # BertClassifier(use_encoder_pooler=False).
+  assert config.classifier_pooler == 'fresh'
   config.init_from = workdir
   model = registry.MODELS.get(config.model_name)(config, DatasetMetaData(input_specs={}, num_labels=1))
   fresh = jax.device_get(model.init_params(jax.random.PRNGKey(1), example_batch_from_meta(
       DatasetMetaData(input_specs={k: ((32,), 'int32') for k in ('input_ids', 'input_mask', 'segment_ids')}))))
   loaded = weights.init_from_loader(config)(fresh)
   source, _ = params_io.read_pretrained(workdir)
-  for a, b in zip(jax.tree_util.tree_leaves(loaded['bert']), jax.tree_util.tree_leaves(source['bert'])):
+  without_pooler = lambda tree: {k: v for k, v in tree['bert'].items() if k != 'pooler'}  # noqa: E731
+  for a, b in zip(jax.tree_util.tree_leaves(without_pooler(loaded)), jax.tree_util.tree_leaves(without_pooler(source))):
     np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(loaded['bert']['pooler']['kernel'], fresh['bert']['pooler']['kernel'])
   np.testing.assert_array_equal(loaded['regressor']['kernel'], fresh['regressor']['kernel'])
   assert not np.array_equal(loaded['regressor']['kernel'], source['regressor']['kernel'])
 

@@ -128,7 +128,7 @@ def _rows(n_rows, seed=0, multiplier=1.0):
   return rows
 
 
-@pytest.mark.parametrize('scope', ['per_replica_mean', 'per_replica_sum'])
+@pytest.mark.parametrize('scope', ['per_replica_mean', 'per_replica_sum', 'per_replica_pmean'])
 def test_per_replica_clipping_on_one_device_is_global_clipping(scope):
   rows = _rows(4)
   ref = _run(1, {'grad_clip_norm': 1.0}, rows)
@@ -140,9 +140,11 @@ def test_per_replica_clipping_on_one_device_is_global_clipping(scope):
 
 
 @pytest.mark.parametrize('scope,replicas,accum', [('per_replica_mean', 4, 1), ('per_replica_sum', 4, 1),
-                                                  ('per_replica_mean', 2, 2), ('per_replica_sum', 8, 1)])
+                                                  ('per_replica_mean', 2, 2), ('per_replica_sum', 8, 1),
+                                                  ('per_replica_pmean', 4, 1), ('per_replica_pmean', 2, 2)])
 def test_per_replica_clipping_clips_each_replica_then_sums(scope, replicas, accum):
-  """Replica r's gradient (the mean of its rows), times 1/R for '_mean', clipped to norm 1, then summed."""
+  """Replica r's gradient (the mean of its rows), times 1/R for '_mean', clipped to norm 1, then summed; for
+  '_pmean' (Scenic) clipped unscaled, then averaged."""
   n_rows = 8
   rows = _rows(n_rows, seed=3, multiplier=replicas if scope == 'per_replica_mean' else 1.0)
   got = _run(replicas, {'grad_clip_norm': 1.0, 'grad_clip_scope': scope}, rows, grad_accum_steps=accum)
@@ -159,7 +161,9 @@ def test_per_replica_clipping_clips_each_replica_then_sums(scope, replicas, accu
       norms.append(norm)
       scale = 1.0 / replicas if scope == 'per_replica_mean' else 1.0
       factor = scale * min(1.0, 1.0 / (scale * norm))
-      clipped.append(scale * norm > 1.0)
+      if scope == 'per_replica_pmean':
+        factor = min(1.0, 1.0 / norm) / replicas
+      clipped.append((norm if scope == 'per_replica_pmean' else scale * norm) > 1.0)
       total = {k: total[k] + factor * g[k] for k in params}
     params = {k: params[k] - total[k] for k in params}
     for k, v in traverse(p).items():

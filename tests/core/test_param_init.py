@@ -32,9 +32,11 @@ def _state(model, devices, seed=0, rules=()):
                                     mesh, rules)
 
 
-@pytest.mark.parametrize('nsp_head', ['encoder_pooler', 'classification_head'])
+@pytest.mark.parametrize('nsp_head', ['encoder_pooler', 'classification_head', 'scenic_head'])
 def test_bert_initializers_follow_the_flax_modules(nsp_head):
-  model = _model(nsp_head=nsp_head)
+  # Scenic's head with Scenic's encoder options (a pre-LN encoder, a narrower embedding projected to the hidden size).
+  scenic = {'pre_norm': True, 'embedding_size': 64} if nsp_head == 'scenic_head' else {}
+  model = _model(nsp_head=nsp_head, **scenic)
   flax_params = jax.device_get(jax.jit(model.init_params)(jax.random.PRNGKey(0), _batch()))
   state, _ = _state(model, jax.devices()[:1])
   host = jax.device_get(state.params)
@@ -42,7 +44,7 @@ def test_bert_initializers_follow_the_flax_modules(nsp_head):
   flat_flax = jax.tree_util.tree_leaves_with_path(flax_params)
   flat_host = dict(jax.tree_util.tree_leaves_with_path(host))
   assert len(flat_flax) == len(flat_host)
-  glorot = 0
+  own_init = 0  # kernels of a head with its own initialiser
   for path, ref in flat_flax:
     got = flat_host[path]
     assert got.shape == ref.shape and got.dtype == ref.dtype, path
@@ -51,17 +53,23 @@ def test_bert_initializers_follow_the_flax_modules(nsp_head):
       np.testing.assert_array_equal(got, ref, err_msg=str(path))
     elif name.startswith('nsp_head/') and nsp_head == 'classification_head':
       # Model Garden's ClassificationHead: glorot_uniform, U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
-      glorot += 1
+      own_init += 1
       limit = np.sqrt(6.0 / sum(ref.shape))
       assert np.abs(got).max() <= limit * (1 + 1e-6) and np.abs(ref).max() <= limit * (1 + 1e-6), path
       assert abs(got.std() - limit / np.sqrt(3)) < 0.1 * limit and abs(got.std() - ref.std()) < 0.1 * limit, path
+      assert np.abs(got).max() > 2 * std  # not the truncated normal of the other kernels
+    elif name == 'nsp_head/output_projection/kernel':
+      # Scenic's output projection: flax's lecun_normal, truncated at 2 of its std, variance 1 / fan_in.
+      own_init += 1
+      bound = 2 / np.sqrt(ref.shape[0]) / 0.8796256610
+      assert np.abs(got).max() <= bound * (1 + 1e-6) and np.abs(ref).max() <= bound * (1 + 1e-6), path
       assert np.abs(got).max() > 2 * std  # not the truncated normal of the other kernels
     else:  # flax's truncated normal: N(0, std) cut at 2 std, whose standard deviation is 0.88 std
       assert np.abs(got).max() <= 2 * std * (1 + 1e-6) and np.abs(ref).max() <= 2 * std * (1 + 1e-6), path
       if got.size >= 4096:
         assert abs(got.std() - 0.8796 * std) < 0.05 * std and abs(got.mean()) < 0.05 * std, path
         assert abs(got.std() - ref.std()) < 0.05 * std, path
-  assert glorot == (2 if nsp_head == 'classification_head' else 0)
+  assert own_init == {'classification_head': 2, 'scenic_head': 1}.get(nsp_head, 0)
 
 
 def test_host_init_is_deterministic_and_the_same_on_1_and_8_devices():

@@ -137,7 +137,8 @@ def classifier_pooler_from_nsp_head(source: Mapping[str, Any], source_name: str 
 
 def load_weights(target: Any, path: str, *, model_config: Optional[Mapping[str, Any]] = None,
                  keep: Optional[Sequence[str]] = None, init_fn: Optional[Callable[[], Any]] = None,
-                 expect_complete: bool = False, init_cls_pooler: bool = False) -> Tuple[Dict[str, Any], Info]:
+                 expect_complete: bool = False, init_cls_pooler: bool = False,
+                 fresh_pooler: bool = False) -> Tuple[Dict[str, Any], Info]:
   """Copies the weights at `path` into `target`; returns (the merged parameters as numpy, where they came from).
 
   `target` is fresh parameters, or only their shapes (`jax.ShapeDtypeStruct` leaves) with `init_fn()` giving fresh
@@ -147,13 +148,17 @@ def load_weights(target: Any, path: str, *, model_config: Optional[Mapping[str, 
   weights) a source without the model's head is refused (`core.errors.ConfigError`): scores or predictions from a
   random head would look like results. `keep` restricts the source to some top-level names (('bert',): the encoder
   only). `model_config` (config.model) is compared with the source's on the fields shapes cannot show.
-  `init_cls_pooler` starts the pooler from the source's next-sentence head (`classifier_pooler_from_nsp_head`).
+  `init_cls_pooler` starts the pooler from the source's next-sentence head (`classifier_pooler_from_nsp_head`);
+  else `fresh_pooler` leaves the target's own (Model Garden's BertClassifier(use_encoder_pooler=False): a new
+  dense + tanh on [CLS], TruncatedNormal(initializer_range)) instead of loading the source's pooler.
   """
   from core import params_io  # orbax: only runs that load weights pay its import
 
   source, metadata = params_io.read_pretrained(path)
   if init_cls_pooler:
     source = classifier_pooler_from_nsp_head(source, path)
+  elif fresh_pooler:
+    source = {**source, 'bert': {k: v for k, v in source.get('bert', {}).items() if k != 'pooler'}}
   if keep is not None:
     source = {k: v for k, v in source.items() if k in keep}
   source_model = metadata.get('model') or source_model_config(path) or {}
@@ -181,7 +186,8 @@ def load_weights(target: Any, path: str, *, model_config: Optional[Mapping[str, 
   logging.info('Loaded %d arrays from %s (%s); kept the initial value of %d: %s; unused in the source: %s',
                len(report['loaded']), path, metadata.get('source', 'unknown source'), len(report['kept_init']),
                report['kept_init'] or 'none', report['unused'] or 'none')
-  fresh = [n for n in report['kept_init'] if expect_complete or n.startswith('bert/')]
+  fresh = [n for n in report['kept_init'] if expect_complete or (n.startswith('bert/') and not (
+      fresh_pooler and n.startswith('bert/pooler/')))]
   if fresh:
     logging.warning('%s has no %s: those keep their RANDOM initial value%s.', path, fresh,
                     ' (a pretrained, not a fine-tuned, checkpoint?)' if expect_complete else '')
@@ -200,11 +206,16 @@ class InitFromLoader:
     self.model_config = config.model
     self.keep = None if config.get('init_heads', True) else ('bert',)
     self.init_cls_pooler = bool(config.get('init_cls_pooler', False))
+    pooler = config.get('classifier_pooler') or 'encoder'  # GLUE: configs/recipes.py CLASSIFIER_POOLER
+    if pooler not in ('encoder', 'fresh'):
+      raise errors.ConfigError(f"config.classifier_pooler={pooler!r}: use 'encoder' (init_from's pooler) or 'fresh'.")
+    # Fresh only beside a fresh task head (init_heads=False): a loaded head keeps the pooler it was trained with.
+    self.fresh_pooler = pooler == 'fresh' and self.keep is not None
     self.info: Info = {}
 
   def __call__(self, params: Any) -> Any:
     merged, self.info = load_weights(params, self.path, model_config=self.model_config, keep=self.keep,
-                                     init_cls_pooler=self.init_cls_pooler)
+                                     init_cls_pooler=self.init_cls_pooler, fresh_pooler=self.fresh_pooler)
     return merged
 
 

@@ -73,6 +73,8 @@ FIELD_DOCS = training.field_docs({
     'dataset.shuffle_buffer': 'examples in the shuffle buffer',
     'dataset.seed': 'input shuffling seed',
     'init_cls_pooler': "start the classifier's pooler from init_from's nsp_head/pooler_dense (Model Garden)",
+    'classifier_pooler': "classifier's pooler from init_from: 'encoder' (its pooler, BERT paper) or 'fresh' (new: "
+                         "Model Garden's BertClassifier(use_encoder_pooler=False))",
     'evals.glue.save_best': 'keep the best_on_dev parameters in workdir/best',
     'evals.glue.splits': 'dev splits scored (default: every one)',
     'evals.glue_predict.weights': "submission files from 'best' (best_on_dev) or 'final' parameters",
@@ -123,6 +125,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   # take only the encoder, the task head starts fresh.
   training.init(config, init_heads=False)
   config.init_cls_pooler = False  # True: the pooler starts from init_from's nsp_head/pooler_dense (Model Garden)
+  config.classifier_pooler = recipes.CLASSIFIER_POOLER[recipe]  # 'fresh' | 'encoder': init_from's pooler or not
 
   config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (submission files)
   # What the run measures (core.evaluators; projects/bert/evaluators): the dev metrics every `every` steps and after

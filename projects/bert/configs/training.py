@@ -32,7 +32,8 @@ DOCS: Dict[str, str] = {
     'dataset_name': 'registry name of the dataset builder: bert_pretraining, bert_glue or bert_squad',
     'model_name': 'registry name of the model: bert_pretraining, bert_classification, bert_regression, '
                   'bert_question_answering, bert_encoder',
-    'recipe': "'model_garden' (TF Model Garden, default) or 'bert_paper' (google-research/bert): configs/recipes.py",
+    'recipe': "'model_garden' (TF Model Garden, default), 'bert_paper' (google-research/bert) or 'scenic' (Scenic "
+              "BERT): configs/recipes.py",
     'rng_seed': 'seed of parameter initialisation and dropout',
     'model': "None: the whole architecture of init_from's checkpoint",
     # batches

@@ -81,8 +81,9 @@ class FewShotEvaluator(Evaluator):
 
   def run(self, state: Any, step: int) -> Iterable[Tuple[str, float]]:
     fs, t_start = self.fs, time.perf_counter()
+    feature_params = self._feature_params(state.params)
     entries, scenic_result, timings = embedding.evaluate_encoder(
-        fs, self.feature_fn, self._feature_params(state.params), self.inputs, self.context.mesh)
+        fs, self.feature_fn, feature_params, self.inputs, self.context.mesh)
     scalars = probes.with_task_means(probes.flat_scalars(entries), entries)
     source = self.context.weights
     title = f'{fs.feature} features, {fs.num_seeds} seeds, mean+-std in %, of {source.get("path") or "random"}'
@@ -90,6 +91,11 @@ class FewShotEvaluator(Evaluator):
       logging.info('Few-shot ridge probe at step %d (%s; embed %.1fs, probes %.1fs):\n%s', step, title,
                    timings['embed_s'], timings['probe_s'], probes.format_table(entries))
     if scenic_result is not None:
+      # Which layer stands for Scenic's pre_logits on this model (exact only with Scenic's head).
+      scenic_result['support']['feature'] = (scenic.feature_source(feature_params.get('nsp_head'))
+                                             if fs.scenic.feature == 'nsp' else f'{fs.scenic.feature} (not Scenic\'s)')
+      logging.info('Scenic few-shot feature: %s; support sets: %s, %s solve.', scenic_result['support']['feature'],
+                   scenic_result['support']['how'], scenic_result['support']['solve'])
       scalars.update(scenic.scalars(scenic_result, fs.scenic.get('headline')))
       logging.info('Few-shot as Scenic reports it at step %d (%s features, one support set, accuracy in %%, the '
                    'regulariser chosen on the eval sets, so optimistic; %.1fs):\n%s', step, fs.scenic.feature,
@@ -115,7 +121,7 @@ class FewShotEvaluator(Evaluator):
       self.results['scenic'] = {
           'feature': fs.scenic.feature, 'note': 'regulariser chosen per shot count on the eval sets (optimistic)',
           'best_l2': scenic_result['best_l2'], 'accuracy': scenic_result['z'],
-          'accuracy_per_l2': scenic_result['accuracy']}
+          'accuracy_per_l2': scenic_result['accuracy'], 'support': scenic_result['support']}
     if jax.process_index() == 0 and (entries or finetuned):
       name = os.path.basename(str(source.get('path') or 'random').rstrip('/'))
       plot.plot_with_finetuning(entries, finetuned, os.path.join(self.context.workdir, f'{self.name}.png'),

@@ -67,6 +67,8 @@ def nsp_pre_logits(nsp_head: Optional[Mapping[str, Any]], sequence: jax.Array, p
                                        Hugging Face): the pre-logits are the pooled output;
     {'pooler_dense': {...}, ...}       Model Garden's ClassificationHead (`next_sentence`): tanh of its own dense
                                        layer on [CLS] (its dropout is off when embedding);
+    {'dense': {...}, 'output_projection'}  Scenic's head (nsp_head='scenic_head'): tanh of its second dense layer
+                                       on the pooled output, exactly Scenic's next_sentence_prediction_head/pre_logits;
     None                               an encoder without the head's parameters: the pooled output, which is what
                                        the one-dense head reads (the caller refuses architectures with another head).
   """
@@ -74,9 +76,13 @@ def nsp_pre_logits(nsp_head: Optional[Mapping[str, Any]], sequence: jax.Array, p
     dense = nsp_head['pooler_dense']
     cls = sequence[:, 0].astype(jnp.float32)
     return jnp.tanh(cls @ dense['kernel'].astype(jnp.float32) + dense['bias'].astype(jnp.float32))
+  if nsp_head is not None and 'output_projection' in nsp_head:
+    dense = nsp_head['dense']
+    return jnp.tanh(pooled.astype(jnp.float32) @ dense['kernel'].astype(jnp.float32) + dense['bias'])
   if nsp_head is not None and 'kernel' not in nsp_head:
     raise ValueError(f'Unknown next-sentence head structure {sorted(nsp_head)}: expected kernel/bias (one dense on '
-                     f'the pooler) or pooler_dense/logits (Model Garden\'s ClassificationHead).')
+                     f'the pooler), pooler_dense/logits (Model Garden\'s ClassificationHead) or '
+                     f'dense/output_projection (Scenic\'s).')
   return pooled.astype(jnp.float32)
 
 

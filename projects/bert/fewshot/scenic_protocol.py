@@ -12,3 +12,6 @@ SEED = 42  # Scenic's few-shot rng_seed; here the permutation of the train pool
 FEATURE = 'nsp'  # the next-sentence head's pre-logits
 BIAS_CONSTANT = 100.0  # the constant bias column of the probe (so the bias is regularised 1/100^2 as much)
 STD_EPS = 1e-5  # added to the support set's std when standardising
+SHUFFLE_BUFFER = 100  # Scenic's bert_glue_dataset: dataset.shuffle(100) on the train split
+DRAWS = ('stream', 'permutation')  # support sets: Scenic's first k per class of its stream, or a uniform permutation
+SOLVES = ('float32', 'float64')  # Scenic solves in float32

@@ -19,12 +19,22 @@ SIZES: Dict[str, Tuple[int, int]] = {
     'large': (24, 1024),
 }
 
+# Scenic BERT's sizes (google-research/scenic projects/baselines/bert/configs/bert_pretraining_config.py lines 26-30):
+# size -> (num_layers, hidden_size, num_heads, intermediate_size, embedding_size); its heads are not H / 64.
+SCENIC_SIZES: Dict[str, Tuple[int, int, int, int, int]] = {
+    'Ti': (6, 128, 2, 512, 128),
+    'S': (12, 256, 4, 1024, 128),
+    'B': (12, 768, 12, 3072, 768),
+    'L': (24, 1024, 16, 4096, 1024),
+}
+
 # The fields that fix what the weights compute: their shapes, the activation and LayerNorm's epsilon. With
 # config.init_from, a field left unset (None) takes the checkpoint's value (`projects.bert.checkpoints.weights`); a
 # field set (by a SIZE variant or --config.model.X) must agree with it. The others (dropout, dtype, ...) are the run's
 # own.
 ARCHITECTURE_FIELDS = ('vocab_size', 'hidden_size', 'num_layers', 'num_heads', 'intermediate_size',
-                       'max_position_embeddings', 'type_vocab_size', 'layer_norm_eps', 'hidden_act')
+                       'max_position_embeddings', 'type_vocab_size', 'layer_norm_eps', 'hidden_act', 'pre_norm',
+                       'embedding_size')
 # The architecture fields that a size names (SIZES).
 SIZE_FIELDS = ('hidden_size', 'num_layers', 'num_heads', 'intermediate_size')
 
@@ -55,8 +65,12 @@ MODEL_FIELDS: Dict[str, Tuple[Any, str]] = {
     'dropout_rng': ('jax', "dropout's random bits: 'jax' (the key's PRNG) or 'hash' (cheaper counter hash)"),
     # 'encoder_pooler': one dense layer on the encoder's pooler (google-research/bert, Hugging Face);
     # 'classification_head': Model Garden's BertPretrainerV2 next_sentence head, its own dense + tanh + dropout.
+    # 'scenic_head': Scenic's ClassificationHead, two dense + tanh layers on [CLS], the encoder's pooler the first.
     'nsp_head': ('encoder_pooler',
-                 "pretraining's NSP head: 'encoder_pooler' (BERT paper, HF) or 'classification_head' (Model Garden)"),
+                 "pretraining's NSP head: 'encoder_pooler' (BERT paper, HF), 'classification_head' (Model Garden) "
+                 "or 'scenic_head' (Scenic: the pooler, then dense + tanh)"),
+    'pre_norm': (False, 'LayerNorm before attention and MLP and after the last layer (Scenic); False: post-LN (BERT)'),
+    'embedding_size': (0, 'width of the embedding tables, projected to hidden_size (Scenic S: 128); 0: hidden_size'),
 }
 # Added to the meaning of an architecture field: how an unset one is filled in.
 ARCHITECTURE_NOTE = " [None: taken from init_from's checkpoint, else the default size]"
@@ -87,6 +101,15 @@ def model_config(size: str = 'tiny', inherit: Tuple[str, ...] = (), **overrides:
   for key in inherit:
     config[key] = config_dict.placeholder(type(config[key]))
   return config
+
+
+def scenic_model_config(size: str, **overrides: Any) -> ml_collections.ConfigDict:
+  """`config.model` of Scenic BERT's size Ti, S, B or L (`SCENIC_SIZES`); the recipe's fields come as overrides."""
+  if size not in SCENIC_SIZES:
+    raise ValueError(f'Unknown Scenic BERT size {size!r}; known sizes: {", ".join(SCENIC_SIZES)}.')
+  layers, hidden, heads, inter, emb = SCENIC_SIZES[size]
+  return model_config('base', num_layers=layers, hidden_size=hidden, num_heads=heads, intermediate_size=inter,
+                      embedding_size=0 if emb == hidden else emb, **overrides)
 
 
 def inherit_architecture(size: str = '') -> Tuple[str, ...]:

@@ -207,6 +207,9 @@ def bert_param_initializers(abstract_params: Any, initializer_range: float) -> A
       # Model Garden's next_sentence ClassificationHead (modeling.ClassificationHead): glorot_uniform kernels.
       fan_in, fan_out = math.prod(leaf.shape[:-1]), leaf.shape[-1]
       return param_init.Initializer('symmetric_uniform', math.sqrt(2.0 / (fan_in + fan_out)))
+    if last == 'kernel' and 'nsp_head' in names and owner == 'output_projection':
+      from projects.bert.models.scenic_heads import LECUN_TRUNCATION_STD  # Scenic's head: flax lecun_normal
+      return param_init.Initializer('truncated_normal', 1.0 / math.sqrt(leaf.shape[0]) / LECUN_TRUNCATION_STD)
     if last in ('kernel', 'embedding'):
       return normal
     raise ValueError(f'No initializer rule for BERT parameter {"/".join(names)!r} {leaf.shape}: add one to '

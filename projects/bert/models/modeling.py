@@ -1,4 +1,4 @@
-"""BERT in Flax linen: the encoder (embeddings, post-LN transformer layers, pooler) and its heads.
+"""BERT in Flax linen: the encoder (embeddings, post-LN or pre-LN transformer layers, pooler) and its heads.
 
 Parameters are float32; `BertConfig.dtype` is the compute dtype (float32 or bfloat16). Embedding lookups, LayerNorm
 statistics and softmax run in float32 whatever the compute dtype, and every output the losses read is float32.
@@ -7,17 +7,21 @@ statistics and softmax run in float32 whatever the compute dtype, and every outp
 
 Parameter tree (the checkpoint readers in `checkpoints/` write exactly this):
 
-  bert/word_embeddings/embedding [vocab, hidden]          bert/position_embeddings/embedding [max_pos, hidden]
-  bert/type_embeddings/embedding [type_vocab, hidden]     bert/embeddings_layer_norm/{scale, bias} [hidden]
+  bert/word_embeddings/embedding [vocab, E]               bert/position_embeddings/embedding [max_pos, E]
+  bert/type_embeddings/embedding [type_vocab, E]          bert/embeddings_layer_norm/{scale, bias} [E]
+  bert/embedding_projection/{kernel [E, hidden], bias}    (only when embedding_size E != hidden_size)
   bert/layer_<i>/attention/{query,key,value}/kernel [hidden, heads, head_dim], bias [heads, head_dim]
   bert/layer_<i>/attention/output/kernel [heads, head_dim, hidden], bias [hidden]
   bert/layer_<i>/attention_layer_norm, output_layer_norm/{scale, bias} [hidden]
   bert/layer_<i>/intermediate/kernel [hidden, inter], bias [inter];  output/kernel [inter, hidden], bias [hidden]
+  bert/final_layer_norm/{scale, bias} [hidden]            (only with pre_norm)
   bert/pooler/kernel [hidden, hidden], bias [hidden]
-  mlm_head/transform/{kernel, bias}, mlm_head/layer_norm/{scale, bias}, mlm_head/output_bias [vocab]
+  mlm_head/transform/{kernel [hidden, E], bias}, mlm_head/layer_norm/{scale, bias}, mlm_head/output_bias [vocab]
   nsp_head/kernel [hidden, 2], bias [2]                   (nsp_head='encoder_pooler': BERT paper, TF1, Hugging Face)
   nsp_head/pooler_dense/{kernel [hidden, hidden], bias}, nsp_head/logits/{kernel [hidden, 2], bias}
                                                           (nsp_head='classification_head': Model Garden)
+  nsp_head/dense/{kernel [hidden, hidden], bias}, nsp_head/output_projection/{kernel [hidden, 2], bias}
+                                                          (nsp_head='scenic_head': Scenic, `scenic_heads.py`)
   classifier/kernel [hidden, labels];  regressor/kernel [hidden, 1]
   span_head/kernel [hidden, 2], bias [2] (question answering: start and end logits)
 """
@@ -32,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from projects.bert.models import attention
+from projects.bert.models import attention, scenic_heads
 from projects.bert.models.attention import attention_mask, sequence_lengths
 
 Array = jax.Array
@@ -89,6 +93,10 @@ class BertConfig:
   # Where dropout's random bits come from: 'jax' (the key's PRNG, threefry by default) or 'hash' (a counter-based
   # hash of the element index keyed by one draw from the key: a fifth of threefry's integer work).
   dropout_rng: str = 'jax'
+  # Scenic BERT's options: LayerNorm before attention and MLP plus one after the last layer; embedding tables of
+  # width embedding_size (0: hidden_size), LayerNorm-ed at that width, then projected to hidden_size.
+  pre_norm: bool = False
+  embedding_size: int = 0
 
   def __post_init__(self):
     if self.hidden_size % self.num_heads:
@@ -117,6 +125,10 @@ class BertConfig:
   @property
   def head_dim(self) -> int:
     return self.hidden_size // self.num_heads
+
+  @property
+  def embedding_width(self) -> int:
+    return self.embedding_size or self.hidden_size
 
   @property
   def compute_dtype(self) -> Any:
@@ -204,7 +216,8 @@ class SelfAttention(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-  """One post-LN encoder layer: x = LN(x + Attn(x)); x = LN(x + W2 act(W1 x))."""
+  """One post-LN encoder layer: x = LN(x + Attn(x)); x = LN(x + W2 act(W1 x)). With pre_norm (Scenic's
+  Encoder1DBlock): x = x + Attn(LN(x)); x = x + W2 drop(act(W1 LN(x)))."""
 
   config: BertConfig
 
@@ -213,11 +226,12 @@ class TransformerLayer(nn.Module):
     c = self.config
     dense = functools.partial(nn.Dense, dtype=c.compute_dtype, param_dtype=jnp.float32, kernel_init=_init(c))
     drop = Dropout(c.hidden_dropout_prob, deterministic=not train, rng=c.dropout_rng)
-    attn = SelfAttention(c, name='attention')(x, mask, train)
-    x = _layer_norm(c, 'attention_layer_norm')(x + drop(attn))
-    h = c.activation(dense(c.intermediate_size, name='intermediate')(x))
-    h = dense(c.hidden_size, name='output')(h)
-    return _layer_norm(c, 'output_layer_norm')(x + drop(h))
+    norm_a, norm_o = _layer_norm(c, 'attention_layer_norm'), _layer_norm(c, 'output_layer_norm')
+    attn = SelfAttention(c, name='attention')(norm_a(x) if c.pre_norm else x, mask, train)
+    x = x + drop(attn) if c.pre_norm else norm_a(x + drop(attn))
+    h = c.activation(dense(c.intermediate_size, name='intermediate')(norm_o(x) if c.pre_norm else x))
+    h = dense(c.hidden_size, name='output')(drop(h) if c.pre_norm else h)  # Scenic's MlpBlock drops here too
+    return x + drop(h) if c.pre_norm else norm_o(x + drop(h))
 
 
 class BertEncoder(nn.Module):
@@ -233,16 +247,21 @@ class BertEncoder(nn.Module):
     c = self.config
     # Lookups read the float32 tables; the LayerNorm after them casts to the compute dtype. (A bfloat16 lookup
     # would cast the whole table first and scatter-add its gradient in bfloat16, which is slow on GPUs.)
-    embed = functools.partial(nn.Embed, features=c.hidden_size, dtype=jnp.float32, param_dtype=jnp.float32,
+    embed = functools.partial(nn.Embed, features=c.embedding_width, dtype=jnp.float32, param_dtype=jnp.float32,
                               embedding_init=_init(c))
     self.word_embeddings = embed(c.vocab_size)
     self.position_embeddings = embed(c.max_position_embeddings)
     self.type_embeddings = embed(c.type_vocab_size)
     self.embeddings_layer_norm = _layer_norm(c, None)
     self.embeddings_dropout = Dropout(c.hidden_dropout_prob, rng=c.dropout_rng)
+    if c.embedding_width != c.hidden_size:
+      self.embedding_projection = nn.Dense(c.hidden_size, dtype=c.compute_dtype, param_dtype=jnp.float32,
+                                           kernel_init=_init(c))
     # train (argument 3, counting self) is a Python bool that selects code paths: static under remat.
     layer_cls = nn.remat(TransformerLayer, static_argnums=(3,)) if c.remat else TransformerLayer
     self.layer = [layer_cls(c) for _ in range(c.num_layers)]  # parameter names layer_0 ... layer_{L-1}
+    if c.pre_norm:
+      self.final_layer_norm = _layer_norm(c, None)
     self.pooler = nn.Dense(c.hidden_size, dtype=c.compute_dtype, param_dtype=jnp.float32, kernel_init=_init(c))
 
   def __call__(self, input_ids: Array, input_mask: Optional[Array] = None, segment_ids: Optional[Array] = None,
@@ -258,12 +277,14 @@ class BertEncoder(nn.Module):
     x = (self.word_embeddings(input_ids) + self.position_embeddings(jnp.arange(seq_len)[None, :])
          + self._type_embedding(segment_ids))
     x = self.embeddings_dropout(self.embeddings_layer_norm(x), deterministic=not train)
+    x = self.embedding_projection(x) if c.embedding_width != c.hidden_size else x  # Scenic's Stem: after dropout
     mask = (attention_mask(input_mask), sequence_lengths(input_mask))
     if c.scan_layers and not self.is_initializing():
       x = self._scanned_layers(x, mask, train)
     else:
       for layer in self.layer:
         x = layer(x, mask, train)
+    x = self.final_layer_norm(x) if c.pre_norm else x
     pooled = jnp.tanh(self.pooler(x[:, 0]))
     return x, pooled
 
@@ -299,7 +320,7 @@ class BertEncoder(nn.Module):
     return out
 
   def embedding_table(self) -> Array:
-    """The word embedding matrix [vocab, hidden] (float32), which the MLM head's output layer shares."""
+    """The word embedding matrix [vocab, E] (float32), which the MLM head's output layer shares."""
     return self.word_embeddings.embedding
 
 
@@ -317,7 +338,7 @@ class MaskedLMHead(nn.Module):
   def __call__(self, hidden: Array, embedding_table: Array) -> Array:
     """hidden [batch, P, hidden], embedding_table [vocab, hidden] -> logits [batch, P, vocab] float32."""
     c = self.config
-    h = nn.Dense(c.hidden_size, dtype=c.compute_dtype, param_dtype=jnp.float32, kernel_init=_init(c),
+    h = nn.Dense(c.embedding_width, dtype=c.compute_dtype, param_dtype=jnp.float32, kernel_init=_init(c),
                  name='transform')(hidden)
     h = _layer_norm(c, 'layer_norm')(c.activation(h))
     bias = self.param('output_bias', nn.initializers.zeros, (c.vocab_size,), jnp.float32)
@@ -336,7 +357,8 @@ def _head(config: BertConfig, features: int, name: Optional[str], kernel_init: O
 #   'encoder_pooler'       one dense layer on the encoder's pooled output (google-research/bert, Hugging Face);
 #   'classification_head'  Model Garden's BertPretrainerV2 `next_sentence` ClassificationHead: its own dense + tanh
 #                          on the [CLS] token, dropout, then the 2-way output; the encoder's pooler is not used.
-NSP_HEADS = ('encoder_pooler', 'classification_head')
+#   'scenic_head'          Scenic's ClassificationHead(hidden_sizes=(H, H)): the pooler, dense + tanh, the output.
+NSP_HEADS = ('encoder_pooler', 'classification_head', 'scenic_head')
 
 
 class ClassificationHead(nn.Module):
@@ -375,13 +397,16 @@ class BertForPreTraining(nn.Module):
     self.mlm_head = MaskedLMHead(self.config)
     if self.nsp_head == 'encoder_pooler':
       self.next_sentence = _head(self.config, 2, 'nsp_head')
+    elif self.nsp_head == 'scenic_head':
+      self.next_sentence = scenic_heads.ScenicClassificationHead(self.config.hidden_size, 2,
+                                                                 self.config.initializer_range, name='nsp_head')
     else:
       self.next_sentence = ClassificationHead(self.config, 2, name='nsp_head')
 
   def __call__(self, batch: Mapping[str, Array], train: bool = False) -> Dict[str, Array]:
     sequence, pooled = self.bert(batch['input_ids'], batch['input_mask'], batch['segment_ids'], train=train)
     masked = gather_positions(sequence, batch['masked_lm_positions'])
-    if self.nsp_head == 'encoder_pooler':
+    if self.nsp_head in ('encoder_pooler', 'scenic_head'):
       nsp_logits = self.next_sentence(pooled.astype(jnp.float32))
     else:
       nsp_logits = self.next_sentence(sequence, train)
