@@ -6,9 +6,10 @@ installed (`pip install -e .`), from any directory: `bert-train` is `python main
 `python -m projects.bert.datasets.prepare`, `bert-convert` is `python -m projects.bert.checkpoints.convert`; a
 --config path not found where you are is looked up in the repository and its configs folder (`--config=glue.py:mrpc`).
 
-configs (projects/bert/configs/), VARIANT after the colon; RECIPE model_garden (default) or bert_paper:
+configs (projects/bert/configs/), VARIANT after the colon; RECIPE model_garden (default), bert_paper or scenic:
   pretrain.py:SIZE[,RECIPE][,phase2][,fewshot]
-                                        MLM + NSP pretraining; SIZE tiny, mini, small, medium, base, large
+                                        MLM + NSP pretraining; SIZE tiny, mini, small, medium, base, large, or
+                                        Scenic BERT's Ti, S, B, L with RECIPE scenic (`pretrain.py:S,scenic`)
   glue.py:TASK[,SIZE][,RECIPE][,predict]
                                         GLUE fine-tuning; TASK cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli;
                                         the architecture comes with --config.init_from (no SIZE needed)

@@ -105,3 +105,22 @@ def test_glue_classifier_pooler_follows_the_recipe(recipe, pooler, tmp_path):
                                 source['bert']['layer_0']['intermediate']['kernel'])  # the rest is loaded
   with pytest.raises(ValueError, match='classifier_pooler'):
     weights.InitFromLoader(type(config)({**run.to_dict(), 'classifier_pooler': 'nsp'}))
+
+
+def test_pretrain_scenic_sizes_take_scenic_bert_and_its_recipe():
+  from projects.bert.configs import pretrain, variants
+  from projects.bert.models import architecture
+
+  config = pretrain.get_config('S,scenic')
+  layers, hidden, heads, inter, emb = architecture.SCENIC_SIZES['S']
+  assert (config.model.num_layers, config.model.hidden_size, config.model.num_heads,
+          config.model.intermediate_size, config.model.embedding_size) == (layers, hidden, heads, inter, emb)
+  assert config.model.pre_norm and config.model.nsp_head == 'scenic_head'
+  assert config.optimizer.weight_decay == 0.0 and config.optimizer.grad_clip_scope == 'per_replica_pmean'
+  assert (config.batch_size, config.dataset.max_seq_length, config.dataset.max_predictions_per_seq,
+          config.num_train_steps, config.schedule.base_lr, config.schedule.warmup_steps) == (
+              512, 512, 76, 1_000_000, 1e-4, 10_000)
+  assert pretrain.get_config('Ti,scenic').model.embedding_size == 0  # Ti's tables are as wide as its hidden size
+  assert pretrain.get_config('B,scenic,fewshot').evals.fewshot.every == 50_000
+  with pytest.raises(variants.VariantError, match='use S,scenic'):
+    pretrain.get_config('S')

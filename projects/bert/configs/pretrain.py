@@ -7,8 +7,9 @@ r"""BERT pretraining (MLM + NSP). Variant: `SIZE[,RECIPE][,phase2][,fewshot][,ru
   python main.py --config=projects/bert/configs/pretrain.py:base,bert_paper,phase2 \
       --workdir=gs://bucket/bert_base_p2 --config.init_from=gs://bucket/bert_base_p1
 
-SIZE is one of tiny, mini, small, medium, base, large. RECIPE (configs/recipes.py, where every value is traced to
-its source file) is
+SIZE is one of tiny, mini, small, medium, base, large, or with the scenic recipe one of Scenic BERT's Ti, S, B, L
+(pre-norm; hidden 128/256/768/1024, layers 6/12/12/24, heads 2/4/12/16, embedding width 128 for S). RECIPE
+(configs/recipes.py, where every value is traced to its source file) is
   model_garden (default)  TF Model Garden's wiki_books_pretrain.yaml: one phase of 1M steps at sequence length 512
                           (76 predictions), batch 512, peak learning rate 1e-4 after a 10k-step polynomial warm-up
                           over a linear decay from step 0, AdamW with Keras bias correction (eps 1e-7, decay 0.01),
@@ -16,7 +17,11 @@ its source file) is
   bert_paper              google-research/bert: 90% of the steps at 128 (20 predictions), then `,phase2` 10% at 512
                           (80), batch 256, peak 1e-4 after a 10k-step linear warm-up from 0 over a linear decay from
                           step 0, AdamW without bias correction (eps 1e-6, decay 0.01), clipping at 1.0, tanh GELU,
-                          one dense NSP layer on the encoder's pooler.
+                          one dense NSP layer on the encoder's pooler;
+  scenic                  google-research/scenic's BERT: one phase of 1M steps at 512 (76 predictions), batch 512,
+                          peak 1e-4 after a 10k-step linear warm-up, then linear decay, Adam (scale_by_adam, no weight
+                          decay), clipping at 1.0 per replica before the mean, tanh GELU, LayerNorm eps 1e-6, pre-norm
+                          layers and Scenic's two-layer NSP head (`pretrain.py:S,scenic`).
 `,fewshot` adds the few-shot evaluator beside mlm_nsp with Scenic BERT's tasks and cadence (sst2, mnli matched and
 mismatched, every 50k steps; tiny and runlocal: mlm_nsp's cadence) and both protocols over one embedding pass: ours,
 and Scenic's (NSP-head pre-logits, the regulariser chosen on the eval sets: optimistic);
@@ -46,7 +51,8 @@ FIELD_DOCS = training.field_docs({
 })
 
 
-VARIANT = variants.Spec('pretrain.py', lead='SIZE', lead_words=tuple(architecture.SIZES), lead_default='tiny',
+VARIANT = variants.Spec('pretrain.py', lead='SIZE',
+                        lead_words=tuple(architecture.SIZES) + tuple(architecture.SCENIC_SIZES), lead_default='tiny',
                         recipes=True, flags=('phase2', 'fewshot', 'runlocal'))
 
 
@@ -57,10 +63,15 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   if phase2 and recipe != 'bert_paper':
     raise variants.VariantError(f'Variant {arg!r}: phase2 is the second phase of the bert_paper recipe (Model Garden '
                                 f'pretrains in one phase at sequence length 512); use {size},bert_paper,phase2.')
+  scenic_size = size in architecture.SCENIC_SIZES
+  if scenic_size and recipe != 'scenic':
+    raise variants.VariantError(f'Variant {arg!r}: {size} is a size of Scenic BERT (Ti, S, B, L: pre-norm, its own '
+                                f'widths), trained by its recipe: use {size},scenic; the BERT sizes are '
+                                f'{", ".join(architecture.SIZES)}.')
   batch, seq_len, preds, steps, base_lr, warmup = recipes.PRETRAINING[recipe + ('_phase2' if phase2 else '')]
 
   config = training.run_head(dataset_name='bert_pretraining', model_name='bert_pretraining', recipe=recipe)
-  config.model = architecture.model_config(size, **recipes.model_fields(recipe))
+  config.model = architecture.model_config(size, **recipes.model_fields(recipe)) if not scenic_size else None
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.train_files = 'data/pretraining/train-*.tfrecord'
@@ -83,6 +94,13 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   # What the run measures (core.evaluators; projects/bert/evaluators): MLM/NSP on dataset.eval_files every `every`
   # steps, on `num_steps` batches (nothing without eval_files); variant `,fewshot` adds few-shot GLUE probes.
   config.evals = ml_collections.ConfigDict({'mlm_nsp': {'every': 10_000, 'num_steps': 100}})
+  fewshot_every = 50_000  # Scenic's pretraining config: glue_fewshot every 50k steps (log_eval_steps)
+  if scenic_size:  # Scenic BERT's own model and recipe, each value traced in configs/recipes.py
+    scenic = recipes.scenic_pretraining(size)
+    config.model, config.optimizer, config.schedule = scenic['model'], scenic['optimizer'], scenic['schedule']
+    config.rng_seed = scenic['rng_seed']
+    config.dataset.shuffle_buffer = scenic['shuffle_buffer']
+    fewshot_every = scenic['fewshot_every']
 
   if size == 'tiny' or runlocal:
     if not phase2:
@@ -106,7 +124,7 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
     config.checkpoint_every = 10
   if with_fewshot:
     # Scenic's pretraining config: glue_fewshot every 50k steps (log_eval_steps), whole dev sets.
-    every = config.evals.mlm_nsp.every if size == 'tiny' or runlocal else 50_000
+    every = config.evals.mlm_nsp.every if size == 'tiny' or runlocal else fewshot_every
     config.evals.fewshot = fewshot_configs.fewshot_block(fewshot_configs.SCENIC_TASKS, data_dir='data/glue',
                                                          every=every, protocol='both')
     if runlocal:
