@@ -176,6 +176,19 @@ def make_pretraining_records(tmp_dir: PathLike, *, max_seq_length: int = 32, max
   return files, vocab
 
 
+def truncate_inside_record(path: PathLike, index: int) -> int:
+  """Cuts a record file in the data of record `index` (which TF reports as damage); returns the byte offset where
+  that record starts."""
+  with open(path, 'rb') as f:
+    data = f.read()
+  offset = 0
+  for _ in range(index):
+    offset += 16 + int.from_bytes(data[offset:offset + 8], 'little')  # length, crc, data, crc
+  with open(path, 'wb') as f:
+    f.write(data[:offset + 12 + 5])
+  return offset
+
+
 # ------------------------------------------------------------------------------------------------------ GLUE
 
 
@@ -347,13 +360,13 @@ def make_glue_records(tmp_dir: PathLike, task: str, *, vocab_path: Optional[Path
   """Writes a GLUE task folder and runs our prepare path on it (in this process, ~0.2 s once TF-Models is
   imported); returns (records dir for config.dataset.data_dir, what was written). The vocab defaults to a fresh
   tiny vocab in `tmp_dir`."""
-  from projects.bert.datasets import prepare
+  from projects.bert.datasets import glue_writer
 
   tmp_dir = os.fspath(tmp_dir)
   vocab = os.fspath(vocab_path) if vocab_path else write_vocab(os.path.join(tmp_dir, 'vocab.txt'))
   data = write_glue_task_dir(os.path.join(tmp_dir, 'glue_data'), task, n_train, n_dev, n_test, seed)
   out_dir = os.path.join(tmp_dir, 'records')
-  prepare.prepare_glue(task, data.glue_dir, vocab, out_dir, max_seq_length=max_seq_length)
+  glue_writer.prepare_glue(task, data.glue_dir, vocab, out_dir, max_seq_length=max_seq_length)
   return out_dir, data
 
 

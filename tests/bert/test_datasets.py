@@ -228,14 +228,14 @@ def test_pretraining_bad_inputs_name_the_file(pt, glue_data, tmp_path):
 
 def test_prepare_pretraining_v2_names_and_gzip(pt, tmp_path):
   """The prepare helper runs the official script; its v2-named, gzip-compressed records read like the others."""
-  from projects.bert.datasets import prepare
+  from projects.bert.datasets import prepare, pretraining_writer
   _, vocab = pt
   corpus = data_utils.write_corpus(tmp_path / 'corpus.txt')
   out = [str(tmp_path / 'v2-0.tfrecord.gz'), str(tmp_path / 'v2-1.tfrecord.gz')]
   args = [f'--input_file={corpus}', f'--vocab_file={vocab}', f'--output_file={",".join(out)}',
           '--max_seq_length=24', '--max_predictions_per_seq=4', '--dupe_factor=1', '--gzip_compress=true',
           '--use_v2_feature_names=true']
-  counts = prepare.prepare_pretraining(args)
+  counts = pretraining_writer.prepare_pretraining(args)
   assert set(counts) == set(out) and sum(counts.values()) > 10
   ds = DATASETS.get('bert_pretraining')(pt_config(out, eval_files=out, max_seq_length=24))
   assert ds.meta_data.extra['compression'] == 'GZIP' and ds.meta_data.extra['feature_names'] == 'v2'

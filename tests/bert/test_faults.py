@@ -209,13 +209,7 @@ def test_token_ids_beyond_the_vocab_past_the_first_record_name_the_vocab_not_div
     app.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
-def _cut_inside_record(path, index):
-  """Truncates a record file in the middle of record `index` (cut in its data, which TF reports as damage)."""
-  data = open(path, 'rb').read()
-  offset = 0
-  for _ in range(index):
-    offset += 16 + int.from_bytes(data[offset:offset + 8], 'little')  # length, crc, data, crc
-  open(path, 'wb').write(data[:offset + 12 + 5])
+_cut_inside_record = data_utils.truncate_inside_record
 
 
 def test_a_truncated_shard_among_several_is_named(pretraining, tmp_path):
@@ -231,7 +225,7 @@ def test_a_truncated_shard_among_several_is_named(pretraining, tmp_path):
 
 
 def test_glue_tsv_line_without_its_label_or_with_non_utf8_bytes_names_file_and_line(tmp_path):
-  from projects.bert.datasets import prepare
+  from projects.bert.datasets import glue_writer
   data = data_utils.write_glue_task_dir(tmp_path / 'glue', 'sst2', n_train=8, n_dev=4, n_test=4)
   vocab = data_utils.write_vocab(tmp_path / 'vocab.txt')
   train = os.path.join(data.glue_dir, 'SST-2', 'train.tsv')
@@ -239,14 +233,14 @@ def test_glue_tsv_line_without_its_label_or_with_non_utf8_bytes_names_file_and_l
   lines = good.split(b'\n')
   lines[3] = lines[3].split(b'\t')[0]  # line 4: the sentence without its label column (was an IndexError)
   open(train, 'wb').write(b'\n'.join(lines))
-  with pytest.raises(prepare.PrepareError, match=rf'{train}:4 has 1 tab-separated columns, but GLUE sst2 has its '
+  with pytest.raises(glue_writer.PrepareError, match=rf'{train}:4 has 1 tab-separated columns, but GLUE sst2 has its '
                                                  rf'label in column 2.*Fix or remove the line'):
-    prepare.prepare_glue('sst2', data.glue_dir, vocab, str(tmp_path / 'out'))
+    glue_writer.prepare_glue('sst2', data.glue_dir, vocab, str(tmp_path / 'out'))
   lines = good.split(b'\n')
   lines[5] = lines[5].replace(b' ', b' caf\xe9 ', 1)  # latin-1, not UTF-8
   open(train, 'wb').write(b'\n'.join(lines))
-  with pytest.raises(prepare.PrepareError, match=rf"{train}:6: byte \d+ \(b'\\xe9'\) is not UTF-8.*iconv"):
-    prepare.prepare_glue('sst2', data.glue_dir, vocab, str(tmp_path / 'out'))
+  with pytest.raises(glue_writer.PrepareError, match=rf"{train}:6: byte \d+ \(b'\\xe9'\) is not UTF-8.*iconv"):
+    glue_writer.prepare_glue('sst2', data.glue_dir, vocab, str(tmp_path / 'out'))
   assert os.listdir(tmp_path / 'out') == []  # nothing written, no staging folder left
 
 
@@ -290,11 +284,11 @@ def _snapshot(folder):
 
 def test_prepare_glue_interrupted_keeps_the_old_data_and_a_rerun_removes_what_is_gone(tmp_path, monkeypatch):
   from official.nlp.data import classifier_data_lib
-  from projects.bert.datasets import prepare
+  from projects.bert.datasets import glue_writer
   data = data_utils.write_glue_task_dir(tmp_path / 'glue', 'mnli', n_train=8, n_dev=4, n_test=4)
   vocab = data_utils.write_vocab(tmp_path / 'vocab.txt')
   out = str(tmp_path / 'out')
-  prepare.prepare_glue('mnli', data.glue_dir, vocab, out, max_seq_length=32)
+  glue_writer.prepare_glue('mnli', data.glue_dir, vocab, out, max_seq_length=32)
   before = _snapshot(out)
   convert = classifier_data_lib.file_based_convert_examples_to_features
 
@@ -308,12 +302,12 @@ def test_prepare_glue_interrupted_keeps_the_old_data_and_a_rerun_removes_what_is
 
   monkeypatch.setattr(classifier_data_lib, 'file_based_convert_examples_to_features', interrupted)
   with pytest.raises(KeyboardInterrupt):
-    prepare.prepare_glue('mnli', data.glue_dir, vocab, out, max_seq_length=64)
+    glue_writer.prepare_glue('mnli', data.glue_dir, vocab, out, max_seq_length=64)
   assert _snapshot(out) == before  # every file as it was, no staging folder left
   monkeypatch.setattr(classifier_data_lib, 'file_based_convert_examples_to_features', convert)
   # A rerun on a folder without the AX test file: the old AX records go, the meta data no longer lists them.
   os.remove(os.path.join(data.glue_dir, 'diagnostic', 'diagnostic.tsv'))
-  meta = prepare.prepare_glue('mnli', data.glue_dir, vocab, out, max_seq_length=64)
+  meta = glue_writer.prepare_glue('mnli', data.glue_dir, vocab, out, max_seq_length=64)
   assert 'ax' not in meta['files']['test']
   assert set(os.listdir(out)) == set(before) - {'mnli_test_ax.tf_record'}
   assert json.load(open(os.path.join(out, 'mnli_meta_data')))['max_seq_length'] == 64
@@ -338,15 +332,15 @@ def _fake_official_script(fail=False):
 
 def test_prepare_pretraining_rerun_with_fewer_shards_removes_the_stale_ones_and_a_failure_changes_nothing(
     tmp_path, monkeypatch):
-  from projects.bert.datasets import prepare
+  from projects.bert.datasets import pretraining_writer
   corpus = data_utils.write_corpus(tmp_path / 'corpus.txt')
   vocab = data_utils.write_vocab(tmp_path / 'vocab.txt')
   out = tmp_path / 'pt'
 
   def prepare_shards(*names, fail=False):
-    monkeypatch.setattr(prepare.subprocess, 'run', _fake_official_script(fail))
-    return prepare.prepare_pretraining([f'--input_file={corpus}', f'--vocab_file={vocab}',
-                                        '--output_file=' + ','.join(str(out / n) for n in names)])
+    monkeypatch.setattr(pretraining_writer.child_process.subprocess, 'run', _fake_official_script(fail))
+    return pretraining_writer.prepare_pretraining([f'--input_file={corpus}', f'--vocab_file={vocab}',
+                                                   '--output_file=' + ','.join(str(out / n) for n in names)])
 
   prepare_shards('train-0.tfrecord', 'train-1.tfrecord', 'train-2.tfrecord')
   prepare_shards('other-0.tfrecord')  # another corpus into the same folder: not part of the train set

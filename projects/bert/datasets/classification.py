@@ -37,7 +37,7 @@ from absl import logging
 from core import errors, registry
 from core.dataset import Dataset, DatasetMetaData
 from projects.bert.tasks import glue as glue_tasks
-from projects.bert.datasets import records
+from projects.bert.datasets import pipeline, records
 from projects.bert.tasks.glue import GlueTask
 
 _UPSTREAM_TASK_TYPES = {'classification': 'bert_classification', 'regression': 'bert_regression'}
@@ -137,8 +137,8 @@ def _split_paths(given: Any, splits: Mapping[str, Any], main: str, field: str) -
   return {split: str(path) for split, path in given.items()}
 
 
-def resolve_files(cfg: ml_collections.ConfigDict, task: GlueTask, meta: Mapping[str, Any],
-                  base_dir: str) -> Dict[str, Any]:
+def record_paths(cfg: ml_collections.ConfigDict, task: GlueTask, meta: Mapping[str, Any],
+                 base_dir: str) -> Dict[str, Any]:
   """{'train': path, 'eval': {split: path}, 'test': {split: path}}: explicit config paths > the meta data's
   'files' (relative to its directory) > the prepare naming layout. Missing required files raise FileNotFoundError.
   """
@@ -190,14 +190,13 @@ def _declared_size(meta: Mapping[str, Any], kind: str, split: str, upstream_spli
 def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
           process_count: Optional[int] = None) -> Dataset:
   """Builds a GLUE dataset (see the module docstring). `process_*` override JAX's (tests only)."""
-  cfg = records.merge_dataset_config(config, default_config(), 'bert_glue')
+  ctx = pipeline.start_builder(config, default_config(), 'bert_glue', process_index=process_index,
+                               process_count=process_count)
+  cfg = ctx.cfg
   if not cfg.task:
     raise errors.DataError(f'config.dataset.task is not set; GLUE tasks: {", ".join(glue_tasks.task_names())}.')
   task = glue_tasks.get_task(cfg.task)
-  index, count = records.process_info(process_index, process_count)
-  train_batch = records.local_batch_size(config.batch_size, count, 'batch_size')
-  eval_global = config.get('eval_batch_size') or config.batch_size
-  eval_batch = records.local_batch_size(eval_global, count, 'eval_batch_size')
+  eval_batch = ctx.eval_batch
 
   if not cfg.meta_data_file and not cfg.data_dir:
     raise errors.DataError('Set config.dataset.data_dir (the --output_dir of `prepare.py glue`) or '
@@ -205,7 +204,7 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   meta_path = cfg.meta_data_file or os.path.join(cfg.data_dir, task.meta_data_file)
   meta = read_meta_data(meta_path, task)
   check_meta_against_config(meta, meta_path, task, config, cfg)
-  files = resolve_files(cfg, task, meta, os.path.dirname(meta_path))  # names in the meta data are relative to it
+  files = record_paths(cfg, task, meta, os.path.dirname(meta_path))  # names in the meta data are relative to it
   seq_len = int(meta['max_seq_length'])
 
   # Check the first record of every file before building any pipeline.
@@ -213,24 +212,17 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   fix = (f'the meta data {meta_path} says max_seq_length={seq_len} and task {task.name} '
          f'({task.task_type}); re-create the records and the meta data together with:\n  {_prepare_command(task)}')
   all_files = [files['train']] + list(files['eval'].values()) + list(files['test'].values())
-  compression = records.common_compression(all_files)
-  for path in all_files:
-    records.check_record(path, records.read_first_example(path, compression), spec,
-                         allowed_extra=_ALLOWED_EXTRA_FEATURES, fix=fix)
-  id_limits = records.token_id_limits(config)  # every batch's ids are checked against the embedding sizes
-  parse = records.make_batch_parser(spec, id_limits)
+  compression = records.check_first_records([(path, spec) for path in all_files],
+                                            allowed_extra=_ALLOWED_EXTRA_FEATURES, fix=fix)
 
   def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     batch = dict(batch)
     batch['batch_mask'] = tf.cast(batch.pop('is_real_example'), tf.float32)
     return batch
 
-  train_iter = records.train_iterator([files['train']], spec=spec, dataset=f'bert_glue/{task.name}',
-                                      compression=compression, host_batch=train_batch, seed=cfg.seed,
-                                      shuffle_buffer=cfg.shuffle_buffer, cycle_length=1, process_index=index,
-                                      process_count=count, add_batch_fields=add_train_mask,
-                                      id_limits=id_limits,
-                                      warn_few_files=False)  # one train file is GLUE's layout, not a mistake
+  train_iter = ctx.train_iterator([files['train']], spec=spec, dataset=f'bert_glue/{task.name}',
+                                  compression=compression, cycle_length=1, add_batch_fields=add_train_mask,
+                                  warn_few_files=False)  # one train file is GLUE's layout, not a mistake
 
   upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
   train_size = int(meta['train_data_size'])
@@ -259,10 +251,9 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
       raise errors.ConfigError(f'{n} examples asked of the GLUE {task.name} {kind} split {split!r}, which has '
                                f'{size}.')
     if (kind, split, n) not in pipelines:  # built once: a new pass re-iterates it without re-tracing
-      pipelines[kind, split, n] = records.eval_dataset(
-          [path], compression=compression, parse=parse, host_batch=eval_batch, num_examples=n,
-          process_index=index, process_count=count, pad_values={'example_id': -1}, mask_from='is_real_example')
-    return records.numpy_batches(pipelines[kind, split, n], [path])
+      pipelines[kind, split, n] = ctx.eval_dataset([path], spec=spec, compression=compression, num_examples=n,
+                                                   pad_values={'example_id': -1}, mask_from='is_real_example')
+    return pipeline.numpy_batches(pipelines[kind, split, n], [path])
 
   def split_iter(kind: str) -> Callable[..., Any]:
     available = files[kind]
@@ -297,7 +288,7 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
       max_seq_length=seq_len,
       eval_splits=tuple(files['eval']),
       eval_sizes=dict(sizes['eval']),
-      num_eval_batches={s: records.num_eval_batches(n, eval_global) for s, n in sizes['eval'].items()},
+      num_eval_batches={s: ctx.num_eval_batches(n) for s, n in sizes['eval'].items()},
       test_splits=tuple(files['test']),
       test_sizes=dict(sizes['test']),
       files=files,
@@ -312,7 +303,7 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
           'vocab_file': meta.get('vocab_file'),  # the vocab the records were made with (prepare.py writes it)
       })
   logging.info('bert_glue %s: train %d, eval %s, test %s, S=%d, host batch %d / eval %d.', task.name, train_size,
-               sizes['eval'], sizes['test'], seq_len, train_batch, eval_batch)
+               sizes['eval'], sizes['test'], seq_len, ctx.train_batch, eval_batch)
   return Dataset(train_iter=train_iter, valid_iter=split_iter('eval') if files['eval'] else None,
                  test_iter=split_iter('test') if files['test'] else None, meta_data=meta_data)
 

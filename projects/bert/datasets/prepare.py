@@ -1,418 +1,44 @@
-r"""Writes the records the BERT builders read, with the official TF-Models writers.
+r"""`prepare`: writes the records the BERT builders read, one writer per benchmark, with the official TF-Models
+writers.
 
-  # Pretraining: runs official/nlp/data/create_pretraining_data.py; any of its flags may follow.
+  # Pretraining (pretraining_writer.py): runs official/nlp/data/create_pretraining_data.py; its flags follow.
   python -m projects.bert.datasets.prepare pretraining --input_file=corpus/*.txt --vocab_file=vocab.txt \
       --output_file=data/pretraining/train-0.tfrecord,data/pretraining/train-1.tfrecord \
       --max_seq_length=128 --max_predictions_per_seq=20 --masked_lm_prob=0.15 --dupe_factor=5
 
-  # GLUE: reads the official GLUE TSVs (GLUE_DIR/MRPC/train.tsv, ...) and writes, in OUTPUT_DIR,
+  # GLUE (glue_writer.py): reads the official GLUE TSVs (GLUE_DIR/MRPC/train.tsv, ...) and writes, in OUTPUT_DIR,
   # {task}_train.tf_record, {task}_eval[_split].tf_record, {task}_test[_split].tf_record and {task}_meta_data.
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=vocab.txt \
       --output_dir=data/glue --max_seq_length=128          # --task=all: every task found in GLUE_DIR
 
-  # SQuAD v1.1 / v2.0 JSON -> train/eval records, eval features and meta data (squad_prepare.py).
+  # SQuAD v1.1 / v2.0 JSON (squad_writer.py) -> train/eval records, eval features and meta data.
   python -m projects.bert.datasets.prepare squad --train_file=train-v1.1.json --eval_file=dev-v1.1.json \
       --vocab_file=vocab.txt --output_dir=data/squad_v1.1 --version_2_with_negative=false \
       --max_seq_length=384 --doc_stride=128 --max_query_length=64
 
-  --verbose (either command) also logs the libraries' INFO lines, e.g. the upstream writer's `*** Example ***` dumps.
+  --verbose (any command) also logs the libraries' INFO lines, e.g. the upstream writer's `*** Example ***` dumps.
 
-The GLUE records come from the official writer (`classifier_data_lib.generate_tf_record_from_data_file` and
-`file_based_convert_examples_to_features`) fed by `GlueTsvProcessor`, which reads the TSV layouts of the task
-table (`glue_tasks.py`): upstream's `create_finetuning_data.py` reads GLUE only through TFDS (a download). The meta
-data holds the fields upstream writes plus task, eval_splits, eval_data_sizes, test_splits, test_data_sizes,
-label_list, do_lower_case, vocab_file and files (record file names relative to the meta data).
+Every writer checks its inputs (and the vocabulary's special tokens) before it writes, writes into a staging folder
+and moves complete outputs into place (`writing.py`): an error, Ctrl-C or a full disk leaves the previous outputs.
+Errors the user can fix end the command with one `prepare <command>: error: ...` line.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import os
 import subprocess
 import sys
-import uuid
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Optional, Sequence
 
 from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log level
 
 import tensorflow as tf
-from absl import logging
 
-from core import atomic, errors
+from projects.bert.datasets import glue_writer, pretraining_writer, squad_writer, writing
+from projects.bert.datasets.writing import PrepareError
 from projects.bert.tasks import glue as glue_tasks
-from projects.bert.datasets import records
-from projects.bert.tasks.glue import GlueTask, TsvLayout
 
-PRETRAINING_MODULE = 'official.nlp.data.create_pretraining_data'
-_STAGING_PREFIX = '.prepare-'  # staging folders inside the output folder (same file system: renames are atomic)
-MANIFEST = '.prepare_manifest.json'  # which pretraining record files each `prepare pretraining` run wrote together
-
-
-class PrepareError(errors.DataError):
-  """A problem with the inputs of `prepare`, with what to do about it."""
-
-
-def _require_file(path: str, what: str, fix: str) -> None:
-  if not path:
-    raise PrepareError(f'No {what} given: {fix}')
-  if not tf.io.gfile.exists(path):
-    raise PrepareError(f'The {what} {path!r} does not exist: {fix}')
-
-
-# ------------------------------------------------------------------------------------------------------ GLUE
-
-
-def find_tsv(glue_dir: str, layout: TsvLayout) -> Optional[str]:
-  """The first existing candidate of `layout.paths` under `glue_dir`, also accepting `glue_dir` = the task folder."""
-  for rel in layout.paths:
-    for path in (os.path.join(glue_dir, rel), os.path.join(glue_dir, os.path.basename(rel))):
-      if tf.io.gfile.exists(path):
-        return path
-  return None
-
-
-def _utf8_lines(path: str) -> List[str]:
-  """The lines of a text file (split on newlines only: GLUE text holds other line-break characters), each checked
-  to be UTF-8; PrepareError naming the line and byte otherwise."""
-  with tf.io.gfile.GFile(path, 'rb') as f:
-    data = f.read()
-  lines = []
-  for line_no, raw in enumerate(data.split(b'\n'), start=1):
-    try:
-      lines.append(raw.decode('utf-8') + '\n')
-    except UnicodeDecodeError as e:
-      raise PrepareError(f'{path}:{line_no}: byte {e.start + 1} ({raw[e.start:e.start + 1]!r}) is not UTF-8 '
-                         f'({e.reason}). GLUE files are UTF-8: re-download the file, or convert it (e.g. `iconv -f '
-                         f'latin1 -t utf-8`).') from None
-  if lines and lines[-1] == '\n':
-    lines.pop()  # the empty piece after the final newline
-  return lines
-
-
-def _column(row: Sequence[str], index: int, what: str, path: str, line_no: int, task: GlueTask) -> str:
-  """`row[index]`, or PrepareError naming the line when the row is too short."""
-  try:
-    return row[index]
-  except IndexError:
-    raise PrepareError(f'{path}:{line_no} has {len(row)} tab-separated columns, but GLUE {task.name} has its {what} '
-                       f'in column {index + 1 if index >= 0 else len(row) + index + 1}: the line is cut short (or a '
-                       f'tab is missing). Fix or remove the line, or re-download the file.') from None
-
-
-def _make_processor(task: GlueTask, glue_dir: str):
-  """A `classifier_data_lib.DataProcessor` for `task` that reads the official GLUE TSVs of `glue_dir`.
-
-  The upstream processors read GLUE through TFDS; this one reads the files, so it is built here from the table.
-  """
-  from official.nlp.data import classifier_data_lib
-  from official.nlp.tools import tokenization
-
-  class GlueTsvProcessor(classifier_data_lib.DataProcessor):
-    """Examples of one GLUE task from its TSVs; `eval_split` / `test_split` pick the dev and test files."""
-
-    def __init__(self):
-      super().__init__(process_text_fn=tokenization.convert_to_unicode)
-      self.task = task
-      self.is_regression = task.is_regression
-      self.label_type = float if task.is_regression else None
-      self.eval_split = task.main_eval_split
-      self.test_split = task.main_test_split
-
-    def get_train_examples(self, data_dir):
-      return self.read_examples(task.train, 'train')
-
-    def get_dev_examples(self, data_dir):
-      return self.read_examples(task.eval_splits[self.eval_split], f'dev_{self.eval_split}')
-
-    def get_test_examples(self, data_dir):
-      return self.read_examples(task.test_splits[self.test_split], f'test_{self.test_split}')
-
-    def get_labels(self):
-      return list(task.labels) if task.labels else None
-
-    def get_processor_name(self):  # pylint: disable=arguments-differ  (an instance method suffices)
-      return task.processor_name
-
-    def read_examples(self, layout: TsvLayout, set_type: str) -> List[Any]:
-      path = find_tsv(glue_dir, layout)
-      if path is None:
-        raise PrepareError(f'GLUE {task.name}: none of {[os.path.join(glue_dir, p) for p in layout.paths]} exists. '
-                           f'--glue_dir must be the GLUE data folder (with {layout.paths[0].split("/")[0]}/ in it).')
-      rows = list(csv.reader(_utf8_lines(path), delimiter='\t', quoting=csv.QUOTE_NONE))
-      if layout.header:
-        rows = rows[1:]
-      examples, skipped = [], 0
-      for line_no, row in enumerate(rows, start=2 if layout.header else 1):
-        if not row or len(row) < max(layout.min_columns, 1):
-          skipped += 1
-          continue
-        column = lambda i, what: _column(row, i, what, path, line_no, task)  # noqa: E731
-        text_a = self.process_text_fn(column(layout.text_a, 'first text'))
-        text_b = self.process_text_fn(column(layout.text_b, 'second text')) if layout.text_b is not None else None
-        label = self._label(column(layout.label, 'label') if layout.label is not None else None, path, line_no)
-        example_id = None
-        if layout.index is not None and column(layout.index, 'index').strip().lstrip('-').isdigit():
-          example_id = int(row[layout.index])
-        examples.append(classifier_data_lib.InputExample(guid=f'{set_type}-{len(examples)}', text_a=text_a,
-                                                         text_b=text_b, label=label, example_id=example_id))
-      if skipped:
-        logging.warning('%s: skipped %d malformed lines.', path, skipped)
-      logging.info('%s: %d examples.', path, len(examples))
-      return examples
-
-    def _label(self, value: Optional[str], path: str, line_no: int) -> Any:
-      if value is None:  # unlabelled test data: a placeholder label, as upstream writes
-        return 0.0 if task.is_regression else task.labels[0]
-      value = value.strip()
-      if task.is_regression:
-        try:
-          return float(value)
-        except ValueError:
-          raise PrepareError(f'{path}:{line_no}: the score {value!r} is not a number.') from None
-      if value not in task.labels:
-        raise PrepareError(f'{path}:{line_no}: label {value!r} is not one of GLUE {task.name} labels '
-                           f'{list(task.labels)}.')
-      return value
-
-  return GlueTsvProcessor()
-
-
-def prepare_glue(task_name: str, glue_dir: str, vocab_file: str, output_dir: str, max_seq_length: int = 128,
-                 do_lower_case: bool = True) -> Dict[str, Any]:
-  """Writes one task's records and meta data into `output_dir`; returns the meta data (also written as JSON).
-
-  Train and every eval split are required; test splits are written when their TSV exists (MNLI's 'ax' when
-  diagnostic/diagnostic.tsv or AX.tsv is there).
-  """
-  from official.nlp.tools import tokenization
-
-  task = glue_tasks.get_task(task_name)
-  _require_file(vocab_file, 'vocab file', 'pass --vocab_file=PATH/vocab.txt (the WordPiece vocabulary of the '
-                'model you fine-tune, e.g. the vocab.txt next to a BERT checkpoint).')
-  if not glue_dir or not tf.io.gfile.isdir(glue_dir):
-    raise PrepareError(f'The GLUE directory {glue_dir!r} does not exist: pass --glue_dir=DIR, the folder with the '
-                       f'GLUE task folders (CoLA/, SST-2/, MRPC/, ... as the GLUE download unpacks them).')
-  for layout in [task.train, *task.eval_splits.values()]:
-    if find_tsv(glue_dir, layout) is None:
-      raise PrepareError(f'GLUE {task.name}: {os.path.join(glue_dir, layout.paths[0])} does not exist. --glue_dir '
-                         f'must hold {layout.paths[0].split("/")[0]}/ with the official GLUE TSV files.')
-  test_splits = [s for s, layout in task.test_splits.items() if find_tsv(glue_dir, layout) is not None]
-  for split in task.test_splits:
-    if split not in test_splits:
-      logging.warning('GLUE %s: no test file for split %r (%s); not written.', task.name, split,
-                      task.test_splits[split].paths)
-
-  tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-  processor = _make_processor(task, glue_dir)
-  tf.io.gfile.makedirs(output_dir)
-  # Everything is written into a staging folder first; the old records and meta data stay untouched until the new
-  # ones are complete (an error or Ctrl-C before that changes nothing).
-  for stale in tf.io.gfile.glob(os.path.join(output_dir, f'{_STAGING_PREFIX}{task.name}-*')):
-    tf.io.gfile.rmtree(stale)
-  staging = os.path.join(output_dir, f'{_STAGING_PREFIX}{task.name}-{uuid.uuid4().hex[:8]}')
-  tf.io.gfile.makedirs(staging)
-  try:
-    meta = _write_glue(task, processor, tokenizer, glue_dir, staging, test_splits, max_seq_length, do_lower_case,
-                       vocab_file)
-    _commit_glue(task, staging, output_dir, meta['files'])
-  finally:
-    if tf.io.gfile.exists(staging):
-      tf.io.gfile.rmtree(staging)
-  logging.info('GLUE %s: wrote %s', task.name, os.path.join(output_dir, task.meta_data_file))
-  return meta
-
-
-def _write_glue(task: GlueTask, processor: Any, tokenizer: Any, glue_dir: str, out_dir: str, test_splits: List[str],
-                max_seq_length: int, do_lower_case: bool, vocab_file: str) -> Dict[str, Any]:
-  """Writes the task's records and meta data into `out_dir`; returns the meta data."""
-  from official.nlp.data import classifier_data_lib
-
-  out = lambda name: os.path.join(out_dir, name)  # noqa: E731
-  files: Dict[str, Any] = {'train': task.record_file('train'), 'eval': {}, 'test': {}}
-  files['eval'] = {s: task.record_file('eval', s) for s in task.eval_splits}
-  files['test'] = {s: task.record_file('test', s) for s in test_splits}
-
-  main_test = task.main_test_split if task.main_test_split in test_splits else None
-  meta = classifier_data_lib.generate_tf_record_from_data_file(
-      processor, glue_dir, tokenizer, train_data_output_path=out(files['train']),
-      eval_data_output_path=out(files['eval'][task.main_eval_split]),
-      test_data_output_path=out(files['test'][main_test]) if main_test else None, max_seq_length=max_seq_length)
-  eval_sizes = {task.main_eval_split: meta['eval_data_size']}
-  test_sizes = {main_test: meta['test_data_size']} if main_test else {}
-
-  label_type = float if task.is_regression else None
-  for kind, splits, sizes, read in (
-      ('eval', [s for s in task.eval_splits if s != task.main_eval_split], eval_sizes,
-       lambda s: processor.read_examples(task.eval_splits[s], f'dev_{s}')),
-      ('test', [s for s in test_splits if s != main_test], test_sizes,
-       lambda s: processor.read_examples(task.test_splits[s], f'test_{s}'))):
-    for split in splits:  # the writer handles one eval / test file; the other splits go through its converter
-      examples = read(split)
-      classifier_data_lib.file_based_convert_examples_to_features(
-          examples, processor.get_labels(), max_seq_length, tokenizer, out(files[kind][split]), label_type,
-          processor.featurize_example)
-      sizes[split] = len(examples)
-
-  meta.update({
-      'task': task.name,
-      'eval_splits': list(task.eval_splits),
-      'eval_data_sizes': {s: eval_sizes[s] for s in task.eval_splits},
-      'test_splits': [s for s in task.test_splits if s in test_splits],
-      'test_data_sizes': {s: test_sizes[s] for s in task.test_splits if s in test_splits},
-      'label_list': list(task.labels) if task.labels else None,
-      'do_lower_case': bool(do_lower_case),
-      'vocab_file': vocab_file,
-      'files': files,
-  })
-  with tf.io.gfile.GFile(out(task.meta_data_file), 'w') as f:  # formatted as create_finetuning_data.py does
-    f.write(json.dumps(meta, indent=4) + '\n')
-  return meta
-
-
-def _commit_glue(task: GlueTask, staging: str, output_dir: str, files: Dict[str, Any]) -> None:
-  """Moves complete records from `staging` into `output_dir`, the meta data last.
-
-  The old meta data goes first, so that a crash while the records move leaves no meta data (the builder then
-  says to run prepare) rather than old meta data beside new records. Record files the old meta data listed and
-  the new one does not (a test split no longer there) are removed.
-  """
-  meta_path = os.path.join(output_dir, task.meta_data_file)
-  old_files: List[str] = []
-  if tf.io.gfile.exists(meta_path):
-    try:
-      with tf.io.gfile.GFile(meta_path) as f:
-        old_files = _file_names(json.load(f).get('files') or {})
-    except ValueError:  # damaged: it is replaced anyway
-      pass
-    tf.io.gfile.remove(meta_path)
-  new_files = _file_names(files)
-  for name in new_files:
-    tf.io.gfile.rename(os.path.join(staging, name), os.path.join(output_dir, name), overwrite=True)
-  tf.io.gfile.rename(os.path.join(staging, task.meta_data_file), meta_path, overwrite=True)
-  for name in set(old_files) - set(new_files):
-    if tf.io.gfile.exists(os.path.join(output_dir, name)):
-      logging.info('Removing %s: the new %s data has no such file.', os.path.join(output_dir, name), task.name)
-      tf.io.gfile.remove(os.path.join(output_dir, name))
-
-
-def _file_names(files: Dict[str, Any]) -> List[str]:
-  """The record file names of a meta data 'files' entry ({'train': name, 'eval': {split: name}, ...})."""
-  names = []
-  for value in files.values():
-    names.extend(value.values() if isinstance(value, dict) else [value])
-  return [n for n in names if n]
-
-
-def available_tasks(glue_dir: str) -> List[str]:
-  """Tasks whose train TSV is under `glue_dir`."""
-  return [name for name, task in glue_tasks.GLUE_TASKS.items()
-          if tf.io.gfile.exists(os.path.join(glue_dir, task.train.paths[0]))]
-
-
-# ------------------------------------------------------------------------------------------------ pretraining
-
-
-def _flag_value(args: Sequence[str], name: str) -> Optional[str]:
-  value = None
-  for i, arg in enumerate(args):
-    if arg.startswith(f'--{name}='):
-      value = arg.split('=', 1)[1]
-    elif arg == f'--{name}' and i + 1 < len(args) and not args[i + 1].startswith('--'):
-      value = args[i + 1]
-  return value
-
-
-def prepare_pretraining(args: Sequence[str]) -> Dict[str, int]:
-  """Runs create_pretraining_data.py with `args` (its flags) and returns {output file: number of records}.
-
-  The inputs are checked first, so a wrong path fails here with the fix rather than deep in the script.
-  """
-  args = list(args)
-  input_spec, vocab, output_spec = (_flag_value(args, n) for n in ('input_file', 'vocab_file', 'output_file'))
-  _require_file(vocab or '', 'vocab file', 'pass --vocab_file=PATH/vocab.txt (the WordPiece vocabulary, one '
-                'token a line).')
-  if not input_spec:
-    raise PrepareError('No --input_file given: pass the raw text (one sentence a line, documents separated by '
-                       'blank lines) as a file, glob pattern or comma-separated list.')
-  for pattern in input_spec.split(','):
-    if not tf.io.gfile.glob(pattern):
-      raise PrepareError(f'--input_file {pattern!r} matches no files: check the path.')
-  if not output_spec:
-    raise PrepareError('No --output_file given: pass the record file(s) to write (comma-separated for several).')
-  outputs = [p for p in output_spec.split(',') if p]
-  # The script writes into a staging folder beside each output; the files move into place once all are complete,
-  # so an error or Ctrl-C leaves the previous files as they were.
-  staged = {path: os.path.join(os.path.dirname(path) or '.', f'{_STAGING_PREFIX}{uuid.uuid4().hex[:8]}',
-                               os.path.basename(path)) for path in outputs}
-  for path in outputs:
-    tf.io.gfile.makedirs(os.path.dirname(staged[path]))
-  try:
-    cmd = [sys.executable, '-m', PRETRAINING_MODULE, *_with_flag(args, 'output_file', ','.join(staged.values()))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode:
-      raise RuntimeError(f'{PRETRAINING_MODULE} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}')
-    for path in outputs:
-      tf.io.gfile.rename(staged[path], path, overwrite=True)
-    _remove_stale_shards(outputs, args)
-  finally:
-    for folder in {os.path.dirname(p) for p in staged.values()}:
-      if tf.io.gfile.exists(folder):
-        tf.io.gfile.rmtree(folder)
-  return {path: records.count_records(path, records.compression_of(path)) for path in outputs}
-
-
-def _with_flag(args: Sequence[str], name: str, value: str) -> List[str]:
-  """`args` with every occurrence of --name (as --name=v or --name v) set to `value`."""
-  out, skip = [], False
-  for i, arg in enumerate(args):
-    if skip:
-      skip = False
-      continue
-    if arg.startswith(f'--{name}='):
-      arg = f'--{name}={value}'
-    elif arg == f'--{name}' and i + 1 < len(args):
-      arg, skip = f'--{name}={value}', True
-    out.append(arg)
-  return out
-
-
-def _remove_stale_shards(outputs: Sequence[str], args: Sequence[str]) -> None:
-  """Removes the record files that an earlier run wrote together with any of `outputs` and this run did not write.
-
-  A rerun with fewer shards (train-0..2 then train-0..1) would otherwise leave train-2 for a glob to read. Files of
-  unrelated runs into the same folder (one run per input shard) are kept. Each folder's `.prepare_manifest.json`
-  lists the sets written together; it is updated after the stale files are gone.
-  """
-  by_folder: Dict[str, List[str]] = {}
-  for path in outputs:
-    by_folder.setdefault(os.path.dirname(path) or '.', []).append(os.path.basename(path))
-  for folder, names in by_folder.items():
-    manifest_path = os.path.join(folder, MANIFEST)
-    runs: List[Dict[str, Any]] = []
-    if tf.io.gfile.exists(manifest_path):
-      try:
-        with tf.io.gfile.GFile(manifest_path) as f:
-          runs = json.load(f).get('runs', [])
-      except ValueError:
-        logging.warning('%s is damaged; starting it anew.', manifest_path)
-    kept = []
-    for run in runs:
-      if set(run.get('outputs', [])) & set(names):
-        for name in sorted(set(run['outputs']) - set(names)):
-          stale = os.path.join(folder, name)
-          if tf.io.gfile.exists(stale):
-            logging.warning('Removing %s: an earlier run wrote it together with %s, which this run replaced.',
-                            stale, ', '.join(sorted(set(run['outputs']) & set(names))))
-            tf.io.gfile.remove(stale)
-      else:
-        kept.append(run)
-    kept.append({'outputs': sorted(names), 'args': list(args)})
-    atomic.write_json(manifest_path, {'runs': kept})
-
-
-# ------------------------------------------------------------------------------------------------------- CLI
+__all__ = ['PrepareError', 'main']
 
 
 def _bool(value: str) -> bool:
@@ -458,11 +84,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if argv[:1] == ['pretraining']:
     if {'-h', '--help', '--helpshort'} & set(argv[1:]):
       print('usage: python -m projects.bert.datasets.prepare pretraining --input_file=... --vocab_file=... '
-            f'--output_file=... [flags of {PRETRAINING_MODULE}]:')
-      subprocess.run([sys.executable, '-m', PRETRAINING_MODULE, '--helpshort'], check=False)
+            f'--output_file=... [flags of {pretraining_writer.MODULE}]:')
+      subprocess.run([sys.executable, '-m', pretraining_writer.MODULE, '--helpshort'], check=False)
       return 0
     try:
-      counts = prepare_pretraining(argv[1:])
+      counts = pretraining_writer.prepare_pretraining(argv[1:])
     except PrepareError as e:
       raise SystemExit(f'prepare pretraining: error: {e}') from None
     for path, n in counts.items():
@@ -470,26 +96,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
   args = _parser().parse_args(argv)
   if args.command == 'squad':
-    from projects.bert.datasets import squad_writer as squad_prepare
     try:
-      meta = squad_prepare.prepare_squad(
+      writing.check_vocab(args.vocab_file, writing.FINETUNING_TOKENS)  # before squad_writer reads anything
+      meta = squad_writer.prepare_squad(
           args.train_file, args.eval_file, args.vocab_file, args.output_dir,
           version_2_with_negative=args.version_2_with_negative, max_seq_length=args.max_seq_length,
           doc_stride=args.doc_stride, max_query_length=args.max_query_length, do_lower_case=args.do_lower_case)
-    except ValueError as e:  # PrepareError (by its module's name: this file runs as __main__) and file checks
+    except ValueError as e:  # PrepareError and file checks
       raise SystemExit(f'prepare squad: error: {e}') from None
-    print(squad_prepare.summary_line(meta, args.output_dir))
+    print(squad_writer.summary_line(meta, args.output_dir))
     return 0
   tasks = [args.task]
   if args.task.lower() == 'all':
-    tasks = available_tasks(args.glue_dir) if tf.io.gfile.isdir(args.glue_dir) else []
+    tasks = glue_writer.available_tasks(args.glue_dir) if tf.io.gfile.isdir(args.glue_dir) else []
     if not tasks:
       raise SystemExit(f'prepare glue: error: no GLUE task folders under {args.glue_dir!r}; pass --glue_dir=DIR '
                        f'with CoLA/, SST-2/, MRPC/, ... in it.')
   for name in tasks:
     try:
-      meta = prepare_glue(name, args.glue_dir, args.vocab_file, args.output_dir, args.max_seq_length,
-                          args.do_lower_case)
+      meta = glue_writer.prepare_glue(name, args.glue_dir, args.vocab_file, args.output_dir, args.max_seq_length,
+                                      args.do_lower_case)
     except ValueError as e:  # PrepareError and unknown tasks: the message says what to do
       raise SystemExit(f'prepare glue: error: {e}') from None
     print(f'{meta["task"]}: train {meta["train_data_size"]}, eval {meta["eval_data_sizes"]}, '

@@ -28,7 +28,7 @@ from absl import logging
 
 from core import errors, registry
 from core.dataset import Dataset, DatasetMetaData
-from projects.bert.datasets import records
+from projects.bert.datasets import pipeline, records
 
 # Batch key -> record name, for the two naming schemes of create_pretraining_data.py.
 _V1_NAMES = {'input_ids': 'input_ids', 'input_mask': 'input_mask', 'segment_ids': 'segment_ids'}
@@ -107,52 +107,45 @@ def validate_files(files: List[str], compression: str, max_seq_length: Optional[
 def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
           process_count: Optional[int] = None) -> Dataset:
   """Builds the pretraining dataset (see the module docstring). `process_*` override JAX's (tests only)."""
-  cfg = records.merge_dataset_config(config, default_config(), 'bert_pretraining')
-  index, count = records.process_info(process_index, process_count)
-  train_batch = records.local_batch_size(config.batch_size, count, 'batch_size')
-
-  train_files = records.resolve_files(cfg.train_files, 'train_files')
-  eval_files = records.resolve_files(cfg.eval_files, 'eval_files') if cfg.eval_files else []
+  ctx = pipeline.start_builder(config, default_config(), 'bert_pretraining', process_index=process_index,
+                               process_count=process_count)
+  cfg = ctx.cfg
+  train_files = records.expand_file_patterns(cfg.train_files, 'train_files')
+  eval_files = records.expand_file_patterns(cfg.eval_files, 'eval_files') if cfg.eval_files else []
+  records.refuse_pending_sets(train_files, 'train_files')  # a set that an interrupted `prepare` left half-moved
+  records.refuse_pending_sets(eval_files, 'eval_files')
   compression = records.common_compression(train_files + eval_files)
   # 0 means "from the records" too: a command line cannot pass None
   found = validate_files(train_files + eval_files, compression, cfg.max_seq_length or None,
                          cfg.max_predictions_per_seq or None)
   seq_len, preds = found['max_seq_length'], found['max_predictions_per_seq']
   spec = record_spec(seq_len, preds, found['v2_names'])
-  id_limits = records.token_id_limits(config)  # every batch's ids are checked against the embedding sizes
-  parse = records.make_batch_parser(spec, id_limits)
-
-  train_iter = records.train_iterator(train_files, spec=spec, dataset='bert_pretraining', compression=compression,
-                                      host_batch=train_batch, seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
-                                      cycle_length=cfg.cycle_length, process_index=index, process_count=count,
-                                      id_limits=id_limits)
+  train_iter = ctx.train_iterator(train_files, spec=spec, dataset='bert_pretraining', compression=compression,
+                                  cycle_length=cfg.cycle_length)
 
   eval_sizes: Dict[str, int] = {}
-  eval_global = config.get('eval_batch_size') or config.batch_size
   valid_iter = None
   if eval_files:
-    eval_batch = records.local_batch_size(eval_global, count, 'eval_batch_size')
     n_eval = sum(records.count_records(f, compression) for f in eval_files)
     if cfg.eval_max_examples:
       n_eval = min(n_eval, int(cfg.eval_max_examples))
     eval_sizes['validation'] = n_eval
     # Built once: every pass re-iterates the same pipeline (no re-tracing).
-    eval_ds = records.eval_dataset(eval_files, compression=compression, parse=parse, host_batch=eval_batch,
-                                   num_examples=n_eval, process_index=index, process_count=count)
+    eval_ds = ctx.eval_dataset(eval_files, spec=spec, compression=compression, num_examples=n_eval)
 
     def valid_iter(split: Optional[str] = None):
       """One pass over the eval records: batches of eval_batch_size // process_count, with batch_mask."""
       if split not in (None, 'validation'):
         raise errors.DataError(f'Unknown pretraining eval split {split!r}; the only one is "validation".')
-      return records.numpy_batches(eval_ds, eval_files)
+      return pipeline.numpy_batches(eval_ds, eval_files)
 
   meta = DatasetMetaData(
       task='pretraining',
-      input_specs=records.input_specs(spec),
+      input_specs=pipeline.input_specs(spec),
       max_seq_length=seq_len,
       eval_splits=tuple(eval_sizes),
       eval_sizes=eval_sizes,
-      num_eval_batches={s: records.num_eval_batches(n, eval_global) for s, n in eval_sizes.items()},
+      num_eval_batches={s: ctx.num_eval_batches(n) for s, n in eval_sizes.items()},
       files={'train': train_files, 'eval': eval_files},
       extra={
           'max_predictions_per_seq': preds,
@@ -162,6 +155,6 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
           'max_token_id_seen': found['max_token_id'],  # in the first record of each file
       })
   logging.info('bert_pretraining: %d train files (%s), S=%d, P=%d, host batch %d; eval examples: %s.',
-               len(train_files), compression or 'uncompressed', seq_len, preds, train_batch,
+               len(train_files), compression or 'uncompressed', seq_len, preds, ctx.train_batch,
                eval_sizes or 'none')
   return Dataset(train_iter=train_iter, valid_iter=valid_iter, test_iter=None, meta_data=meta)

@@ -1,34 +1,29 @@
-"""TFRecord plumbing shared by the BERT dataset builders: finding files, checking records, and the tf.data pipelines.
+"""Record files of the BERT dataset builders: finding them, their meta data, and checking them before any pipeline.
 
-Each builder describes its records as a `{batch key: Feature}` spec; this module checks the first record of every
-file against it (so a wrong file fails before training with the file named, not deep inside tf.data), and builds:
-  - the train pipeline: deterministic for a seed (so `CheckpointableIterator` save/restore resumes exactly),
-    repeated, shuffled, each process reading its own files (or its own records when files are fewer than
-    processes), batched to the host batch, parsed in batches, prefetched;
-  - the eval pipeline: every record exactly once over all processes, the last batch padded with batch_mask 0,
-    and every process yielding the same number of batches (needed for the collective eval step).
+Each builder describes its records as a `{batch key: Feature}` spec; `check_first_records` checks the first record
+of every file against it (so a wrong file fails before training with the file named, not deep inside tf.data).
+`pipeline.py` builds the tf.data pipelines over the files checked here.
+
+`prepare pretraining` records which shards it wrote together in each output folder's `.prepare_manifest.json`,
+marking a set `pending` before its files move into place and `complete` after; `refuse_pending_sets` refuses files
+of a set whose move a kill interrupted (old and new shards side by side).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
+import os
 import re
-import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-import jax
-import ml_collections
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from core import errors
-from core import sharding as sharding_lib
-from core.dataset import CheckpointableIterator, NumpyBatch
 
 FileSpec = Union[str, Sequence[str]]
+MANIFEST = '.prepare_manifest.json'  # which pretraining record files one `prepare pretraining` run wrote together
 _GLOB_CHARS = ('*', '?', '[')
 _GZIP_MAGIC = b'\x1f\x8b\x08'
 
@@ -54,51 +49,10 @@ class Feature:
 RecordSpec = Mapping[str, Feature]  # batch key -> feature
 
 
-# ----------------------------------------------------------------------------------------------------- config
-
-
-def merge_dataset_config(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict,
-                         builder: str) -> ml_collections.ConfigDict:
-  """`defaults` overridden by the fields of `config.dataset`; the user's config is left untouched (it may be locked).
-
-  Unknown fields are logged, not fatal: configs may carry fields for other components.
-  """
-  given = config.get('dataset') or {}
-  given = given.to_dict() if hasattr(given, 'to_dict') else dict(given)
-  merged = defaults.to_dict()
-  unknown = sorted(set(given) - set(merged))
-  if unknown:
-    logging.warning('%s ignores config.dataset fields %s (it reads %s).', builder, unknown, sorted(merged))
-  merged.update(given)
-  return ml_collections.ConfigDict(merged)
-
-
-def local_batch_size(global_batch_size: int, process_count: int, field: str) -> int:
-  """This process's rows of a global batch; the global batch must split over all devices and processes."""
-  if not global_batch_size or global_batch_size <= 0:
-    raise errors.ConfigError(f'config.{field} must be a positive global batch size, got {global_batch_size!r}.')
-  try:
-    sharding_lib.host_batch_size(global_batch_size)  # the check against the device count
-  except ValueError as e:
-    raise errors.ConfigError(f'config.{field}: {e}') from None
-  if global_batch_size % process_count:
-    raise errors.ConfigError(f'config.{field}={global_batch_size} does not split over {process_count} processes.')
-  return global_batch_size // process_count
-
-
-def process_info(process_index: Optional[int], process_count: Optional[int]) -> Tuple[int, int]:
-  """(index, count) of this process; explicit values (tests simulating several hosts) win over JAX's."""
-  index = jax.process_index() if process_index is None else int(process_index)
-  count = jax.process_count() if process_count is None else int(process_count)
-  if not 0 <= index < count:
-    raise errors.ConfigError(f'process_index {index} is not in [0, {count}).')
-  return index, count
-
-
 # ------------------------------------------------------------------------------------------------------ files
 
 
-def resolve_files(spec: FileSpec, field: str) -> List[str]:
+def expand_file_patterns(spec: FileSpec, field: str) -> List[str]:
   """Paths from a comma-separated string or a list of paths / glob patterns (local or any tf.io.gfile path).
 
   Patterns expand to their sorted matches. A pattern that matches nothing or a path that does not exist raises
@@ -160,13 +114,19 @@ def common_compression(files: Sequence[str]) -> str:
   return next(iter(kinds.values()))
 
 
-def _op_message(e: tf.errors.OpError) -> str:
-  """The useful part of a TF error message (without the function-node and op-name wrapping)."""
+def op_message(e: tf.errors.OpError) -> str:
+  """The useful part of a TF error message (without the function-node and op-name wrapping).
+
+  TensorFlow's record reader says "truncated record at 580' failed with Read less bytes than requested" (a stray
+  quote in its format string): that becomes "truncated record at byte 580: read less bytes than requested".
+  """
   message = re.sub(r'\{\{.*?\}\}\s*', '', e.message or str(e))
-  return re.sub(r'\s*\[Op:[^\]]*\].*$', '', message, flags=re.S).strip()
+  message = re.sub(r'\s*\[Op:[^\]]*\].*$', '', message, flags=re.S).strip()
+  return re.sub(r"truncated record at (\d+)' failed with (\w)", lambda m: f'truncated record at byte {m.group(1)}: '
+                f'{m.group(2).lower()}', message)
 
 
-def _describe(files: Sequence[str]) -> str:
+def describe_files(files: Sequence[str]) -> str:
   return repr(files[0]) if len(files) == 1 else f'{len(files)} files ({files[0]!r}, ...)'
 
 
@@ -178,7 +138,7 @@ def read_first_example(path: str, compression: str = '') -> tf.train.Example:
   try:
     raw = next(iter(tf.data.TFRecordDataset(path, compression_type=compression).take(1)), None)
   except (tf.errors.DataLossError, tf.errors.OpError) as e:
-    raise errors.DataError(f'{path} is not a readable TFRecord file ({_op_message(e)}). It is corrupt or truncated, '
+    raise errors.DataError(f'{path} is not a readable TFRecord file ({op_message(e)}). It is corrupt or truncated, '
                            f'or not a record file; re-create it with `python -m projects.bert.datasets.prepare`.'
                            ) from None
   if raw is None:
@@ -237,217 +197,56 @@ def count_records(path: str, compression: str = '') -> int:
   try:
     return int(ds.reduce(np.int64(0), lambda n, _: n + 1).numpy())
   except tf.errors.OpError as e:
-    raise errors.DataError(f'{path} is corrupt or truncated ({_op_message(e)}); re-create it with '
+    raise errors.DataError(f'{path} is corrupt or truncated ({op_message(e)}); re-create it with '
                            f'`python -m projects.bert.datasets.prepare`.') from None
 
 
-# ------------------------------------------------------------------------------------------------- pipelines
 
 
-# Token ids beyond an embedding table are clamped by XLA's gather without an error; the parser checks every batch.
-_ID_CHECK = 'token id out of range'
+def check_first_records(files_and_specs: Sequence[Tuple[str, RecordSpec]], *, allowed_extra: Sequence[str] = (),
+                        fix: str = '') -> str:
+  """Checks the first record of every file against its spec (`check_record`); returns their common compression."""
+  compression = common_compression([path for path, _ in files_and_specs])
+  for path, spec in files_and_specs:
+    check_record(path, read_first_example(path, compression), spec, allowed_extra=allowed_extra, fix=fix)
+  return compression
 
 
-def token_id_limits(config: ml_collections.ConfigDict) -> Dict[str, Tuple[int, str]]:
-  """{batch key: (exclusive upper bound, config field)} for the id features, from `config.model` ({} without one)."""
-  model = config.get('model')
-  if not model or not model.get('vocab_size'):
-    return {}
-  limits = {k: (int(model.vocab_size), 'model.vocab_size') for k in ('input_ids', 'masked_lm_ids')}
-  if model.get('type_vocab_size'):
-    limits['segment_ids'] = (int(model.type_vocab_size), 'model.type_vocab_size')
-  return limits
+# ------------------------------------------------------------------------------------------ prepare manifests
 
 
-def make_batch_parser(spec: RecordSpec, id_limits: Optional[Mapping[str, Tuple[int, str]]] = None
-                      ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
-  """`serialized [n] -> {key: [n] or [n, length]}` cast to the spec's dtypes (records hold int64).
+def read_manifest(folder: str) -> List[Dict[str, Any]]:
+  """The runs of `prepare pretraining` recorded in `folder` ([] when none, or when the manifest is damaged).
 
-  `id_limits` ({key: (bound, config field)}, from `token_id_limits`) makes every batch check its ids against their
-  bounds: a record holding a larger one fails reading, named by `RecordIterator` / `numpy_batches`.
+  Each run is {'outputs': [file names], 'args': [flags], 'state': 'pending' | 'complete', 'replaces': [file
+  names of earlier sets it removes]}; runs written before the state existed count as complete.
   """
-  features = {}
-  for f in spec.values():
-    shape = [] if f.scalar else [f.length]
-    tf_type = tf.int64 if f.kind == 'int' else tf.float32
-    default = None if f.required else (f.default if f.scalar else [f.default] * f.length)
-    features[f.name] = tf.io.FixedLenFeature(shape, tf_type, default_value=default)
-  limits = {k: v for k, v in (id_limits or {}).items() if k in spec}
-
-  def parse(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
-    parsed = tf.io.parse_example(serialized, features)
-    checks = [tf.debugging.Assert(tf.reduce_max(parsed[spec[key].name]) < bound,
-                                  [_ID_CHECK, key, field, bound, tf.reduce_max(parsed[spec[key].name])])
-              for key, (bound, field) in limits.items()]
-    with tf.control_dependencies(checks):
-      return {key: tf.cast(tf.identity(parsed[f.name]), f.dtype) for key, f in spec.items()}
-
-  return parse
+  path = os.path.join(folder, MANIFEST)
+  if not tf.io.gfile.exists(path):
+    return []
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      runs = json.load(f).get('runs', [])
+  except (ValueError, AttributeError):
+    return []
+  return [r for r in runs if isinstance(r, dict)]
 
 
-def _options() -> tf.data.Options:
-  options = tf.data.Options()
-  options.deterministic = True  # same order for a seed: exact resume and reproducible runs
-  options.experimental_optimization.map_parallelization = True
-  return options
-
-
-def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, host_batch: int, seed: int,
-                  shuffle_buffer: int, cycle_length: int, process_index: int, process_count: int,
-                  add_batch_fields: Optional[Callable] = None, warn_few_files: bool = True) -> tf.data.Dataset:
-  """Repeated, shuffled, batched and parsed records of this process's share of `files`.
-
-  With at least as many files as processes each process reads every `process_count`-th file (files shuffled per
-  epoch, interleaved); otherwise every process reads all files and keeps every `process_count`-th record. Records
-  are shuffled within each epoch (a new order every epoch, the same for the same seed); batches may span epochs.
-  """
-  files = list(files)
-  if not shuffle_buffer or shuffle_buffer < 1:
-    raise errors.ConfigError(f'config.dataset.shuffle_buffer must be at least 1 (1 = no shuffling), got '
-                             f'{shuffle_buffer!r}.')
-  if len(files) >= process_count:
-    own = files[process_index::process_count]
-    ds = tf.data.Dataset.from_tensor_slices(own).shuffle(len(own), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-                       cycle_length=max(1, min(cycle_length, len(own))), block_length=1,
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  else:
-    log = logging.warning if warn_few_files else logging.info
-    log('%d record files for %d processes: every process reads all files and keeps every %d-th record. '
-        'Write at least one file per process for faster input.', len(files), process_count, process_count)
-    ds = tf.data.TFRecordDataset(files, compression_type=compression).shard(process_count, process_index)
-  # Shuffle within an epoch, then repeat: every epoch passes over all records once (in a new order each time).
-  ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = ds.batch(host_batch, drop_remainder=True)
-  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if add_batch_fields is not None:
-    ds = ds.map(add_batch_fields)
-  return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
-
-
-def train_iterator(files: Sequence[str], *, spec: RecordSpec, dataset: str, host_batch: int, process_index: int,
-                   process_count: int, id_limits: Optional[Mapping[str, Tuple[int, str]]] = None,
-                   **kwargs: Any) -> 'RecordIterator':
-  """`train_dataset(files, host_batch=..., **kwargs)` (parsed with `spec`) as a checkpointable iterator whose
-  fingerprint holds everything that defines an input position: a resume into a pipeline that differs in any of
-  them (other files, batch size, lengths, seed, process count, ...) is refused with what changed."""
-  ds = train_dataset(files, parse=make_batch_parser(spec, id_limits), host_batch=host_batch,
-                     process_index=process_index, process_count=process_count, **kwargs)
-  fingerprint = {
-      'dataset': dataset, 'train_files': list(files), 'global_batch_size': host_batch * process_count,
-      'process_count': process_count, 'record_lengths': {k: f.length for k, f in spec.items() if not f.scalar},
-      **{k: v for k, v in kwargs.items() if k in ('seed', 'shuffle_buffer', 'cycle_length', 'compression')}}
-  return RecordIterator(ds, files, fingerprint=fingerprint)
-
-
-def num_eval_batches(num_examples: int, global_batch: int) -> int:
-  """Batches every process runs to cover `num_examples` once with global batches of `global_batch`."""
-  return math.ceil(num_examples / global_batch)
-
-
-def eval_dataset(files: Sequence[str], *, compression: str, parse: Callable, host_batch: int, num_examples: int,
-                 process_index: int, process_count: int, pad_values: Optional[Mapping[str, Any]] = None,
-                 mask_from: Optional[str] = None) -> tf.data.Dataset:
-  """One pass over the first `num_examples` records of `files` (in order), padded to whole batches.
-
-  Process i gets records i, i + P, i + 2P, ... and every process yields `num_eval_batches(num_examples,
-  host_batch * P)` batches, each with `batch_mask` float32 [host_batch]: 1 for real records (or the record's
-  `mask_from` field, e.g. is_real_example), 0 for padding. Padded rows hold zeros, or `pad_values[key]`.
-  """
-  pad_values = dict(pad_values or {})
-  n_batches = num_eval_batches(num_examples, host_batch * process_count)
-  local_examples = len(range(process_index, num_examples, process_count))
-  real_batches = math.ceil(local_examples / host_batch)
-
-  def pad_batch(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    n = tf.shape(next(iter(batch.values())))[0]
-    mask = tf.cast(batch.pop(mask_from), tf.float32) if mask_from else tf.ones([n], tf.float32)
-    batch['batch_mask'] = mask
-    out = {}
-    for key, x in batch.items():
-      paddings = [[0, host_batch - n]] + [[0, 0]] * (len(x.shape) - 1)
-      padded = tf.pad(x, paddings, constant_values=tf.cast(pad_values.get(key, 0), x.dtype))
-      padded.set_shape([host_batch] + list(x.shape[1:]))
-      out[key] = padded
-    return out
-
-  ds = tf.data.TFRecordDataset(list(files), compression_type=compression).take(num_examples)
-  ds = ds.shard(process_count, process_index).batch(host_batch)
-  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).map(pad_batch)
-  if n_batches > real_batches:  # processes with fewer records still run the collective eval steps
-    empty = {k: tf.fill([host_batch] + list(s.shape[1:]), tf.cast(pad_values.get(k, 0), s.dtype))
-             for k, s in ds.element_spec.items()}
-    empty['batch_mask'] = tf.zeros([host_batch], tf.float32)
-    ds = ds.concatenate(tf.data.Dataset.from_tensors(empty).repeat(n_batches - real_batches))
-  return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
-
-
-_READ_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)
-
-
-def _read_error(files: Sequence[str], e: tf.errors.OpError) -> ValueError:
-  message = _op_message(e)
-  if _ID_CHECK in message:  # "... [token id out of range] [input_ids] [model.vocab_size] [30] [57]"
-    key, field, bound, found = re.findall(r'\[([^\]]*)\]', message.split(_ID_CHECK, 1)[1])[:4]
-    return errors.DataError(
-        f'The records of {_describe(files)} hold {key} up to {found}, but config.{field} is {bound}: they were made '
-        f'with a larger vocabulary than the model\'s embedding (XLA would silently clamp such ids). Set '
-        f'--config.{field} to the size of the vocab the records were made with (and use a checkpoint of that vocab), '
-        f'or re-create the records with the model\'s vocab.txt.')
-  if isinstance(e, tf.errors.DataLossError) and len(files) > 1:
-    damaged = _find_damaged(files)  # TensorFlow's message names an offset, not the file
-    if damaged is not None:
-      return damaged
-  return errors.DataError(f'Reading the records of {_describe(files)} failed: {_op_message(e)}. A file is corrupt, '
-                          f'truncated or was removed, or holds records unlike its first one; re-create it with '
-                          f'`python -m projects.bert.datasets.prepare`.')
-
-
-def _find_damaged(files: Sequence[str], budget_s: float = 300.0) -> Optional[errors.DataError]:
-  """The error naming the first of `files` that does not read to its end (within `budget_s` of reading)."""
-  logging.warning('A record file is damaged; reading the %d files to find which.', len(files))
-  t0 = time.monotonic()
-  compression = common_compression(files)
+def refuse_pending_sets(files: Sequence[str], field: str) -> None:
+  """DataError when any of `files` belongs to a `prepare pretraining` set whose files did not all move into place
+  (a kill between its renames leaves new and old shards side by side, which would train on a mix of two runs)."""
+  by_folder: Dict[str, List[str]] = {}
   for path in files:
-    if time.monotonic() - t0 > budget_s:
-      break
-    try:
-      count_records(path, compression)
-    except errors.DataError as e:
-      return e
-  return None
-
-
-class RecordIterator(CheckpointableIterator):
-  """A `CheckpointableIterator` whose read errors name the record files instead of a tf.data op."""
-
-  def __init__(self, tf_dataset: tf.data.Dataset, files: Sequence[str], fingerprint: Optional[Dict[str, Any]] = None):
-    super().__init__(tf_dataset, fingerprint=fingerprint)
-    self.files = list(files)
-
-  def __next__(self) -> NumpyBatch:
-    try:
-      return super().__next__()
-    except _READ_ERRORS as e:
-      raise _read_error(self.files, e) from None
-
-
-def numpy_batches(ds: tf.data.Dataset, files: Sequence[str]) -> Iterator[NumpyBatch]:
-  """Host-local numpy batches of a finite dataset, with read errors naming the files."""
-  it = iter(ds)
-  while True:
-    try:
-      batch = next(it)
-    except StopIteration:
-      return
-    except _READ_ERRORS as e:
-      raise _read_error(files, e) from None
-    yield {k: v._numpy() for k, v in batch.items()}  # pylint: disable=protected-access
-
-
-def input_specs(spec: RecordSpec, extra: Optional[Mapping[str, Tuple[Tuple[int, ...], str]]] = None
-                ) -> Dict[str, Tuple[Tuple[int, ...], str]]:
-  """`DatasetMetaData.input_specs`: {key: (shape without the batch dimension, dtype name)}."""
-  specs = {k: (() if f.scalar else (int(f.length),), f.dtype.name) for k, f in spec.items()}
-  specs.update(extra or {})
-  return specs
+    by_folder.setdefault(os.path.dirname(path) or '.', []).append(os.path.basename(path))
+  for folder, names in by_folder.items():
+    for run in read_manifest(folder):
+      if run.get('state', 'complete') == 'complete':
+        continue
+      hit = sorted(set(names) & (set(run.get('outputs', [])) | set(run.get('replaces', []))))
+      if hit:
+        command = 'python -m projects.bert.datasets.prepare pretraining ' + ' '.join(run.get('args', []))
+        raise errors.DataError(
+            f'config.dataset.{field}: {os.path.join(folder, hit[0])} belongs to a record set that `prepare '
+            f'pretraining` was interrupted while moving into place ({os.path.join(folder, MANIFEST)} marks '
+            f'{len(run.get("outputs", []))} files pending): the folder may hold shards of two runs side by side. '
+            f'Rerun the prepare command to write the set again:\n  {command}')

@@ -9,7 +9,9 @@ shuffle_buffer, seed.
 Batches: input_ids, input_mask, segment_ids int32 [batch, S]; train batches also start_positions, end_positions,
 is_impossible int32 [batch] and batch_mask 1; eval batches unique_ids int32 [batch] (-1 on padding rows) and
 batch_mask float32 [batch] (0 on padding rows). `valid_iter()` passes once over the eval features (split 'dev');
-there is no test split (SQuAD's test sets are hidden).
+there is no test split (SQuAD's test sets are hidden). The pipelines are the shared ones (`pipeline.py`): a resume
+into another batch size or train file is refused with what changed, and token ids beyond config.model's vocab sizes
+fail reading with the file named.
 
 Meta data (`core.dataset.DatasetMetaData`): task ('squad_v1.1' / 'squad_v2.0'), num_train_examples (train
 features: windows, not questions), max_seq_length, eval split 'dev' with its size in features, files ({'train',
@@ -30,7 +32,7 @@ from absl import logging
 
 from core import errors, registry
 from core.dataset import Dataset, DatasetMetaData
-from projects.bert.datasets import records, squad_format
+from projects.bert.datasets import pipeline, records, squad_format
 
 _EXTRA_FEATURES = ('paragraph_mask', 'class_index')  # written by squad_lib for XLNet-style heads; not read
 
@@ -97,7 +99,7 @@ def check_meta_against_config(meta: Mapping[str, Any], path: str, cfg: ml_collec
                              f'take it from the meta data).')
 
 
-def resolve_files(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.ConfigDict) -> Dict[str, str]:
+def data_paths(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.ConfigDict) -> Dict[str, str]:
   """{'train', 'eval', 'eval_features', 'eval_json'}: config.dataset.train_file > the meta data's 'files'
   (relative to its folder) > the names `prepare squad` writes. Missing files raise MissingFileError."""
   base = os.path.dirname(meta_path)
@@ -122,7 +124,9 @@ def resolve_files(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.C
 def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
           process_count: Optional[int] = None) -> Dataset:
   """Builds the SQuAD dataset (see the module docstring). `process_*` override JAX's (tests only)."""
-  cfg = records.merge_dataset_config(config, default_config(), 'bert_squad')
+  ctx = pipeline.start_builder(config, default_config(), 'bert_squad', process_index=process_index,
+                               process_count=process_count)
+  cfg = ctx.cfg
   if not cfg.version:
     raise errors.ConfigError(f'config.dataset.version is not set; SQuAD versions: '
                              f'{", ".join(squad_format.VERSIONS)}.')
@@ -130,26 +134,21 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
     version = squad_format.get_version(cfg.version)
   except ValueError as e:
     raise errors.ConfigError(f'config.dataset.version: {e}') from None
-  index, count = records.process_info(process_index, process_count)
-  train_batch = records.local_batch_size(config.batch_size, count, 'batch_size')
-  eval_global = config.get('eval_batch_size') or config.batch_size
-  eval_batch = records.local_batch_size(eval_global, count, 'eval_batch_size')
+  eval_batch = ctx.eval_batch
   if not cfg.meta_data_file and not cfg.data_dir:
     raise errors.ConfigError('Set config.dataset.data_dir (the --output_dir of `prepare squad`) or '
                              'config.dataset.meta_data_file.')
   meta_path = cfg.meta_data_file or os.path.join(cfg.data_dir, squad_format.META_DATA)
   meta = read_meta_data(meta_path, version)
   check_meta_against_config(meta, meta_path, cfg)
-  files = resolve_files(meta, meta_path, cfg)
+  files = data_paths(meta, meta_path, cfg)
   seq_len = int(meta['max_seq_length'])
 
   fix = (f'the meta data {meta_path} says max_seq_length={seq_len}; re-create the records and the meta data '
          f'together with:\n  {squad_format.prepare_command(version)}')
-  compression = records.common_compression([files['train'], files['eval']])
   train_spec, eval_spec = train_record_spec(seq_len), eval_record_spec(seq_len)
-  for path, spec in ((files['train'], train_spec), (files['eval'], eval_spec)):
-    records.check_record(path, records.read_first_example(path, compression), spec, allowed_extra=_EXTRA_FEATURES,
-                         fix=fix)
+  compression = records.check_first_records([(files['train'], train_spec), (files['eval'], eval_spec)],
+                                            allowed_extra=_EXTRA_FEATURES, fix=fix)
 
   def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     batch = dict(batch)
@@ -157,18 +156,18 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
     batch['batch_mask'] = tf.ones_like(batch['start_positions'], tf.float32)
     return batch
 
-  train_ds = records.train_dataset([files['train']], compression=compression,
-                                   parse=records.make_batch_parser(train_spec), host_batch=train_batch, seed=cfg.seed,
-                                   shuffle_buffer=cfg.shuffle_buffer, cycle_length=1, process_index=index,
-                                   process_count=count, add_batch_fields=add_train_mask, warn_few_files=False)
-  train_iter = records.RecordIterator(train_ds, [files['train']])
+  # The shared train pipeline: its fingerprint refuses a resume into other files or batch sizes, and every batch's
+  # token ids are checked against config.model's vocab sizes.
+  train_iter = ctx.train_iterator([files['train']], spec=train_spec, dataset=f'bert_squad/{version}',
+                                  compression=compression, cycle_length=1, add_batch_fields=add_train_mask,
+                                  warn_few_files=False)  # one train file is SQuAD's layout, not a mistake
 
   eval_size = meta.get('eval_data_size')
   counted = eval_size is None
   if counted:  # upstream meta data has no eval size
     eval_size = records.count_records(files['eval'], compression)
   eval_size = int(eval_size)
-  pipeline: List[tf.data.Dataset] = []  # built once: a new pass re-iterates it without re-tracing
+  eval_pipeline: List[tf.data.Dataset] = []  # built once: a new pass re-iterates it without re-tracing
 
   def valid_iter(split: Optional[str] = None):
     nonlocal counted
@@ -180,14 +179,13 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
         raise errors.DataError(f'{files["eval"]} holds {actual} records but {meta_path} says eval_data_size='
                                f'{eval_size}; re-create the data with:\n  {squad_format.prepare_command(version)}')
       counted = True
-    if not pipeline:
-      pipeline.append(records.eval_dataset(
-          [files['eval']], compression=compression, parse=records.make_batch_parser(eval_spec), host_batch=eval_batch,
-          num_examples=eval_size, process_index=index, process_count=count, pad_values={'unique_ids': -1}))
-    return records.numpy_batches(pipeline[0], [files['eval']])
+    if not eval_pipeline:
+      eval_pipeline.append(ctx.eval_dataset([files['eval']], spec=eval_spec, compression=compression,
+                                            num_examples=eval_size, pad_values={'unique_ids': -1}))
+    return pipeline.numpy_batches(eval_pipeline[0], [files['eval']])
 
-  input_specs = records.input_specs({k: v for k, v in train_spec.items() if k != 'unique_ids'},
-                                    {'batch_mask': ((), 'float32')})
+  input_specs = pipeline.input_specs({k: v for k, v in train_spec.items() if k != 'unique_ids'},
+                                     {'batch_mask': ((), 'float32')})
   meta_data = DatasetMetaData(
       task=f'squad_{version}',
       input_specs=input_specs,
@@ -195,7 +193,7 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
       max_seq_length=seq_len,
       eval_splits=(squad_format.EVAL_SPLIT,),
       eval_sizes={squad_format.EVAL_SPLIT: eval_size},
-      num_eval_batches={squad_format.EVAL_SPLIT: records.num_eval_batches(eval_size, eval_global)},
+      num_eval_batches={squad_format.EVAL_SPLIT: ctx.num_eval_batches(eval_size)},
       files=files,
       extra={
           'version': version,
@@ -208,7 +206,7 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
           'meta_data_file': meta_path,
       })
   logging.info('bert_squad %s: train %d features, eval %d features, S=%d, host batch %d / eval %d.', version,
-               meta_data.num_train_examples, eval_size, seq_len, train_batch, eval_batch)
+               meta_data.num_train_examples, eval_size, seq_len, ctx.train_batch, eval_batch)
   return Dataset(train_iter=train_iter, valid_iter=valid_iter, test_iter=None, meta_data=meta_data)
 
 

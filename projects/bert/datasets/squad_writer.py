@@ -27,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from projects.bert.datasets import squad_format
-from projects.bert.datasets.prepare import PrepareError
+from projects.bert.datasets.writing import PrepareError
 
 # Inside the output folder (the same file system, so renames are atomic), named as `prepare glue` names its own.
 _STAGING_PREFIX = '.prepare-squad-'

@@ -20,7 +20,7 @@ from core.evaluators import write_json
 from core.setup import write_run_config
 from projects.bert.checkpoints import hf_reader
 from projects.bert.runs import demo_data, subruns
-from projects.bert.datasets import prepare
+from projects.bert.datasets import glue_writer, pretraining_writer
 
 
 def _run_stage(workdir: str, name: str, fn: Callable[[str], Dict[str, Any]],
@@ -44,14 +44,14 @@ def _make_data(config: ml_collections.ConfigDict, vocab: str, out: str) -> Dict[
   common_flags = [f'--input_file={corpus}', f'--vocab_file={vocab}', '--do_lower_case=true',
                   f'--max_seq_length={d.max_seq_length}', f'--max_predictions_per_seq={d.max_predictions_per_seq}',
                   '--masked_lm_prob=0.15']
-  counts = prepare.prepare_pretraining(common_flags + [f'--output_file={",".join(files)}', '--random_seed=1',
+  counts = pretraining_writer.prepare_pretraining(common_flags + [f'--output_file={",".join(files)}', '--random_seed=1',
                                                        f'--dupe_factor={d.dupe_factor}'])
-  counts.update(prepare.prepare_pretraining(common_flags + [f'--output_file={eval_file}', '--random_seed=2',
+  counts.update(pretraining_writer.prepare_pretraining(common_flags + [f'--output_file={eval_file}', '--random_seed=2',
                                                             '--dupe_factor=1']))
   glue_dir = os.path.join(out, 'glue_tsv')
   sizes = demo_data.write_sst2_task(glue_dir, d.n_train, d.n_dev, d.n_test)
   records_dir = os.path.join(out, 'glue')
-  meta = prepare.prepare_glue('sst2', glue_dir, vocab, records_dir, max_seq_length=d.max_seq_length)
+  meta = glue_writer.prepare_glue('sst2', glue_dir, vocab, records_dir, max_seq_length=d.max_seq_length)
   return {'pretraining_files': files, 'pretraining_eval_file': eval_file, 'pretraining_records': counts,
           'glue_tsv_dir': glue_dir, 'glue_records_dir': records_dir, 'sst2_sizes': sizes,
           'sst2_train_records': meta['train_data_size']}

@@ -1,0 +1,345 @@
+"""The input pipelines of the BERT dataset builders, and the prelude every builder starts with.
+
+`start_builder` is that prelude: `config.dataset` merged over the builder's defaults, this process's index and
+count, the host batch sizes, and the token-id limits of `config.model`. Its `BuilderContext` builds every pipeline,
+so each builder's batches are checked the same way:
+  - the train pipeline (`train_iterator`): deterministic for a seed (so `CheckpointableIterator` save/restore
+    resumes exactly), repeated, shuffled, each process reading its own files (or its own records when files are
+    fewer than processes), batched to the host batch, parsed in batches, prefetched; its fingerprint (files, batch
+    size, lengths, seed, ...) makes a resume into another pipeline fail with what changed;
+  - the eval pipeline (`eval_dataset`): every record exactly once over all processes, the last batch padded with
+    batch_mask 0, and every process yielding the same number of batches (needed for the collective eval step);
+  - in both, every batch's token ids are checked against the embedding sizes (XLA would clamp larger ones).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+
+import jax
+import ml_collections
+import tensorflow as tf
+from absl import logging
+
+from core import errors
+from core import sharding as sharding_lib
+from core.dataset import CheckpointableIterator, NumpyBatch
+from projects.bert.datasets import records
+from projects.bert.datasets.records import RecordSpec
+
+# ----------------------------------------------------------------------------------------------------- config
+
+
+def merge_dataset_config(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict,
+                         builder: str) -> ml_collections.ConfigDict:
+  """`defaults` overridden by the fields of `config.dataset`; the user's config is left untouched (it may be locked).
+
+  Unknown fields are logged, not fatal: configs may carry fields for other components.
+  """
+  given = config.get('dataset') or {}
+  given = given.to_dict() if hasattr(given, 'to_dict') else dict(given)
+  merged = defaults.to_dict()
+  unknown = sorted(set(given) - set(merged))
+  if unknown:
+    logging.warning('%s ignores config.dataset fields %s (it reads %s).', builder, unknown, sorted(merged))
+  merged.update(given)
+  return ml_collections.ConfigDict(merged)
+
+
+def local_batch_size(global_batch_size: int, process_count: int, field: str) -> int:
+  """This process's rows of a global batch; the global batch must split over all devices and processes."""
+  if not global_batch_size or global_batch_size <= 0:
+    raise errors.ConfigError(f'config.{field} must be a positive global batch size, got {global_batch_size!r}.')
+  try:
+    sharding_lib.host_batch_size(global_batch_size)  # the check against the device count
+  except ValueError as e:
+    raise errors.ConfigError(f'config.{field}: {e}') from None
+  if global_batch_size % process_count:
+    raise errors.ConfigError(f'config.{field}={global_batch_size} does not split over {process_count} processes.')
+  return global_batch_size // process_count
+
+
+def process_info(process_index: Optional[int], process_count: Optional[int]) -> Tuple[int, int]:
+  """(index, count) of this process; explicit values (tests simulating several hosts) win over JAX's."""
+  index = jax.process_index() if process_index is None else int(process_index)
+  count = jax.process_count() if process_count is None else int(process_count)
+  if not 0 <= index < count:
+    raise errors.ConfigError(f'process_index {index} is not in [0, {count}).')
+  return index, count
+
+
+# ------------------------------------------------------------------------------------------------- pipelines
+
+
+# Token ids beyond an embedding table are clamped by XLA's gather without an error; the parser checks every batch.
+_ID_CHECK = 'token id out of range'
+
+
+def token_id_limits(config: ml_collections.ConfigDict) -> Dict[str, Tuple[int, str]]:
+  """{batch key: (exclusive upper bound, config field)} for the id features, from `config.model` ({} without one)."""
+  model = config.get('model')
+  if not model or not model.get('vocab_size'):
+    return {}
+  limits = {k: (int(model.vocab_size), 'model.vocab_size') for k in ('input_ids', 'masked_lm_ids')}
+  if model.get('type_vocab_size'):
+    limits['segment_ids'] = (int(model.type_vocab_size), 'model.type_vocab_size')
+  return limits
+
+
+def make_batch_parser(spec: RecordSpec, id_limits: Optional[Mapping[str, Tuple[int, str]]] = None
+                      ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
+  """`serialized [n] -> {key: [n] or [n, length]}` cast to the spec's dtypes (records hold int64).
+
+  `id_limits` ({key: (bound, config field)}, from `token_id_limits`) makes every batch check its ids against their
+  bounds: a record holding a larger one fails reading, named by `RecordIterator` / `numpy_batches`.
+  """
+  features = {}
+  for f in spec.values():
+    shape = [] if f.scalar else [f.length]
+    tf_type = tf.int64 if f.kind == 'int' else tf.float32
+    default = None if f.required else (f.default if f.scalar else [f.default] * f.length)
+    features[f.name] = tf.io.FixedLenFeature(shape, tf_type, default_value=default)
+  limits = {k: v for k, v in (id_limits or {}).items() if k in spec}
+
+  def parse(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
+    parsed = tf.io.parse_example(serialized, features)
+    checks = [tf.debugging.Assert(tf.reduce_max(parsed[spec[key].name]) < bound,
+                                  [_ID_CHECK, key, field, bound, tf.reduce_max(parsed[spec[key].name])])
+              for key, (bound, field) in limits.items()]
+    with tf.control_dependencies(checks):
+      return {key: tf.cast(tf.identity(parsed[f.name]), f.dtype) for key, f in spec.items()}
+
+  return parse
+
+
+def _options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True  # same order for a seed: exact resume and reproducible runs
+  options.experimental_optimization.map_parallelization = True
+  return options
+
+
+def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, host_batch: int, seed: int,
+                  shuffle_buffer: int, cycle_length: int, process_index: int, process_count: int,
+                  add_batch_fields: Optional[Callable] = None, warn_few_files: bool = True) -> tf.data.Dataset:
+  """Repeated, shuffled, batched and parsed records of this process's share of `files`.
+
+  With at least as many files as processes each process reads every `process_count`-th file (files shuffled per
+  epoch, interleaved); otherwise every process reads all files and keeps every `process_count`-th record. Records
+  are shuffled within each epoch (a new order every epoch, the same for the same seed); batches may span epochs.
+  """
+  files = list(files)
+  if not shuffle_buffer or shuffle_buffer < 1:
+    raise errors.ConfigError(f'config.dataset.shuffle_buffer must be at least 1 (1 = no shuffling), got '
+                             f'{shuffle_buffer!r}.')
+  if len(files) >= process_count:
+    own = files[process_index::process_count]
+    ds = tf.data.Dataset.from_tensor_slices(own).shuffle(len(own), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+                       cycle_length=max(1, min(cycle_length, len(own))), block_length=1,
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  else:
+    log = logging.warning if warn_few_files else logging.info
+    log('%d record files for %d processes: every process reads all files and keeps every %d-th record. '
+        'Write at least one file per process for faster input.', len(files), process_count, process_count)
+    ds = tf.data.TFRecordDataset(files, compression_type=compression).shard(process_count, process_index)
+  # Shuffle within an epoch, then repeat: every epoch passes over all records once (in a new order each time).
+  ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+  ds = ds.batch(host_batch, drop_remainder=True)
+  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if add_batch_fields is not None:
+    ds = ds.map(add_batch_fields)
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def train_iterator(files: Sequence[str], *, spec: RecordSpec, dataset: str, host_batch: int, process_index: int,
+                   process_count: int, id_limits: Optional[Mapping[str, Tuple[int, str]]] = None,
+                   **kwargs: Any) -> 'RecordIterator':
+  """`train_dataset(files, host_batch=..., **kwargs)` (parsed with `spec`) as a checkpointable iterator whose
+  fingerprint holds everything that defines an input position: a resume into a pipeline that differs in any of
+  them (other files, batch size, lengths, seed, process count, ...) is refused with what changed."""
+  ds = train_dataset(files, parse=make_batch_parser(spec, id_limits), host_batch=host_batch,
+                     process_index=process_index, process_count=process_count, **kwargs)
+  fingerprint = {
+      'dataset': dataset, 'train_files': list(files), 'global_batch_size': host_batch * process_count,
+      'process_count': process_count, 'record_lengths': {k: f.length for k, f in spec.items() if not f.scalar},
+      **{k: v for k, v in kwargs.items() if k in ('seed', 'shuffle_buffer', 'cycle_length', 'compression')}}
+  return RecordIterator(ds, files, fingerprint=fingerprint)
+
+
+def num_eval_batches(num_examples: int, global_batch: int) -> int:
+  """Batches every process runs to cover `num_examples` once with global batches of `global_batch`."""
+  return math.ceil(num_examples / global_batch)
+
+
+def eval_dataset(files: Sequence[str], *, compression: str, parse: Callable, host_batch: int, num_examples: int,
+                 process_index: int, process_count: int, pad_values: Optional[Mapping[str, Any]] = None,
+                 mask_from: Optional[str] = None) -> tf.data.Dataset:
+  """One pass over the first `num_examples` records of `files` (in order), padded to whole batches.
+
+  Process i gets records i, i + P, i + 2P, ... and every process yields `num_eval_batches(num_examples,
+  host_batch * P)` batches, each with `batch_mask` float32 [host_batch]: 1 for real records (or the record's
+  `mask_from` field, e.g. is_real_example), 0 for padding. Padded rows hold zeros, or `pad_values[key]`.
+  """
+  pad_values = dict(pad_values or {})
+  n_batches = num_eval_batches(num_examples, host_batch * process_count)
+  local_examples = len(range(process_index, num_examples, process_count))
+  real_batches = math.ceil(local_examples / host_batch)
+
+  def pad_batch(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    n = tf.shape(next(iter(batch.values())))[0]
+    mask = tf.cast(batch.pop(mask_from), tf.float32) if mask_from else tf.ones([n], tf.float32)
+    batch['batch_mask'] = mask
+    out = {}
+    for key, x in batch.items():
+      paddings = [[0, host_batch - n]] + [[0, 0]] * (len(x.shape) - 1)
+      padded = tf.pad(x, paddings, constant_values=tf.cast(pad_values.get(key, 0), x.dtype))
+      padded.set_shape([host_batch] + list(x.shape[1:]))
+      out[key] = padded
+    return out
+
+  ds = tf.data.TFRecordDataset(list(files), compression_type=compression).take(num_examples)
+  ds = ds.shard(process_count, process_index).batch(host_batch)
+  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).map(pad_batch)
+  if n_batches > real_batches:  # processes with fewer records still run the collective eval steps
+    empty = {k: tf.fill([host_batch] + list(s.shape[1:]), tf.cast(pad_values.get(k, 0), s.dtype))
+             for k, s in ds.element_spec.items()}
+    empty['batch_mask'] = tf.zeros([host_batch], tf.float32)
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(empty).repeat(n_batches - real_batches))
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+_READ_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)
+
+
+def _read_error(files: Sequence[str], e: tf.errors.OpError) -> ValueError:
+  message, described = records.op_message(e), records.describe_files(files)
+  if _ID_CHECK in message:  # "... [token id out of range] [input_ids] [model.vocab_size] [30] [57]"
+    key, field, bound, found = re.findall(r'\[([^\]]*)\]', message.split(_ID_CHECK, 1)[1])[:4]
+    return errors.DataError(
+        f'The records of {described} hold {key} up to {found}, but config.{field} is {bound}: they were made '
+        f'with a larger vocabulary than the model\'s embedding (XLA would silently clamp such ids). Set '
+        f'--config.{field} to the size of the vocab the records were made with (and use a checkpoint of that vocab), '
+        f'or re-create the records with the model\'s vocab.txt.')
+  if isinstance(e, tf.errors.DataLossError) and len(files) > 1:
+    damaged = _find_damaged(files)  # TensorFlow's message names an offset, not the file
+    if damaged is not None:
+      return damaged
+  return errors.DataError(f'Reading the records of {described} failed: {message}. A file is corrupt, '
+                          f'truncated or was removed, or holds records unlike its first one; re-create it with '
+                          f'`python -m projects.bert.datasets.prepare`.')
+
+
+def _find_damaged(files: Sequence[str], budget_s: float = 300.0) -> Optional[errors.DataError]:
+  """The error naming the first of `files` that does not read to its end (within `budget_s` of reading)."""
+  logging.warning('A record file is damaged; reading the %d files to find which.', len(files))
+  t0 = time.monotonic()
+  compression = records.common_compression(files)
+  for path in files:
+    if time.monotonic() - t0 > budget_s:
+      break
+    try:
+      records.count_records(path, compression)
+    except errors.DataError as e:
+      return e
+  return None
+
+
+class RecordIterator(CheckpointableIterator):
+  """A `CheckpointableIterator` whose read errors name the record files instead of a tf.data op."""
+
+  def __init__(self, tf_dataset: tf.data.Dataset, files: Sequence[str], fingerprint: Optional[Dict[str, Any]] = None):
+    super().__init__(tf_dataset, fingerprint=fingerprint)
+    self.files = list(files)
+
+  def __next__(self) -> NumpyBatch:
+    try:
+      return super().__next__()
+    except _READ_ERRORS as e:
+      raise _read_error(self.files, e) from None
+
+
+def numpy_batches(ds: tf.data.Dataset, files: Sequence[str]) -> Iterator[NumpyBatch]:
+  """Host-local numpy batches of a finite dataset, with read errors naming the files."""
+  it = iter(ds)
+  while True:
+    try:
+      batch = next(it)
+    except StopIteration:
+      return
+    except _READ_ERRORS as e:
+      raise _read_error(files, e) from None
+    yield {k: v._numpy() for k, v in batch.items()}  # pylint: disable=protected-access
+
+
+def input_specs(spec: RecordSpec, extra: Optional[Mapping[str, Tuple[Tuple[int, ...], str]]] = None
+                ) -> Dict[str, Tuple[Tuple[int, ...], str]]:
+  """`DatasetMetaData.input_specs`: {key: (shape without the batch dimension, dtype name)}."""
+  specs = {k: (() if f.scalar else (int(f.length),), f.dtype.name) for k, f in spec.items()}
+  specs.update(extra or {})
+  return specs
+
+
+
+# ------------------------------------------------------------------------------------------------ the prelude
+
+
+@dataclasses.dataclass(frozen=True)
+class BuilderContext:
+  """What every builder starts from (`start_builder`), and the pipelines built with it.
+
+  `cfg` is `config.dataset` over the builder's defaults; `train_batch` the host-local train batch; `id_limits` the
+  token-id bounds of `config.model` ({} without one), checked in every train and eval batch.
+  """
+
+  cfg: ml_collections.ConfigDict
+  process_index: int
+  process_count: int
+  train_batch: int
+  eval_global_batch: int
+  id_limits: Mapping[str, Tuple[int, str]]
+
+  @property
+  def eval_batch(self) -> int:
+    """The host-local eval batch (checked on first use: builders without eval data do not need it)."""
+    return local_batch_size(self.eval_global_batch, self.process_count, 'eval_batch_size')
+
+  def parser(self, spec: RecordSpec) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
+    return make_batch_parser(spec, self.id_limits)
+
+  def train_iterator(self, files: Sequence[str], *, spec: RecordSpec, dataset: str, compression: str,
+                     cycle_length: int, add_batch_fields: Optional[Callable] = None,
+                     warn_few_files: bool = True) -> 'RecordIterator':
+    """The train pipeline over `files` (seed and shuffle_buffer from `cfg`), as a checkpointable iterator."""
+    return train_iterator(files, spec=spec, dataset=dataset, compression=compression, host_batch=self.train_batch,
+                          seed=self.cfg.seed, shuffle_buffer=self.cfg.shuffle_buffer, cycle_length=cycle_length,
+                          process_index=self.process_index, process_count=self.process_count,
+                          add_batch_fields=add_batch_fields, id_limits=self.id_limits, warn_few_files=warn_few_files)
+
+  def eval_dataset(self, files: Sequence[str], *, spec: RecordSpec, compression: str, num_examples: int,
+                   pad_values: Optional[Mapping[str, Any]] = None, mask_from: Optional[str] = None
+                   ) -> tf.data.Dataset:
+    """One padded pass over the first `num_examples` records of `files` (see `eval_dataset`)."""
+    return eval_dataset(files, compression=compression, parse=self.parser(spec), host_batch=self.eval_batch,
+                        num_examples=num_examples, process_index=self.process_index,
+                        process_count=self.process_count, pad_values=pad_values, mask_from=mask_from)
+
+  def num_eval_batches(self, num_examples: int) -> int:
+    return num_eval_batches(num_examples, self.eval_global_batch)
+
+
+def start_builder(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict, builder: str, *,
+                  process_index: Optional[int] = None, process_count: Optional[int] = None) -> BuilderContext:
+  """The shared prelude of every builder: merged config, process, batch sizes and token-id limits.
+
+  `process_*` override JAX's (tests simulating several hosts).
+  """
+  index, count = process_info(process_index, process_count)
+  return BuilderContext(cfg=merge_dataset_config(config, defaults, builder), process_index=index,
+                        process_count=count, train_batch=local_batch_size(config.batch_size, count, 'batch_size'),
+                        eval_global_batch=config.get('eval_batch_size') or config.batch_size,
+                        id_limits=token_id_limits(config))
