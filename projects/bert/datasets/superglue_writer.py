@@ -189,12 +189,14 @@ class Encoder:
   def token_span(self, text: str, start: int, end: int, tokens: Sequence[str]) -> Optional[Tuple[int, int]]:
     """[first, last + 1) of the tokens of `text` (tokenized: `tokens`) that overlap the characters [start, end);
     None when the span holds no token (only spaces)."""
+    if not self.tokenize(text[start:end]):
+      return None
     first, _ = self._boundary(text, start, tokens)
     last, inside = self._boundary(text, end, tokens)
     last += int(inside)
-    if first >= last:  # one token covers both boundaries (e.g. an [UNK] word holding the span)
+    if first >= last:  # one token covers both boundaries and its prefix tokenized alike (an [UNK] word)
       first = last - 1
-    return (first, last) if last > 0 and first < len(tokens) else None
+    return (first, last)
 
   def pack(self, tokens_a: Sequence[str], tokens_b: Optional[Sequence[str]]) -> Tuple[List[int], List[int], List[int]]:
     """(input_ids, input_mask, segment_ids), each [max_seq_length]: [CLS] a [SEP] (b [SEP]), zero-padded."""
