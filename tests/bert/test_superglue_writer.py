@@ -115,6 +115,11 @@ def test_sentence_pairs_are_glue_records(data):
     for split in sg.get_task(name).splits:
       path = os.path.join(data.out, f'{name}_{KIND_FILE[split]}.tf_record')
       records.check_record(path, records.read_first_example(path), spec)  # no extra feature: bert_glue reads them
+  parse = records.make_batch_parser(spec)  # bert_glue's parser, on a whole file
+  path = os.path.join(data.out, 'boolq_train.tf_record')
+  batch = next(iter(tf.data.TFRecordDataset(path).batch(SIZES['train']).map(parse)))
+  assert batch['input_ids'].shape == (SIZES['train'], SEQ) and batch['label_ids'].shape == (SIZES['train'],)
+  assert batch['example_id'].numpy().tolist() == [e.idx for e in reader.read_split(data.sg_dir, 'boolq', 'train')]
   cb = split_records(data, 'cb', 'validation')
   for example, row in zip(reader.read_split(data.sg_dir, 'cb', 'validation'), cb):
     assert row['example_id'] == [example.idx] and row['label_ids'] == [example.label]

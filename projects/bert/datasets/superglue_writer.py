@@ -75,7 +75,7 @@ import os
 import re
 import sys
 import uuid
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log level
 
@@ -84,7 +84,7 @@ from absl import logging
 
 from core import errors
 from projects.bert.datasets import superglue_reader as reader
-from projects.bert.datasets.prepare import _STAGING_PREFIX, PrepareError, _commit_glue
+from projects.bert.datasets.prepare import _STAGING_PREFIX, PrepareError, _bool, _commit_glue
 from projects.bert.tasks import superglue as sg
 
 BENCHMARK = 'superglue'  # in the meta data: tells it from GLUE's of the same task name (rte)
@@ -320,24 +320,31 @@ class _Rows:
                 {'span1_start': spans[0][0] + shift, 'span1_end': spans[0][1] + shift,
                  'span2_start': spans[1][0] + shift, 'span2_end': spans[1][1] + shift})]
 
-  def rows(self, examples: Sequence[reader.Example]) -> List[Row]:
+  def rows(self, examples: Sequence[reader.Example]) -> Iterator[Row]:
+    """The rows of `examples`, one example's at a time (ReCoRD's train split expands to about 1.3M rows: they are
+    written as they come, not held)."""
     build = getattr(self, self.task.kind)
-    return [row for e in examples for row in build(e)]
+    for example in examples:
+      yield from build(example)
 
 
-def task_rows(task_name: str, superglue_dir: str, split: str, encoder: Encoder) -> Tuple[int, List[Row]]:
-  """(number of examples, rows) of one split of a task: the expansion `prepare_superglue` writes."""
+def task_rows(task_name: str, superglue_dir: str, split: str, encoder: Encoder) -> Tuple[int, Iterator[Row]]:
+  """(number of examples, their rows) of one split of a task: the expansion `prepare_superglue` writes. The file is
+  read and checked first; the rows are built as the iterator is consumed."""
   task = sg.get_task(task_name)
   examples = reader.read_split(superglue_dir, task.name, split)
   return len(examples), _Rows(task, encoder, os.path.join(superglue_dir, task.data_file(split))).rows(examples)
 
 
-def write_rows(path: str, rows: Sequence[Row]) -> None:
-  """Writes `rows` as tf.train.Examples of int64 features (Model Garden's writer's layout)."""
+def write_rows(path: str, rows: Iterable[Row]) -> int:
+  """Writes `rows` as tf.train.Examples of int64 features (Model Garden's writer's layout); returns how many."""
+  count = 0
   with tf.io.TFRecordWriter(path) as writer:
     for row in rows:
       feature = {k: tf.train.Feature(int64_list=tf.train.Int64List(value=v)) for k, v in row.features().items()}
       writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+      count += 1
+  return count
 
 
 # ------------------------------------------------------------------------------------------------- prepare
@@ -417,12 +424,12 @@ def _write_task(task: sg.SuperGlueTask, names: RecordNames, superglue_dir: str, 
   for split in splits:
     kind = _split_kind(split)
     n_examples, rows = task_rows(task.name, superglue_dir, split, encoder)
-    write_rows(os.path.join(out_dir, names.record_file(kind)), rows)
+    n_rows = write_rows(os.path.join(out_dir, names.record_file(kind)), rows)
     if kind == 'train':
       files['train'] = names.record_file(kind)
     else:
       files[kind][split] = names.record_file(kind)
-    example_counts[split], row_counts[split] = n_examples, len(rows)
+    example_counts[split], row_counts[split] = n_examples, n_rows
   eval_splits = [s for s in splits if _split_kind(s) == 'eval']
   test_splits = [s for s in splits if _split_kind(s) == 'test']
   labelled = [s for s in splits if s != sg.TEST or task.diagnostic]
@@ -463,14 +470,6 @@ def _write_task(task: sg.SuperGlueTask, names: RecordNames, superglue_dir: str, 
 # ------------------------------------------------------------------------------------------------------- CLI
 
 
-def _bool(value: str) -> bool:
-  if value.lower() in ('1', 'true', 'yes', 't', 'y'):
-    return True
-  if value.lower() in ('0', 'false', 'no', 'f', 'n'):
-    return False
-  raise argparse.ArgumentTypeError(f'expected true or false, got {value!r}')
-
-
 def parser(prog: str = 'python -m projects.bert.datasets.prepare superglue') -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog=prog, description='SuperGLUE jsonl -> records and meta data per task.')
   p.add_argument('--task', required=True,
@@ -503,5 +502,5 @@ def main_superglue(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  logs.configure(False)
-  sys.exit(main_superglue(sys.argv[1:]))
+  logs.configure(logs.VERBOSE_FLAG in sys.argv)
+  sys.exit(main_superglue([a for a in sys.argv[1:] if a != logs.VERBOSE_FLAG]))
