@@ -2,6 +2,7 @@
 meta data, the row expansion, marked spans through truncation, equality with Model Garden's processors (BoolQ, CB,
 RTE, WiC, AX-g; fed the rows as TFDS would), and malformed input."""
 
+import errno
 import importlib.util
 import json
 import os
@@ -14,10 +15,10 @@ import pytest
 import tensorflow as tf
 
 from core.errors import DataError, UserError
-from projects.bert.datasets import classification, records
+from projects.bert.datasets import classification, pipeline, prepare, records, writing
 from projects.bert.datasets import superglue_reader as reader
 from projects.bert.datasets import superglue_writer as writer
-from projects.bert.datasets.prepare import PrepareError
+from projects.bert.datasets.writing import PrepareError
 from projects.bert.tasks import superglue as sg
 from tests.bert import data_utils, superglue_data
 
@@ -115,7 +116,7 @@ def test_sentence_pairs_are_glue_records(data):
     for split in sg.get_task(name).splits:
       path = os.path.join(data.out, f'{name}_{KIND_FILE[split]}.tf_record')
       records.check_record(path, records.read_first_example(path), spec)  # no extra feature: bert_glue reads them
-  parse = records.make_batch_parser(spec)  # bert_glue's parser, on a whole file
+  parse = pipeline.make_batch_parser(spec)  # bert_glue's parser, on a whole file
   path = os.path.join(data.out, 'boolq_train.tf_record')
   batch = next(iter(tf.data.TFRecordDataset(path).batch(SIZES['train']).map(parse)))
   assert batch['input_ids'].shape == (SIZES['train'], SEQ) and batch['label_ids'].shape == (SIZES['train'],)
@@ -467,14 +468,60 @@ def test_command_line(data, tmp_path, capsys):
   sg_dir = superglue_data.write_superglue_dir(str(tmp_path / 'sg'), train_size=4, eval_size=2, test_size=2,
                                               tasks=['COPA', 'AX-b'])
   out = str(tmp_path / 'out')
-  assert writer.main_superglue(['--task=all', f'--superglue_dir={sg_dir}', f'--vocab_file={data.vocab}',
+  assert prepare.main(['superglue', '--task=all', f'--superglue_dir={sg_dir}', f'--vocab_file={data.vocab}',
                                 f'--output_dir={out}', '--max_seq_length=32']) == 0
   printed = capsys.readouterr().out
   assert 'copa: examples' in printed and 'axb: examples' in printed
   assert sorted(n for n in os.listdir(out) if n.endswith('_meta_data')) == ['axb_meta_data', 'copa_meta_data']
   with pytest.raises(SystemExit, match=r'prepare superglue: error: .*no such file'):
-    writer.main_superglue(['--task=boolq', f'--superglue_dir={sg_dir}', f'--vocab_file={data.vocab}',
-                           f'--output_dir={out}'])
+    prepare.main(['superglue', '--task=boolq', f'--superglue_dir={sg_dir}', f'--vocab_file={data.vocab}',
+                  f'--output_dir={out}'])
   with pytest.raises(SystemExit, match='vocab file'):
-    writer.main_superglue(['--task=copa', f'--superglue_dir={sg_dir}', '--vocab_file=/nonexistent/vocab.txt',
-                           f'--output_dir={out}'])
+    prepare.main(['superglue', '--task=copa', f'--superglue_dir={sg_dir}', '--vocab_file=/nonexistent/vocab.txt',
+                  f'--output_dir={out}'])
+  empty = tmp_path / 'empty.txt'
+  empty.write_text('')
+  with pytest.raises(SystemExit, match=r"prepare superglue: error: The vocab file '.*empty.txt' is empty"):
+    prepare.main(['superglue', '--task=copa', f'--superglue_dir={sg_dir}', f'--vocab_file={empty}',
+                  f'--output_dir={tmp_path / "out2"}'])
+  assert not (tmp_path / 'out2').exists()  # checked before anything is written
+  help_text = prepare._parser()._subparsers._group_actions[0].choices['superglue'].format_help()
+  assert '--superglue_dir' in help_text and '(default: 128)' in help_text and '(default: True)' in help_text
+
+
+def test_a_full_disk_keeps_the_old_records_and_names_the_file(data, tmp_path, monkeypatch):
+  sg_dir = superglue_data.write_superglue_dir(str(tmp_path / 'sg'), train_size=4, eval_size=2, test_size=2,
+                                              tasks=['WiC'])
+  out = str(tmp_path / 'out')
+  writer.prepare_superglue('wic', sg_dir, data.vocab, out, SEQ)
+  before = {n: open(os.path.join(out, n), 'rb').read() for n in sorted(os.listdir(out))}
+  real_write_rows = writer.write_rows
+
+  def full_on_eval(path, rows):
+    if path.endswith('_eval.tf_record'):
+      raise OSError(errno.ENOSPC, 'No space left on device', path)
+    return real_write_rows(path, rows)
+
+  monkeypatch.setattr(writer, 'write_rows', full_on_eval)
+  with pytest.raises(PrepareError) as info:
+    writer.prepare_superglue('wic', sg_dir, data.vocab, out, SEQ)
+  assert str(info.value).startswith(f'No space left on device while writing {out}/wic_eval.tf_record: nothing was '
+                                    f'replaced')
+  assert {n: open(os.path.join(out, n), 'rb').read() for n in sorted(os.listdir(out))} == before  # no staging
+
+
+def test_commit_outputs_reads_nested_file_maps(tmp_path):
+  staging, out = tmp_path / 'staging', tmp_path / 'out'
+  staging.mkdir()
+  out.mkdir()
+  old = {'train': 'x_train', 'eval': {'en': {'validation': 'x_en_eval'}, 'de': {'validation': 'x_de_eval'}}}
+  for name in writing.output_file_names(old):
+    (out / name).write_text('old')
+  (out / 'x_meta_data').write_text(json.dumps({'files': old}))
+  new = {'train': 'x_train', 'eval': {'en': {'validation': 'x_en_eval'}}, 'test': None}
+  assert writing.output_file_names(new) == ['x_train', 'x_en_eval']
+  for name in ['x_train', 'x_en_eval', 'x_meta_data']:
+    (staging / name).write_text('new')
+  writing.commit_outputs(str(staging), str(out), 'x_meta_data', new, 'X')
+  assert {p.name: p.read_text() for p in out.iterdir()} == {'x_train': 'new', 'x_en_eval': 'new',
+                                                            'x_meta_data': 'new'}  # x_de_eval: no longer listed

@@ -3,7 +3,7 @@ r"""`prepare superglue`: the official SuperGLUE jsonl files -> records and meta 
   python -m projects.bert.datasets.prepare superglue --task=boolq --superglue_dir=SUPERGLUE_DIR \
       --vocab_file=vocab.txt --output_dir=data/superglue --max_seq_length=128   # --task=all: every task found
 
-(`python -m projects.bert.datasets.superglue_writer --task=...` takes the same flags.) Files in OUTPUT_DIR, named as
+(`--help` lists the flags and their defaults.) Files in OUTPUT_DIR, named as
 GLUE's: {task}_train.tf_record, {task}_eval.tf_record (the 'validation' split, val.jsonl), {task}_test.tf_record
 and {task}_meta_data. The diagnostics (axb, axg) have only their labelled 'test' split. Use an output folder of its
 own: SuperGLUE's rte would otherwise replace GLUE's rte files (a GLUE meta data file in the way is refused).
@@ -62,7 +62,8 @@ Processor types in the meta data: Model Garden's names for BoolQ, CB, RTE (RTESu
 MultiRC, ReCoRD, WSC and AXb for the others.
 
 Everything is written into a staging folder inside the output folder and moved into place when complete, the meta
-data last (`prepare._commit_glue`): an error or Ctrl-C leaves the previous files as they were.
+data last (`writing.commit_outputs`, as GLUE's): an error, Ctrl-C or a full disk leaves the previous files as they
+were.
 """
 
 from __future__ import annotations
@@ -73,18 +74,17 @@ import dataclasses
 import json
 import os
 import re
-import sys
-import uuid
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log level
+from core import logs  # noqa: F401  (before TensorFlow loads: it sets TensorFlow's C++ log level)
 
 import tensorflow as tf
 from absl import logging
 
 from core import errors
 from projects.bert.datasets import superglue_reader as reader
-from projects.bert.datasets.prepare import _STAGING_PREFIX, PrepareError, _bool, _commit_glue
+from projects.bert.datasets import writing
+from projects.bert.datasets.writing import PrepareError
 from projects.bert.tasks import superglue as sg
 
 BENCHMARK = 'superglue'  # in the meta data: tells it from GLUE's of the same task name (rte)
@@ -164,11 +164,8 @@ class Encoder:
   def __init__(self, vocab_file: str, do_lower_case: bool, max_seq_length: int):
     from official.nlp.tools import tokenization
 
+    writing.check_vocab(vocab_file, writing.FINETUNING_TOKENS)
     self.tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-    missing = [t for t in ('[CLS]', '[SEP]') if t not in self.tokenizer.vocab]
-    if missing:
-      raise PrepareError(f'The vocab file {vocab_file!r} has no {" or ".join(missing)} token: it is not a BERT '
-                         f'WordPiece vocabulary. Pass the vocab.txt of the BERT checkpoint you fine-tune.')
     if max_seq_length < 8:
       raise PrepareError(f'--max_seq_length={max_seq_length} is too small for [CLS] a [SEP] b [SEP]; use 128 (or '
                          f'more for BoolQ, MultiRC and ReCoRD, whose passages are long).')
@@ -384,12 +381,7 @@ def prepare_superglue(task_name: str, superglue_dir: str, vocab_file: str, outpu
   train.jsonl and val.jsonl are required (a diagnostic's one file); test.jsonl is written when it exists.
   """
   task = sg.get_task(task_name)
-  if not vocab_file:
-    raise PrepareError('No vocab file given: pass --vocab_file=PATH/vocab.txt (the WordPiece vocabulary of the model '
-                       'you fine-tune, e.g. the vocab.txt next to a BERT checkpoint).')
-  if not tf.io.gfile.exists(vocab_file):
-    raise PrepareError(f'The vocab file {vocab_file!r} does not exist: pass --vocab_file=PATH/vocab.txt (the '
-                       f'vocab.txt next to the BERT checkpoint you fine-tune).')
+  writing.check_vocab(vocab_file, writing.FINETUNING_TOKENS)
   if not superglue_dir or not os.path.isdir(superglue_dir):
     raise PrepareError(f'The SuperGLUE directory {superglue_dir!r} does not exist: pass --superglue_dir=DIR, the '
                        f'official download unzipped (BoolQ/, CB/, ..., AX-b/, AX-g/ in it).')
@@ -402,17 +394,21 @@ def prepare_superglue(task_name: str, superglue_dir: str, vocab_file: str, outpu
   names = RecordNames(task.name)
   tf.io.gfile.makedirs(output_dir)
   _check_not_glue(output_dir, names)
-  prefix = f'{_STAGING_PREFIX}{BENCHMARK}-{task.name}-'
-  for stale in tf.io.gfile.glob(os.path.join(output_dir, f'{prefix}*')):
-    tf.io.gfile.rmtree(stale)
-  staging = os.path.join(output_dir, f'{prefix}{uuid.uuid4().hex[:8]}')
-  tf.io.gfile.makedirs(staging)
+  kind = f'{BENCHMARK}-{task.name}'  # staging .prepare-superglue-rte-*: never taken for GLUE rte's
+  writing.remove_abandoned_staging(output_dir, kind)  # killed runs' only: a concurrent run's stays
+  staging = writing.Staging(output_dir, kind)
   try:
-    meta = _write_task(task, names, superglue_dir, splits, encoder, staging, do_lower_case, vocab_file)
-    _commit_glue(names, staging, output_dir, meta['files'])
+    try:
+      meta = _write_task(task, names, superglue_dir, splits, encoder, staging.path, do_lower_case, vocab_file)
+    except Exception as e:  # pylint: disable=broad-except  (a full disk arrives wrapped by TensorFlow or raw)
+      full = writing.disk_full_error(e, output_dir, staging.path)
+      if full is None:
+        raise
+      raise full from e
+    writing.commit_outputs(staging.path, output_dir, names.meta_data_file, meta['files'],
+                           f'SuperGLUE {task.official_name}')
   finally:
-    if tf.io.gfile.exists(staging):
-      tf.io.gfile.rmtree(staging)
+    staging.remove()
   logging.info('SuperGLUE %s: wrote %s', task.official_name, os.path.join(output_dir, names.meta_data_file))
   return meta
 
@@ -470,21 +466,22 @@ def _write_task(task: sg.SuperGlueTask, names: RecordNames, superglue_dir: str, 
 # ------------------------------------------------------------------------------------------------------- CLI
 
 
-def parser(prog: str = 'python -m projects.bert.datasets.prepare superglue') -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog=prog, description='SuperGLUE jsonl -> records and meta data per task.')
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+  """The flags of `prepare superglue` (prepare.py's subcommand), on `p`."""
   p.add_argument('--task', required=True,
                  help=f'one of {", ".join(sg.task_names())}, or "all": every task found in --superglue_dir')
   p.add_argument('--superglue_dir', required=True, help='the official download unzipped: BoolQ/, CB/, ..., AX-g/')
   p.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model to fine-tune')
   p.add_argument('--output_dir', required=True, help='a folder of its own (not GLUE\'s: rte would clash)')
-  p.add_argument('--max_seq_length', type=int, default=128)
-  p.add_argument('--do_lower_case', type=_bool, default=True, help='true for uncased models')
+  p.add_argument('--max_seq_length', type=int, default=128,
+                 help='tokens per row, [CLS] and [SEP]s included; passages are cut to fit (default: %(default)s)')
+  p.add_argument('--do_lower_case', type=writing.parse_bool, default=True,
+                 help='true for uncased models (default: %(default)s)')
   return p
 
 
-def main_superglue(argv: Sequence[str]) -> int:
-  """`prepare superglue FLAGS`: `argv` are the flags after the command word. Prints one line per task written."""
-  args = parser().parse_args(list(argv))
+def run(args: argparse.Namespace) -> int:
+  """`prepare superglue` with the parsed flags of `add_arguments`. Prints one line per task written."""
   tasks = [args.task]
   if args.task.lower() == 'all':
     tasks = available_tasks(args.superglue_dir) if os.path.isdir(args.superglue_dir) else []
@@ -499,8 +496,3 @@ def main_superglue(argv: Sequence[str]) -> int:
       raise SystemExit(f'prepare superglue: error: {e}') from None
     print(f'{meta["task"]}: examples {meta["example_counts"]}, rows {meta["row_counts"]} -> {args.output_dir}')
   return 0
-
-
-if __name__ == '__main__':
-  logs.configure(logs.VERBOSE_FLAG in sys.argv)
-  sys.exit(main_superglue([a for a in sys.argv[1:] if a != logs.VERBOSE_FLAG]))
