@@ -1,0 +1,166 @@
+"""The `bert_superglue` builder (datasets/superglue.py) on records `prepare superglue` writes, and the SuperGLUE
+heads (models/superglue_heads.py): batch shapes and contents per task kind, COPA's rows kept in pairs through
+shuffling, padding, and a tiny model fine-tuned above chance on a sentence-pair task and on other task kinds."""
+
+import os
+import types
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+import projects.bert  # noqa: F401  (declares the datasets and models)
+from core import errors, registry
+from core.setup import example_batch_from_meta
+from projects.bert.datasets import superglue_reader as reader
+from projects.bert.datasets import superglue_writer as writer
+from projects.bert.models import architecture, superglue_heads
+from projects.bert.tasks import superglue as sg
+from tests.bert import data_utils, superglue_data
+
+SEQ = 48
+SIZES = {'train': 96, 'validation': 32, 'test': 8}
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+  root = tmp_path_factory.mktemp('sgm')
+  sg_dir = superglue_data.write_superglue_dir(str(root / 'superglue'), train_size=SIZES['train'],
+                                              eval_size=SIZES['validation'], test_size=SIZES['test'])
+  texts = []
+  for folder, _, names in os.walk(sg_dir):
+    texts += [open(os.path.join(folder, n)).read() for n in names]
+  vocab = data_utils.write_vocab(root / 'vocab.txt', data_utils.default_texts() + texts)
+  out = str(root / 'out')
+  for name in sg.task_names():
+    writer.prepare_superglue(name, sg_dir, vocab, out, SEQ)
+  return types.SimpleNamespace(sg_dir=sg_dir, vocab=vocab, out=out,
+                               vocab_size=len(data_utils.read_vocab(vocab)))
+
+
+def _config(data, task, batch=16, **model):
+  config = ml_collections.ConfigDict({'batch_size': batch, 'eval_batch_size': batch,
+                                      'dataset': {'task': task, 'data_dir': data.out, 'shuffle_buffer': 1000},
+                                      'model': architecture.model_config('tiny')})
+  config.model.vocab_size = data.vocab_size
+  config.model.update(model)
+  return config
+
+
+def _build(data, task, **kwargs):
+  return registry.DATASETS.get('bert_superglue')(_config(data, task, **kwargs))
+
+
+# --- the builder ---------------------------------------------------------------------------------------------------
+
+
+def test_batches_of_every_task_kind(data):
+  for name, task in sg.SUPERGLUE_TASKS.items():
+    ds = _build(data, name)
+    meta = ds.meta_data
+    assert meta.extra['task_kind'] == task.kind and meta.max_seq_length == SEQ
+    split = sg.TEST if task.diagnostic else sg.VALIDATION
+    it = (ds.test_iter if task.diagnostic else ds.valid_iter)(split)
+    batch = next(iter(it))
+    for key, (shape, dtype) in meta.input_specs.items():
+      assert batch[key].shape == (16,) + tuple(shape) and batch[key].dtype == np.dtype(dtype), (name, key)
+    if task.diagnostic:
+      assert ds.train_iter is None and ds.valid_iter is None
+      assert meta.test_sizes == {'test': SIZES['validation']}
+      continue
+    train = next(ds.train_iter)
+    assert sorted(train) == sorted(batch), name
+    assert train['batch_mask'].tolist() == [1.0] * 16
+    rows = 2 if task.kind == sg.MULTIPLE_CHOICE else 1
+    assert meta.num_train_examples == ds.meta_data.extra['row_counts']['train'] // rows
+
+
+def test_copa_keeps_an_examples_two_choices_together_and_labels_the_right_one(data):
+  ds = _build(data, 'copa')
+  examples = {e.idx: e for e in reader.read_split(data.sg_dir, 'copa', 'train')}
+  assert ds.meta_data.num_train_examples == SIZES['train']
+  for _ in range(3):  # shuffled batches: every example's two rows still side by side, in choice order
+    batch = next(ds.train_iter)
+    assert batch['input_ids'].shape == (16, 2, SEQ) and batch['choice_index'].tolist() == [[0, 1]] * 16
+    assert batch['label_ids'].tolist() == [examples[i].label for i in batch['example_id'].tolist()]
+  passes = list(ds.valid_iter())
+  assert len(passes) == 2 and [float(b['batch_mask'].sum()) for b in passes] == [16.0, 16.0]
+  ids = np.concatenate([b['example_id'] for b in passes]).tolist()
+  assert ids == [e.idx for e in reader.read_split(data.sg_dir, 'copa', 'validation')]
+
+
+def test_padding_of_the_last_eval_batch(data):
+  ds = _build(data, 'wsc', batch=24)
+  batches = list(ds.valid_iter())
+  assert len(batches) == 2 and batches[-1]['batch_mask'].tolist() == [1.0] * 8 + [0.0] * 16
+  assert batches[-1]['example_id'][8:].tolist() == [-1] * 16
+  wsc = reader.read_split(data.sg_dir, 'wsc', 'validation')
+  first = batches[0]
+  assert first['label_ids'].tolist() == [e.label for e in wsc[:24]]
+  assert all(1 <= s < e <= SEQ for s, e in zip(first['span1_start'], first['span1_end']))
+
+
+def test_errors_name_the_fix(data, tmp_path):
+  with pytest.raises(errors.MissingFileError, match='prepare superglue --task=boolq'):
+    registry.DATASETS.get('bert_superglue')(ml_collections.ConfigDict({
+        'batch_size': 8, 'dataset': {'task': 'boolq', 'data_dir': str(tmp_path)}}))
+  with pytest.raises(errors.ConfigError, match='max_seq_length=128 .* hold 48 tokens'):
+    registry.DATASETS.get('bert_superglue')(ml_collections.ConfigDict({
+        'batch_size': 8, 'dataset': {'task': 'rte', 'data_dir': data.out, 'max_seq_length': 128}}))
+  with pytest.raises(ValueError, match='Unknown SuperGLUE task'):
+    _build(data, 'mnli')
+
+
+# --- the heads -------------------------------------------------------------------------------------------------------
+
+
+def test_span_means():
+  sequence = np.arange(2 * 5 * 1, dtype=np.float32).reshape(2, 5, 1)
+  means = superglue_heads.span_means(sequence, np.array([1, 0]), np.array([4, 0]))
+  assert means[:, 0].tolist() == [2.0, 0.0]  # mean of 1, 2, 3; an empty span gives zeros
+
+
+def _model(data, task, ds):
+  name = superglue_heads.MODEL_OF_KIND[sg.get_task(task).kind]
+  return registry.MODELS.get(name)(_config(data, task), ds.meta_data)
+
+
+def _fine_tune(data, task, steps, lr=1e-3):
+  """Trains the task's model from random weights on its train split; returns the dev accuracy (rows, or COPA
+  examples) before and after."""
+  ds = _build(data, task)
+  model = _model(data, task, ds)
+  params = model.init_params(jax.random.PRNGKey(0), example_batch_from_meta(ds.meta_data, 2))
+  opt = optax.adamw(lr, weight_decay=0.01)
+  state = opt.init(params)
+
+  @jax.jit
+  def step(params, state, batch, rng):
+    loss, grads = jax.value_and_grad(
+        lambda p: model.loss_function(model.forward(p, batch, train=True, rng=rng), batch))(params)
+    updates, state = opt.update(grads, state, params)
+    return optax.apply_updates(params, updates), state, loss
+
+  @jax.jit
+  def accuracy(params, batch):
+    total, count = model.get_metrics_fn()(model.forward(params, batch, train=False), batch)['accuracy']
+    return total, count
+
+  def dev_accuracy(params):
+    pairs = [accuracy(params, b) for b in ds.valid_iter()]
+    return float(sum(t for t, _ in pairs) / sum(c for _, c in pairs))
+
+  before = dev_accuracy(params)
+  rng = jax.random.PRNGKey(1)
+  for _ in range(steps):
+    rng, sub = jax.random.split(rng)
+    params, state, _ = step(params, state, next(ds.train_iter), sub)
+  return before, dev_accuracy(params)
+
+
+@pytest.mark.parametrize('task', ['rte'])
+def test_a_tiny_model_fine_tunes_above_chance(data, task):
+  before, after = _fine_tune(data, task, steps=60)
+  assert after >= 0.8 > before or after >= 0.9, (task, before, after)
