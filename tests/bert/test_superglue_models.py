@@ -164,3 +164,29 @@ def _fine_tune(data, task, steps, lr=1e-3):
 def test_a_tiny_model_fine_tunes_above_chance(data, task):
   before, after = _fine_tune(data, task, steps=60)
   assert after >= 0.8 > before or after >= 0.9, (task, before, after)
+
+
+def test_wsc_fine_tunes_through_the_config_and_eval_mode_reproduces_best_on_dev(data, tmp_path):
+  from core import app
+  from projects.bert.configs import superglue as superglue_config
+  config = superglue_config.get_config('wsc,tiny')
+  assert config.model_name == 'bert_span_pair' and config.dataset_name == 'bert_superglue'
+  config.model.vocab_size = data.vocab_size
+  config.dataset.data_dir = data.out
+  config.dataset.max_seq_length = SEQ
+  config.batch_size = config.eval_batch_size = 16
+  config.num_train_steps = 80
+  config.schedule.base_lr = 3e-3
+  config.evals.superglue.every = 40
+  config.log_every = 40
+  config.checkpoint.async_save = False
+  workdir = str(tmp_path / 'wsc')
+  results = app.train_and_evaluate(config, workdir)['superglue']
+  assert results['main_metric'] == 'validation/accuracy' and results['final_step'] == 80
+  assert [h['step'] for h in results['history']] == [40, 80]
+  assert results['final']['validation/accuracy'] >= 0.8  # chance: about 0.5
+  assert results['final']['validation/num_examples'] == SIZES['validation']
+  config.mode = 'eval'
+  scored = app.train_and_evaluate(config, workdir)['superglue']
+  assert scored['weights']['source'] == 'best'
+  assert scored['metrics']['validation/accuracy'] == pytest.approx(results['best_on_dev']['value'])

@@ -456,6 +456,7 @@ def _write_task(task: sg.SuperGlueTask, names: RecordNames, superglue_dir: str, 
       'features': list(BASE_FEATURES + EXTRA_FEATURES[task.kind]),
       'do_lower_case': bool(do_lower_case),
       'vocab_file': vocab_file,
+      'superglue_dir': os.path.abspath(superglue_dir),  # the source, for what scoring reads from it (ReCoRD's texts)
       'files': files,
   })
   with tf.io.gfile.GFile(os.path.join(out_dir, names.meta_data_file), 'w') as f:  # as prepare glue formats it
