@@ -17,5 +17,6 @@ for _name in ('bert_word_in_context', 'bert_multiple_choice', 'bert_span_pair'):
 for _name, _module in (('bert_trainer', 'projects.bert.trainers.bert_trainer'),
                        ('bert_demo', 'projects.bert.runs.demo'), ('bert_glue_suite', 'projects.bert.runs.glue_suite')):
   registry.TRAINERS.declare(_name, _module)
-for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_predict', 'superglue'):
+for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_predict', 'superglue',
+              'superglue_predict'):
   registry.EVALUATORS.declare(_name, f'projects.bert.evaluators.{_name}')

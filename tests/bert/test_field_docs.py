@@ -14,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VARIANTS = ((pretrain, 'tiny,fewshot'), (pretrain, 'base,bert_paper,phase2'), (glue, 'mrpc,predict'),
             (glue, 'stsb,small'), (glue, 'mrpc,bert_paper'), (fewshot, 'scenic'), (squad, 'v2.0'),
             (squad, 'v1.1,runlocal'), (glue_suite, 'tiny'),
-            (fewshot, 'sst2+rte,tiny'), (fewshot, 'all'), (demo, 'smoke'), (superglue, 'copa'),
+            (fewshot, 'sst2+rte,tiny'), (fewshot, 'all'), (demo, 'smoke'), (superglue, 'copa,predict'),
             (superglue, 'wsc,tiny,runlocal'))
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from projects.bert.datasets import superglue_reader as reader
 from projects.bert.evaluators import superglue as evaluator
+from projects.bert.evaluators import superglue_predict
 from projects.bert.tasks import superglue as sg
 
 
@@ -58,3 +59,28 @@ def test_axg_pairs_by_idx_with_the_hypotheses_of_the_source():
               'example_id': np.array([0, 1, 2, 3])}
   metrics = evaluator.dev_metrics(sg.get_task('axg'), gathered, examples)
   assert metrics == {'gender_parity': 0.5, 'accuracy': 0.75, 'num_examples': 4.0}
+
+
+def _multirc_examples():
+  answer = lambda idx: reader.MultiRcAnswer(idx, f'a{idx}', None)  # noqa: E731
+  return [reader.MultiRcExample(5, 'p5', (reader.MultiRcQuestion(0, 'q0', (answer(0), answer(1))),)),
+          reader.MultiRcExample(3, 'p3', (reader.MultiRcQuestion(1, 'q1', (answer(2),)),))]
+
+
+def test_test_predictions_follow_the_files_order_whatever_the_rows_order():
+  examples = _multirc_examples()
+  # Rows gathered out of order: (passage 3, question 1, answer 2) first.
+  gathered = {'outputs': _logits([1, 0, 1]), 'example_id': np.array([3, 5, 5]), 'question_idx': np.array([1, 0, 0]),
+              'answer_idx': np.array([2, 1, 0])}
+  task = sg.get_task('multirc')
+  predictions = superglue_predict.test_predictions(task, gathered, examples)
+  assert predictions.tolist() == [1, 0, 1]  # answers 0, 1 of passage 5, then answer 2 of passage 3
+  rows = superglue_predict.superglue_submission.submission_rows('multirc', examples, predictions)
+  assert rows[0] == {'idx': 5, 'passage': {'questions': [{'idx': 0, 'answers': [{'idx': 0, 'label': 1},
+                                                                                 {'idx': 1, 'label': 0}]}]}}
+  copa = sg.get_task('copa')
+  pairs = [reader.CopaExample(i, 'p', 'a', 'b', 'cause', None) for i in (4, 2)]
+  gathered = {'outputs': np.array([[0.0, 1.0], [2.0, 1.0]]), 'example_id': np.array([2, 4])}
+  assert superglue_predict.test_predictions(copa, gathered, pairs).tolist() == [0, 1]
+  with pytest.raises(ValueError, match='no prediction for idx \\[4\\]'):
+    superglue_predict.test_predictions(copa, {'outputs': np.array([[0.0, 1.0]]), 'example_id': np.array([2])}, pairs)

@@ -18,6 +18,7 @@ from projects.bert.datasets import superglue_reader as reader
 from projects.bert.datasets import superglue_writer as writer
 from projects.bert.models import architecture, superglue_heads
 from projects.bert.tasks import superglue as sg
+from projects.bert.tasks import superglue_submission
 from tests.bert import data_utils, superglue_data
 
 SEQ = 48
@@ -190,3 +191,10 @@ def test_wsc_fine_tunes_through_the_config_and_eval_mode_reproduces_best_on_dev(
   scored = app.train_and_evaluate(config, workdir)['superglue']
   assert scored['weights']['source'] == 'best'
   assert scored['metrics']['validation/accuracy'] == pytest.approx(results['best_on_dev']['value'])
+  config.mode = 'predict'
+  predicted = app.train_and_evaluate(config, workdir)['superglue_predict']
+  path = os.path.join(workdir, 'submission', 'WSC.jsonl')
+  assert predicted['file'] == path and predicted['weights']['source'] == 'best'
+  rows = superglue_submission.read_submission(path, 'wsc')
+  assert [r['idx'] for r in rows] == [e.idx for e in reader.read_split(data.sg_dir, 'wsc', 'test')]
+  assert {r['label'] for r in rows} <= {'True', 'False'}

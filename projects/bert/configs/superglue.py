@@ -1,13 +1,20 @@
-r"""SuperGLUE fine-tuning. Variant: `TASK[,SIZE][,RECIPE][,runlocal]`, TASK one of boolq, cb, copa, multirc, record,
-rte, wic, wsc (axb and axg are scored with the RTE run: `--config.dataset.task=axb --config.mode=eval` in its
-workdir), SIZE one of tiny, mini, small, medium, base, large (default: the architecture of init_from's checkpoint,
-else base), RECIPE model_garden (default) or bert_paper.
+r"""SuperGLUE fine-tuning. Variant: `TASK[,SIZE][,RECIPE][,predict][,runlocal]`, TASK one of boolq, cb, copa,
+multirc, record, rte, wic, wsc (axb and axg are scored with the RTE run: `--config.dataset.task=axb
+--config.mode=eval` in its workdir), SIZE one of tiny, mini, small, medium, base, large (default: the
+architecture of init_from's checkpoint, else base), RECIPE model_garden (default) or bert_paper.
 
   python -m projects.bert.datasets.prepare superglue --task=all --superglue_dir=SUPERGLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/superglue --max_seq_length=128
   python main.py --config=projects/bert/configs/superglue.py:rte --workdir=/tmp/rte \
       --config.init_from=/tmp/bert_base   # `projects.bert.checkpoints.convert` output, a pretraining or an MNLI workdir
   python main.py --config=projects/bert/configs/superglue.py:rte --workdir=/tmp/rte --config.mode=eval
+  python main.py --config=projects/bert/configs/superglue.py:rte --workdir=/tmp/rte --config.mode=predict
+  python main.py --config=projects/bert/configs/superglue.py:rte --workdir=/tmp/rte --config.mode=predict \
+      --config.dataset.task=axb   # the diagnostics, with the RTE run's weights
+
+`mode`: 'train'; 'eval' scores the workdir's best/ (else its latest checkpoint) on the dev split; 'predict' writes
+the task's leaderboard file into workdir/submission/ (`superglue_predict`). `,predict` also writes it when training
+ends.
 
 The model is the SuperGLUE paper's BERT formulation of the task's kind (Wang et al. 2019, section 5;
 `models/superglue_heads.py`): bert_classification on [CLS] for BoolQ, CB, RTE and for MultiRC / ReCoRD rows (an
@@ -35,7 +42,7 @@ from projects.bert.tasks import superglue as sg
 
 VARIANT = variants.Spec('superglue.py', lead='TASK', lead_words=tuple(sg.task_names()), lead_default='rte',
                         lead_parse=lambda word: sg.get_task(word).name, sizes=True, recipes=True,
-                        flags=('runlocal',))
+                        flags=('predict', 'runlocal'))
 # Evaluate often enough for the learning curve on the small tasks; rarely on ReCoRD (its dev set is 10k queries,
 # about 140k rows) and MultiRC and BoolQ (about 5k and 3k).
 EVAL_EVERY = {'record': 5000, 'multirc': 1000, 'boolq': 500}
@@ -43,7 +50,7 @@ DEFAULT_EVAL_EVERY = 100
 
 # What --print_config prints beside each field: the common ones (configs/training.py) and these.
 FIELD_DOCS = training.field_docs({
-    'mode': "'train'; 'eval' (dev scores of the workdir's saved weights)",
+    'mode': "'train'; 'eval' (dev scores of the workdir's saved weights); 'predict' (the leaderboard file)",
     'model.num_labels': "classes of the head; None: from the dataset's meta data (2 for MultiRC / ReCoRD rows)",
     'dataset.task': f'SuperGLUE task: {", ".join(sg.task_names())}',
     'dataset.data_dir': 'the --output_dir of `prepare superglue`',
@@ -52,6 +59,8 @@ FIELD_DOCS = training.field_docs({
     'dataset.seed': 'input shuffling seed',
     'evals.superglue.save_best': 'keep the best_on_dev parameters in workdir/best',
     'evals.superglue.split': "the labelled split scored (default: validation; a diagnostic's test)",
+    'evals.superglue_predict.weights': "the leaderboard file from 'best' (best_on_dev) or 'final' parameters",
+    'evals.superglue_predict.dir': 'where the leaderboard file goes (default workdir/submission)',
 })
 
 
@@ -79,9 +88,11 @@ def get_config(arg: str = 'rte') -> ml_collections.ConfigDict:
   config.schedule = recipes.schedule_config(recipe, base_lr, warmup_fraction=warmup_fraction)
   training.init(config, init_heads=False)
 
-  config.mode = 'train'  # 'train' or 'eval' (dev scores of the saved weights)
+  config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (the leaderboard file)
   config.evals = ml_collections.ConfigDict({
       'superglue': {'every': EVAL_EVERY.get(task.name, DEFAULT_EVAL_EVERY), 'save_best': True}})
+  if 'predict' in variant.flags:
+    config.evals.superglue_predict = ml_collections.ConfigDict({'weights': 'best'})
   training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
 
   if runlocal:

@@ -21,7 +21,8 @@ or eval split: `test_iter('test')` passes over their labelled rows.
 Meta data (`DatasetMetaData`): task, num_train_examples (rows; COPA: examples), num_labels (the classifier's: 2
 for the row-binary kinds), max_seq_length, eval / test splits and sizes; extra holds benchmark, task_kind,
 official_name, label_list, metrics, rows_per_example, example_counts, row_counts, labelled_splits, meta_data_file,
-vocab_file, superglue_dir (the jsonl files the records came from: ReCoRD's entity texts, AX-g's hypotheses).
+vocab_file, superglue_dir (the jsonl files the records came from: ReCoRD's entity texts, AX-g's hypotheses),
+prediction_writer ('superglue_predict': what the trainer's mode 'predict' runs).
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
              'label_list': meta.get('label_list'), 'metrics': list(task.metrics), 'rows_per_example': group,
              'example_counts': dict(meta['example_counts']), 'row_counts': dict(meta['row_counts']),
              'labelled_splits': list(meta.get('labelled_splits', [])), 'meta_data_file': meta_path,
-             'vocab_file': meta.get('vocab_file'), 'superglue_dir': meta.get('superglue_dir')})
+             'vocab_file': meta.get('vocab_file'), 'superglue_dir': meta.get('superglue_dir'),
+             'prediction_writer': 'superglue_predict'})
   logging.info('bert_superglue %s (%s): train %s, eval %s, test %s, S=%d, host batch %d.', task.name, kind,
                meta_data.num_train_examples, meta_data.eval_sizes, meta_data.test_sizes, seq_len, ctx.train_batch)
   return Dataset(train_iter=train_iter, valid_iter=split_iter('eval', eval_splits) if eval_splits else None,
