@@ -15,7 +15,7 @@ VARIANTS = ((pretrain, 'tiny,fewshot'), (pretrain, 'base,bert_paper,phase2'), (g
             (glue, 'stsb,small'), (glue, 'mrpc,bert_paper'), (fewshot, 'scenic'), (squad, 'v2.0'),
             (squad, 'v1.1,runlocal'), (glue_suite, 'tiny'),
             (fewshot, 'sst2+rte,tiny'), (fewshot, 'all'), (demo, 'smoke'), (superglue, 'copa,predict'),
-            (superglue, 'wsc,tiny,runlocal'))
+            (superglue, 'rte'), (superglue, 'wsc,tiny,runlocal'))
 
 
 @pytest.mark.parametrize('module,variant', VARIANTS)

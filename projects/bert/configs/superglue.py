@@ -1,7 +1,7 @@
 r"""SuperGLUE fine-tuning. Variant: `TASK[,SIZE][,RECIPE][,predict][,runlocal]`, TASK one of boolq, cb, copa,
-multirc, record, rte, wic, wsc (axb and axg are scored with the RTE run: `--config.dataset.task=axb
---config.mode=eval` in its workdir), SIZE one of tiny, mini, small, medium, base, large (default: the
-architecture of init_from's checkpoint, else base), RECIPE model_garden (default) or bert_paper.
+multirc, record, rte, wic, wsc (the RTE run also scores and predicts AX-b and AX-g: see `mode`), SIZE one of tiny,
+mini, small, medium, base, large (default: the architecture of init_from's checkpoint, else base), RECIPE
+model_garden (default) or bert_paper.
 
   python -m projects.bert.datasets.prepare superglue --task=all --superglue_dir=SUPERGLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/superglue --max_seq_length=128
@@ -9,12 +9,12 @@ architecture of init_from's checkpoint, else base), RECIPE model_garden (default
       --config.init_from=/tmp/bert_base   # `projects.bert.checkpoints.convert` output, a pretraining or an MNLI workdir
   python main.py --config=projects/bert/configs/superglue.py:rte --workdir=/tmp/rte --config.mode=eval
   python main.py --config=projects/bert/configs/superglue.py:rte --workdir=/tmp/rte --config.mode=predict
-  python main.py --config=projects/bert/configs/superglue.py:rte --workdir=/tmp/rte --config.mode=predict \
-      --config.dataset.task=axb   # the diagnostics, with the RTE run's weights
 
 `mode`: 'train'; 'eval' scores the workdir's best/ (else its latest checkpoint) on the dev split; 'predict' writes
 the task's leaderboard file into workdir/submission/ (`superglue_predict`). `,predict` also writes it when training
-ends.
+ends. An RTE run also scores AX-b and AX-g after its last step (evals superglue_axb / superglue_axg, never selecting
+weights) and writes RTE.jsonl, AX-b.jsonl and AX-g.jsonl when it ends and in mode 'predict': prepare axb and axg
+into the same data_dir.
 
 The model is the SuperGLUE paper's BERT formulation of the task's kind (Wang et al. 2019, section 5;
 `models/superglue_heads.py`): bert_classification on [CLS] for BoolQ, CB, RTE and for MultiRC / ReCoRD rows (an
@@ -61,6 +61,11 @@ FIELD_DOCS = training.field_docs({
     'evals.superglue.split': "the labelled split scored (default: validation; a diagnostic's test)",
     'evals.superglue_predict.weights': "the leaderboard file from 'best' (best_on_dev) or 'final' parameters",
     'evals.superglue_predict.dir': 'where the leaderboard file goes (default workdir/submission)',
+    **{f'evals.superglue_{d}.{field}': meaning for d in sg.DIAGNOSTIC_TASKS for field, meaning in (
+        ('task', f'{d}: the diagnostic scored with this run\'s model'), ('save_best', 'False: never selects weights'))},
+    **{f'evals.superglue_predict_{d}.{field}': meaning for d in sg.DIAGNOSTIC_TASKS for field, meaning in (
+        ('task', f'{d}: the diagnostic predicted with this run\'s model'),
+        ('weights', "from 'best' (best_on_dev) or 'final' parameters"))},
 })
 
 
@@ -91,8 +96,14 @@ def get_config(arg: str = 'rte') -> ml_collections.ConfigDict:
   config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (the leaderboard file)
   config.evals = ml_collections.ConfigDict({
       'superglue': {'every': EVAL_EVERY.get(task.name, DEFAULT_EVAL_EVERY), 'save_best': True}})
-  if 'predict' in variant.flags:
+  if 'predict' in variant.flags or task.name == 'rte':
     config.evals.superglue_predict = ml_collections.ConfigDict({'weights': 'best'})
+  for diagnostic in (t for t in sg.DIAGNOSTIC_TASKS if sg.get_task(t).predicted_with == task.name):
+    # Scored and predicted with this run's model, as the benchmark prescribes (AX-b and AX-g with RTE's).
+    config.evals[f'superglue_{diagnostic}'] = ml_collections.ConfigDict({
+        'type': 'superglue', 'task': diagnostic, 'every': 0, 'save_best': False})
+    config.evals[f'superglue_predict_{diagnostic}'] = ml_collections.ConfigDict({
+        'type': 'superglue_predict', 'task': diagnostic, 'weights': 'best'})
   training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
 
   if runlocal:

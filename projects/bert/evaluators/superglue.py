@@ -3,7 +3,9 @@ evaluated, and the best of them kept.
 
 Config (`config.evals.superglue`): every (steps between evaluations; 0: only at the end), split (default: the
 task's labelled dev split, 'validation'; a diagnostic's labelled 'test'), save_best (True: while training, keep the
-parameters of the best evaluation in workdir/best/).
+parameters of the best evaluation in workdir/best/), task (default: the run's; 'axb' or 'axg' in an RTE run: the
+diagnostic, scored with the RTE model as the benchmark prescribes, from its records in the same data_dir).
+configs/superglue.py:rte has both diagnostics as `superglue_axb` and `superglue_axg` (save_best False).
 
 Metrics, named '{split}/{metric}' ('validation/f1a', 'validation/score'): the task's official metrics and its score
 (the mean of them; fine-tuning selects on it), and the model's own eval loss, from one pass. The row scores are
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
+from absl import logging
 
 from core import errors, evaluation, registry
 from core.evaluators import EvalContext
@@ -41,6 +44,28 @@ def superglue_task(context: EvalContext, evaluator: str) -> sg.SuperGlueTask:
                              f'"bert_superglue" and config.dataset.task / data_dir, and write the records with '
                              f'`python -m projects.bert.datasets.prepare superglue`.')
   return sg.get_task(dataset.meta_data.task)
+
+
+def task_and_dataset(context: EvalContext, evaluator: str, config: Any) -> Tuple[sg.SuperGlueTask, Any]:
+  """The task an evaluator scores and its dataset: the run's, or (config `task`) a diagnostic predicted with the
+  run's task (AX-b, AX-g with RTE), built as the run's dataset with that task, from the same data_dir."""
+  task = superglue_task(context, evaluator)
+  if not config.get('task') or sg.get_task(config.task).name == task.name:
+    return task, context.dataset
+  other = sg.get_task(config.task)
+  if other.predicted_with != task.name:
+    raise errors.ConfigError(f'config.evals.{evaluator}.task={config.task!r} in a {task.name} run: only the '
+                             f'diagnostics are scored with another task\'s model (axb and axg with rte).')
+  run_config = context.config.copy_and_resolve_references()
+  with run_config.unlocked():
+    run_config.dataset.task = other.name
+  try:
+    dataset = registry.DATASETS.get(context.config.dataset_name)(run_config)
+  except errors.MissingFileError as e:
+    raise errors.ConfigError(f'config.evals.{evaluator} scores {other.official_name} with the {task.name} model '
+                             f'(the benchmark\'s prescription), but {e} Prepare it into the same data_dir.') from None
+  logging.info('%s: %s scored with the %s model.', evaluator, other.official_name, task.name)
+  return other, dataset
 
 
 def source_examples(meta_extra: Mapping[str, Any], task: sg.SuperGlueTask, split: str) -> List[Any]:
@@ -86,21 +111,25 @@ class SuperGlueEvaluator(DevScoresEvaluator):
   """Scores the labelled dev split of the run's `bert_superglue` dataset; see the module docstring."""
 
   def __init__(self, name: str, config: Any, context: EvalContext):
-    self.task = superglue_task(context, name)
-    meta = context.dataset.meta_data
+    self.task, self.dataset = task_and_dataset(context, name, config)
+    meta = self.dataset.meta_data
     self.split = config.get('split') or (sg.TEST if self.task.diagnostic else sg.VALIDATION)
     splits = meta.test_splits if self.task.diagnostic else meta.eval_splits
     if self.split not in splits:
       raise errors.ConfigError(f'config.evals.{name}.split={self.split!r}: SuperGLUE {self.task.name} has the '
                                f'labelled splits {list(splits)}.')
     self.task_name, self.main_key = self.task.name, f'{self.split}/{self.task.main_metric}'
+    if self.task.diagnostic:  # never selects weights: that is the task's own dev score
+      config = config.copy_and_resolve_references()
+      with config.unlocked():
+        config.save_best = False
     super().__init__(name, config, context)
     self.step_fn = make_eval_step(context.model, context.params_shardings, context.mesh, with_outputs=True)
     self.examples = (source_examples(meta.extra, self.task, self.split)
                      if self.task.kind == sg.ENTITY_CLOZE or self.task.name == 'axg' else [])
 
   def batches(self) -> Any:
-    dataset = self.context.dataset
+    dataset = self.dataset
     return (dataset.test_iter if self.task.diagnostic else dataset.valid_iter)(self.split)
 
   def evaluate(self, params: Any) -> Dict[str, float]:

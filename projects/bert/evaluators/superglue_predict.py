@@ -3,12 +3,13 @@ the end of a run.
 
 Config (`config.evals.superglue_predict`): weights ('best', the default: the run's best_on_dev parameters in
 workdir/best when it has them, else the weights being evaluated; 'final': the weights being evaluated), dir
-(default 'submission', under the workdir).
+(default 'submission', under the workdir), task (default: the run's; 'axb' or 'axg' in an RTE run, as for the
+`superglue` evaluator).
 
 File: workdir/submission/{BoolQ.jsonl, ..., AX-g.jsonl}, one JSON object a line in the test file's order, in the
 format of `superglue_submission`: class predictions as the task's submission labels, MultiRC nested by passage /
 question / answer, ReCoRD the text of the best-scored candidate entity of each query. The diagnostics are predicted
-with the RTE run's weights: `--config.dataset.task=axb --config.mode=predict` in the RTE workdir. The BERT
+with the RTE run's weights (configs/superglue.py:rte has a writer for each, `task` axb / axg). The BERT
 trainer's mode 'predict' runs only this kind of evaluator (the dataset's meta data names it as its writer).
 """
 
@@ -25,7 +26,7 @@ from core import evaluation, registry
 from core.evaluators import EvalContext, Evaluator
 from core.train_step import make_predict_step
 from projects.bert.evaluators import dev_scores
-from projects.bert.evaluators.superglue import row_scores, source_examples, superglue_task
+from projects.bert.evaluators.superglue import row_scores, source_examples, task_and_dataset
 from projects.bert.tasks import superglue as sg
 from projects.bert.tasks import superglue_metrics, superglue_submission
 
@@ -62,7 +63,7 @@ class SuperGluePredictWriter(Evaluator):
 
   def __init__(self, name: str, config: Any, context: EvalContext):
     super().__init__(name, config, context)
-    self.task = superglue_task(context, name)
+    self.task, self.dataset = task_and_dataset(context, name, config)
     self.weights = dev_scores.check_prediction_weights(name, config.get('weights') or 'best')
     self.out_dir = os.path.join(context.workdir, config.get('dir') or 'submission')
     self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
@@ -71,9 +72,9 @@ class SuperGluePredictWriter(Evaluator):
 
   def finalize(self, state: Any, step: int) -> None:
     params, self.source = dev_scores.prediction_params(self.context, self.weights, state, step)
-    examples: List[Any] = source_examples(self.context.dataset.meta_data.extra, self.task, sg.TEST)
+    examples: List[Any] = source_examples(self.dataset.meta_data.extra, self.task, sg.TEST)
     keep = ('example_id',) + _KEEP.get(self.task.kind, ())
-    gathered = evaluation.gather_predictions(self.predict_step, params, self.context.dataset.test_iter(sg.TEST),
+    gathered = evaluation.gather_predictions(self.predict_step, params, self.dataset.test_iter(sg.TEST),
                                              self.context.mesh, keep=keep)
     rows = superglue_submission.submission_rows(self.task.name, examples,
                                                 test_predictions(self.task, gathered, examples))
