@@ -175,3 +175,24 @@ def test_wsc_fine_tunes_through_the_config_and_eval_mode_reproduces_best_on_dev(
   rows = superglue_submission.read_submission(path, 'wsc')
   assert [r['idx'] for r in rows] == [e.idx for e in reader.read_split(data.sg_dir, 'wsc', 'test')]
   assert {r['label'] for r in rows} <= {'True', 'False'}
+
+
+@pytest.mark.parametrize('task', ['copa', 'wic', 'multirc', 'record'])
+def test_every_other_kind_trains_scores_and_predicts(data, tmp_path, task):
+  """A few steps of each remaining kind through the config: the official metrics of its dev split and a leaderboard
+  file the format accepts (the learning itself is shown on RTE and WSC above)."""
+  from core import app
+  config = _tiny_config(data, task, steps=2, every=2)
+  workdir = str(tmp_path / task)
+  results = app.train_and_evaluate(config, workdir)['superglue']
+  t = sg.get_task(task)
+  assert set(results['final']) >= {f'validation/{m}' for m in t.metrics + ('score', 'loss')}
+  examples = reader.read_split(data.sg_dir, task, sg.VALIDATION)
+  counted = (len(reader.answer_options(examples)) if task == 'multirc' else
+             sum(len(e.queries) for e in examples) if task == 'record' else len(examples))
+  assert results['final']['validation/num_examples'] == counted
+  config.mode = 'predict'
+  predicted = app.train_and_evaluate(config, workdir)['superglue_predict']
+  rows = superglue_submission.read_submission(predicted['file'], task)
+  tests = reader.read_split(data.sg_dir, task, sg.TEST)
+  assert len(rows) == (sum(len(e.queries) for e in tests) if task == 'record' else len(tests))
