@@ -196,3 +196,38 @@ def test_every_other_kind_trains_scores_and_predicts(data, tmp_path, task):
   rows = superglue_submission.read_submission(predicted['file'], task)
   tests = reader.read_split(data.sg_dir, task, sg.TEST)
   assert len(rows) == (sum(len(e.queries) for e in tests) if task == 'record' else len(tests))
+
+
+def test_the_suite_writes_one_table_and_the_leaderboard_files_and_a_rerun_skips_finished_runs(data, tmp_path):
+  from core import app
+  from projects.bert.configs import superglue_suite
+  config = superglue_suite.get_config('tiny')
+  config.tasks = 'rte,wsc'
+  config.num_seeds = 1
+  config.data_dir = data.out
+  ft = config.finetune
+  ft.model.vocab_size = data.vocab_size
+  ft.dataset.max_seq_length = SEQ
+  ft.batch_size = ft.eval_batch_size = 16
+  ft.num_train_steps = 4
+  ft.log_every = 4
+  ft.checkpoint.async_save = False
+  workdir = str(tmp_path / 'suite')
+  summary = app.train_and_evaluate(config, workdir)
+  assert list(summary['tasks']) == ['rte', 'wsc'] and summary['superglue_score']['value'] is None
+  rte = summary['tasks']['rte']
+  assert rte['score']['mean'] == rte['metrics']['validation/accuracy']['mean'] and rte['best_seed'] == 0
+  assert set(summary['diagnostics']) == {'axb', 'axg'}
+  assert set(summary['diagnostics']['axg']) == {'test/gender_parity', 'test/accuracy'}
+  files = sorted(os.listdir(os.path.join(workdir, 'submission')))
+  assert files == ['AX-b.jsonl', 'AX-g.jsonl', 'RTE.jsonl', 'WSC.jsonl']
+  for name in files:
+    task = name[:-len('.jsonl')]
+    rows = superglue_submission.read_submission(os.path.join(workdir, 'submission', name), task)
+    assert len(rows) == len(reader.read_split(data.sg_dir, task, sg.TEST))
+  table = open(os.path.join(workdir, 'superglue_results.md')).read()
+  assert '| RTE | accuracy |' in table and '| AX-b (RTE runs) | matthews_corr |' in table
+  mtime = os.path.getmtime(os.path.join(workdir, 'rte', 'seed_0', 'results.json'))
+  again = app.train_and_evaluate(config, workdir)  # finished runs are skipped
+  assert again['tasks'] == summary['tasks']
+  assert os.path.getmtime(os.path.join(workdir, 'rte', 'seed_0', 'results.json')) == mtime
