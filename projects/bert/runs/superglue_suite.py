@@ -168,13 +168,7 @@ def run_suite(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: A
   del rng, model_cls, dataset, writer  # each run builds its own from the registries
   t0 = time.time()
   tasks = task_list(config.tasks, config.data_dir)
-  num_seeds = int(config.num_seeds)
-  if num_seeds < 1:
-    raise errors.ConfigError(f'config.num_seeds={num_seeds}: use 1 or more.')
-  run_dirs = {t: {s: os.path.join(workdir, t, f'seed_{s}') for s in range(num_seeds)} for t in tasks}
-  for task in tasks:  # before anything runs: a workdir of other settings is refused at once
-    for seed, run_dir in run_dirs[task].items():
-      subruns.check_settings(run_config(config, task, seed), run_dir)
+  run_dirs = subruns.seed_run_dirs(workdir, tasks, config.num_seeds, lambda task, seed: run_config(config, task, seed))
   write_run_config(config, workdir)
   metrics: Dict[str, Dict[int, Dict[str, float]]] = {}
   diagnostics: Dict[str, Dict[int, Dict[str, float]]] = {}
