@@ -3,9 +3,12 @@ r"""Input-pipeline throughput of the BERT dataset builders (examples/s), on data
   python benchmarks/input_pipeline.py --output=/tmp/input_pipeline.json [--batch_size=256 --num_batches=200]
 
 Writes pretraining records (official create_pretraining_data.py on a corpus resampled from the test corpus, S=128,
-P=20) and an MRPC-format GLUE task (our prepare path, S=128) into --data_dir (a temporary folder by default),
-then times `train_iter` (repeated, shuffled) and one or more full `valid_iter` passes of each builder after a
-warm-up, on the host only (no accelerator work). Prints a table and writes the rows as JSON.
+P=20), an MRPC-format GLUE task (our prepare path, S=128) and one SuperGLUE task of each task kind (`prepare
+superglue` on tests/bert/superglue_data.py's generated folders, S=128: BoolQ sentence pairs, WiC, COPA (an example
+is its two choice rows), MultiRC answer options and ReCoRD candidates (a row each: expanded at prepare time), WSC)
+into --data_dir (a temporary folder by default), then times `train_iter` (repeated, shuffled) and one or more full
+`valid_iter` passes of each builder after a warm-up, on the host only (no accelerator work). Prints a table and
+writes the rows as JSON.
 
 With --train_step_json (the JSON of benchmarks/train_step.py), each row is also set against what this project's
 train step consumes at the same sequence length: `headroom` = pipeline examples/s / the fastest measured step's
@@ -64,6 +67,21 @@ def make_glue_data(data_dir: str, vocab: str, n_train: int, n_dev: int) -> Dict[
   return {'data_dir': out_dir, 'write_s': time.perf_counter() - t0}
 
 
+SUPERGLUE_TASKS = ('boolq', 'wic', 'copa', 'multirc', 'record', 'wsc')  # one of each task kind
+
+
+def make_superglue_data(data_dir: str, vocab: str, n_train: int, n_dev: int) -> Dict[str, Any]:
+  from projects.bert.datasets import superglue_writer
+  from tests.bert import superglue_data
+  t0 = time.perf_counter()
+  sg_dir = superglue_data.write_superglue_dir(os.path.join(data_dir, 'jsonl'), train_size=n_train, eval_size=n_dev,
+                                              test_size=8, tasks=['BoolQ', 'WiC', 'COPA', 'MultiRC', 'ReCoRD', 'WSC'])
+  out_dir = os.path.join(data_dir, 'records')
+  for task in SUPERGLUE_TASKS:
+    superglue_writer.prepare_superglue(task, sg_dir, vocab, out_dir, max_seq_length=128)
+  return {'data_dir': out_dir, 'write_s': time.perf_counter() - t0}
+
+
 def _cycle(make_iter) -> Iterator[Dict[str, Any]]:
   while True:
     yield from make_iter()
@@ -87,15 +105,20 @@ def run(args: argparse.Namespace) -> List[Dict[str, Any]]:
   data_dir = args.data_dir or tempfile.mkdtemp(prefix='bert_input_bench_')
   pt = make_pretraining_data(os.path.join(data_dir, 'pretraining'), args.num_documents, args.num_files)
   gl = make_glue_data(os.path.join(data_dir, 'glue'), pt['vocab'], args.glue_train, args.glue_dev)
+  sgl = make_superglue_data(os.path.join(data_dir, 'superglue'), pt['vocab'], args.superglue_train,
+                            args.superglue_dev)
   batch = {'batch_size': args.batch_size, 'eval_batch_size': args.batch_size}
   builders = {
-      'bert_pretraining': ml_collections.ConfigDict(dict(batch, dataset={
-          'train_files': pt['files'], 'eval_files': pt['files'], 'shuffle_buffer': args.shuffle_buffer})),
-      'bert_glue': ml_collections.ConfigDict(dict(batch, dataset={
-          'task': 'mrpc', 'data_dir': gl['data_dir'], 'shuffle_buffer': args.shuffle_buffer})),
+      'bert_pretraining': ('bert_pretraining', ml_collections.ConfigDict(dict(batch, dataset={
+          'train_files': pt['files'], 'eval_files': pt['files'], 'shuffle_buffer': args.shuffle_buffer}))),
+      'bert_glue': ('bert_glue', ml_collections.ConfigDict(dict(batch, dataset={
+          'task': 'mrpc', 'data_dir': gl['data_dir'], 'shuffle_buffer': args.shuffle_buffer}))),
+      **{f'bert_superglue/{task}': ('bert_superglue', ml_collections.ConfigDict(dict(batch, dataset={
+          'task': task, 'data_dir': sgl['data_dir'], 'shuffle_buffer': args.shuffle_buffer})))
+         for task in SUPERGLUE_TASKS},
   }
   rows = []
-  for name, config in builders.items():
+  for label, (name, config) in builders.items():
     t0 = time.perf_counter()
     ds = DATASETS.get(name)(config)
     build_s = time.perf_counter() - t0
@@ -103,7 +126,7 @@ def run(args: argparse.Namespace) -> List[Dict[str, Any]]:
     size = ds.meta_data.eval_sizes[ds.meta_data.eval_splits[0]]
     for split, it in (('train', ds.train_iter), ('eval', _cycle(ds.valid_iter))):
       result = time_batches(it, args.num_batches, args.warmup)
-      rows.append(dict(builder=name, split=split, batch_size=args.batch_size, max_seq_length=seq,
+      rows.append(dict(builder=label, split=split, batch_size=args.batch_size, max_seq_length=seq,
                        build_s=build_s, eval_split_size=size if split == 'eval' else None, **result))
   return rows
 
@@ -138,6 +161,8 @@ def main() -> None:
   parser.add_argument('--num_files', type=int, default=4, help='pretraining record files')
   parser.add_argument('--glue_train', type=int, default=4000)
   parser.add_argument('--glue_dev', type=int, default=1000)
+  parser.add_argument('--superglue_train', type=int, default=400, help='examples per SuperGLUE task (rows: more)')
+  parser.add_argument('--superglue_dev', type=int, default=100)
   parser.add_argument('--train_step_json', default='',
                       help="benchmarks/train_step.py's JSON: compare with the step's consumption")
   args = parser.parse_args()
@@ -149,14 +174,14 @@ def main() -> None:
     if step:
       r['train_step'] = step
       r['headroom'] = r['examples_per_s'] / step['examples_per_s']
-  header = (f'{"builder":18} {"split":6} {"batch":>6} {"seq":>4} {"batches":>8} {"examples/s":>11} {"batches/s":>10}'
+  header = (f'{"builder":24} {"split":6} {"batch":>6} {"seq":>4} {"batches":>8} {"examples/s":>11} {"batches/s":>10}'
             f' {"step ex/s":>10} {"headroom":>9}')
   print(header)
   print('-' * len(header))
   for r in rows:
     step = r.get('train_step')
     step_cells = (f' {step["examples_per_s"]:10.1f} {r["headroom"]:8.0f}x' if step else f' {"-":>10} {"-":>9}')
-    print(f'{r["builder"]:18} {r["split"]:6} {r["batch_size"]:6d} {r["max_seq_length"]:4d} {r["batches"]:8d} '
+    print(f'{r["builder"]:24} {r["split"]:6} {r["batch_size"]:6d} {r["max_seq_length"]:4d} {r["batches"]:8d} '
           f'{r["examples_per_s"]:11.0f} {r["batches_per_s"]:10.1f}' + step_cells)
   for seq, step in sorted(consumption.items()):
     print(f'step ex/s at S={seq}: our {step["size"]} {step["dtype"]} step, batch {step["batch"]}, on '

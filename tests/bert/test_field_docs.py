@@ -8,13 +8,14 @@ import sys
 import pytest
 
 from core import config_help
-from projects.bert.configs import demo, fewshot, glue, glue_suite, pretrain, squad
+from projects.bert.configs import demo, fewshot, glue, glue_suite, pretrain, squad, superglue, superglue_suite
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VARIANTS = ((pretrain, 'tiny,fewshot'), (pretrain, 'base,bert_paper,phase2'), (glue, 'mrpc,predict'),
             (glue, 'stsb,small'), (glue, 'mrpc,bert_paper'), (fewshot, 'scenic'), (squad, 'v2.0'),
             (squad, 'v1.1,runlocal'), (glue_suite, 'tiny'),
-            (fewshot, 'sst2+rte,tiny'), (fewshot, 'all'), (demo, 'smoke'))
+            (fewshot, 'sst2+rte,tiny'), (fewshot, 'all'), (demo, 'smoke'), (superglue, 'copa,predict'),
+            (superglue, 'rte'), (superglue, 'wsc,tiny,runlocal'), (superglue_suite, ''), (superglue_suite, 'tiny'))
 
 
 @pytest.mark.parametrize('module,variant', VARIANTS)
@@ -69,5 +70,5 @@ def test_model_field_meanings_live_beside_their_defaults():
   assert set(model) == set(architecture.MODEL_FIELDS)
   for module, variant in VARIANTS:
     for name in model:
-      if module not in (glue_suite, demo):
+      if module not in (glue_suite, superglue_suite, demo):
         assert module.FIELD_DOCS[f'model.{name}'].startswith(architecture.MODEL_FIELDS[name][1])

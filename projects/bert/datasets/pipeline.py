@@ -9,7 +9,9 @@ so each builder's batches are checked the same way:
     size, lengths, seed, ...) makes a resume into another pipeline fail with what changed;
   - the eval pipeline (`eval_dataset`): every record exactly once over all processes, the last batch padded with
     batch_mask 0, and every process yielding the same number of batches (needed for the collective eval step);
-  - in both, every batch's token ids are checked against the embedding sizes (XLA would clamp larger ones).
+  - in both, every batch's token ids are checked against the embedding sizes (XLA would clamp larger ones);
+  - in both, `rows_per_example` > 1 keeps that many consecutive records together as one example (COPA's two
+    choices): they are shuffled, sharded and batched as one, and every feature gains a dimension [B, rows, ...].
 """
 
 from __future__ import annotations
@@ -118,6 +120,25 @@ def make_batch_parser(spec: RecordSpec, id_limits: Optional[Mapping[str, Tuple[i
   return parse
 
 
+def grouped_parser(parse: Callable[[tf.Tensor], Dict[str, tf.Tensor]], rows_per_example: int
+                   ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
+  """`parse` for batches of grouped records: serialized [n, rows] -> {key: [n, rows] or [n, rows, length]}."""
+  if rows_per_example == 1:
+    return parse
+
+  def parse_groups(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
+    n = tf.shape(serialized)[0]
+    flat = parse(tf.reshape(serialized, [-1]))
+    return {k: tf.reshape(v, tf.concat([[n, rows_per_example], tf.shape(v)[1:]], 0)) for k, v in flat.items()}
+
+  return parse_groups
+
+
+def _group(ds: tf.data.Dataset, rows_per_example: int) -> tf.data.Dataset:
+  """Consecutive records as one element of [rows_per_example] (a file's rows count is a multiple of it)."""
+  return ds if rows_per_example == 1 else ds.batch(rows_per_example, drop_remainder=True)
+
+
 def _options() -> tf.data.Options:
   options = tf.data.Options()
   options.deterministic = True  # same order for a seed: exact resume and reproducible runs
@@ -127,7 +148,8 @@ def _options() -> tf.data.Options:
 
 def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, host_batch: int, seed: int,
                   shuffle_buffer: int, cycle_length: int, process_index: int, process_count: int,
-                  add_batch_fields: Optional[Callable] = None, warn_few_files: bool = True) -> tf.data.Dataset:
+                  add_batch_fields: Optional[Callable] = None, warn_few_files: bool = True,
+                  rows_per_example: int = 1) -> tf.data.Dataset:
   """Repeated, shuffled, batched and parsed records of this process's share of `files`.
 
   With at least as many files as processes each process reads every `process_count`-th file (files shuffled per
@@ -141,18 +163,19 @@ def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, ho
   if len(files) >= process_count:
     own = files[process_index::process_count]
     ds = tf.data.Dataset.from_tensor_slices(own).shuffle(len(own), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+    ds = ds.interleave(lambda f: _group(tf.data.TFRecordDataset(f, compression_type=compression), rows_per_example),
                        cycle_length=max(1, min(cycle_length, len(own))), block_length=1,
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   else:
     log = logging.warning if warn_few_files else logging.info
     log('%d record files for %d processes: every process reads all files and keeps every %d-th record. '
         'Write at least one file per process for faster input.', len(files), process_count, process_count)
-    ds = tf.data.TFRecordDataset(files, compression_type=compression).shard(process_count, process_index)
+    ds = _group(tf.data.TFRecordDataset(files, compression_type=compression), rows_per_example)
+    ds = ds.shard(process_count, process_index)
   # Shuffle within an epoch, then repeat: every epoch passes over all records once (in a new order each time).
   ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
   ds = ds.batch(host_batch, drop_remainder=True)
-  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(grouped_parser(parse, rows_per_example), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if add_batch_fields is not None:
     ds = ds.map(add_batch_fields)
   return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
@@ -170,6 +193,8 @@ def train_iterator(files: Sequence[str], *, spec: RecordSpec, dataset: str, host
       'dataset': dataset, 'train_files': list(files), 'global_batch_size': host_batch * process_count,
       'process_count': process_count, 'record_lengths': {k: f.length for k, f in spec.items() if not f.scalar},
       **{k: v for k, v in kwargs.items() if k in ('seed', 'shuffle_buffer', 'cycle_length', 'compression')}}
+  if kwargs.get('rows_per_example', 1) != 1:
+    fingerprint['rows_per_example'] = kwargs['rows_per_example']
   return RecordIterator(ds, files, fingerprint=fingerprint)
 
 
@@ -180,8 +205,9 @@ def num_eval_batches(num_examples: int, global_batch: int) -> int:
 
 def eval_dataset(files: Sequence[str], *, compression: str, parse: Callable, host_batch: int, num_examples: int,
                  process_index: int, process_count: int, pad_values: Optional[Mapping[str, Any]] = None,
-                 mask_from: Optional[str] = None) -> tf.data.Dataset:
-  """One pass over the first `num_examples` records of `files` (in order), padded to whole batches.
+                 mask_from: Optional[str] = None, rows_per_example: int = 1) -> tf.data.Dataset:
+  """One pass over the first `num_examples` records (groups of `rows_per_example` records) of `files` (in order),
+  padded to whole batches.
 
   Process i gets records i, i + P, i + 2P, ... and every process yields `num_eval_batches(num_examples,
   host_batch * P)` batches, each with `batch_mask` float32 [host_batch]: 1 for real records (or the record's
@@ -195,6 +221,8 @@ def eval_dataset(files: Sequence[str], *, compression: str, parse: Callable, hos
   def pad_batch(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     n = tf.shape(next(iter(batch.values())))[0]
     mask = tf.cast(batch.pop(mask_from), tf.float32) if mask_from else tf.ones([n], tf.float32)
+    if len(mask.shape) > 1:  # grouped rows: the example is real when its first row is
+      mask = mask[:, 0]
     batch['batch_mask'] = mask
     out = {}
     for key, x in batch.items():
@@ -204,9 +232,10 @@ def eval_dataset(files: Sequence[str], *, compression: str, parse: Callable, hos
       out[key] = padded
     return out
 
-  ds = tf.data.TFRecordDataset(list(files), compression_type=compression).take(num_examples)
-  ds = ds.shard(process_count, process_index).batch(host_batch)
-  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).map(pad_batch)
+  ds = _group(tf.data.TFRecordDataset(list(files), compression_type=compression), rows_per_example)
+  ds = ds.take(num_examples).shard(process_count, process_index).batch(host_batch)
+  ds = ds.map(grouped_parser(parse, rows_per_example), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(pad_batch)
   if n_batches > real_batches:  # processes with fewer records still run the collective eval steps
     empty = {k: tf.fill([host_batch] + list(s.shape[1:]), tf.cast(pad_values.get(k, 0), s.dtype))
              for k, s in ds.element_spec.items()}
@@ -315,20 +344,22 @@ class BuilderContext:
 
   def train_iterator(self, files: Sequence[str], *, spec: RecordSpec, dataset: str, compression: str,
                      cycle_length: int, add_batch_fields: Optional[Callable] = None,
-                     warn_few_files: bool = True) -> 'RecordIterator':
+                     warn_few_files: bool = True, rows_per_example: int = 1) -> 'RecordIterator':
     """The train pipeline over `files` (seed and shuffle_buffer from `cfg`), as a checkpointable iterator."""
     return train_iterator(files, spec=spec, dataset=dataset, compression=compression, host_batch=self.train_batch,
                           seed=self.cfg.seed, shuffle_buffer=self.cfg.shuffle_buffer, cycle_length=cycle_length,
                           process_index=self.process_index, process_count=self.process_count,
-                          add_batch_fields=add_batch_fields, id_limits=self.id_limits, warn_few_files=warn_few_files)
+                          add_batch_fields=add_batch_fields, id_limits=self.id_limits, warn_few_files=warn_few_files,
+                          rows_per_example=rows_per_example)
 
   def eval_dataset(self, files: Sequence[str], *, spec: RecordSpec, compression: str, num_examples: int,
-                   pad_values: Optional[Mapping[str, Any]] = None, mask_from: Optional[str] = None
-                   ) -> tf.data.Dataset:
+                   pad_values: Optional[Mapping[str, Any]] = None, mask_from: Optional[str] = None,
+                   rows_per_example: int = 1) -> tf.data.Dataset:
     """One padded pass over the first `num_examples` records of `files` (see `eval_dataset`)."""
     return eval_dataset(files, compression=compression, parse=self.parser(spec), host_batch=self.eval_batch,
                         num_examples=num_examples, process_index=self.process_index,
-                        process_count=self.process_count, pad_values=pad_values, mask_from=mask_from)
+                        process_count=self.process_count, pad_values=pad_values, mask_from=mask_from,
+                        rows_per_example=rows_per_example)
 
   def num_eval_batches(self, num_examples: int) -> int:
     return num_eval_batches(num_examples, self.eval_global_batch)

@@ -11,6 +11,11 @@ writers.
   python -m projects.bert.datasets.prepare glue --task=mrpc --glue_dir=GLUE_DIR --vocab_file=vocab.txt \
       --output_dir=data/glue --max_seq_length=128          # --task=all: every task found in GLUE_DIR
 
+  # SuperGLUE (superglue_writer.py): the official jsonl files (SUPERGLUE_DIR/BoolQ/train.jsonl, ...) -> records
+  # per task kind (COPA, MultiRC, ReCoRD expanded into one row per option) and meta data, named as GLUE's.
+  python -m projects.bert.datasets.prepare superglue --task=boolq --superglue_dir=SUPERGLUE_DIR \
+      --vocab_file=vocab.txt --output_dir=data/superglue --max_seq_length=128   # --task=all: every task found
+
   # SQuAD v1.1 / v2.0 JSON (squad_writer.py) -> train/eval records, eval features and meta data.
   python -m projects.bert.datasets.prepare squad --train_file=train-v1.1.json --eval_file=dev-v1.1.json \
       --vocab_file=vocab.txt --output_dir=data/squad_v1.1 --version_2_with_negative=false \
@@ -34,19 +39,11 @@ from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log l
 
 import tensorflow as tf
 
-from projects.bert.datasets import glue_writer, pretraining_writer, squad_writer, writing
+from projects.bert.datasets import glue_writer, pretraining_writer, squad_writer, superglue_writer, writing
 from projects.bert.datasets.writing import PrepareError
 from projects.bert.tasks import glue as glue_tasks
 
 __all__ = ['PrepareError', 'main']
-
-
-def _bool(value: str) -> bool:
-  if value.lower() in ('1', 'true', 'yes', 't', 'y'):
-    return True
-  if value.lower() in ('0', 'false', 'no', 'f', 'n'):
-    return False
-  raise argparse.ArgumentTypeError(f'expected true or false, got {value!r}')
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,17 +59,21 @@ def _parser() -> argparse.ArgumentParser:
   glue.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model to fine-tune')
   glue.add_argument('--output_dir', required=True)
   glue.add_argument('--max_seq_length', type=int, default=128)
-  glue.add_argument('--do_lower_case', type=_bool, default=True, help='true for uncased models')
+  glue.add_argument('--do_lower_case', type=writing.parse_bool, default=True, help='true for uncased models')
+  superglue_writer.add_arguments(sub.add_parser(
+      'superglue', help='SuperGLUE jsonl -> records and meta data per task',
+      description='SuperGLUE jsonl (the official download) -> records and meta data per task.'))
   squad = sub.add_parser('squad', help='SQuAD v1.1 / v2.0 JSON -> records, eval features and meta data')
   squad.add_argument('--train_file', required=True, help='train-v1.1.json or train-v2.0.json')
   squad.add_argument('--eval_file', required=True, help='dev-v1.1.json or dev-v2.0.json')
   squad.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model to fine-tune')
   squad.add_argument('--output_dir', required=True, help='one folder per SQuAD version, e.g. data/squad_v1.1')
-  squad.add_argument('--version_2_with_negative', type=_bool, default=False, help='true for SQuAD 2.0 files')
+  squad.add_argument('--version_2_with_negative', type=writing.parse_bool, default=False,
+                     help='true for SQuAD 2.0 files')
   squad.add_argument('--max_seq_length', type=int, default=384)
   squad.add_argument('--doc_stride', type=int, default=128, help='tokens between the starts of paragraph windows')
   squad.add_argument('--max_query_length', type=int, default=64, help='questions are cut to this many tokens')
-  squad.add_argument('--do_lower_case', type=_bool, default=True, help='true for uncased models')
+  squad.add_argument('--do_lower_case', type=writing.parse_bool, default=True, help='true for uncased models')
   return parser
 
 
@@ -95,6 +96,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       print(f'{path}: {n} records')
     return 0
   args = _parser().parse_args(argv)
+  if args.command == 'superglue':
+    return superglue_writer.run(args)
   if args.command == 'squad':
     try:
       writing.check_vocab(args.vocab_file, writing.FINETUNING_TOKENS)  # before squad_writer reads anything

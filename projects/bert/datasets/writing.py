@@ -1,5 +1,6 @@
 """What every `prepare` writer shares: its error class, the input-file and vocabulary checks, the staging folders
-the outputs are written into before they move into place, and the disk-full message.
+the outputs are written into before they move into place, the commit that moves them (`commit_outputs`), the
+disk-full message and the command line's boolean flags (`parse_bool`).
 
 Outputs are written into a staging folder inside the output folder (the same file system, so renames are atomic)
 and renamed into place when complete: an error, Ctrl-C or a full disk before that leaves the previous outputs as
@@ -9,14 +10,16 @@ new run removes the staging folders of killed runs and leaves those of running o
 
 from __future__ import annotations
 
+import argparse
 import errno
 import fcntl
+import json
 import os
 import re
 import shutil
 import time
 import uuid
-from typing import List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -36,6 +39,15 @@ PRETRAINING_TOKENS = FINETUNING_TOKENS + ('[MASK]',)
 
 class PrepareError(errors.DataError):
   """A problem with the inputs or outputs of `prepare`, with what to do about it."""
+
+
+def parse_bool(value: str) -> bool:
+  """A command line's boolean flag value (--do_lower_case=false); argparse's error otherwise."""
+  if value.lower() in ('1', 'true', 'yes', 't', 'y'):
+    return True
+  if value.lower() in ('0', 'false', 'no', 'f', 'n'):
+    return False
+  raise argparse.ArgumentTypeError(f'expected true or false, got {value!r}')
 
 
 def require_file(path: str, what: str, fix: str) -> None:
@@ -149,3 +161,41 @@ def remove_abandoned_staging(folder: str, kind: str) -> List[str]:
       shutil.rmtree(path, ignore_errors=True)
       removed.append(path)
   return removed
+
+
+def output_file_names(files: Any) -> List[str]:
+  """The file names in a meta data 'files' entry, nested as deep as the writer nests it ({'train': name,
+  'eval': {split: name}, ...}; {language: {split: name}} for a multilingual writer); None entries skipped."""
+  if isinstance(files, Mapping):
+    return [name for value in files.values() for name in output_file_names(value)]
+  if isinstance(files, (list, tuple)):
+    return [name for value in files for name in output_file_names(value)]
+  return [files] if files else []
+
+
+def commit_outputs(staging: str, output_dir: str, meta_data_file: str, files: Any, what: str) -> None:
+  """Moves complete outputs from `staging` into `output_dir`: the files named in `files` (a meta data 'files'
+  entry, see `output_file_names`), then the meta data file `meta_data_file`, last. `what` names the data in logs.
+
+  The old meta data goes first, so that a crash while the files move leaves no meta data (the builder then says to
+  run prepare) rather than old meta data beside new records. Files the old meta data listed and the new one does
+  not (a test split no longer there) are removed.
+  """
+  meta_path = os.path.join(output_dir, meta_data_file)
+  old_files: List[str] = []
+  if tf.io.gfile.exists(meta_path):
+    try:
+      with tf.io.gfile.GFile(meta_path) as f:
+        old = json.load(f)
+      old_files = output_file_names(old.get('files') or {}) if isinstance(old, dict) else []
+    except ValueError:  # damaged: it is replaced anyway
+      pass
+    tf.io.gfile.remove(meta_path)
+  new_files = output_file_names(files)
+  for name in new_files:
+    tf.io.gfile.rename(os.path.join(staging, name), os.path.join(output_dir, name), overwrite=True)
+  tf.io.gfile.rename(os.path.join(staging, meta_data_file), meta_path, overwrite=True)
+  for name in sorted(set(old_files) - set(new_files)):
+    if tf.io.gfile.exists(os.path.join(output_dir, name)):
+      logging.info('Removing %s: the new %s data has no such file.', os.path.join(output_dir, name), what)
+      tf.io.gfile.remove(os.path.join(output_dir, name))

@@ -244,10 +244,7 @@ def run_suite(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: A
     logging.warning('config.init_from is empty: every task fine-tunes RANDOM weights (near-chance scores).')
   logging.info('GLUE suite: %s x %d seeds from %s, in %s.', ', '.join(tasks), num_seeds, config.init_from or 'random',
                workdir)
-  run_dirs = {task: {seed: os.path.join(workdir, task, f'seed_{seed}') for seed in range(num_seeds)} for task in tasks}
-  for task in tasks:  # before anything runs: a workdir of other settings is refused at once, not after hours
-    for seed, run_dir in run_dirs[task].items():
-      subruns.check_settings(run_config(config, task, seed), run_dir)
+  run_dirs = subruns.seed_run_dirs(workdir, tasks, num_seeds, lambda task, seed: run_config(config, task, seed))
   write_run_config(config, workdir)
   metrics: Dict[str, Dict[int, Dict[str, float]]] = {}
   for task in tasks:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import ml_collections
 from absl import logging
@@ -97,3 +97,17 @@ def run(directory: str, fn: Callable[[str], Dict[str, Any]], name: str,
   done = {'result': result, 'wall_time_s': time.time() - t0}
   write_json(os.path.join(directory, DONE_FILE), done)
   return done
+
+
+def seed_run_dirs(workdir: str, tasks: Sequence[str], num_seeds: Any,
+                  run_config: Callable[[str, int], ml_collections.ConfigDict]) -> Dict[str, Dict[int, str]]:
+  """{task: {seed: workdir/{task}/seed_{seed}}} of a suite's runs, each checked against `run_config(task, seed)`
+  (`check_settings`) before anything runs: a workdir of other settings is refused at once, not after hours."""
+  num_seeds = int(num_seeds)
+  if num_seeds < 1:
+    raise errors.ConfigError(f'config.num_seeds={num_seeds}: use 1 or more.')
+  dirs = {t: {s: os.path.join(workdir, t, f'seed_{s}') for s in range(num_seeds)} for t in tasks}
+  for task, by_seed in dirs.items():
+    for seed, directory in by_seed.items():
+      check_settings(run_config(task, seed), directory)
+  return dirs

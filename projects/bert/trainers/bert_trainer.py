@@ -171,7 +171,8 @@ def _evaluate(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, dat
   writers = [n for n, e in evals.items() if e is not None and registry.EVALUATORS.get(e.get('type') or n)
              .writes_predictions]
   if predicting and not writers and dataset is not None and dataset.test_iter is not None:
-    evals['glue_predict'] = ml_collections.ConfigDict()  # the GLUE submission files, with their defaults
+    # The dataset's own writer (bert_superglue names superglue_predict), else the GLUE submission files.
+    evals[dataset.meta_data.extra.get('prediction_writer') or 'glue_predict'] = ml_collections.ConfigDict()
   evaluators = build_evaluators(evals, context, select=lambda cls: cls.writes_predictions == predicting)
   if not evaluators:
     raise errors.ConfigError(f'mode={mode}: config.evals ({sorted(evals)}) has no evaluator that '
