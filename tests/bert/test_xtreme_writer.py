@@ -193,6 +193,7 @@ def test_tagging_records_equal_model_gardens_with_sub_sentences(env, tmp_path, n
     for token, mask, label in zip(tokens, r['input_mask'], r['label_ids']):
       scored = mask and token not in ('[CLS]', '[SEP]') and not token.startswith('##')
       assert (label >= 0) == bool(scored), (tokens, r['label_ids'])
+  assert any(vocab[i].startswith('##') for r in records for i in r['input_ids'])  # words split into pieces
   ids = [(r['sentence_id'][0], r['sub_sentence_id'][0]) for r in records]
   assert ids == sorted(ids) and [s for s, _ in ids if _ == 0] == list(range(N))
 
@@ -316,6 +317,8 @@ def test_bad_input_names_file_line_and_field_and_keeps_the_old_outputs(env, tmp_
     w.prepare_xtreme('xnli', str(tmp_path / 'nowhere'), env['vocab'], out)
   with pytest.raises(PrepareError, match='max_seq_length=2'):
     w.prepare_xtreme('udpos', xtreme_dir, env['vocab'], out, 2)
+  with pytest.raises(ValueError, match='none is a language of XTREME pawsx'):
+    w.prepare_xtreme('pawsx', xtreme_dir, env['vocab'], out, languages=['ar', 'ru'])
   with pytest.raises(ValueError, match='Unknown XTREME task'):
     w.prepare_xtreme('xcopa', xtreme_dir, env['vocab'], out)
   # A duplicated question id in a QA file.

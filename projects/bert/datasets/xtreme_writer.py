@@ -380,7 +380,14 @@ def _prepare_one(task: xtreme.XtremeTask, xtreme_dir: str, vocab_file: str, outp
   max_seq_length = int(max_seq_length or DEFAULT_MAX_SEQ_LENGTH[task.kind])
   _check_lengths(task.kind, max_seq_length, doc_stride, max_query_length)
   if languages:
-    languages = [lang for lang in languages if lang in task.languages] or None
+    unknown = [lang for lang in languages if lang not in task.languages]
+    if len(unknown) == len(languages):
+      raise errors.ConfigError(f'--languages={",".join(languages)}: none is a language of XTREME {task.name}; its '
+                               f'languages: {", ".join(task.languages)}.')
+    if unknown:
+      logging.warning('XTREME %s has no language %s; writing %s.', task.name, ', '.join(unknown),
+                      ', '.join(lang for lang in languages if lang not in unknown))
+    languages = [lang for lang in languages if lang in task.languages]
   with _user_errors():
     data: Dict[str, xtreme_reader.XtremeSplit] = {}
     if task.is_trained and not (task.kind == xtreme.SENTENCE_PAIR and mnli_dir) and task.kind != xtreme.SPAN_QA:
@@ -521,6 +528,11 @@ def prepare_xtreme(task: str, xtreme_dir: str, vocab_file: str, output_dir: str,
       logging.warning('XTREME: no folder for %s in %s; these tasks are skipped.', ', '.join(absent), xtreme_dir)
   else:
     names = [xtreme.get_task(task).name]
+  if languages and str(task).lower() == ALL:
+    without = [n for n in names if not set(languages) & set(xtreme.get_task(n).languages)]
+    if without:
+      logging.warning('XTREME: %s have none of the languages %s; skipped.', ', '.join(without), ', '.join(languages))
+    names = [n for n in names if n not in without]
   return {name: _prepare_one(xtreme.get_task(name), xtreme_dir, vocab_file, output_dir, max_seq_length,
                              do_lower_case, languages, mnli_dir, doc_stride, max_query_length) for name in names}
 
