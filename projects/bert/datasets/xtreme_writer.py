@@ -135,11 +135,18 @@ def _user_errors() -> Iterator[None]:
     raise PrepareError(str(e)) from None
 
 
+def _wanted(task: xtreme.XtremeTask, split: str,
+            languages: Optional[Sequence[str]]) -> Tuple[List[str], Tuple[str, ...]]:
+  """(languages of `languages` (default: all the task's) that have `split`, those that have none in XTREME)."""
+  has = set(task.split_languages(split))
+  chosen = languages or task.languages
+  return [lang for lang in chosen if lang in has], tuple(lang for lang in chosen if lang not in has)
+
+
 def _read(xtreme_dir: str, task: xtreme.XtremeTask, split: str,
           languages: Optional[Sequence[str]]) -> xtreme_reader.XtremeSplit:
   """One split for `languages`; a split none of whose files exist is an empty split with every language missing."""
-  wanted = [lang for lang in (languages or task.languages) if lang in task.split_languages(split)]
-  without = tuple(lang for lang in (languages or task.languages) if lang not in task.split_languages(split))
+  wanted, without = _wanted(task, split, languages)
   if not wanted:
     return xtreme_reader.XtremeSplit(task.name, split, {}, (), without)
   try:
@@ -147,6 +154,19 @@ def _read(xtreme_dir: str, task: xtreme.XtremeTask, split: str,
   except errors.MissingFileError as e:
     logging.warning('XTREME %s: %s', task.name, e)
     return xtreme_reader.XtremeSplit(task.name, split, {}, tuple(wanted), without)
+
+
+def _qa_languages(xtreme_dir: str, task: xtreme.XtremeTask, split: str,
+                  languages: Optional[Sequence[str]]) -> xtreme_reader.XtremeSplit:
+  """Which languages have `split`'s SQuAD JSON (the writer reads it); missing ones are named in a warning."""
+  wanted, without = _wanted(task, split, languages)
+  present = {lang: os.path.join(xtreme_dir, task.files(split, lang)['path']) for lang in wanted}
+  missing = tuple(lang for lang, path in present.items() if not tf.io.gfile.exists(path))
+  if missing:
+    logging.warning('XTREME %s %s: no data for %s (missing %s); these languages are skipped.', task.name, split,
+                    ', '.join(missing), ', '.join(present[lang] for lang in missing[:3]))
+  return xtreme_reader.XtremeSplit(task.name, split, {lang: present[lang] for lang in wanted if lang not in missing},
+                                   missing, without)
 
 
 # ------------------------------------------------------------------------------------------------ sentence pairs
@@ -372,6 +392,30 @@ def _commit(task_name: str, staging: str, output_dir: str, files: Mapping[str, A
       tf.io.gfile.remove(os.path.join(output_dir, name))
 
 
+def _read_inputs(task: xtreme.XtremeTask, xtreme_dir: str, languages: Optional[Sequence[str]],
+                 mnli_dir: Optional[str]) -> Dict[str, xtreme_reader.XtremeSplit]:
+  """{split: what `xtreme_reader` read}: English train (required; not read here where it comes from `mnli_dir` or,
+  for QA, where squad_lib reads the file) and dev / test for `languages` (missing ones named and skipped)."""
+  data: Dict[str, xtreme_reader.XtremeSplit] = {}
+  with _user_errors():
+    if task.kind == xtreme.SPAN_QA:
+      train = os.path.join(xtreme_dir, task.files(xtreme.TRAIN, 'en')['path'])
+      if not tf.io.gfile.exists(train):
+        raise PrepareError(f'XTREME {task.name} trains on {task.train_data}, but {train} does not exist. Download '
+                           f'it with xtreme\'s scripts/download_data.sh and pass its download folder.')
+    elif task.is_trained and not (task.kind == xtreme.SENTENCE_PAIR and mnli_dir):
+      data[xtreme.TRAIN] = xtreme_reader.read_split(xtreme_dir, task.name, xtreme.TRAIN)
+    for split in (xtreme.DEV, xtreme.TEST):
+      if split in task.splits:  # QA: only which languages have the JSON (squad_lib reads it in the writer)
+        read = _qa_languages if task.kind == xtreme.SPAN_QA else _read
+        data[split] = read(xtreme_dir, task, split, languages)
+  if not task.is_trained and not any(data[split].examples for split in data):
+    raise PrepareError(f'No XTREME {task.name} data in {xtreme_dir}: none of its files exists (e.g. '
+                       f'{os.path.join(xtreme_dir, task.files(xtreme.TEST, task.languages[0])["path"])}). Download '
+                       f'it with xtreme\'s scripts/download_data.sh and pass its download folder.')
+  return data
+
+
 def _prepare_one(task: xtreme.XtremeTask, xtreme_dir: str, vocab_file: str, output_dir: str,
                  max_seq_length: Optional[int], do_lower_case: bool, languages: Optional[Sequence[str]],
                  mnli_dir: Optional[str], doc_stride: int, max_query_length: int) -> Dict[str, Any]:
@@ -388,24 +432,7 @@ def _prepare_one(task: xtreme.XtremeTask, xtreme_dir: str, vocab_file: str, outp
       logging.warning('XTREME %s has no language %s; writing %s.', task.name, ', '.join(unknown),
                       ', '.join(lang for lang in languages if lang not in unknown))
     languages = [lang for lang in languages if lang in task.languages]
-  with _user_errors():
-    data: Dict[str, xtreme_reader.XtremeSplit] = {}
-    if task.is_trained and not (task.kind == xtreme.SENTENCE_PAIR and mnli_dir) and task.kind != xtreme.SPAN_QA:
-      data[xtreme.TRAIN] = xtreme_reader.read_split(xtreme_dir, task.name, xtreme.TRAIN)
-    elif task.kind == xtreme.SPAN_QA:
-      train = os.path.join(xtreme_dir, task.files(xtreme.TRAIN, 'en')['path'])
-      if not tf.io.gfile.exists(train):
-        raise PrepareError(f'XTREME {task.name} trains on {task.train_data}, but {train} does not exist. Download '
-                           f'it with xtreme\'s scripts/download_data.sh and pass its download folder.')
-    for split in (xtreme.DEV, xtreme.TEST):
-      if split in task.splits:
-        # QA reads its JSON in the writer (squad_lib reads the file); here only which languages have it.
-        data[split] = _read(xtreme_dir, task, split, languages) if task.kind != xtreme.SPAN_QA else \
-            _qa_languages(xtreme_dir, task, split, languages)
-  if not any(split.examples for name, split in data.items() if name != xtreme.TRAIN) and not task.is_trained:
-    raise PrepareError(f'No XTREME {task.name} data in {xtreme_dir}: none of its files exists (e.g. '
-                       f'{os.path.join(xtreme_dir, task.files(xtreme.TEST, task.languages[0])["path"])}). Download '
-                       f'it with xtreme\'s scripts/download_data.sh and pass its download folder.')
+  data = _read_inputs(task, xtreme_dir, languages, mnli_dir)
 
   tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
   tf.io.gfile.makedirs(output_dir)
@@ -437,20 +464,6 @@ def _prepare_one(task: xtreme.XtremeTask, xtreme_dir: str, vocab_file: str, outp
       tf.io.gfile.rmtree(staging)
   logging.info('XTREME %s: wrote %s', task.name, os.path.join(output_dir, meta_data_file(task.name)))
   return meta
-
-
-def _qa_languages(xtreme_dir: str, task: xtreme.XtremeTask, split: str,
-                  languages: Optional[Sequence[str]]) -> xtreme_reader.XtremeSplit:
-  """Which languages have `split`'s SQuAD JSON (the writer reads it); missing ones are named in a warning."""
-  wanted = [lang for lang in (languages or task.languages) if lang in task.split_languages(split)]
-  present = {lang: os.path.join(xtreme_dir, task.files(split, lang)['path']) for lang in wanted}
-  missing = tuple(lang for lang, path in present.items() if not tf.io.gfile.exists(path))
-  if missing:
-    logging.warning('XTREME %s %s: no data for %s (missing %s); these languages are skipped.', task.name, split,
-                    ', '.join(missing), ', '.join(present[lang] for lang in missing[:3]))
-  without = tuple(lang for lang in (languages or task.languages) if lang not in task.split_languages(split))
-  return xtreme_reader.XtremeSplit(task.name, split, {lang: present[lang] for lang in wanted if lang not in missing},
-                                   missing, without)
 
 
 def _meta(task: xtreme.XtremeTask, data: Mapping[str, xtreme_reader.XtremeSplit], result: Dict[str, Any],
