@@ -332,3 +332,27 @@ def test_bad_input_names_file_line_and_field_and_keeps_the_old_outputs(env, tmp_
                                          r'field id'):
     w.prepare_xtreme('mlqa', xtreme_dir, env['vocab'], str(tmp_path / 'qa'), languages=['de'])
   assert not tf.io.gfile.glob(os.path.join(out, '.prepare-*')) and not os.listdir(tmp_path / 'qa')
+
+
+def test_command_line_flags_and_withheld_test_answers(env, tmp_path, capsys):
+  import argparse
+
+  # xtreme's QA test files may come without answers: the eval records need none.
+  xtreme_dir = xtreme_data.write_xtreme_dir(str(tmp_path / 'download'), ['xquad'], ('en', 'zh'), examples=3,
+                                            blank_test_answers=True)
+  parser = w.add_arguments(argparse.ArgumentParser())
+  out = str(tmp_path / 'out')
+  args = parser.parse_args(['--task=xquad', f'--xtreme_dir={xtreme_dir}', f'--vocab_file={env["vocab"]}',
+                            f'--output_dir={out}', '--max_seq_length=64', '--max_query_length=16',
+                            '--doc_stride=16', '--languages=zh'])
+  assert w.run(args) == 0
+  printed = capsys.readouterr().out
+  assert printed.startswith('xquad: train ') and f'-> {out}' in printed
+  with open(os.path.join(out, w.meta_data_file('xquad')), encoding='utf-8') as f:
+    meta = json.load(f)
+  assert meta['test_languages'] == ['zh'] and meta['test_num_examples'] == {'zh': 3}
+  assert meta['max_seq_length'] == 64 and meta['doc_stride'] == 16 and meta['do_lower_case'] is False
+  args = parser.parse_args(['--task=panx', f'--xtreme_dir={xtreme_dir}', f'--vocab_file={env["vocab"]}',
+                            f'--output_dir={out}'])
+  with pytest.raises(SystemExit, match=r'prepare xtreme: error: .*panx/train-en\.tsv'):
+    w.run(args)

@@ -46,6 +46,12 @@ written), missing ({split: languages whose files are absent}), without_split ({s
 data for, e.g. UD-POS dev kk, th, tl, yo}), train_source, do_lower_case, vocab_file, xtreme_dir and files (the
 names above, relative to the meta data: {'train': name, 'eval': {lang: name | {role: name}}, 'test': {...}}).
 
+Command line (hooked into `prepare.py` as its `xtreme` sub-command, `bert-prepare xtreme`):
+  bert-prepare xtreme --task={xnli,pawsx,udpos,panx,xquad,mlqa,tydiqa,bucc,tatoeba,all} --xtreme_dir=DIR \
+      --vocab_file=V --output_dir=OUT [--max_seq_length=N] [--do_lower_case=false] [--languages=de,zh] \
+      [--mnli_dir=GLUE_DIR] [--doc_stride=128] [--max_query_length=64]
+`add_arguments(sub_parser)` declares these flags and `run(args)` runs them (one summary line per task).
+
 mBERT conventions: cased WordPiece (do_lower_case=False, the default here), CJK characters split one a token by
 the upstream BasicTokenizer. max_seq_length defaults per kind to xtreme's scripts: 128 (pairs, tagging), 384 (QA,
 doc_stride 128, max_query_length 64), 512 (retrieval, run_bucc2018.sh's MAXL).
@@ -53,6 +59,7 @@ doc_stride 128, max_query_length 64), 512 (retrieval, run_bucc2018.sh's MAXL).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -557,3 +564,44 @@ def summary_line(meta: Mapping[str, Any], output_dir: Optional[str] = None) -> s
           f'{meta["test_data_sizes"]}' + (f'; missing {", ".join(missing)}' if missing else '')
           + (f' -> {output_dir}' if output_dir else ''))
 
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+  """The flags of `prepare xtreme` on `parser` (the sub-parser `prepare.py` adds)."""
+  from projects.bert.datasets import prepare
+
+  boolean = prepare._bool  # pylint: disable=protected-access  (prepare's flag parser: one meaning of 'true')
+  parser.add_argument('--task', required=True, help=f'one of {", ".join(xtreme.task_names())} (bucc = bucc2018), '
+                      f'or "all": every task whose folder is in --xtreme_dir')
+  parser.add_argument('--xtreme_dir', required=True, help="the download folder of xtreme's "
+                      'scripts/download_data.sh (xnli/, pawsx/, udpos/, panx/, squad/, xquad/, mlqa/, tydiqa/, '
+                      'bucc2018/, tatoeba/)')
+  parser.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model (mBERT: cased)')
+  parser.add_argument('--output_dir', required=True)
+  parser.add_argument('--max_seq_length', type=int, default=None,
+                      help='default per task kind: 128 (pairs, tagging), 384 (QA), 512 (retrieval)')
+  parser.add_argument('--do_lower_case', type=boolean, default=False, help='false for mBERT (cased)')
+  parser.add_argument('--languages', default='', help='comma-separated dev/test languages (default: all)')
+  parser.add_argument('--mnli_dir', default='', help="XNLI only: a GLUE folder whose MNLI/train.tsv is the "
+                      'English train (default: xnli/train-en.tsv, the same MNLI train as xtreme writes it)')
+  parser.add_argument('--doc_stride', type=int, default=128, help='QA: tokens between paragraph window starts')
+  parser.add_argument('--max_query_length', type=int, default=64, help='QA: questions are cut to this many tokens')
+  return parser
+
+
+def run(args: argparse.Namespace) -> int:
+  """Runs `prepare xtreme` with parsed `args`; prints one summary line per task. Input problems: SystemExit with
+  the message (as `prepare glue` does)."""
+  try:
+    metas = prepare_xtreme(args.task, args.xtreme_dir, args.vocab_file, args.output_dir, args.max_seq_length,
+                           args.do_lower_case, languages=[s for s in args.languages.split(',') if s] or None,
+                           mnli_dir=args.mnli_dir or None, doc_stride=args.doc_stride,
+                           max_query_length=args.max_query_length)
+  except ValueError as e:  # PrepareError, DataError, ConfigError, unknown tasks: the message says what to do
+    raise SystemExit(f'prepare xtreme: error: {e}') from None
+  for meta in metas.values():
+    print(summary_line(meta, args.output_dir))
+  return 0
