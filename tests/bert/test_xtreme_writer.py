@@ -356,3 +356,56 @@ def test_command_line_flags_and_withheld_test_answers(env, tmp_path, capsys):
                             f'--output_dir={out}'])
   with pytest.raises(SystemExit, match=r'prepare xtreme: error: .*panx/train-en\.tsv'):
     w.run(args)
+
+
+def test_bert_prepare_xtreme_sub_command_and_its_help(env, tmp_path, capsys):
+  from projects.bert.datasets import prepare
+
+  with pytest.raises(SystemExit) as e:
+    prepare.main(['xtreme', '--help'])
+  assert e.value.code == 0
+  shown = ' '.join(capsys.readouterr().out.split())
+  for flag in ('--task', '--xtreme_dir', '--vocab_file', '--output_dir', '--mnli_dir'):
+    assert flag in shown
+  assert '(default: False)' in shown and '(default: 128)' in shown and '(default: 64)' in shown  # defaults shown
+  out = str(tmp_path / 'out')
+  assert prepare.main(['xtreme', '--task=pawsx', f'--xtreme_dir={env["xtreme_dir"]}', f'--vocab_file={env["vocab"]}',
+                       f'--output_dir={out}', '--max_seq_length=32', '--languages=en,zh']) == 0
+  assert capsys.readouterr().out.startswith(f'pawsx: train {N}, eval ')
+  with open(os.path.join(out, w.meta_data_file('pawsx')), encoding='utf-8') as f:
+    meta = json.load(f)
+  assert meta['eval_languages'] == ['en', 'zh'] and meta['max_seq_length'] == 32 and meta['do_lower_case'] is False
+  with pytest.raises(SystemExit, match=r"prepare xtreme: error: The XTREME directory '/nowhere'"):
+    prepare.main(['xtreme', '--task=pawsx', '--xtreme_dir=/nowhere', f'--vocab_file={env["vocab"]}',
+                  f'--output_dir={out}'])
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_outputs_and_killed_runs_staging_goes(env, tmp_path,
+                                                                                            monkeypatch):
+  import errno
+
+  from official.nlp.data import classifier_data_lib
+
+  out = str(tmp_path / 'out')
+  w.prepare_xtreme('xnli', env['xtreme_dir'], env['vocab'], out, 32, languages=['en', 'de'])
+  # A killed run's staging folder (no lock held, older than the grace period) is removed by the next run.
+  killed = os.path.join(out, '.prepare-xtreme-xnli-0badf00d')
+  os.makedirs(killed)
+  os.utime(killed, (0, 0))
+  before = {name: open(os.path.join(out, name), 'rb').read() for name in os.listdir(out) if not name.startswith('.')}
+  written = []
+
+  def full_disk(examples, label_list, max_seq_length, tokenizer, output_file, *args, **kwargs):
+    if written:
+      raise OSError(errno.ENOSPC, 'No space left on device', output_file)
+    written.append(output_file)  # the train file is written; the disk fills on the first dev file
+    return real(examples, label_list, max_seq_length, tokenizer, output_file, *args, **kwargs)
+
+  real = classifier_data_lib.file_based_convert_examples_to_features
+  monkeypatch.setattr(classifier_data_lib, 'file_based_convert_examples_to_features', full_disk)
+  with pytest.raises(PrepareError) as e:
+    w.prepare_xtreme('xnli', env['xtreme_dir'], env['vocab'], out, 48, languages=['en', 'de'])
+  assert str(e.value).startswith(f'No space left on device while writing {out}/xnli_eval_en.tf_record: nothing was '
+                                 f'replaced, the previous outputs in {out} are kept')
+  assert sorted(os.listdir(out)) == sorted(before)  # no staging folder left, the killed run's gone too
+  assert {name: open(os.path.join(out, name), 'rb').read() for name in os.listdir(out)} == before

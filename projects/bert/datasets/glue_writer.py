@@ -68,7 +68,7 @@ def _column(row: Sequence[str], index: int, what: str, path: str, line_no: int, 
                        f'tab is missing). Fix or remove the line, or re-download the file.') from None
 
 
-def _make_processor(task: GlueTask, glue_dir: str):
+def make_processor(task: GlueTask, glue_dir: str):
   """A `classifier_data_lib.DataProcessor` for `task` that reads the official GLUE TSVs of `glue_dir`.
 
   The upstream processors read GLUE through TFDS; this one reads the files, so it is built here from the table.
@@ -171,7 +171,7 @@ def prepare_glue(task_name: str, glue_dir: str, vocab_file: str, output_dir: str
                       task.test_splits[split].paths)
 
   tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-  processor = _make_processor(task, glue_dir)
+  processor = make_processor(task, glue_dir)
   tf.io.gfile.makedirs(output_dir)
   # Everything is written into a staging folder first; the old records and meta data stay untouched until the new
   # ones are complete (an error or Ctrl-C before that changes nothing). Killed runs' staging folders go.
@@ -186,7 +186,7 @@ def prepare_glue(task_name: str, glue_dir: str, vocab_file: str, output_dir: str
       if full is None:
         raise
       raise full from e
-    _commit_glue(task, staging.path, output_dir, meta['files'])
+    writing.commit_outputs(staging.path, output_dir, task.meta_data_file, meta['files'])
   finally:
     staging.remove()
   logging.info('GLUE %s: wrote %s', task.name, os.path.join(output_dir, task.meta_data_file))
@@ -238,40 +238,6 @@ def _write_glue(task: GlueTask, processor: Any, tokenizer: Any, glue_dir: str, o
   with tf.io.gfile.GFile(out(task.meta_data_file), 'w') as f:  # formatted as create_finetuning_data.py does
     f.write(json.dumps(meta, indent=4) + '\n')
   return meta
-
-
-def _commit_glue(task: GlueTask, staging: str, output_dir: str, files: Dict[str, Any]) -> None:
-  """Moves complete records from `staging` into `output_dir`, the meta data last.
-
-  The old meta data goes first, so that a crash while the records move leaves no meta data (the builder then
-  says to run prepare) rather than old meta data beside new records. Record files the old meta data listed and
-  the new one does not (a test split no longer there) are removed.
-  """
-  meta_path = os.path.join(output_dir, task.meta_data_file)
-  old_files: List[str] = []
-  if tf.io.gfile.exists(meta_path):
-    try:
-      with tf.io.gfile.GFile(meta_path) as f:
-        old_files = _file_names(json.load(f).get('files') or {})
-    except ValueError:  # damaged: it is replaced anyway
-      pass
-    tf.io.gfile.remove(meta_path)
-  new_files = _file_names(files)
-  for name in new_files:
-    tf.io.gfile.rename(os.path.join(staging, name), os.path.join(output_dir, name), overwrite=True)
-  tf.io.gfile.rename(os.path.join(staging, task.meta_data_file), meta_path, overwrite=True)
-  for name in set(old_files) - set(new_files):
-    if tf.io.gfile.exists(os.path.join(output_dir, name)):
-      logging.info('Removing %s: the new %s data has no such file.', os.path.join(output_dir, name), task.name)
-      tf.io.gfile.remove(os.path.join(output_dir, name))
-
-
-def _file_names(files: Dict[str, Any]) -> List[str]:
-  """The record file names of a meta data 'files' entry ({'train': name, 'eval': {split: name}, ...})."""
-  names = []
-  for value in files.values():
-    names.extend(value.values() if isinstance(value, dict) else [value])
-  return [n for n in names if n]
 
 
 def available_tasks(glue_dir: str) -> List[str]:

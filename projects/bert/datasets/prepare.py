@@ -16,6 +16,11 @@ writers.
       --vocab_file=vocab.txt --output_dir=data/squad_v1.1 --version_2_with_negative=false \
       --max_seq_length=384 --doc_stride=128 --max_query_length=64
 
+  # XTREME (xtreme_writer.py): the folder xtreme's scripts/download_data.sh writes -> per task English train and
+  # per-language dev / test records, {task}_meta_data (--task=all: every task folder found in XTREME_DIR).
+  python -m projects.bert.datasets.prepare xtreme --task=xnli --xtreme_dir=XTREME_DIR --vocab_file=mbert/vocab.txt \
+      --output_dir=data/xtreme          # cased (mBERT): --do_lower_case=false is the default here
+
   --verbose (any command) also logs the libraries' INFO lines, e.g. the upstream writer's `*** Example ***` dumps.
 
 Every writer checks its inputs (and the vocabulary's special tokens) before it writes, writes into a staging folder
@@ -34,19 +39,11 @@ from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log l
 
 import tensorflow as tf
 
-from projects.bert.datasets import glue_writer, pretraining_writer, squad_writer, writing
+from projects.bert.datasets import glue_writer, pretraining_writer, squad_writer, writing, xtreme_writer
 from projects.bert.datasets.writing import PrepareError
 from projects.bert.tasks import glue as glue_tasks
 
 __all__ = ['PrepareError', 'main']
-
-
-def _bool(value: str) -> bool:
-  if value.lower() in ('1', 'true', 'yes', 't', 'y'):
-    return True
-  if value.lower() in ('0', 'false', 'no', 'f', 'n'):
-    return False
-  raise argparse.ArgumentTypeError(f'expected true or false, got {value!r}')
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,17 +59,22 @@ def _parser() -> argparse.ArgumentParser:
   glue.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model to fine-tune')
   glue.add_argument('--output_dir', required=True)
   glue.add_argument('--max_seq_length', type=int, default=128)
-  glue.add_argument('--do_lower_case', type=_bool, default=True, help='true for uncased models')
+  glue.add_argument('--do_lower_case', type=writing.parse_bool, default=True, help='true for uncased models')
   squad = sub.add_parser('squad', help='SQuAD v1.1 / v2.0 JSON -> records, eval features and meta data')
   squad.add_argument('--train_file', required=True, help='train-v1.1.json or train-v2.0.json')
   squad.add_argument('--eval_file', required=True, help='dev-v1.1.json or dev-v2.0.json')
   squad.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model to fine-tune')
   squad.add_argument('--output_dir', required=True, help='one folder per SQuAD version, e.g. data/squad_v1.1')
-  squad.add_argument('--version_2_with_negative', type=_bool, default=False, help='true for SQuAD 2.0 files')
+  squad.add_argument('--version_2_with_negative', type=writing.parse_bool, default=False,
+                     help='true for SQuAD 2.0 files')
   squad.add_argument('--max_seq_length', type=int, default=384)
   squad.add_argument('--doc_stride', type=int, default=128, help='tokens between the starts of paragraph windows')
   squad.add_argument('--max_query_length', type=int, default=64, help='questions are cut to this many tokens')
-  squad.add_argument('--do_lower_case', type=_bool, default=True, help='true for uncased models')
+  squad.add_argument('--do_lower_case', type=writing.parse_bool, default=True, help='true for uncased models')
+  xtreme = sub.add_parser('xtreme', help='the XTREME download folder -> per task English train and per-language '
+                          'dev / test records and meta data', description=xtreme_writer.COMMAND_DESCRIPTION,
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  xtreme_writer.add_arguments(xtreme)
   return parser
 
 
@@ -95,6 +97,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       print(f'{path}: {n} records')
     return 0
   args = _parser().parse_args(argv)
+  if args.command == 'xtreme':
+    return xtreme_writer.run(args)
   if args.command == 'squad':
     try:
       writing.check_vocab(args.vocab_file, writing.FINETUNING_TOKENS)  # before squad_writer reads anything

@@ -1,5 +1,6 @@
-"""What every `prepare` writer shares: its error class, the input-file and vocabulary checks, the staging folders
-the outputs are written into before they move into place, and the disk-full message.
+"""What every `prepare` writer shares: its error class and flag parser, the input-file and vocabulary checks, the
+staging folders the outputs are written into before they move into place (`commit_outputs` moves them, the meta
+data last), and the disk-full message.
 
 Outputs are written into a staging folder inside the output folder (the same file system, so renames are atomic)
 and renamed into place when complete: an error, Ctrl-C or a full disk before that leaves the previous outputs as
@@ -9,14 +10,16 @@ new run removes the staging folders of killed runs and leaves those of running o
 
 from __future__ import annotations
 
+import argparse
 import errno
 import fcntl
+import json
 import os
 import re
 import shutil
 import time
 import uuid
-from typing import List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -36,6 +39,15 @@ PRETRAINING_TOKENS = FINETUNING_TOKENS + ('[MASK]',)
 
 class PrepareError(errors.DataError):
   """A problem with the inputs or outputs of `prepare`, with what to do about it."""
+
+
+def parse_bool(value: str) -> bool:
+  """The flag parser of every `prepare` command's true / false flags (one meaning of 'true' for all)."""
+  if value.lower() in ('1', 'true', 'yes', 't', 'y'):
+    return True
+  if value.lower() in ('0', 'false', 'no', 'f', 'n'):
+    return False
+  raise argparse.ArgumentTypeError(f'expected true or false, got {value!r}')
 
 
 def require_file(path: str, what: str, fix: str) -> None:
@@ -149,3 +161,42 @@ def remove_abandoned_staging(folder: str, kind: str) -> List[str]:
       shutil.rmtree(path, ignore_errors=True)
       removed.append(path)
   return removed
+
+
+def file_names(files: Any) -> List[str]:
+  """Every file name in a meta data 'files' entry: a name, or a nested {role: name | {key: name | {...}}} map
+  (GLUE's {'train': name, 'eval': {split: name}}, XTREME's {'eval': {lang: {side: name}}}); empty names skipped."""
+  if isinstance(files, str):
+    return [files] if files else []
+  if isinstance(files, Mapping):
+    return [name for value in files.values() for name in file_names(value)]
+  return []
+
+
+def commit_outputs(staging: str, output_dir: str, meta_file_name: str, files: Mapping[str, Any]) -> None:
+  """Moves the complete outputs from the staging folder `staging` into `output_dir`: every file of `files` (a
+  nested {role: name | {key: name | {...}}} map of names relative to both folders), then the meta data
+  `meta_file_name` last.
+
+  The old meta data goes first, so that a crash while the files move leaves no meta data (the builders then say
+  to run prepare) rather than old meta data beside new files. Files the old meta data listed and the new one does
+  not (a test split or language no longer in the input) are removed after the new meta data is in place.
+  """
+  meta_path = os.path.join(output_dir, meta_file_name)
+  old_files: List[str] = []
+  if tf.io.gfile.exists(meta_path):
+    try:
+      with tf.io.gfile.GFile(meta_path) as f:
+        old_files = file_names(json.load(f).get('files') or {})
+    except (ValueError, AttributeError):  # damaged (or not a JSON object): it is replaced anyway
+      pass
+    tf.io.gfile.remove(meta_path)
+  new_files = file_names(files)
+  for name in new_files:
+    tf.io.gfile.rename(os.path.join(staging, name), os.path.join(output_dir, name), overwrite=True)
+  tf.io.gfile.rename(os.path.join(staging, meta_file_name), meta_path, overwrite=True)
+  for name in sorted(set(old_files) - set(new_files)):
+    path = os.path.join(output_dir, name)
+    if tf.io.gfile.exists(path):
+      logging.info('Removing %s: the new %s lists no such file.', path, meta_file_name)
+      tf.io.gfile.remove(path)

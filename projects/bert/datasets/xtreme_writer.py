@@ -63,15 +63,14 @@ import argparse
 import contextlib
 import json
 import os
-import uuid
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
 
 from core import errors
-from projects.bert.datasets import squad_writer, xtreme_reader
-from projects.bert.datasets.prepare import PrepareError
+from projects.bert.datasets import squad_writer, writing, xtreme_reader
+from projects.bert.datasets.writing import PrepareError
 from projects.bert.tasks import xtreme
 
 ALL = 'all'
@@ -84,11 +83,13 @@ DEFAULT_MAX_SEQ_LENGTH = {xtreme.SENTENCE_PAIR: 128, xtreme.TAGGING: 128, xtreme
 # Model Garden's processor names (the `processor_type` its writers record) and task types.
 PROCESSOR_TYPES = {'xnli': 'XTREME-XNLI', 'pawsx': 'XTREME-PAWS-X', 'udpos': 'udpos', 'panx': 'panx',
                    'xquad': 'squad', 'mlqa': 'squad', 'tydiqa': 'squad', 'bucc2018': 'BUCC', 'tatoeba': 'TATOEBA'}
+STAGING_KIND = 'xtreme'  # staging folders: <output_dir>/.prepare-xtreme-<task>-<hex> (writing.Staging)
+COMMAND_DESCRIPTION = ('Writes, per XTREME task, English train records and per-language dev / test records with one '
+                       '{task}_meta_data into --output_dir; languages missing from --xtreme_dir are named and '
+                       'skipped. mBERT is cased: --do_lower_case=false is the default.')
 TASK_TYPES = {xtreme.SENTENCE_PAIR: 'bert_classification', xtreme.TAGGING: 'tagging', xtreme.SPAN_QA: 'bert_squad',
               xtreme.BITEXT_MINING: 'retrieval', xtreme.SENTENCE_RETRIEVAL: 'retrieval'}
 
-_STAGING_PREFIX = '.prepare-xtreme-'  # inside the output folder, as `prepare glue`'s `.prepare-{task}-`
-_SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]')
 _MNLI_TRAIN = 'MNLI/train.tsv'
 
 
@@ -107,21 +108,6 @@ def record_file(task_name: str, kind: str, lang: str = xtreme.TARGET_LANGUAGE, r
 
 
 # ------------------------------------------------------------------------------------------------------ checks
-
-
-def _check_vocab(vocab_file: str) -> None:
-  fix = ('pass --vocab_file=PATH/vocab.txt, the WordPiece vocabulary of the model (for mBERT the cased vocab.txt '
-         'of 119,547 tokens next to its checkpoint).')
-  if not vocab_file:
-    raise PrepareError(f'No vocab file given: {fix}')
-  if not tf.io.gfile.exists(vocab_file):
-    raise PrepareError(f'The vocab file {vocab_file!r} does not exist: {fix}')
-  with tf.io.gfile.GFile(vocab_file, 'rb') as f:
-    tokens = {line.strip() for line in f.read().decode('utf-8', errors='replace').splitlines()}
-  missing = [t for t in _SPECIAL_TOKENS if t not in tokens]
-  if missing:
-    raise PrepareError(f'The vocab file {vocab_file!r} lacks {", ".join(missing)}, which every BERT input uses: '
-                       f'{fix}')
 
 
 def _check_lengths(kind: str, max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
@@ -191,16 +177,16 @@ def _pair_examples(pairs: Sequence[xtreme_reader.SentencePair], task: xtreme.Xtr
 
 def _mnli_train(mnli_dir: str) -> Tuple[List[Any], str]:
   """MNLI train from a GLUE folder (MNLI/train.tsv) through `prepare glue`'s reader; example ids are positions."""
-  from projects.bert.datasets import prepare
+  from projects.bert.datasets import glue_writer
   from projects.bert.tasks import glue
 
   task = glue.get_task('mnli')
-  path = prepare.find_tsv(mnli_dir, task.train)
+  path = glue_writer.find_tsv(mnli_dir, task.train)
   if path is None:
     raise PrepareError(f'--mnli_dir={mnli_dir!r} holds no {_MNLI_TRAIN}: pass the GLUE data folder (with MNLI/ in '
                        f'it), or leave --mnli_dir out to train on xnli/train-en.tsv (MNLI train, as xtreme writes '
                        f'it).')
-  examples = prepare._make_processor(task, mnli_dir).read_examples(task.train, 'train')  # pylint: disable=protected-access
+  examples = glue_writer.make_processor(task, mnli_dir).read_examples(task.train, 'train')
   for example in examples:
     example.example_id = None  # GLUE's index column: the XTREME records number examples by position
   return examples, path
@@ -299,7 +285,7 @@ def _write_qa(task: xtreme.XtremeTask, xtreme_dir: str, vocab_file: str, tokeniz
   train_file = os.path.join(xtreme_dir, task.files(xtreme.TRAIN, 'en')['path'])
   stats = squad_writer.check_squad_json(train_file, {'data': xtreme_reader.read_squad(train_file)}, training=True,
                                         version_2_with_negative=False)
-  with squad_writer._quiet_absl():  # pylint: disable=protected-access  (squad_lib logs every feature's tokens)
+  with squad_writer.quiet_absl():  # squad_lib logs every feature's tokens
     result = squad_lib.generate_tf_record_from_json_file(
         input_file_path=train_file, vocab_file_path=vocab_file,
         output_path=os.path.join(out, record_file(task.name, xtreme.TRAIN)), max_seq_length=max_seq_length,
@@ -314,8 +300,8 @@ def _write_qa(task: xtreme.XtremeTask, xtreme_dir: str, vocab_file: str, tokeniz
       names = {'records': f'{base}.tf_record', 'features': f'{base}_features.jsonl', 'json': f'{base}.json'}
       scratch = os.path.join(out, f'.{base}')
       tf.io.gfile.makedirs(scratch)
-      with squad_writer._quiet_absl():  # pylint: disable=protected-access
-        questions, features = squad_writer._write_eval(  # pylint: disable=protected-access
+      with squad_writer.quiet_absl():
+        questions, features = squad_writer.write_eval(
             path, tokenizer, scratch, max_seq_length=max_seq_length, doc_stride=doc_stride,
             max_query_length=max_query_length, version_2_with_negative=False)
       tf.io.gfile.rename(os.path.join(scratch, squad_format.EVAL_RECORDS), os.path.join(out, names['records']))
@@ -363,42 +349,6 @@ def _write_retrieval(task: xtreme.XtremeTask, data: Mapping[str, xtreme_reader.X
 # ------------------------------------------------------------------------------------------------------ writing
 
 
-def _file_names(files: Any) -> List[str]:
-  """Every file name in a meta data 'files' entry (nested dicts of names)."""
-  if isinstance(files, str):
-    return [files]
-  if isinstance(files, Mapping):
-    return [n for value in files.values() for n in _file_names(value)]
-  return []
-
-
-def _commit(task_name: str, staging: str, output_dir: str, files: Mapping[str, Any]) -> None:
-  """Moves the complete outputs from `staging` into `output_dir`, the meta data last (as `prepare glue` does).
-
-  The old meta data goes first, so that a crash while the files move leaves no meta data rather than old meta
-  data beside new records; files the old meta data listed and the new one does not (a language no longer in the
-  download folder) are removed.
-  """
-  meta_name = meta_data_file(task_name)
-  meta_path = os.path.join(output_dir, meta_name)
-  old_files: List[str] = []
-  if tf.io.gfile.exists(meta_path):
-    try:
-      with tf.io.gfile.GFile(meta_path) as f:
-        old_files = _file_names(json.load(f).get('files') or {})
-    except ValueError:  # damaged: it is replaced anyway
-      pass
-    tf.io.gfile.remove(meta_path)
-  new_files = _file_names(files)
-  for name in new_files:
-    tf.io.gfile.rename(os.path.join(staging, name), os.path.join(output_dir, name), overwrite=True)
-  tf.io.gfile.rename(os.path.join(staging, meta_name), meta_path, overwrite=True)
-  for name in sorted(set(old_files) - set(new_files)):
-    if tf.io.gfile.exists(os.path.join(output_dir, name)):
-      logging.info('Removing %s: the new XTREME %s data has no such file.', os.path.join(output_dir, name), task_name)
-      tf.io.gfile.remove(os.path.join(output_dir, name))
-
-
 def _read_inputs(task: xtreme.XtremeTask, xtreme_dir: str, languages: Optional[Sequence[str]],
                  mnli_dir: Optional[str]) -> Dict[str, xtreme_reader.XtremeSplit]:
   """{split: what `xtreme_reader` read}: English train (required; not read here where it comes from `mnli_dir` or,
@@ -443,33 +393,47 @@ def _prepare_one(task: xtreme.XtremeTask, xtreme_dir: str, vocab_file: str, outp
 
   tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
   tf.io.gfile.makedirs(output_dir)
-  # Written into a staging folder, renamed into place when complete: an error or Ctrl-C before then leaves the
-  # previous records and meta data as they were.
-  for stale in tf.io.gfile.glob(os.path.join(output_dir, f'{_STAGING_PREFIX}{task.name}-*')):
-    tf.io.gfile.rmtree(stale)
-  staging = os.path.join(output_dir, f'{_STAGING_PREFIX}{task.name}-{uuid.uuid4().hex[:8]}')
-  tf.io.gfile.makedirs(staging)
+  # Written into a staging folder, renamed into place when complete (writing.py): an error, Ctrl-C or a full disk
+  # before then leaves the previous records and meta data as they were. Killed runs' staging folders go.
+  kind = f'{STAGING_KIND}-{task.name}'
+  writing.remove_abandoned_staging(output_dir, kind)
+  staging = writing.Staging(output_dir, kind)
   try:
-    with squad_writer._quiet_absl():  # pylint: disable=protected-access  (the converters log examples at INFO)
-      if task.kind == xtreme.SENTENCE_PAIR:
-        result = _write_pairs(task, data, tokenizer, staging, max_seq_length, mnli_dir, xtreme_dir)
-      elif task.kind == xtreme.TAGGING:
-        result = _write_tags(task, data, tokenizer, staging, max_seq_length, xtreme_dir)
-      elif task.kind == xtreme.SPAN_QA:
-        result = _write_qa(task, xtreme_dir, vocab_file, tokenizer, staging,
-                           {kind: list(data[_SPLIT_OF[kind]].examples) if _SPLIT_OF[kind] in data else []
-                            for kind in (EVAL, TEST)},
-                           max_seq_length, doc_stride, max_query_length, do_lower_case)
-      else:
-        result = _write_retrieval(task, data, tokenizer, staging, max_seq_length)
-    meta = _meta(task, data, result, max_seq_length, do_lower_case, vocab_file, xtreme_dir)
-    with tf.io.gfile.GFile(os.path.join(staging, meta_data_file(task.name)), 'w') as f:
-      f.write(json.dumps(meta, indent=4, ensure_ascii=False) + '\n')  # formatted as create_finetuning_data.py
-    _commit(task.name, staging, output_dir, meta['files'])
+    try:
+      meta = _write_all(task, data, tokenizer, staging.path, max_seq_length=max_seq_length, mnli_dir=mnli_dir,
+                        xtreme_dir=xtreme_dir, vocab_file=vocab_file, doc_stride=doc_stride,
+                        max_query_length=max_query_length, do_lower_case=do_lower_case)
+    except Exception as e:  # pylint: disable=broad-except  (a full disk arrives wrapped by TensorFlow or raw)
+      full = writing.disk_full_error(e, output_dir, staging.path)
+      if full is None:
+        raise
+      raise full from e
+    writing.commit_outputs(staging.path, output_dir, meta_data_file(task.name), meta['files'])
   finally:
-    if tf.io.gfile.exists(staging):
-      tf.io.gfile.rmtree(staging)
+    staging.remove()
   logging.info('XTREME %s: wrote %s', task.name, os.path.join(output_dir, meta_data_file(task.name)))
+  return meta
+
+
+def _write_all(task: xtreme.XtremeTask, data: Mapping[str, xtreme_reader.XtremeSplit], tokenizer: Any, out: str, *,
+               max_seq_length: int, mnli_dir: Optional[str], xtreme_dir: str, vocab_file: str, doc_stride: int,
+               max_query_length: int, do_lower_case: bool) -> Dict[str, Any]:
+  """Writes the task's records and meta data into the folder `out`; returns the meta data."""
+  with squad_writer.quiet_absl():  # the converters log examples at INFO
+    if task.kind == xtreme.SENTENCE_PAIR:
+      result = _write_pairs(task, data, tokenizer, out, max_seq_length, mnli_dir, xtreme_dir)
+    elif task.kind == xtreme.TAGGING:
+      result = _write_tags(task, data, tokenizer, out, max_seq_length, xtreme_dir)
+    elif task.kind == xtreme.SPAN_QA:
+      result = _write_qa(task, xtreme_dir, vocab_file, tokenizer, out,
+                         {kind: list(data[_SPLIT_OF[kind]].examples) if _SPLIT_OF[kind] in data else []
+                          for kind in (EVAL, TEST)},
+                         max_seq_length, doc_stride, max_query_length, do_lower_case)
+    else:
+      result = _write_retrieval(task, data, tokenizer, out, max_seq_length)
+  meta = _meta(task, data, result, max_seq_length, do_lower_case, vocab_file, xtreme_dir)
+  with tf.io.gfile.GFile(os.path.join(out, meta_data_file(task.name)), 'w') as f:
+    f.write(json.dumps(meta, indent=4, ensure_ascii=False) + '\n')  # formatted as create_finetuning_data.py
   return meta
 
 
@@ -533,7 +497,7 @@ def prepare_xtreme(task: str, xtreme_dir: str, vocab_file: str, output_dir: str,
   Missing languages are named in a warning and in the meta data ('missing') and skipped. Input problems raise
   PrepareError / DataError (ValueErrors) naming the file, line and field.
   """
-  _check_vocab(vocab_file)
+  writing.check_vocab(vocab_file, writing.FINETUNING_TOKENS)
   if not xtreme_dir or not tf.io.gfile.isdir(xtreme_dir):
     raise PrepareError(f'The XTREME directory {xtreme_dir!r} does not exist: pass --xtreme_dir=DIR, the download '
                        f'folder that xtreme\'s scripts/download_data.sh writes (with xnli/, pawsx/, udpos/, ... in '
@@ -571,9 +535,7 @@ def summary_line(meta: Mapping[str, Any], output_dir: Optional[str] = None) -> s
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
   """The flags of `prepare xtreme` on `parser` (the sub-parser `prepare.py` adds)."""
-  from projects.bert.datasets import prepare
-
-  boolean = prepare._bool  # pylint: disable=protected-access  (prepare's flag parser: one meaning of 'true')
+  boolean = writing.parse_bool
   parser.add_argument('--task', required=True, help=f'one of {", ".join(xtreme.task_names())} (bucc = bucc2018), '
                       f'or "all": every task whose folder is in --xtreme_dir')
   parser.add_argument('--xtreme_dir', required=True, help="the download folder of xtreme's "
