@@ -120,6 +120,18 @@ def test_the_builder_gives_one_split_per_language_and_checks_its_config(data):
     os.rename(os.path.join(data['out'], 'moved'), os.path.join(data['out'], 'xnli_eval_ar.tf_record'))
 
 
+@pytest.mark.parametrize('variant', ['xnli', 'pawsx,small,bert_paper', 'xnli,runlocal'])
+def test_every_config_field_has_a_meaning_and_bert_help_lists_the_config(variant):
+  from core import config_help
+  from projects.bert import cli
+
+  config = xtreme_config.get_config(variant)
+  missing = [name for name, _ in config_help.leaves(config)
+             if config_help.doc_of(name, xtreme_config.FIELD_DOCS) == config_help.UNDOCUMENTED]
+  assert not missing, f'xtreme.py:{variant}: give these a meaning beside their default: {missing}'
+  assert 'xtreme.py:TASK[,SIZE][,RECIPE]' in cli.__doc__
+
+
 def test_config_variants():
   config = xtreme_config.get_config('PAWS-X')
   assert config.dataset_name == 'bert_xtreme' and config.dataset.task == 'pawsx'

@@ -60,6 +60,7 @@ FIELD_DOCS = training.field_docs({
     'dataset.max_seq_length': 'sequence length, checked against the meta data (0: from it)',
     'dataset.shuffle_buffer': 'examples in the shuffle buffer',
     'dataset.seed': 'input shuffling seed',
+    'init_cls_pooler': "start the classifier's pooler from init_from's nsp_head/pooler_dense (Model Garden)",
     'evals.xtreme.save_best': 'keep the best_on_dev parameters (by the language average) in workdir/best',
     'evals.xtreme.languages': "dev languages scored ('' = every one the dataset has)",
 })
