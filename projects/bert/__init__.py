@@ -15,5 +15,5 @@ for _name in ('bert_pretraining', 'bert_classification', 'bert_regression', 'ber
 for _name, _module in (('bert_trainer', 'projects.bert.trainers.bert_trainer'),
                        ('bert_demo', 'projects.bert.runs.demo'), ('bert_glue_suite', 'projects.bert.runs.glue_suite')):
   registry.TRAINERS.declare(_name, _module)
-for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_predict', 'xtreme'):
+for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_predict', 'xtreme', 'xtreme_predict'):
   registry.EVALUATORS.declare(_name, f'projects.bert.evaluators.{_name}')

@@ -14,7 +14,7 @@ from core import app, errors, registry
 from projects.bert.configs import xtreme as xtreme_config
 from projects.bert.datasets import xtreme_writer
 from projects.bert.evaluators import xtreme as xtreme_evaluator
-from projects.bert.tasks import xtreme
+from projects.bert.tasks import xtreme, xtreme_metrics, xtreme_submission
 from tests.bert import xtreme_data
 
 LANGUAGES = ('en', 'de', 'ru', 'ar', 'zh')
@@ -70,7 +70,11 @@ def test_fine_tuned_on_english_scores_every_language_in_one_run_above_chance(dat
   steps = []
   make = xtreme_evaluator.make_eval_step
   monkeypatch.setattr(xtreme_evaluator, 'make_eval_step', lambda *a, **k: steps.append(make(*a, **k)) or steps[-1])
-  results = app.train_and_evaluate(_config(data), str(tmp_path / 'run'))['xtreme']
+  config = _config(data)
+  config.evals.xtreme_predict = xtreme_config.predict_eval()
+  workdir = str(tmp_path / 'run')
+  everything = app.train_and_evaluate(config, workdir)
+  results = everything['xtreme']
   assert results['main_metric'] == 'average/accuracy'
   assert results['languages'] == ['ar', 'de', 'en', 'ru', 'zh']  # evaluate.py's order of the XNLI languages
   final = results['final']
@@ -87,6 +91,28 @@ def test_fine_tuned_on_english_scores_every_language_in_one_run_above_chance(dat
   # Two evaluations of five languages each, all [32, S] batches: the one eval step compiled once.
   assert len(steps) == 1 and steps[0]._cache_size() == 1  # pylint: disable=protected-access
   assert [h['step'] for h in results['history']] == [30, 60]
+
+  # The submission folder: one file per test language, one label a line in test-file order (the generated test
+  # files hold label i % 3 on line i, unwritten; the English predictions score above chance against it).
+  written = everything['xtreme_predict']
+  assert written['weights']['path'] == os.path.join(workdir, 'best')
+  submission = os.path.join(workdir, 'submission')
+  gold = [xtreme.XNLI_LABELS[i % 3] for i in range(N)]
+  texts = {}
+  for lang in LANGUAGES:
+    path = os.path.join(submission, 'xnli', f'test-{lang}.tsv')
+    assert written['files'][lang] == path
+    labels = xtreme_submission.read_submission_file('xnli', path)
+    assert len(labels) == N and set(labels) <= set(xtreme.XNLI_LABELS)
+    texts[lang] = open(path, encoding='utf-8').read()
+  assert xtreme_metrics.accuracy(gold, xtreme_submission.read_submission_file(
+      'xnli', written['files']['en']))['accuracy'] > CHANCE + 20
+  # Predict mode (the run's config, the best parameters) writes the same files again.
+  for lang in LANGUAGES:
+    os.remove(written['files'][lang])
+  config.mode = 'predict'
+  again = app.train_and_evaluate(config, workdir)['xtreme_predict']
+  assert {lang: open(again['files'][lang], encoding='utf-8').read() for lang in LANGUAGES} == texts
 
 
 def test_the_builder_gives_one_split_per_language_and_checks_its_config(data):
@@ -120,7 +146,7 @@ def test_the_builder_gives_one_split_per_language_and_checks_its_config(data):
     os.rename(os.path.join(data['out'], 'moved'), os.path.join(data['out'], 'xnli_eval_ar.tf_record'))
 
 
-@pytest.mark.parametrize('variant', ['xnli', 'pawsx,small,bert_paper', 'xnli,runlocal'])
+@pytest.mark.parametrize('variant', ['xnli', 'pawsx,small,bert_paper', 'xnli,runlocal,predict'])
 def test_every_config_field_has_a_meaning_and_bert_help_lists_the_config(variant):
   from core import config_help
   from projects.bert import cli
@@ -129,7 +155,7 @@ def test_every_config_field_has_a_meaning_and_bert_help_lists_the_config(variant
   missing = [name for name, _ in config_help.leaves(config)
              if config_help.doc_of(name, xtreme_config.FIELD_DOCS) == config_help.UNDOCUMENTED]
   assert not missing, f'xtreme.py:{variant}: give these a meaning beside their default: {missing}'
-  assert 'xtreme.py:TASK[,SIZE][,RECIPE]' in cli.__doc__
+  assert 'xtreme.py:TASK[,SIZE][,RECIPE][,predict]' in cli.__doc__
 
 
 def test_config_variants():

@@ -1,4 +1,5 @@
-r"""XTREME zero-shot cross-lingual fine-tuning of the sentence-pair tasks. Variant: `TASK[,SIZE][,RECIPE][,runlocal]`,
+r"""XTREME zero-shot cross-lingual fine-tuning of the sentence-pair tasks. Variant:
+`TASK[,SIZE][,RECIPE][,predict][,runlocal]`,
 TASK one of xnli, pawsx (the other XTREME tasks come with their own builders), SIZE one of tiny, mini, small,
 medium, base, large (default: the architecture of init_from's checkpoint), RECIPE model_garden (default) or
 bert_paper.
@@ -8,11 +9,13 @@ bert_paper.
   python main.py --config=projects/bert/configs/xtreme.py:xnli --workdir=/tmp/xnli \
       --config.init_from=/tmp/mbert   # `projects.bert.checkpoints.convert` output of multi_cased_L-12_H-768_A-12
   python main.py --config=projects/bert/configs/xtreme.py:xnli --workdir=/tmp/xnli --config.mode=eval
+  python main.py --config=projects/bert/configs/xtreme.py:xnli --workdir=/tmp/xnli --config.mode=predict
 
 Protocol (google-research/xtreme): fine-tune once on the English training records (XNLI: MNLI train; PAWS-X: PAWS
 train), then score the dev set of every language of the task in the same run (the `xtreme` evaluator: one results
 entry per language and the language average, the main metric, in percent as evaluate.py reports them). Eval uses
-the training run's config.json.
+the training run's config.json. 'predict' (and `,predict` when training ends: the `xtreme_predict` evaluator)
+writes workdir/submission/{task}/test-{lang}.tsv, the leaderboard layout evaluate.py reads.
 
 Hyper-parameters of xtreme's scripts/train_xnli.sh and train_pawsx.sh for mBERT: learning rate 2e-5, batch 32 (8 x
 4 gradient-accumulation steps), 5 epochs, max_seq_length 128. The optimizer and schedule are the RECIPE's
@@ -38,7 +41,7 @@ from projects.bert.tasks import xtreme as xtreme_tasks
 PAIR_TASKS = tuple(name for name, t in xtreme_tasks.XTREME_TASKS.items() if t.kind == xtreme_tasks.SENTENCE_PAIR)
 VARIANT = variants.Spec('xtreme.py', lead='TASK', lead_words=PAIR_TASKS, lead_default='xnli',
                         lead_parse=lambda word: _pair_task_name(word), sizes=True, recipes=True,
-                        flags=('runlocal',))
+                        flags=('predict', 'runlocal'))
 # xtreme's scripts/train_{xnli,pawsx}.sh for bert-base-multilingual-cased: (batch, epochs, learning rate, max length).
 PAIR_HYPERPARAMETERS = {'xnli': (32, 5.0, 2e-5, 128), 'pawsx': (32, 5.0, 2e-5, 128)}
 EVAL_EVERY = {'xnli': 2000, 'pawsx': 500}  # XNLI trains on MNLI's 393k pairs, PAWS-X on 49k
@@ -52,7 +55,7 @@ def _pair_task_name(word: str) -> str:
 
 
 FIELD_DOCS = training.field_docs({
-    'mode': "'train'; 'eval' (per-language dev scores of the workdir's saved weights)",
+    'mode': "'train'; 'eval' (per-language dev scores of the saved weights); 'predict' (submission files)",
     'model.num_labels': "classifier classes; None: from the dataset's meta data (checked when set)",
     'dataset.task': f'XTREME sentence-pair task: {", ".join(PAIR_TASKS)}',
     'dataset.data_dir': 'the --output_dir of `prepare xtreme`',
@@ -63,7 +66,16 @@ FIELD_DOCS = training.field_docs({
     'init_cls_pooler': "start the classifier's pooler from init_from's nsp_head/pooler_dense (Model Garden)",
     'evals.xtreme.save_best': 'keep the best_on_dev parameters (by the language average) in workdir/best',
     'evals.xtreme.languages': "dev languages scored ('' = every one the dataset has)",
+    'evals.xtreme_predict.weights': "submission files from 'best' (best_on_dev) or 'final' parameters",
+    'evals.xtreme_predict.languages': "test languages predicted ('' = every one the dataset has)",
+    'evals.xtreme_predict.dir': "where the submission folder goes (default workdir/submission)",
 })
+
+
+def predict_eval(weights: str = 'best') -> ml_collections.ConfigDict:
+  """`config.evals.xtreme_predict`: the submission files of every test language when a run ends, from the
+  best_on_dev parameters ('best') or the last ones ('final')."""
+  return ml_collections.ConfigDict({'weights': weights, 'languages': '', 'dir': 'submission'})
 
 
 def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
@@ -94,9 +106,11 @@ def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
   training.init(config, init_heads=False)  # init_from: mBERT converted; the classifier head starts fresh
   config.init_cls_pooler = False
 
-  config.mode = 'train'  # 'train' or 'eval' (per-language dev scores of the saved weights)
+  config.mode = 'train'  # 'train', 'eval' (per-language dev scores of the saved weights) or 'predict'
   config.evals = ml_collections.ConfigDict({
       'xtreme': {'every': EVAL_EVERY[task.name], 'save_best': True, 'languages': ''}})
+  if 'predict' in variant.flags:  # the submission files when training ends
+    config.evals.xtreme_predict = predict_eval()
   training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
 
   if runlocal:
