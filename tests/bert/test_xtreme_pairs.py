@@ -107,6 +107,13 @@ def test_fine_tuned_on_english_scores_every_language_in_one_run_above_chance(dat
     texts[lang] = open(path, encoding='utf-8').read()
   assert xtreme_metrics.accuracy(gold, xtreme_submission.read_submission_file(
       'xnli', written['files']['en']))['accuracy'] > CHANCE + 20
+  # Eval mode scores the saved best parameters: the best evaluation again, language by language.
+  config.mode = 'eval'
+  evaluated = app.train_and_evaluate(config, workdir)['xtreme']
+  best = results['best_on_dev']['metrics']
+  assert evaluated['weights']['source'] == 'best' and sorted(evaluated['per_language']) == sorted(LANGUAGES)
+  for lang in LANGUAGES:
+    assert evaluated['metrics'][f'{lang}/accuracy'] == pytest.approx(best[f'{lang}/accuracy'])
   # Predict mode (the run's config, the best parameters) writes the same files again.
   for lang in LANGUAGES:
     os.remove(written['files'][lang])

@@ -221,6 +221,9 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
           'meta_data_file': meta_path,
           'vocab_file': meta.get('vocab_file'),
       })
+  if meta.get('do_lower_case'):  # the records were lower-cased: wrong for mBERT's cased vocabulary
+    logging.warning('%s says do_lower_case=true: the records are lower-cased, which suits an uncased model only. '
+                    'mBERT is cased: re-run `prepare xtreme` without --do_lower_case=true for it.', meta_path)
   logging.info('bert_xtreme %s: train %d, dev %s, test %s, S=%d.', task.name, train_size, sizes['eval'],
                sizes['test'], seq_len)
   return Dataset(train_iter=train_iter, valid_iter=language_iter('eval', files['eval']) if files['eval'] else None,
