@@ -141,8 +141,8 @@ def _is_abandoned(path: str) -> bool:
 
 
 def remove_abandoned_staging(folder: str, kind: str) -> List[str]:
-  """Removes the staging folders of `kind` ('pretraining', or a GLUE task) in `folder` that killed runs left (and
-  older, lock-less ones); those of runs still going are kept. Returns the removed paths."""
+  """Removes the staging folders of `kind` ('pretraining', a GLUE task, 'xtreme-<task>') in `folder` that killed
+  runs left (and older, lock-less ones); those of runs still going are kept. Returns the removed paths."""
   if not tf.io.gfile.isdir(folder):
     return []
   removed = []
