@@ -8,7 +8,8 @@ from core import registry
 for _name, _module in (('bert_pretraining', 'projects.bert.datasets.pretraining'),
                        ('bert_glue', 'projects.bert.datasets.classification'),
                        ('bert_squad', 'projects.bert.datasets.span_qa'),
-                       ('bert_superglue', 'projects.bert.datasets.superglue')):
+                       ('bert_superglue', 'projects.bert.datasets.superglue'),
+                       ('bert_xtreme', 'projects.bert.datasets.xtreme_pairs')):
   registry.DATASETS.declare(_name, _module)
 for _name in ('bert_pretraining', 'bert_classification', 'bert_regression', 'bert_encoder', 'bert_question_answering'):
   registry.MODELS.declare(_name, 'projects.bert.models.bert_models')
@@ -19,5 +20,5 @@ for _name, _module in (('bert_trainer', 'projects.bert.trainers.bert_trainer'),
                        ('bert_superglue_suite', 'projects.bert.runs.superglue_suite')):
   registry.TRAINERS.declare(_name, _module)
 for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_predict', 'superglue',
-              'superglue_predict'):
+              'superglue_predict', 'xtreme', 'xtreme_predict'):
   registry.EVALUATORS.declare(_name, f'projects.bert.evaluators.{_name}')

@@ -219,3 +219,36 @@ def test_the_upstream_writer_ends_with_a_killed_prepare(tmp_path, sig):
       parent.kill()
     if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
       os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------------------------ committing
+
+
+def test_commit_outputs_moves_nested_file_maps_meta_data_last_and_removes_unlisted_old_files(tmp_path, monkeypatch):
+  from projects.bert.datasets import writing
+
+  out, staging = tmp_path / 'out', tmp_path / 'out' / '.prepare-x-00000000'
+  staging.mkdir(parents=True)
+  (out / 'x_eval_ar.tf_record').write_text('old ar')  # a language the new data no longer has
+  (out / 'x_train.tf_record').write_text('old train')
+  (out / 'unlisted.txt').write_text('not ours')
+  (out / 'x_meta_data').write_text(json.dumps({'files': {'train': 'x_train.tf_record',
+                                                         'eval': {'ar': 'x_eval_ar.tf_record'}}}))
+  files = {'train': 'x_train.tf_record', 'eval': {'de': {'source': 'x_eval_de_source.tf_record',
+                                                         'target': 'x_eval_de_target.tf_record'}},
+           'test': {'de': {'records': 'x_test_de.tf_record', 'extra': {'json': 'x_test_de.json'}}, 'zh': ''}}
+  for name in writing.output_file_names(files) + ['x_meta_data']:
+    (staging / name).write_text(f'new {name}')
+  assert len(writing.output_file_names(files)) == 5
+  moved = []
+  rename = writing.tf.io.gfile.rename
+  monkeypatch.setattr(writing.tf.io.gfile, 'rename',
+                      lambda src, dst, overwrite=False: (moved.append(os.path.basename(dst)), rename(src, dst,
+                                                                                                     overwrite))[1])
+  writing.commit_outputs(str(staging), str(out), 'x_meta_data', files)
+  assert moved[-1] == 'x_meta_data' and sorted(moved[:-1]) == sorted(writing.output_file_names(files))
+  assert (out / 'x_train.tf_record').read_text() == 'new x_train.tf_record'
+  assert (out / 'x_test_de.json').read_text() == 'new x_test_de.json'
+  assert not (out / 'x_eval_ar.tf_record').exists()  # the old meta data listed it, the new one does not
+  assert (out / 'unlisted.txt').exists()  # never listed: not ours to remove
+  assert os.listdir(staging) == []

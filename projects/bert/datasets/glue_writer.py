@@ -67,7 +67,7 @@ def _column(row: Sequence[str], index: int, what: str, path: str, line_no: int, 
                        f'tab is missing). Fix or remove the line, or re-download the file.') from None
 
 
-def _make_processor(task: GlueTask, glue_dir: str):
+def make_processor(task: GlueTask, glue_dir: str):
   """A `classifier_data_lib.DataProcessor` for `task` that reads the official GLUE TSVs of `glue_dir`.
 
   The upstream processors read GLUE through TFDS; this one reads the files, so it is built here from the table.
@@ -170,7 +170,7 @@ def prepare_glue(task_name: str, glue_dir: str, vocab_file: str, output_dir: str
                       task.test_splits[split].paths)
 
   tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-  processor = _make_processor(task, glue_dir)
+  processor = make_processor(task, glue_dir)
   tf.io.gfile.makedirs(output_dir)
   # Everything is written into a staging folder first; the old records and meta data stay untouched until the new
   # ones are complete (an error or Ctrl-C before that changes nothing). Killed runs' staging folders go.

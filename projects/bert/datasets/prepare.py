@@ -21,6 +21,11 @@ writers.
       --vocab_file=vocab.txt --output_dir=data/squad_v1.1 --version_2_with_negative=false \
       --max_seq_length=384 --doc_stride=128 --max_query_length=64
 
+  # XTREME (xtreme_writer.py): the folder xtreme's scripts/download_data.sh writes -> per task English train and
+  # per-language dev / test records, {task}_meta_data (--task=all: every task folder found in XTREME_DIR).
+  python -m projects.bert.datasets.prepare xtreme --task=xnli --xtreme_dir=XTREME_DIR --vocab_file=mbert/vocab.txt \
+      --output_dir=data/xtreme          # cased (mBERT): --do_lower_case=false is the default here
+
   --verbose (any command) also logs the libraries' INFO lines, e.g. the upstream writer's `*** Example ***` dumps.
 
 Every writer checks its inputs (and the vocabulary's special tokens) before it writes, writes into a staging folder
@@ -39,7 +44,8 @@ from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log l
 
 import tensorflow as tf
 
-from projects.bert.datasets import glue_writer, pretraining_writer, squad_writer, superglue_writer, writing
+from projects.bert.datasets import (glue_writer, pretraining_writer, squad_writer, superglue_writer, writing,
+                                    xtreme_writer)
 from projects.bert.datasets.writing import PrepareError
 from projects.bert.tasks import glue as glue_tasks
 
@@ -74,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
   squad.add_argument('--doc_stride', type=int, default=128, help='tokens between the starts of paragraph windows')
   squad.add_argument('--max_query_length', type=int, default=64, help='questions are cut to this many tokens')
   squad.add_argument('--do_lower_case', type=writing.parse_bool, default=True, help='true for uncased models')
+  xtreme = sub.add_parser('xtreme', help='the XTREME download folder -> per task English train and per-language '
+                          'dev / test records and meta data', description=xtreme_writer.COMMAND_DESCRIPTION,
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  xtreme_writer.add_arguments(xtreme)
   return parser
 
 
@@ -98,6 +108,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = _parser().parse_args(argv)
   if args.command == 'superglue':
     return superglue_writer.run(args)
+  if args.command == 'xtreme':
+    return xtreme_writer.run(args)
   if args.command == 'squad':
     try:
       writing.check_vocab(args.vocab_file, writing.FINETUNING_TOKENS)  # before squad_writer reads anything

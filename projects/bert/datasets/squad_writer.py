@@ -34,7 +34,7 @@ from projects.bert.datasets.writing import PrepareError
 
 
 @contextlib.contextmanager
-def _quiet_absl() -> Iterator[None]:
+def quiet_absl() -> Iterator[None]:
   """absl at WARNING: squad_lib logs its first 20 features token by token at INFO (hundreds of lines)."""
   level = logging.get_verbosity()
   logging.set_verbosity(logging.WARNING)
@@ -225,7 +225,7 @@ def check_lengths(max_seq_length: int, doc_stride: int, max_query_length: int) -
 # --------------------------------------------------------------------------------------------------- writing
 
 
-def _write_eval(eval_file: str, tokenizer: Any, out_dir: str, *, max_seq_length: int, doc_stride: int,
+def write_eval(eval_file: str, tokenizer: Any, out_dir: str, *, max_seq_length: int, doc_stride: int,
                 max_query_length: int, version_2_with_negative: bool) -> Tuple[int, int]:
   """Eval records + features file in `out_dir`, as Model Garden's QA task prepares its eval data; returns
   (examples, features)."""
@@ -255,14 +255,14 @@ def _write_all(train_file: str, eval_file: str, vocab_file: str, out_dir: str, *
   from official.nlp.data import squad_lib
   from official.nlp.tools import tokenization
 
-  with _quiet_absl():
+  with quiet_absl():
     meta = squad_lib.generate_tf_record_from_json_file(
         input_file_path=train_file, vocab_file_path=vocab_file,
         output_path=os.path.join(out_dir, squad_format.TRAIN_RECORDS), max_seq_length=max_seq_length,
         do_lower_case=do_lower_case, max_query_length=max_query_length, doc_stride=doc_stride,
         version_2_with_negative=version_2_with_negative)
     tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-    eval_examples, eval_features = _write_eval(
+    eval_examples, eval_features = write_eval(
         eval_file, tokenizer, out_dir, max_seq_length=max_seq_length, doc_stride=doc_stride,
         max_query_length=max_query_length, version_2_with_negative=version_2_with_negative)
   tf.io.gfile.copy(eval_file, os.path.join(out_dir, squad_format.EVAL_JSON), overwrite=True)

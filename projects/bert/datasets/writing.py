@@ -141,8 +141,8 @@ def _is_abandoned(path: str) -> bool:
 
 
 def remove_abandoned_staging(folder: str, kind: str) -> List[str]:
-  """Removes the staging folders of `kind` ('pretraining', or a GLUE task) in `folder` that killed runs left (and
-  older, lock-less ones); those of runs still going are kept. Returns the removed paths."""
+  """Removes the staging folders of `kind` ('pretraining', a GLUE task, 'xtreme-<task>') in `folder` that killed
+  runs left (and older, lock-less ones); those of runs still going are kept. Returns the removed paths."""
   if not tf.io.gfile.isdir(folder):
     return []
   removed = []
@@ -173,7 +173,7 @@ def output_file_names(files: Any) -> List[str]:
   return [files] if files else []
 
 
-def commit_outputs(staging: str, output_dir: str, meta_data_file: str, files: Any, what: str) -> None:
+def commit_outputs(staging: str, output_dir: str, meta_data_file: str, files: Any, what: str = '') -> None:
   """Moves complete outputs from `staging` into `output_dir`: the files named in `files` (a meta data 'files'
   entry, see `output_file_names`), then the meta data file `meta_data_file`, last. `what` names the data in logs.
 
@@ -197,5 +197,6 @@ def commit_outputs(staging: str, output_dir: str, meta_data_file: str, files: An
   tf.io.gfile.rename(os.path.join(staging, meta_data_file), meta_path, overwrite=True)
   for name in sorted(set(old_files) - set(new_files)):
     if tf.io.gfile.exists(os.path.join(output_dir, name)):
-      logging.info('Removing %s: the new %s data has no such file.', os.path.join(output_dir, name), what)
+      logging.info('Removing %s: the new %s data has no such file.', os.path.join(output_dir, name),
+                   what or meta_data_file)
       tf.io.gfile.remove(os.path.join(output_dir, name))

@@ -1,0 +1,230 @@
+"""`bert_xtreme`: the XTREME sentence-pair records (XNLI, PAWS-X) that `prepare xtreme` writes, for the zero-shot
+protocol: train on the English records, evaluate every language of the task, one eval split per language.
+
+Config (`config.dataset`, defaults in `default_config()`):
+  task            'xnli' or 'pawsx' (tasks/xtreme.py spellings accepted: 'PAWS-X')
+  data_dir        the --output_dir of `prepare xtreme` (its {task}_meta_data names the files)
+  languages       dev / test languages to read ('' or []: every language the meta data lists)
+  max_seq_length  checked against the meta data (None or 0: taken from it)
+  shuffle_buffer, seed
+
+Batches (host-local numpy), as `bert_glue`'s: input_ids, input_mask, segment_ids int32 [B, S]; label_ids int32 [B];
+example_id int32 [B] (the example's position in its language's file, -1 on padding); batch_mask float32 [B].
+`valid_iter(lang, num_examples=None)` / `test_iter(lang, ...)` pass once over one language's dev / test records in
+file order (default: English, else the first language); `valid_iter('train')` passes over the train records. Every
+language's batches have the same shape [B, S], so one compiled eval step serves them all.
+
+Meta data: eval_splits / test_splits are the languages (task order), eval_sizes / test_sizes their record counts;
+extra holds benchmark 'xtreme', kind, label_list, languages, main_eval_language, missing (languages the download
+folder lacked when the records were written), do_lower_case, meta_data_file and vocab_file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import ml_collections
+import tensorflow as tf
+from absl import logging
+
+from core import errors, registry
+from core.dataset import Dataset, DatasetMetaData
+from projects.bert.datasets import classification, pipeline, records
+from projects.bert.tasks import xtreme
+
+BENCHMARK = 'xtreme'
+PAIR_TASKS = tuple(name for name, task in xtreme.XTREME_TASKS.items() if task.kind == xtreme.SENTENCE_PAIR)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      'task': '',
+      'data_dir': '',
+      'languages': '',
+      'max_seq_length': None,
+      'shuffle_buffer': 10_000,
+      'seed': 0,
+  })
+
+
+def prepare_command(task_name: str, out_dir: str = 'OUT_DIR') -> str:
+  return (f'python -m projects.bert.datasets.prepare xtreme --task={task_name} --xtreme_dir=XTREME_DIR '
+          f'--vocab_file=VOCAB --output_dir={out_dir}')
+
+
+def pair_task(name: str) -> xtreme.XtremeTask:
+  """The XTREME sentence-pair task `name`; ConfigError for another task or kind."""
+  if not name:
+    raise errors.ConfigError('config.dataset.task is not set; XTREME sentence-pair tasks: xnli, pawsx.')
+  try:
+    task = xtreme.get_task(name)
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from None
+  if task.kind != xtreme.SENTENCE_PAIR:
+    raise errors.ConfigError(f'config.dataset.task={name!r} is an XTREME {task.kind} task; bert_xtreme reads the '
+                             f'sentence-pair tasks: {", ".join(PAIR_TASKS)}.')
+  return task
+
+
+def read_meta_data(path: str, task: xtreme.XtremeTask) -> Dict[str, Any]:
+  """The `prepare xtreme` meta data at `path`, checked to be `task`'s sentence-pair records."""
+  meta = records.read_meta_json(
+      path, ('task', 'kind', 'max_seq_length', 'train_data_size', 'label_list', 'files', 'eval_data_sizes'),
+      missing=(f'XTREME meta data {path!r} does not exist. Write it (with the records) by running:\n  '
+               f'{prepare_command(task.name, os.path.dirname(path) or ".")}'),
+      writers='`prepare xtreme`', command=prepare_command(task.name))
+  problems = []
+  if meta['task'] != task.name:
+    problems.append(f'task is {meta["task"]!r}, config.dataset.task is {task.name!r}')
+  if meta['kind'] != xtreme.SENTENCE_PAIR:
+    problems.append(f'kind is {meta["kind"]!r}, not {xtreme.SENTENCE_PAIR!r}')
+  if list(meta['label_list'] or []) != list(task.labels):
+    problems.append(f'label_list is {meta["label_list"]}, XTREME {task.name} has {list(task.labels)}')
+  if not meta['files'].get('train'):
+    problems.append('files lists no train records')
+  if problems:
+    raise errors.DataError(f'{path} does not describe the XTREME {task.name} records: {"; ".join(problems)}. '
+                           f'Point config.dataset.data_dir at the {task.name} data, or re-create it with:\n  '
+                           f'{prepare_command(task.name)}')
+  return meta
+
+
+def chosen_languages(given: Any, available: Sequence[str], task: xtreme.XtremeTask, meta_path: str) -> List[str]:
+  """config.dataset.languages ('de,zh', a list, or empty = all) among `available` (task order)."""
+  if not given:
+    return list(available)
+  wanted = [s.strip() for s in given.split(',')] if isinstance(given, str) else [str(s) for s in given]
+  wanted = [lang for lang in wanted if lang]
+  absent = [lang for lang in wanted if lang not in available]
+  if absent:
+    raise errors.ConfigError(f'config.dataset.languages names {", ".join(absent)}, which {meta_path} has no dev '
+                             f'records for; it has {", ".join(available)} (XTREME {task.name}: '
+                             f'{", ".join(task.languages)}). Re-run prepare with these languages in the download '
+                             f'folder, or leave them out.')
+  return [lang for lang in available if lang in wanted]
+
+
+@registry.DATASETS.register('bert_xtreme')
+def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
+          process_count: Optional[int] = None) -> Dataset:
+  """Builds an XTREME sentence-pair dataset (see the module docstring). `process_*` override JAX's (tests only)."""
+  ctx = pipeline.start_builder(config, default_config(), 'bert_xtreme', process_index=process_index,
+                               process_count=process_count)
+  cfg = ctx.cfg
+  task = pair_task(cfg.task)
+  if not cfg.data_dir:
+    raise errors.ConfigError(f'Set config.dataset.data_dir to the --output_dir of:\n  {prepare_command(task.name)}')
+  meta_path = os.path.join(cfg.data_dir, f'{task.name}_meta_data')
+  meta = read_meta_data(meta_path, task)
+  seq_len = int(meta['max_seq_length'])
+  if cfg.max_seq_length and int(cfg.max_seq_length) != seq_len:
+    raise errors.DataError(f'{meta_path} says max_seq_length={seq_len} but config.dataset.max_seq_length='
+                           f'{cfg.max_seq_length}: re-run prepare with --max_seq_length={cfg.max_seq_length}, or set '
+                           f'config.dataset.max_seq_length={seq_len} (or 0 to take it from the meta data).')
+  model = config.get('model')
+  model_labels = model.get('num_labels') if model is not None else None
+  if model_labels and int(model_labels) != task.num_labels:
+    raise errors.ConfigError(f'config.model.num_labels={model_labels} but XTREME {task.name} has {task.num_labels} '
+                             f'labels; set it to {task.num_labels}, or 0 to take it from the meta data.')
+
+  base = os.path.dirname(meta_path)
+  listed = meta['files']
+
+  def path_of(name: str, what: str) -> str:
+    path = name if os.path.isabs(name) or '://' in name else os.path.join(base, name)
+    if not tf.io.gfile.exists(path):
+      raise errors.MissingFileError(f'The XTREME {task.name} {what} records {path!r}, listed in {meta_path}, do not '
+                                    f'exist. Write them again with:\n  {prepare_command(task.name, base)}')
+    return path
+
+  eval_langs = chosen_languages(cfg.languages, [lang for lang in task.languages if lang in (listed.get('eval') or {})],
+                                task, meta_path)
+  test_langs = [lang for lang in task.languages if lang in (listed.get('test') or {})]
+  if cfg.languages:  # the chosen languages' test records too (those it has)
+    test_langs = [lang for lang in test_langs if lang in eval_langs]
+  files: Dict[str, Any] = {'train': path_of(listed['train'], 'train'),
+                           'eval': {lang: path_of(listed['eval'][lang], f'dev ({lang})') for lang in eval_langs},
+                           'test': {lang: path_of(listed['test'][lang], f'test ({lang})') for lang in test_langs}}
+  sizes = {kind: {lang: int((meta.get(f'{kind}_data_sizes') or {})[lang]) for lang in files[kind]}
+           for kind in ('eval', 'test')}
+  train_size = int(meta['train_data_size'])
+
+  spec = classification.record_spec(seq_len, regression=False)
+  fix = (f'the meta data {meta_path} says max_seq_length={seq_len}; re-create the records and the meta data '
+         f'together with:\n  {prepare_command(task.name)}')
+  all_files = [files['train'], *files['eval'].values(), *files['test'].values()]
+  compression = records.check_first_records([(p, spec) for p in all_files], fix=fix)
+
+  def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    batch = dict(batch)
+    batch['batch_mask'] = tf.cast(batch.pop('is_real_example'), tf.float32)
+    return batch
+
+  train_iter = ctx.train_iterator([files['train']], spec=spec, dataset=f'bert_xtreme/{task.name}',
+                                  compression=compression, cycle_length=1, add_batch_fields=add_train_mask,
+                                  warn_few_files=False)  # one English train file is XTREME's layout
+  pipelines: Dict[Any, tf.data.Dataset] = {}
+  counted = set()
+
+  def one_pass(kind: str, lang: str, path: str, size: int, num_examples: Optional[int]):
+    if (kind, lang) not in counted:  # the padding arithmetic needs the exact size: count once
+      actual = records.count_records(path, compression)
+      if actual != size:
+        raise errors.DataError(f'{path} holds {actual} records but {meta_path} says {size}; re-create the records '
+                               f'and meta data together with:\n  {prepare_command(task.name)}')
+      counted.add((kind, lang))
+    n = size if num_examples is None else int(num_examples)
+    if not 0 < n <= size:
+      raise errors.ConfigError(f'{n} examples asked of the XTREME {task.name} {kind} records of {lang!r}, which '
+                               f'has {size}.')
+    if (kind, lang, n) not in pipelines:  # built once: a new pass re-iterates it without re-tracing
+      pipelines[kind, lang, n] = ctx.eval_dataset([path], spec=spec, compression=compression, num_examples=n,
+                                                  pad_values={'example_id': -1}, mask_from='is_real_example')
+    return pipeline.numpy_batches(pipelines[kind, lang, n], [path])
+
+  def language_iter(kind: str, available: Mapping[str, str]):
+    default = xtreme.TARGET_LANGUAGE if xtreme.TARGET_LANGUAGE in available else next(iter(available), None)
+
+    def make(lang: Optional[str] = None, num_examples: Optional[int] = None):
+      lang = default if lang is None else lang
+      if kind == 'eval' and lang == 'train':
+        return one_pass('train', 'train', files['train'], train_size, num_examples)
+      if lang not in available:
+        raise errors.DataError(f'XTREME {task.name} has no {"dev" if kind == "eval" else kind} records for '
+                               f'{lang!r}; it has {", ".join(available)}.')
+      return one_pass(kind, lang, available[lang], sizes[kind][lang], num_examples)
+
+    return make
+
+  meta_data = DatasetMetaData(
+      task=task.name,
+      input_specs=pipeline.input_specs(
+          {k: f for k, f in spec.items() if k != 'is_real_example'}, {'batch_mask': ((), 'float32')}),
+      num_train_examples=train_size,
+      num_labels=task.num_labels,
+      max_seq_length=seq_len,
+      eval_splits=tuple(files['eval']),
+      eval_sizes=dict(sizes['eval']),
+      num_eval_batches={lang: ctx.num_eval_batches(n) for lang, n in sizes['eval'].items()},
+      test_splits=tuple(files['test']),
+      test_sizes=dict(sizes['test']),
+      files=files,
+      extra={
+          'benchmark': BENCHMARK,
+          'kind': task.kind,
+          'label_list': list(task.labels),
+          'languages': list(meta.get('languages') or []),
+          'main_eval_language': meta.get('main_eval_language'),
+          'missing': meta.get('missing') or {},
+          'do_lower_case': meta.get('do_lower_case'),
+          'meta_data_file': meta_path,
+          'vocab_file': meta.get('vocab_file'),
+      })
+  if meta.get('do_lower_case'):  # the records were lower-cased: wrong for mBERT's cased vocabulary
+    logging.warning('%s says do_lower_case=true: the records are lower-cased, which suits an uncased model only. '
+                    'mBERT is cased: re-run `prepare xtreme` without --do_lower_case=true for it.', meta_path)
+  logging.info('bert_xtreme %s: train %d, dev %s, test %s, S=%d.', task.name, train_size, sizes['eval'],
+               sizes['test'], seq_len)
+  return Dataset(train_iter=train_iter, valid_iter=language_iter('eval', files['eval']) if files['eval'] else None,
+                 test_iter=language_iter('test', files['test']) if files['test'] else None, meta_data=meta_data)

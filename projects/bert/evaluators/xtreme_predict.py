@@ -1,0 +1,77 @@
+"""`xtreme_predict`: the XTREME submission files of a sentence-pair task (XNLI, PAWS-X), one per test language,
+written at the end of a run in the leaderboard layout that google-research/xtreme's evaluate.py reads.
+
+Config (`config.evals.xtreme_predict`): weights ('best', the default: the run's best_on_dev parameters in
+workdir/best when it has them, else the weights being evaluated; 'final': the weights being evaluated), languages
+(default: every test language of the dataset), dir (default 'submission', under the workdir).
+
+Files: workdir/submission/{task}/test-{lang}.tsv (`tasks/xtreme_submission.py`): one label name a line
+('entailment', '1', ...), in the order of the language's test file (rows sorted by the records' example_id, the
+example's position in that file). A training run writes them once it has finished; the BERT trainer's mode 'predict'
+runs only this kind of evaluator.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict
+
+import jax
+import numpy as np
+from absl import logging
+
+from core import errors, evaluation, registry
+from core.evaluators import EvalContext, Evaluator
+from core.train_step import make_predict_step
+from projects.bert.evaluators import dev_scores
+from projects.bert.evaluators.xtreme import selected_languages, xtreme_pair_task
+from projects.bert.tasks import xtreme, xtreme_submission
+
+
+def predicted_labels(task: xtreme.XtremeTask, outputs: np.ndarray, example_ids: np.ndarray, size: int,
+                     where: str) -> list:
+  """Label names in test-file order from logits [N, num_labels] and example ids [N] (positions 0..size-1)."""
+  ids = np.asarray(example_ids).astype(np.int64).reshape(-1)
+  if sorted(ids.tolist()) != list(range(size)):
+    raise errors.DataError(f'{where}: the test records carry example ids that are not the positions 0..{size - 1} '
+                           f'of the test file, so the submission lines could not follow it. Re-create the records '
+                           f'with `prepare xtreme`.')
+  order = np.argsort(ids, kind='stable')
+  predictions = np.argmax(np.asarray(outputs), axis=-1).reshape(-1)[order]
+  return [task.labels[int(i)] for i in predictions]
+
+
+@registry.EVALUATORS.register('xtreme_predict')
+class XtremePredictWriter(Evaluator):
+  """Writes one submission file per test language in `finalize`; see the module docstring."""
+
+  writes_predictions = True
+
+  def __init__(self, name: str, config: Any, context: EvalContext):
+    super().__init__(name, config, context)
+    self.task = xtreme_pair_task(context, name, 'test')
+    self.weights = dev_scores.check_prediction_weights(name, config.get('weights') or 'best')
+    self.languages = selected_languages(config, list(context.dataset.meta_data.test_splits), name)
+    self.out_dir = os.path.join(context.workdir, config.get('dir') or 'submission')
+    self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
+    self.files: Dict[str, str] = {}
+    self.source: Dict[str, Any] = {}
+
+  def finalize(self, state: Any, step: int) -> None:
+    params, self.source = dev_scores.prediction_params(self.context, self.weights, state, step)
+    meta = self.context.dataset.meta_data
+    for lang in self.languages:
+      gathered = evaluation.gather_predictions(self.predict_step, params, self.context.dataset.test_iter(lang),
+                                               self.context.mesh, keep=('example_id',))
+      labels = predicted_labels(self.task, gathered['outputs'], gathered['example_id'], meta.test_sizes[lang],
+                                str(meta.files['test'][lang]))
+      path = os.path.join(self.out_dir, self.task.submission_file(lang))
+      if jax.process_index() == 0:  # written beside, then renamed: never half a submission file
+        xtreme_submission.write_submission_file(self.out_dir, self.task.name, lang, labels)
+      self.files[lang] = path
+      logging.info('Wrote %d %s %s predictions to %s (weights: %s).', len(labels), self.task.name, lang, path,
+                   self.source)
+
+  def summary(self) -> Dict[str, Any]:
+    return {'task': self.task.name, 'files': dict(self.files), 'weights': self.source,
+            'submission_dir': self.out_dir}
