@@ -41,7 +41,6 @@ test.
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 from projects.bert.configs import recipes, training, variants
 from projects.bert.models import architecture
@@ -96,34 +95,13 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
 
   config = training.run_head(dataset_name='bert_glue', recipe=recipe,
                              model_name='bert_regression' if task.is_regression else 'bert_classification')
-  # The architecture fields a SIZE does not name (all of them without one) are None: init_from's, else base's. The
-  # recipe's model fields apply where they are not the checkpoint's to give (hidden_act is: the weights' own).
-  inherit = architecture.inherit_architecture(size)
-  config.model = architecture.model_config(
-      size or 'base', inherit=inherit, **{k: v for k, v in recipes.model_fields(recipe).items() if k not in inherit})
-  config.model.num_labels = config_dict.placeholder(int)  # None: from the dataset's meta data (checked if set)
-
-  config.dataset = ml_collections.ConfigDict()
-  config.dataset.task = task.name
-  config.dataset.data_dir = 'data/glue'  # the --output_dir of `prepare glue`
-  # Explicit paths instead of data_dir's (e.g. the meta data and records of create_finetuning_data.py); the eval and
-  # test files of the task's main split, or {split: path} in a config file.
-  config.dataset.meta_data_file = ''
-  config.dataset.train_file = ''
-  config.dataset.eval_files = ''
-  config.dataset.test_files = ''
-  config.dataset.max_seq_length = 128  # checked against the records; 0 takes whatever they hold
-  config.dataset.shuffle_buffer = 10_000
-  config.dataset.seed = 0
-
-  # num_train_steps > 0 overrides num_epochs; 0: ceil(num_epochs * train examples / batch_size).
-  training.batches(config, batch_size=batch, eval_batch_size=64, num_train_steps=0, num_epochs=epochs)
-  config.optimizer = recipes.optimizer_config(recipe)
-  config.schedule = recipes.schedule_config(recipe, base_lr, warmup_fraction=warmup_fraction)
-
-  # init_from: a converted checkpoint (projects.bert.checkpoints.convert) or a pretraining workdir; init_heads False:
-  # take only the encoder, the task head starts fresh.
-  training.init(config, init_heads=False)
+  config.model = training.finetuning_model(size, recipe)
+  # data_dir: the --output_dir of `prepare glue`. Explicit paths instead of its (e.g. the meta data and records of
+  # create_finetuning_data.py): the eval and test files of the task's main split, or {split: path} in a config file.
+  config.dataset = training.finetuning_dataset(task.name, 'data/glue', meta_data_file='', train_file='',
+                                               eval_files='', test_files='')
+  # init_from: a converted checkpoint (projects.bert.checkpoints.convert) or a pretraining workdir.
+  training.finetuning_optimization(config, recipe, batch, epochs, base_lr, warmup_fraction)
   config.init_cls_pooler = False  # True: the pooler starts from init_from's nsp_head/pooler_dense (Model Garden)
   config.classifier_pooler = recipes.CLASSIFIER_POOLER[recipe]  # 'fresh' | 'encoder': init_from's pooler or not
 

@@ -33,7 +33,6 @@ architecture: leave SIZE out; `init_heads=False` starts the task head fresh (a c
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 from projects.bert.configs import recipes, training, variants
 from projects.bert.models import architecture
@@ -76,22 +75,9 @@ def get_config(arg: str = 'rte') -> ml_collections.ConfigDict:
   batch, epochs, base_lr, warmup_fraction = recipes.GLUE[recipe]
 
   config = training.run_head(dataset_name='bert_superglue', recipe=recipe, model_name=MODEL_OF_KIND[task.kind])
-  inherit = architecture.inherit_architecture(size)  # as configs/glue.py: the checkpoint's, where SIZE is silent
-  config.model = architecture.model_config(
-      size or 'base', inherit=inherit, **{k: v for k, v in recipes.model_fields(recipe).items() if k not in inherit})
-  config.model.num_labels = config_dict.placeholder(int)  # None: from the dataset's meta data
-
-  config.dataset = ml_collections.ConfigDict()
-  config.dataset.task = task.name
-  config.dataset.data_dir = 'data/superglue'  # the --output_dir of `prepare superglue`
-  config.dataset.max_seq_length = 128  # checked against the records; 0 takes whatever they hold
-  config.dataset.shuffle_buffer = 10_000
-  config.dataset.seed = 0
-
-  training.batches(config, batch_size=batch, eval_batch_size=64, num_train_steps=0, num_epochs=epochs)
-  config.optimizer = recipes.optimizer_config(recipe)
-  config.schedule = recipes.schedule_config(recipe, base_lr, warmup_fraction=warmup_fraction)
-  training.init(config, init_heads=False)
+  config.model = training.finetuning_model(size, recipe)
+  config.dataset = training.finetuning_dataset(task.name, 'data/superglue')  # `prepare superglue`'s --output_dir
+  training.finetuning_optimization(config, recipe, batch, epochs, base_lr, warmup_fraction)
 
   config.mode = 'train'  # 'train', 'eval' (dev scores of the saved weights) or 'predict' (the leaderboard file)
   config.evals = ml_collections.ConfigDict({
@@ -108,12 +94,5 @@ def get_config(arg: str = 'rte') -> ml_collections.ConfigDict:
 
   if runlocal:
     config.model = architecture.model_config('tiny', **recipes.model_fields(recipe))
-    config.dataset.max_seq_length = 0
-    config.dataset.shuffle_buffer = 100
-    config.batch_size = 8
-    config.eval_batch_size = 8
-    config.num_train_steps = 10
-    config.evals.superglue.every = 5
-    config.log_every = 5
-    config.checkpoint_every = 5
+    training.runlocal(config, 'superglue')
   return config

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Dict, Mapping, Optional, Sequence
 
 import ml_collections
+from ml_collections import config_dict
 
 from projects.bert.configs import recipes
 from projects.bert.models import architecture
@@ -99,6 +100,35 @@ def checkpointing(config: ml_collections.ConfigDict, log_every: int, checkpoint_
   config.checkpoint_every = checkpoint_every
   config.checkpoint = ml_collections.ConfigDict({'keep': keep, 'async_save': True, 'restore_input': True})
   config.param_sharding_rules = ()  # e.g. ((r'.*', 'fsdp'),) to shard weights and moments over the data axis
+
+
+def finetuning_model(size: str, recipe: str) -> ml_collections.ConfigDict:
+  """`config.model` of a fine-tuning run: the architecture fields a SIZE does not name (all of them without one)
+  are None, init_from's to give (else base's); the recipe's model fields apply where they are not the checkpoint's
+  (hidden_act is: the weights' own); num_labels None: from the dataset's meta data (checked when set)."""
+  inherit = architecture.inherit_architecture(size)
+  model = architecture.model_config(
+      size or 'base', inherit=inherit, **{k: v for k, v in recipes.model_fields(recipe).items() if k not in inherit})
+  model.num_labels = config_dict.placeholder(int)
+  return model
+
+
+def finetuning_dataset(task: str, data_dir: str, max_seq_length: int = 128, **fields: object
+                       ) -> ml_collections.ConfigDict:
+  """`config.dataset` of a fine-tuning run on `prepare`'s output in `data_dir`: the task, `fields` (the builder's
+  own), max_seq_length (checked against the records; 0 takes whatever they hold) and shuffling."""
+  return ml_collections.ConfigDict({'task': task, 'data_dir': data_dir, **fields, 'max_seq_length': max_seq_length,
+                                    'shuffle_buffer': 10_000, 'seed': 0})
+
+
+def finetuning_optimization(config: ml_collections.ConfigDict, recipe: str, batch_size: int, num_epochs: float,
+                            base_lr: float, warmup_fraction: float) -> None:
+  """Batches (eval 64; num_train_steps 0: ceil(num_epochs * train examples / batch_size), > 0 overrides it), the
+  recipe's optimizer and schedule, and init_from taking only the encoder (the task head starts fresh)."""
+  batches(config, batch_size=batch_size, eval_batch_size=64, num_train_steps=0, num_epochs=num_epochs)
+  config.optimizer = recipes.optimizer_config(recipe)
+  config.schedule = recipes.schedule_config(recipe, base_lr, warmup_fraction=warmup_fraction)
+  init(config, init_heads=False)
 
 
 def runlocal(config: ml_collections.ConfigDict, evaluator: str,

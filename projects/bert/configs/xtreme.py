@@ -30,7 +30,6 @@ the other languages). `runlocal` shrinks any variant to a few steps of the tiny 
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 from projects.bert.configs import recipes, training, variants
 from projects.bert.models import architecture
@@ -85,25 +84,11 @@ def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
   batch, epochs, base_lr, max_seq_length = PAIR_HYPERPARAMETERS[task.name]
 
   config = training.run_head(dataset_name='bert_xtreme', recipe=recipe, model_name='bert_classification')
-  # The architecture fields a SIZE does not name (all of them without one) are None: init_from's (mBERT's), else
-  # base's; the recipe's model fields apply where they are not the checkpoint's to give.
-  inherit = architecture.inherit_architecture(size)
-  config.model = architecture.model_config(
-      size or 'base', inherit=inherit, **{k: v for k, v in recipes.model_fields(recipe).items() if k not in inherit})
-  config.model.num_labels = config_dict.placeholder(int)  # None: from the dataset's meta data (checked if set)
-
-  config.dataset = ml_collections.ConfigDict()
-  config.dataset.task = task.name
-  config.dataset.data_dir = 'data/xtreme'  # the --output_dir of `prepare xtreme`
-  config.dataset.languages = ''  # '' = every language prepared; 'en,de' to read fewer
-  config.dataset.max_seq_length = max_seq_length  # checked against the records; 0 takes whatever they hold
-  config.dataset.shuffle_buffer = 10_000
-  config.dataset.seed = 0
-
-  training.batches(config, batch_size=batch, eval_batch_size=64, num_train_steps=0, num_epochs=epochs)
-  config.optimizer = recipes.optimizer_config(recipe)
-  config.schedule = recipes.schedule_config(recipe, base_lr, warmup_fraction=0.1)
-  training.init(config, init_heads=False)  # init_from: mBERT converted; the classifier head starts fresh
+  # The architecture comes with init_from (mBERT converted, cased); the classifier head starts fresh.
+  config.model = training.finetuning_model(size, recipe)
+  # `prepare xtreme`'s --output_dir; languages '' = every language prepared ('en,de' to read fewer).
+  config.dataset = training.finetuning_dataset(task.name, 'data/xtreme', max_seq_length, languages='')
+  training.finetuning_optimization(config, recipe, batch, epochs, base_lr, 0.1)
   config.init_cls_pooler = False
 
   config.mode = 'train'  # 'train', 'eval' (per-language dev scores of the saved weights) or 'predict'
@@ -115,12 +100,5 @@ def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
 
   if runlocal:
     config.model = architecture.model_config('tiny', **recipes.model_fields(recipe))
-    config.dataset.max_seq_length = 0
-    config.dataset.shuffle_buffer = 100
-    config.batch_size = 8
-    config.eval_batch_size = 8
-    config.num_train_steps = 10
-    config.evals.xtreme.every = 5
-    config.log_every = 5
-    config.checkpoint_every = 5
+    training.runlocal(config, 'xtreme')
   return config
