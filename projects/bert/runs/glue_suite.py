@@ -50,25 +50,11 @@ _TASK_NAMES = {'cola': 'CoLA', 'sst2': 'SST-2', 'mrpc': 'MRPC', 'qqp': 'QQP', 's
 
 def task_list(tasks: str, data_dir: str) -> List[str]:
   """The tasks of `config.tasks`: 'all' = every task whose records are in `data_dir` (in GLUE's order), else a comma
-  list of task names."""
-  if str(tasks).strip().lower() == 'all':
-    found = [t for t in glue_tasks.task_names()
-             if os.path.exists(os.path.join(data_dir, glue_tasks.get_task(t).meta_data_file))]
-    if not found:
-      raise errors.MissingFileError(f'config.tasks=all but {data_dir} holds no GLUE records ({{task}}_meta_data): '
-                                    f'write them with `python -m projects.bert.datasets.prepare glue --task=all '
-                                    f'--output_dir={data_dir} ...`, or set config.data_dir.')
-    return found
-  names = []
-  for name in str(tasks).split(','):
-    if name.strip():
-      try:
-        names.append(glue_tasks.get_task(name.strip()).name)
-      except ValueError as e:
-        raise errors.ConfigError(f'config.tasks={tasks!r}: {e}') from None
-  if not names:
-    raise errors.ConfigError("config.tasks is empty: use 'all' or a comma list such as 'cola,mrpc,stsb'.")
-  return list(dict.fromkeys(names))
+  list of task names (`subruns.task_list`)."""
+  return subruns.task_list(tasks, data_dir, known=glue_tasks.task_names(),
+                           canonical=lambda name: glue_tasks.get_task(name).name,
+                           meta_data_file=lambda name: glue_tasks.get_task(name).meta_data_file, benchmark='glue',
+                           title='GLUE', example='cola,mrpc,stsb')
 
 
 def run_config(config: ml_collections.ConfigDict, task: str, seed: int) -> ml_collections.ConfigDict:

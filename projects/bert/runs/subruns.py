@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import ml_collections
 from absl import logging
@@ -111,3 +111,28 @@ def seed_run_dirs(workdir: str, tasks: Sequence[str], num_seeds: Any,
     for seed, directory in by_seed.items():
       check_settings(run_config(task, seed), directory)
   return dirs
+
+
+def task_list(tasks: str, data_dir: str, *, known: Sequence[str], canonical: Callable[[str], str],
+              meta_data_file: Callable[[str], str], benchmark: str, title: str, example: str) -> List[str]:
+  """The tasks of a suite's `config.tasks`: 'all' = every task of `known` whose meta data (`meta_data_file(task)`)
+  is in `data_dir`, in that order; else a comma list of names, each made canonical by `canonical` (a ValueError or
+  ConfigError for an unknown or unsuitable name, which names the fix). `benchmark` ('glue', 'superglue') names the
+  `prepare` command, `title` ('GLUE', 'SuperGLUE') the data; `example` is a comma list to suggest."""
+  if str(tasks).strip().lower() == 'all':
+    found = [t for t in known if os.path.exists(os.path.join(data_dir, meta_data_file(t)))]
+    if not found:
+      raise errors.MissingFileError(f'config.tasks=all but {data_dir} holds no {title} records: write them with '
+                                    f'`python -m projects.bert.datasets.prepare {benchmark} --task=all '
+                                    f'--output_dir={data_dir} ...`, or set config.data_dir.')
+    return found
+  names = []
+  for name in str(tasks).split(','):
+    if name.strip():
+      try:
+        names.append(canonical(name.strip()))
+      except ValueError as e:
+        raise errors.ConfigError(f'config.tasks={tasks!r}: {e}') from None
+  if not names:
+    raise errors.ConfigError(f"config.tasks is empty: use 'all' or a comma list such as '{example}'.")
+  return list(dict.fromkeys(names))

@@ -36,29 +36,19 @@ SUBMISSION_DIR = 'submission'
 _DIAGNOSTIC_KEYS = {'axb': ('test/matthews_corr',), 'axg': ('test/gender_parity', 'test/accuracy')}
 
 
+def _scored_task(name: str) -> str:
+  task = sg.get_task(name)
+  if task.diagnostic:
+    raise errors.ConfigError(f'{task.official_name} is scored with the RTE runs; list rte instead.')
+  return task.name
+
+
 def task_list(tasks: str, data_dir: str) -> List[str]:
-  """'all' = the 8 scored tasks whose records are in `data_dir`; else a comma list of scored task names."""
-  if str(tasks).strip().lower() == 'all':
-    found = [t for t in sg.SCORED_TASKS if os.path.exists(os.path.join(data_dir, f'{t}_meta_data'))]
-    if not found:
-      raise errors.MissingFileError(f'config.tasks=all but {data_dir} holds no SuperGLUE records: write them with '
-                                    f'`python -m projects.bert.datasets.prepare superglue --task=all '
-                                    f'--output_dir={data_dir} ...`, or set config.data_dir.')
-    return found
-  names = []
-  for name in str(tasks).split(','):
-    if name.strip():
-      try:
-        task = sg.get_task(name.strip())
-      except ValueError as e:
-        raise errors.ConfigError(f'config.tasks={tasks!r}: {e}') from None
-      if task.diagnostic:
-        raise errors.ConfigError(f'config.tasks={tasks!r}: {task.official_name} is scored with the RTE runs; list '
-                                 f'rte instead.')
-      names.append(task.name)
-  if not names:
-    raise errors.ConfigError("config.tasks is empty: use 'all' or a comma list such as 'boolq,cb,rte'.")
-  return list(dict.fromkeys(names))
+  """'all' = the 8 scored tasks whose records are in `data_dir`; else a comma list of scored task names
+  (`subruns.task_list`)."""
+  return subruns.task_list(tasks, data_dir, known=sg.SCORED_TASKS, canonical=_scored_task,
+                           meta_data_file=lambda name: f'{name}_meta_data', benchmark='superglue',
+                           title='SuperGLUE', example='boolq,cb,rte')
 
 
 def run_config(config: ml_collections.ConfigDict, task: str, seed: int) -> ml_collections.ConfigDict:
