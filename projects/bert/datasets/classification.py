@@ -211,33 +211,17 @@ def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Da
   upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
   train_size = int(meta['train_data_size'])
   sizes = {'eval': {}, 'test': {}}
-  checked = set()  # (kind, split) whose record count is known to match its size
+  passes = pipeline.EvalPasses(ctx, spec, compression, meta_path, _prepare_command(task))
   for kind, upstream_split in (('eval', task.main_eval_split), ('test', upstream_test)):
     for split, path in files[kind].items():
       declared = _declared_size(meta, kind, split, upstream_split)
       if declared is None:
         declared = records.count_records(path, compression)
-        checked.add((kind, split))
+        passes.counted.add(path)
       sizes[kind][split] = declared
-  pipelines: Dict[Any, tf.data.Dataset] = {}
 
   def one_pass(kind: str, split: str, path: str, size: int, num_examples: Optional[int]):
-    """Batches of the first `num_examples` records of one split (all: None), in file order, padded."""
-    if (kind, split) not in checked:  # the padding arithmetic needs the exact size: count once
-      actual = records.count_records(path, compression)
-      if actual != size:
-        raise errors.DataError(f'{path} holds {actual} records but {meta_path} says the {kind} split {split!r} '
-                               f'has {size}; re-create the records and meta data together with:\n  '
-                               f'{_prepare_command(task)}')
-      checked.add((kind, split))
-    n = size if num_examples is None else int(num_examples)
-    if not 0 < n <= size:
-      raise errors.ConfigError(f'{n} examples asked of the GLUE {task.name} {kind} split {split!r}, which has '
-                               f'{size}.')
-    if (kind, split, n) not in pipelines:  # built once: a new pass re-iterates it without re-tracing
-      pipelines[kind, split, n] = ctx.eval_dataset([path], spec=spec, compression=compression, num_examples=n,
-                                                   pad_values={'example_id': -1}, mask_from='is_real_example')
-    return pipeline.numpy_batches(pipelines[kind, split, n], [path])
+    return passes(path, size, num_examples, f'the GLUE {task.name} {kind} split {split!r}')
 
   def split_iter(kind: str) -> Callable[..., Any]:
     available = files[kind]

@@ -373,6 +373,34 @@ class BuilderContext:
     return self.cfg.get('meta_data_file') or os.path.join(self.cfg.data_dir, file_name)
 
 
+class EvalPasses:
+  """Padded passes over eval record files, in file order: each file's record count checked once against what its
+  meta data says (the padding arithmetic needs the exact size), and one pipeline per (file, examples) built once (a
+  new pass re-iterates it without re-tracing). `fix` is the command that re-creates records and meta data."""
+
+  def __init__(self, ctx: BuilderContext, spec: RecordSpec, compression: str, meta_path: str, fix: str):
+    self.ctx, self.spec, self.compression, self.meta_path, self.fix = ctx, spec, compression, meta_path, fix
+    self.counted: set = set()  # files whose record count is known to match their size
+    self._pipelines: Dict[Tuple[str, int], tf.data.Dataset] = {}
+
+  def __call__(self, path: str, size: int, num_examples: Optional[int], what: str) -> Iterator[NumpyBatch]:
+    """Batches of the first `num_examples` (all: None) of the `size` records of `path`; `what` names them."""
+    if path not in self.counted:
+      actual = records.count_records(path, self.compression)
+      if actual != size:
+        raise errors.DataError(f'{path} holds {actual} records but {self.meta_path} says {what} has {size}; '
+                               f're-create the records and meta data together with:\n  {self.fix}')
+      self.counted.add(path)
+    n = size if num_examples is None else int(num_examples)
+    if not 0 < n <= size:
+      raise errors.ConfigError(f'{n} examples asked of {what}, which has {size}.')
+    if (path, n) not in self._pipelines:
+      self._pipelines[path, n] = self.ctx.eval_dataset([path], spec=self.spec, compression=self.compression,
+                                                       num_examples=n, pad_values={'example_id': -1},
+                                                       mask_from='is_real_example')
+    return numpy_batches(self._pipelines[path, n], [path])
+
+
 def finetuning_defaults(**fields: Any) -> ml_collections.ConfigDict:
   """The `config.dataset` defaults of a fine-tuning builder that reads `prepare`'s output: where its meta data is
   (data_dir, or meta_data_file), the train file (from the meta data when ''), max_seq_length (None: the records'),

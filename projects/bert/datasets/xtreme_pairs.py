@@ -164,24 +164,10 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   train_iter = ctx.train_iterator([files['train']], spec=spec, dataset=f'bert_xtreme/{task.name}',
                                   compression=compression, cycle_length=1, add_batch_fields=add_train_mask,
                                   warn_few_files=False)  # one English train file is XTREME's layout
-  pipelines: Dict[Any, tf.data.Dataset] = {}
-  counted = set()
+  passes = pipeline.EvalPasses(ctx, spec, compression, meta_path, prepare_command(task.name))
 
   def one_pass(kind: str, lang: str, path: str, size: int, num_examples: Optional[int]):
-    if (kind, lang) not in counted:  # the padding arithmetic needs the exact size: count once
-      actual = records.count_records(path, compression)
-      if actual != size:
-        raise errors.DataError(f'{path} holds {actual} records but {meta_path} says {size}; re-create the records '
-                               f'and meta data together with:\n  {prepare_command(task.name)}')
-      counted.add((kind, lang))
-    n = size if num_examples is None else int(num_examples)
-    if not 0 < n <= size:
-      raise errors.ConfigError(f'{n} examples asked of the XTREME {task.name} {kind} records of {lang!r}, which '
-                               f'has {size}.')
-    if (kind, lang, n) not in pipelines:  # built once: a new pass re-iterates it without re-tracing
-      pipelines[kind, lang, n] = ctx.eval_dataset([path], spec=spec, compression=compression, num_examples=n,
-                                                  pad_values={'example_id': -1}, mask_from='is_real_example')
-    return pipeline.numpy_batches(pipelines[kind, lang, n], [path])
+    return passes(path, size, num_examples, f'the XTREME {task.name} {kind} records of {lang!r}')
 
   def language_iter(kind: str, available: Mapping[str, str]):
     default = xtreme.TARGET_LANGUAGE if xtreme.TARGET_LANGUAGE in available else next(iter(available), None)

@@ -413,6 +413,15 @@ class BertForPreTraining(nn.Module):
     return {'mlm_logits': self.mlm_head(masked, self.bert.embedding_table()), 'nsp_logits': nsp_logits}
 
 
+def _pooled_head(config: BertConfig, batch: Mapping[str, Array], train: bool, features: int, name: str) -> Array:
+  """The encoder ('bert'), dropout on its pooled output, then the dense layer `name`: float32 [batch, features].
+  Called inside a compact module's __call__, whose children these become."""
+  _, pooled = BertEncoder(config, name='bert')(batch['input_ids'], batch['input_mask'], batch['segment_ids'],
+                                               train=train)
+  pooled = Dropout(config.hidden_dropout_prob, deterministic=not train)(pooled.astype(jnp.float32))
+  return _head(config, features, name)(pooled)
+
+
 class BertForSequenceClassification(nn.Module):
   """`module(batch, train)` -> logits [batch, num_labels] float32 (dropout, then a dense layer on the pooled output)."""
 
@@ -421,10 +430,7 @@ class BertForSequenceClassification(nn.Module):
 
   @nn.compact
   def __call__(self, batch: Mapping[str, Array], train: bool = False) -> Array:
-    _, pooled = BertEncoder(self.config, name='bert')(batch['input_ids'], batch['input_mask'], batch['segment_ids'],
-                                                      train=train)
-    pooled = Dropout(self.config.hidden_dropout_prob, deterministic=not train)(pooled.astype(jnp.float32))
-    return _head(self.config, self.num_labels, 'classifier')(pooled)
+    return _pooled_head(self.config, batch, train, self.num_labels, 'classifier')
 
 
 class BertForRegression(nn.Module):
@@ -434,10 +440,7 @@ class BertForRegression(nn.Module):
 
   @nn.compact
   def __call__(self, batch: Mapping[str, Array], train: bool = False) -> Array:
-    _, pooled = BertEncoder(self.config, name='bert')(batch['input_ids'], batch['input_mask'], batch['segment_ids'],
-                                                      train=train)
-    pooled = Dropout(self.config.hidden_dropout_prob, deterministic=not train)(pooled.astype(jnp.float32))
-    return _head(self.config, 1, 'regressor')(pooled)[:, 0]
+    return _pooled_head(self.config, batch, train, 1, 'regressor')[:, 0]
 
 
 class BertForQuestionAnswering(nn.Module):
