@@ -1,7 +1,7 @@
-"""`prepare xtreme` records (datasets/xtreme_writer.py) on folders of tests/bert/xtreme_data.py, with a tiny cased
-vocabulary holding Latin, Cyrillic, Arabic and Chinese characters: features, per-language counts, meta data, and
-byte equality with Model Garden's writers (classifier_data_lib's XTREME processors, tagging_data_lib,
-sentence_retrieval_lib, squad_lib) on the same files."""
+"""`prepare xtreme` records (datasets/xtreme_writer.py, datasets/xtreme_records.py) on folders of
+tests/bert/xtreme_data.py, with a tiny cased vocabulary holding Latin, Cyrillic, Arabic and Chinese characters:
+features, per-language counts, meta data, and byte equality with Model Garden's writers (classifier_data_lib's XTREME
+processors, tagging_data_lib, sentence_retrieval_lib, squad_lib) on the same files."""
 
 import json
 import logging
@@ -14,6 +14,7 @@ tf = pytest.importorskip('tensorflow')
 pytest.importorskip('official.nlp.data.tagging_data_lib')
 
 from core.errors import DataError  # noqa: E402
+from projects.bert.datasets import xtreme_records as xr  # noqa: E402
 from projects.bert.datasets import xtreme_writer as w  # noqa: E402
 from projects.bert.datasets.prepare import PrepareError  # noqa: E402
 from projects.bert.tasks import xtreme  # noqa: E402
@@ -79,7 +80,7 @@ def test_cased_wordpiece_and_chinese_characters_split_one_a_token(env):
   assert tok.tokenize('Anna anna') == ['Anna', 'a', '##n', '##n', '##a']  # cased: 'anna' is not 'Anna'
   assert tok.tokenize('Katze кошка') == ['K', '##a', '##t', '##z', '##e', 'кошка']
   # The Chinese test records hold one id per character: the text has no spaces, the tokenizer splits it.
-  first = _parsed(os.path.join(env['out'], w.record_file('xnli', 'test', 'zh')))[0]
+  first = _parsed(os.path.join(env['out'], xr.record_file('xnli', 'test', 'zh')))[0]
   with open(os.path.join(env['xtreme_dir'], 'xnli', 'test-zh.tsv'), encoding='utf-8') as f:
     text_a = f.readline().split('\t')[0]
   ids = tok.convert_tokens_to_ids(['[CLS]'] + list(text_a) + ['[SEP]'])
@@ -105,7 +106,7 @@ def test_meta_data_lists_languages_counts_and_files(env):
       for lang, size in meta[f'{kind}_data_sizes'].items():
         entry = meta['files'][kind][lang]
         if task.kind in (xtreme.BITEXT_MINING, xtreme.SENTENCE_RETRIEVAL):
-          for side in w.SIDES:
+          for side in xr.SIDES:
             assert len(_records(os.path.join(out, entry[side]))) == size[side] == N + (1 if name == 'bucc2018' else 0)
         elif task.kind == xtreme.SPAN_QA:
           assert len(_records(os.path.join(out, entry['records']))) == size
@@ -153,10 +154,10 @@ def test_sentence_pair_records_equal_model_gardens(env, tmp_path, name):
       train_data_output_path=str(tmp_path / 'train'), eval_data_output_path=str(tmp_path / 'eval'),
       test_data_output_path=str(tmp_path / 'test-{}'), max_seq_length=128)
   out, meta = env['out'], env['metas'][name]
-  assert _records(os.path.join(out, w.record_file(name, 'train'))) == _records(str(tmp_path / 'train'))
-  assert _records(os.path.join(out, w.record_file(name, 'eval', 'en'))) == _records(str(tmp_path / 'eval'))
+  assert _records(os.path.join(out, xr.record_file(name, 'train'))) == _records(str(tmp_path / 'train'))
+  assert _records(os.path.join(out, xr.record_file(name, 'eval', 'en'))) == _records(str(tmp_path / 'eval'))
   for lang in _langs(name):
-    assert _records(os.path.join(out, w.record_file(name, 'test', lang))) == _records(str(tmp_path / f'test-{lang}'))
+    assert _records(os.path.join(out, xr.record_file(name, 'test', lang))) == _records(str(tmp_path / f'test-{lang}'))
     assert meta['test_data_sizes'][lang] == upstream[f'test_{lang}_data_size']
   assert meta['train_data_size'] == upstream['train_data_size']
   assert {k: meta[k] for k in ('processor_type', 'task_type', 'num_labels')} == {
@@ -177,15 +178,15 @@ def test_tagging_records_equal_model_gardens_with_sub_sentences(env, tmp_path, n
   upstream = tagging_data_lib.generate_tf_record_from_data_file(
       _restricted(cls, _langs(name)), os.path.join(env['xtreme_dir'], name), _tokenizer(env['vocab']), seq,
       str(tmp_path / 'train'), str(tmp_path / 'eval'), str(tmp_path / 'test-{}'), tokenization.convert_to_unicode)
-  assert _records(os.path.join(out, w.record_file(name, 'train'))) == _records(str(tmp_path / 'train'))
-  assert _records(os.path.join(out, w.record_file(name, 'eval', 'en'))) == _records(str(tmp_path / 'eval'))
+  assert _records(os.path.join(out, xr.record_file(name, 'train'))) == _records(str(tmp_path / 'train'))
+  assert _records(os.path.join(out, xr.record_file(name, 'eval', 'en'))) == _records(str(tmp_path / 'eval'))
   for lang in _langs(name):
-    assert _records(os.path.join(out, w.record_file(name, 'test', lang))) == _records(str(tmp_path / f'test-{lang}'))
+    assert _records(os.path.join(out, xr.record_file(name, 'test', lang))) == _records(str(tmp_path / f'test-{lang}'))
   assert meta['train_data_size'] == upstream['train_data_size'] and meta['test_data_sizes'] == upstream[
       'test_data_size']
   # -1 on [CLS], [SEP], padding and non-first pieces; sub-sentences numbered 0, 1, ... within a sentence.
   vocab = data_utils.read_vocab(env['vocab'])
-  records = _parsed(os.path.join(out, w.record_file(name, 'eval', 'ru')))
+  records = _parsed(os.path.join(out, xr.record_file(name, 'eval', 'ru')))
   assert max(r['sub_sentence_id'][0] for r in records) >= 1
   assert len(records) > meta['eval_num_examples']['ru'] == N
   for r in records:
@@ -214,11 +215,11 @@ def test_retrieval_records_equal_model_gardens(env, tmp_path):
       mg_split = 'dev' if split == 'eval' else 'test'
       for lang in _langs(name):
         for side, mg_side in (('source', lang), ('target', 'en')):
-          ours = os.path.join(env['out'], w.record_file(name, split, lang, side))
+          ours = os.path.join(env['out'], xr.record_file(name, split, lang, side))
           assert _records(ours) == _records(str(upstream_dir / f'{lang}-en-{mg_side}.{mg_split}.tfrecords'))
           assert meta[f'{split}_data_sizes'][lang][side] == upstream[f'number_{split}_data'][f'{lang}-en.{mg_side}']
   # BUCC's example ids are the numbers of its sentence ids, so mined pairs map back to them.
-  record = _parsed(os.path.join(env['out'], w.record_file('bucc2018', 'eval', 'de', 'source')))[0]
+  record = _parsed(os.path.join(env['out'], xr.record_file('bucc2018', 'eval', 'de', 'source')))[0]
   with open(os.path.join(env['xtreme_dir'], 'bucc2018', 'de-en.dev.de'), encoding='utf-8') as f:
     assert record['example_id'] == [int(f.readline().split('\t')[0].split('-')[1])]
   assert 'label_ids' not in record
@@ -231,7 +232,7 @@ def test_qa_records_are_squad_libs_per_language(env, tmp_path):
   squad_lib.generate_tf_record_from_json_file(
       os.path.join(env['xtreme_dir'], 'squad', 'train-v1.1.json'), env['vocab'], str(tmp_path / 'train'),
       max_seq_length=384, do_lower_case=False, max_query_length=64, doc_stride=128)
-  assert _records(os.path.join(env['out'], w.record_file('mlqa', 'train'))) == _records(str(tmp_path / 'train'))
+  assert _records(os.path.join(env['out'], xr.record_file('mlqa', 'train'))) == _records(str(tmp_path / 'train'))
   assert meta['eval_languages'] == meta['test_languages'] == ['en', 'de', 'ar', 'zh']
   files = meta['files']['test']['zh']
   with open(os.path.join(env['out'], files['features']), encoding='utf-8') as f:
@@ -251,7 +252,7 @@ def test_xnli_english_train_from_a_glue_mnli_folder(env, tmp_path):
   meta = w.prepare_xtreme('xnli', env['xtreme_dir'], env['vocab'], str(tmp_path / 'out'), 64, mnli_dir=glue.glue_dir,
                           languages=['en', 'zh'])['xnli']
   assert meta['train_data_size'] == 10 and meta['train_source'].endswith(os.path.join('MNLI', 'train.tsv'))
-  records = _parsed(os.path.join(tmp_path, 'out', w.record_file('xnli', 'train')))
+  records = _parsed(os.path.join(tmp_path, 'out', xr.record_file('xnli', 'train')))
   assert [r['example_id'][0] for r in records] == list(range(10))
   assert [r['label_ids'][0] for r in records] == [xtreme.XNLI_LABELS.index(e.label) for e in glue.train]
   assert meta['test_languages'] == ['en', 'zh'] and meta['missing']['test'] == []
@@ -267,15 +268,15 @@ def test_missing_languages_are_named_skipped_and_their_old_files_removed(env, tm
   shutil.copytree(env['xtreme_dir'], xtreme_dir)
   out = str(tmp_path / 'out')
   w.prepare_xtreme('panx', xtreme_dir, env['vocab'], out)
-  assert os.path.exists(os.path.join(out, w.record_file('panx', 'test', 'ar')))
+  assert os.path.exists(os.path.join(out, xr.record_file('panx', 'test', 'ar')))
   os.remove(os.path.join(xtreme_dir, 'panx', 'test-ar.tsv'))
   os.remove(os.path.join(xtreme_dir, 'panx', 'dev-ar.tsv'))
   with caplog.at_level(logging.WARNING):
     meta = w.prepare_xtreme('panx', xtreme_dir, env['vocab'], out)['panx']
   assert 'ar' in meta['missing']['test'] and 'ar' in meta['missing']['dev'] and 'ar' not in meta['languages']
   assert any('ar' in r.getMessage() and 'skipped' in r.getMessage() for r in caplog.records)
-  assert not os.path.exists(os.path.join(out, w.record_file('panx', 'test', 'ar')))  # the earlier run's
-  assert os.path.exists(os.path.join(out, w.record_file('panx', 'test', 'zh')))
+  assert not os.path.exists(os.path.join(out, xr.record_file('panx', 'test', 'ar')))  # the earlier run's
+  assert os.path.exists(os.path.join(out, xr.record_file('panx', 'test', 'zh')))
   # A task whose folder is absent is named and skipped by 'all'; asked for alone, it is an error naming a file.
   shutil.rmtree(os.path.join(xtreme_dir, 'bucc2018'))
   for folder in ('xnli', 'pawsx', 'udpos', 'panx', 'xquad', 'mlqa', 'tydiqa', 'squad'):
