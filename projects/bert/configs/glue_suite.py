@@ -24,7 +24,7 @@ task score, are collected in workdir/submission/ (zip them for the GLUE server).
 import ml_collections
 
 from projects.bert.configs import glue as glue_configs
-from projects.bert.configs import variants
+from projects.bert.configs import training, variants
 
 # What --print_config prints beside each field: these, and configs/glue.py's for `finetune`.
 FIELD_DOCS = {
@@ -45,26 +45,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   sizes = [variant.size] if variant.size else []
   runlocal = 'runlocal' in variant.flags
 
-  config = ml_collections.ConfigDict()
-  config.trainer_name = 'bert_glue_suite'
-  # 'all': every task whose records (`{task}_meta_data`) are in data_dir; or a comma list, e.g. 'cola,mrpc,stsb'.
-  config.tasks = 'all'
-  config.num_seeds = 3  # runs use seeds 0 .. num_seeds-1 (rng_seed and the data order)
-  # The checkpoint to fine-tune and the `prepare glue` output; the runs read them through `finetune` (references).
-  config.init_from = ml_collections.FieldReference('', field_type=str)
-  config.data_dir = ml_collections.FieldReference('data/glue', field_type=str)
-
-  # One GLUE fine-tuning config (configs/glue.py) for every task: the suite sets dataset.task, model_name and the
-  # seeds per run. Override any field for all tasks, e.g. --config.finetune.schedule.base_lr=3e-5.
+  # One GLUE fine-tuning config (configs/glue.py) for every task: the suite sets dataset.task, model_name
+  # (bert_classification, or bert_regression for STS-B) and the seeds per run. Override any field for all tasks, e.g.
+  # --config.finetune.schedule.base_lr=3e-5.
   ft = glue_configs.get_config(','.join(['mrpc'] + sizes + (['runlocal'] if runlocal else [])))
-  if not sizes and not runlocal:
-    ft.model = None  # the architecture of init_from
-  ft.dataset.task = ''  # set per run
-  ft.model_name = ''  # set per run: bert_classification, or bert_regression for STS-B
-  ft.init_from = config.get_ref('init_from')
-  ft.dataset.data_dir = config.get_ref('data_dir')
   # The table uses the dev score after the last step only: no evaluations in between, no best/ copies per run.
   ft.evals.glue.every = 0
   ft.evals.glue.save_best = False
-  config.finetune = ft
-  return config
+  return training.suite('bert_glue_suite', 'data/glue', ft, sized=bool(sizes) or runlocal)

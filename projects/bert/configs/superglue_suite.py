@@ -19,7 +19,7 @@ seed (BoolQ.jsonl ... AX-g.jsonl: zip them for the SuperGLUE server).
 import ml_collections
 
 from projects.bert.configs import superglue as superglue_configs
-from projects.bert.configs import variants
+from projects.bert.configs import training, variants
 
 VARIANT = variants.Spec('superglue_suite.py', sizes=True, flags=('runlocal',))
 
@@ -39,21 +39,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   sizes = [variant.size] if variant.size else []
   runlocal = 'runlocal' in variant.flags
 
-  config = ml_collections.ConfigDict()
-  config.trainer_name = 'bert_superglue_suite'
-  config.tasks = 'all'  # 'all': the 8 tasks whose records are in data_dir; or a comma list, e.g. 'boolq,cb,rte'
-  config.num_seeds = 3  # runs use seeds 0 .. num_seeds-1 (rng_seed and the data order)
-  config.init_from = ml_collections.FieldReference('', field_type=str)
-  config.data_dir = ml_collections.FieldReference('data/superglue', field_type=str)
-
   # One fine-tuning config for every task: the suite sets dataset.task, model_name, evals and the seeds per run.
   ft = superglue_configs.get_config(','.join(['rte'] + sizes + (['runlocal'] if runlocal else [])))
-  if not sizes and not runlocal:
-    ft.model = None  # the architecture of init_from
-  ft.dataset.task = ''  # set per run
-  ft.model_name = ''  # set per run: the task kind's model
   ft.evals = ml_collections.ConfigDict()  # set per run: the task's (configs/superglue.py)
-  ft.init_from = config.get_ref('init_from')
-  ft.dataset.data_dir = config.get_ref('data_dir')
-  config.finetune = ft
-  return config
+  return training.suite('bert_superglue_suite', 'data/superglue', ft, sized=bool(sizes) or runlocal)

@@ -131,6 +131,28 @@ def finetuning_optimization(config: ml_collections.ConfigDict, recipe: str, batc
   init(config, init_heads=False)
 
 
+def suite(trainer_name: str, data_dir: str, finetune: ml_collections.ConfigDict,
+          sized: bool) -> ml_collections.ConfigDict:
+  """The config of a suite (runs/): `tasks` ('all': every task whose records are in data_dir; or a comma list),
+  `num_seeds` (runs use seeds 0 .. num_seeds - 1: rng_seed and the data order), `init_from` and `data_dir` (the
+  checkpoint and the `prepare` output, references that `finetune` reads), and `finetune`: one fine-tuning config
+  for every task, whose task and model the suite sets per run (`sized` False: the architecture of init_from)."""
+  config = ml_collections.ConfigDict()
+  config.trainer_name = trainer_name
+  config.tasks = 'all'
+  config.num_seeds = 3
+  config.init_from = ml_collections.FieldReference('', field_type=str)
+  config.data_dir = ml_collections.FieldReference(data_dir, field_type=str)
+  if not sized:
+    finetune.model = None
+  finetune.dataset.task = ''  # set per run
+  finetune.model_name = ''  # set per run
+  finetune.init_from = config.get_ref('init_from')
+  finetune.dataset.data_dir = config.get_ref('data_dir')
+  config.finetune = finetune
+  return config
+
+
 def runlocal(config: ml_collections.ConfigDict, evaluator: str,
              record_fields: Sequence[str] = ('max_seq_length',)) -> None:
   """`runlocal`'s shrinking of a fine-tuning config (the model is the caller's): 10 steps of batch 8, the
