@@ -178,3 +178,24 @@ def prediction_params(context: EvalContext, which: str, state: Any, step: int) -
   if context.mode != 'train':
     return state.params, dict(context.weights)
   return state.params, {'source': 'final', 'step': step}
+
+
+class PredictionWriter(Evaluator):
+  """What the prediction writers share (glue_predict, squad_predict, superglue_predict, xtreme_predict): which
+  weights they predict with (`weights`: 'best' or 'final'; `prediction_params` at the end), where the files go
+  (`dir` under the workdir, default `default_dir`), the files written and the weights' source for the summary.
+  `predict_step` is built for writers that gather outputs themselves (`needs_predict_step`)."""
+
+  writes_predictions = True
+  default_dir = 'predictions'
+  needs_predict_step = True
+
+  def __init__(self, name: str, config: Any, context: EvalContext):
+    super().__init__(name, config, context)
+    self.weights = check_prediction_weights(name, config.get('weights') or 'best')
+    self.out_dir = os.path.join(context.workdir, config.get('dir') or self.default_dir)
+    if self.needs_predict_step:
+      from core.train_step import make_predict_step  # jax-jitted: built only where used
+      self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
+    self.files: Dict[str, str] = {}
+    self.source: Dict[str, Any] = {}

@@ -20,8 +20,7 @@ import numpy as np
 from absl import logging
 
 from core import atomic, evaluation, registry
-from core.evaluators import EvalContext, Evaluator
-from core.train_step import make_predict_step
+from core.evaluators import EvalContext
 from projects.bert.tasks import glue_metrics
 from projects.bert.tasks import glue as glue_tasks
 from projects.bert.evaluators import dev_scores
@@ -54,20 +53,13 @@ def prediction_rows(task: glue_tasks.GlueTask, outputs: np.ndarray, example_ids:
 
 
 @registry.EVALUATORS.register('glue_predict')
-class GluePredictWriter(Evaluator):
+class GluePredictWriter(dev_scores.PredictionWriter):
   """Writes one submission TSV per test split in `finalize`; see the module docstring."""
-
-  writes_predictions = True
 
   def __init__(self, name: str, config: Any, context: EvalContext):
     super().__init__(name, config, context)
     self.task = glue_task(context, name, 'test')
-    self.weights = dev_scores.check_prediction_weights(name, config.get('weights') or 'best')
     self.splits: List[str] = list(config.get('splits') or context.dataset.meta_data.test_splits)
-    self.out_dir = os.path.join(context.workdir, config.get('dir') or 'predictions')
-    self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
-    self.files: Dict[str, str] = {}
-    self.source: Dict[str, Any] = {}
 
   def finalize(self, state: Any, step: int) -> None:
     params, self.source = dev_scores.prediction_params(self.context, self.weights, state, step)

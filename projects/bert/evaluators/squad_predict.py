@@ -15,32 +15,27 @@ once it has finished; the BERT trainer's mode 'predict' runs only this kind of e
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict
 
 import jax
 from absl import logging
 
 from core import registry
-from core.evaluators import EvalContext, Evaluator
+from core.evaluators import EvalContext
 from projects.bert.tasks import squad_metrics
 from projects.bert.evaluators import dev_scores
 from projects.bert.evaluators.squad import SquadDev
 
 
 @registry.EVALUATORS.register('squad_predict')
-class SquadPredictWriter(Evaluator):
+class SquadPredictWriter(dev_scores.PredictionWriter):
   """Writes the prediction files in `finalize`; see the module docstring."""
 
-  writes_predictions = True
+  needs_predict_step = False  # SquadDev predicts
 
   def __init__(self, name: str, config: Any, context: EvalContext):
     super().__init__(name, config, context)
     self.dev = SquadDev(name, config, context, other_fields=('weights', 'dir'))
-    self.weights = dev_scores.check_prediction_weights(name, config.get('weights') or 'best')
-    self.out_dir = os.path.join(context.workdir, config.get('dir') or 'predictions')
-    self.files: Dict[str, str] = {}
-    self.source: Dict[str, Any] = {}
     self.scores: Dict[str, float] = {}
 
   def finalize(self, state: Any, step: int) -> None:

@@ -23,8 +23,7 @@ import numpy as np
 from absl import logging
 
 from core import evaluation, registry
-from core.evaluators import EvalContext, Evaluator
-from core.train_step import make_predict_step
+from core.evaluators import EvalContext
 from projects.bert.evaluators import dev_scores
 from projects.bert.evaluators.superglue import row_scores, source_examples, task_and_dataset
 from projects.bert.tasks import superglue as sg
@@ -56,19 +55,15 @@ def test_predictions(task: sg.SuperGlueTask, gathered: Mapping[str, np.ndarray],
 
 
 @registry.EVALUATORS.register('superglue_predict')
-class SuperGluePredictWriter(Evaluator):
+class SuperGluePredictWriter(dev_scores.PredictionWriter):
   """Writes the task's leaderboard file in `finalize`; see the module docstring."""
 
-  writes_predictions = True
+  default_dir = 'submission'
 
   def __init__(self, name: str, config: Any, context: EvalContext):
     super().__init__(name, config, context)
     self.task, self.dataset = task_and_dataset(context, name, config)
-    self.weights = dev_scores.check_prediction_weights(name, config.get('weights') or 'best')
-    self.out_dir = os.path.join(context.workdir, config.get('dir') or 'submission')
-    self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
     self.path = ''
-    self.source: Dict[str, Any] = {}
 
   def finalize(self, state: Any, step: int) -> None:
     params, self.source = dev_scores.prediction_params(self.context, self.weights, state, step)

@@ -21,8 +21,7 @@ import numpy as np
 from absl import logging
 
 from core import errors, evaluation, registry
-from core.evaluators import EvalContext, Evaluator
-from core.train_step import make_predict_step
+from core.evaluators import EvalContext
 from projects.bert.evaluators import dev_scores
 from projects.bert.evaluators.xtreme import selected_languages, xtreme_pair_task
 from projects.bert.tasks import xtreme, xtreme_submission
@@ -42,20 +41,15 @@ def predicted_labels(task: xtreme.XtremeTask, outputs: np.ndarray, example_ids: 
 
 
 @registry.EVALUATORS.register('xtreme_predict')
-class XtremePredictWriter(Evaluator):
+class XtremePredictWriter(dev_scores.PredictionWriter):
   """Writes one submission file per test language in `finalize`; see the module docstring."""
 
-  writes_predictions = True
+  default_dir = 'submission'
 
   def __init__(self, name: str, config: Any, context: EvalContext):
     super().__init__(name, config, context)
     self.task = xtreme_pair_task(context, name, 'test')
-    self.weights = dev_scores.check_prediction_weights(name, config.get('weights') or 'best')
     self.languages = selected_languages(config, list(context.dataset.meta_data.test_splits), name)
-    self.out_dir = os.path.join(context.workdir, config.get('dir') or 'submission')
-    self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
-    self.files: Dict[str, str] = {}
-    self.source: Dict[str, Any] = {}
 
   def finalize(self, state: Any, step: int) -> None:
     params, self.source = dev_scores.prediction_params(self.context, self.weights, state, step)
