@@ -220,25 +220,16 @@ def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Da
         passes.counted.add(path)
       sizes[kind][split] = declared
 
-  def one_pass(kind: str, split: str, path: str, size: int, num_examples: Optional[int]):
-    return passes(path, size, num_examples, f'the GLUE {task.name} {kind} split {split!r}')
-
   def split_iter(kind: str) -> Callable[..., Any]:
     available = files[kind]
     default = task.main_eval_split if kind == 'eval' else upstream_test
     if default not in available and available:
       default = next(iter(available))
-
-    def make(split: Optional[str] = None, num_examples: Optional[int] = None):
-      split = default if split is None else split
-      if kind == 'eval' and split == 'train':
-        return one_pass('train', 'train', files['train'], train_size, num_examples)
-      if split not in available:
-        raise errors.DataError(f'GLUE {task.name} has no {kind} split {split!r}; its {kind} splits are '
-                               f'{list(available)}.')
-      return one_pass(kind, split, available[split], sizes[kind][split], num_examples)
-
-    return make
+    return passes.split_iterator(
+        kind, available, sizes[kind], default, (files['train'], train_size),
+        describe=lambda split: f'the GLUE {task.name} {kind} split {split!r}',
+        missing=lambda split: errors.DataError(f'GLUE {task.name} has no {kind} split {split!r}; its {kind} splits '
+                                               f'are {list(available)}.'))
 
   label_dtype = 'float32' if task.is_regression else 'int32'
   meta_data = DatasetMetaData(

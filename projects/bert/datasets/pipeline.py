@@ -400,6 +400,22 @@ class EvalPasses:
                                                        mask_from='is_real_example')
     return numpy_batches(self._pipelines[path, n], [path])
 
+  def split_iterator(self, kind: str, available: Mapping[str, str], sizes: Mapping[str, int], default: Optional[str],
+                     train: Tuple[str, int], describe: Callable[[str], str], missing: Callable[[str], Exception]
+                     ) -> Callable[..., Iterator[NumpyBatch]]:
+    """A dataset's `valid_iter` (`kind` 'eval') or `test_iter` ('test'): `(split=None, num_examples=None)` -> one
+    pass over that split of `available` ({split: file} with `sizes`; None: `default`); 'eval' also reads the train
+    file `train` (path, size) as split 'train'. `describe(split)` names a split in errors; `missing(split)` is the
+    error for a split the data does not have."""
+    def make(split: Optional[str] = None, num_examples: Optional[int] = None) -> Iterator[NumpyBatch]:
+      split = default if split is None else split
+      if kind == 'eval' and split == 'train':
+        return self(train[0], train[1], num_examples, describe('train'))
+      if split not in available:
+        raise missing(split)
+      return self(available[split], sizes[split], num_examples, describe(split))
+    return make
+
 
 def finetuning_defaults(**fields: Any) -> ml_collections.ConfigDict:
   """The `config.dataset` defaults of a fine-tuning builder that reads `prepare`'s output: where its meta data is

@@ -166,22 +166,13 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
                                   warn_few_files=False)  # one English train file is XTREME's layout
   passes = pipeline.EvalPasses(ctx, spec, compression, meta_path, prepare_command(task.name))
 
-  def one_pass(kind: str, lang: str, path: str, size: int, num_examples: Optional[int]):
-    return passes(path, size, num_examples, f'the XTREME {task.name} {kind} records of {lang!r}')
-
   def language_iter(kind: str, available: Mapping[str, str]):
     default = xtreme.TARGET_LANGUAGE if xtreme.TARGET_LANGUAGE in available else next(iter(available), None)
-
-    def make(lang: Optional[str] = None, num_examples: Optional[int] = None):
-      lang = default if lang is None else lang
-      if kind == 'eval' and lang == 'train':
-        return one_pass('train', 'train', files['train'], train_size, num_examples)
-      if lang not in available:
-        raise errors.DataError(f'XTREME {task.name} has no {"dev" if kind == "eval" else kind} records for '
-                               f'{lang!r}; it has {", ".join(available)}.')
-      return one_pass(kind, lang, available[lang], sizes[kind][lang], num_examples)
-
-    return make
+    return passes.split_iterator(
+        kind, available, sizes[kind], default, (files['train'], train_size),
+        describe=lambda lang: f'the XTREME {task.name} {kind} records of {lang!r}',
+        missing=lambda lang: errors.DataError(f'XTREME {task.name} has no {"dev" if kind == "eval" else kind} '
+                                              f'records for {lang!r}; it has {", ".join(available)}.'))
 
   meta_data = DatasetMetaData(
       task=task.name,

@@ -24,18 +24,24 @@ class SquadVersion:
   script reports (in percent) with the main one, and the prediction files it is scored from."""
   name: str
   version_2_with_negative: bool
-  train_file: str
-  dev_file: str
   metrics: Tuple[str, ...]
   prediction_files: Tuple[str, ...]
   main_metric: str = F1
 
+  @property
+  def train_file(self) -> str:
+    return f'train-{self.name}.json'  # the official download's names
+
+  @property
+  def dev_file(self) -> str:
+    return f'dev-{self.name}.json'
+
 
 VERSIONS: Dict[str, SquadVersion] = {v.name: v for v in (
-    SquadVersion('v1.1', False, 'train-v1.1.json', 'dev-v1.1.json', metrics=(EXACT_MATCH, F1),
+    SquadVersion('v1.1', False, metrics=(EXACT_MATCH, F1),
                  prediction_files=(PREDICTIONS_FILE, NBEST_FILE)),
     # The headline is at the null-odds threshold best on dev (`squad_metrics`), the predictions as written beside it.
-    SquadVersion('v2.0', True, 'train-v2.0.json', 'dev-v2.0.json',
+    SquadVersion('v2.0', True,
                  metrics=(EXACT_MATCH, F1, 'best_threshold_for_exact_match', 'best_threshold_for_f1',
                           'exact_match_as_predicted', 'f1_as_predicted', 'has_answer_exact_match', 'has_answer_f1',
                           'no_answer_exact_match', 'no_answer_f1'),
