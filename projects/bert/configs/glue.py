@@ -43,7 +43,6 @@ test.
 import ml_collections
 
 from projects.bert.configs import recipes, training, variants
-from projects.bert.models import architecture
 from projects.bert.tasks import glue as glue_tasks
 
 # Evaluate often enough for the learning curve (and best_on_dev) to show on the small tasks, rarely enough on the big
@@ -116,6 +115,5 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
 
   if runlocal:
-    config.model = architecture.model_config('tiny', **recipes.model_fields(recipe))
-    training.runlocal(config, 'glue')
+    training.runlocal(config, 'glue', recipe)
   return config

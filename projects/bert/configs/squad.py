@@ -108,6 +108,6 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
   training.checkpointing(config, log_every=100, checkpoint_every=1000, keep=1)
 
   if runlocal:
-    config.model = architecture.model_config('tiny', **recipes.model_fields(config.recipe))
-    training.runlocal(config, 'squad', record_fields=('max_seq_length', 'doc_stride', 'max_query_length'))
+    training.runlocal(config, 'squad', config.recipe,
+                      record_fields=('max_seq_length', 'doc_stride', 'max_query_length'))
   return config

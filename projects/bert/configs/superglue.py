@@ -35,7 +35,6 @@ architecture: leave SIZE out; `init_heads=False` starts the task head fresh (a c
 import ml_collections
 
 from projects.bert.configs import recipes, training, variants
-from projects.bert.models import architecture
 from projects.bert.models.superglue_heads import MODEL_OF_KIND
 from projects.bert.tasks import superglue as sg
 
@@ -93,6 +92,5 @@ def get_config(arg: str = 'rte') -> ml_collections.ConfigDict:
   training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
 
   if runlocal:
-    config.model = architecture.model_config('tiny', **recipes.model_fields(recipe))
-    training.runlocal(config, 'superglue')
+    training.runlocal(config, 'superglue', recipe)
   return config

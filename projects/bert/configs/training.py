@@ -153,11 +153,13 @@ def suite(trainer_name: str, data_dir: str, finetune: ml_collections.ConfigDict,
   return config
 
 
-def runlocal(config: ml_collections.ConfigDict, evaluator: str,
+def runlocal(config: ml_collections.ConfigDict, evaluator: str, recipe: str = '',
              record_fields: Sequence[str] = ('max_seq_length',)) -> None:
-  """`runlocal`'s shrinking of a fine-tuning config (the model is the caller's): 10 steps of batch 8, the
-  evaluator `evaluator` and the logs every 5 steps, a small shuffle buffer, and `record_fields` of config.dataset
-  set to 0 (taken from the records' meta data)."""
+  """`runlocal`'s shrinking of a fine-tuning config: the tiny model with `recipe`'s model fields (no recipe: the
+  caller's model), 10 steps of batch 8, the evaluator `evaluator` and the logs every 5 steps, a small shuffle
+  buffer, and `record_fields` of config.dataset set to 0 (taken from the records' meta data)."""
+  if recipe:
+    config.model = architecture.model_config('tiny', **recipes.model_fields(recipe))
   for field in record_fields:
     config.dataset[field] = 0
   config.dataset.shuffle_buffer = 100

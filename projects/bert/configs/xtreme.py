@@ -31,8 +31,7 @@ the other languages). `runlocal` shrinks any variant to a few steps of the tiny 
 
 import ml_collections
 
-from projects.bert.configs import recipes, training, variants
-from projects.bert.models import architecture
+from projects.bert.configs import training, variants
 from projects.bert.tasks import xtreme as xtreme_tasks
 
 # The tasks this config runs (bert_xtreme's): the sentence-pair ones. Not imported from the builder: a config loads
@@ -99,6 +98,5 @@ def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
   training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
 
   if runlocal:
-    config.model = architecture.model_config('tiny', **recipes.model_fields(recipe))
-    training.runlocal(config, 'xtreme')
+    training.runlocal(config, 'xtreme', recipe)
   return config

@@ -199,13 +199,9 @@ def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Da
   compression = records.check_first_records([(path, spec) for path in all_files],
                                             allowed_extra=_ALLOWED_EXTRA_FEATURES, fix=fix)
 
-  def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    batch = dict(batch)
-    batch['batch_mask'] = tf.cast(batch.pop('is_real_example'), tf.float32)
-    return batch
-
   train_iter = ctx.train_iterator([files['train']], spec=spec, dataset=f'bert_glue/{task.name}',
-                                  compression=compression, cycle_length=1, add_batch_fields=add_train_mask,
+                                  compression=compression, cycle_length=1,
+                                  add_batch_fields=pipeline.mask_from_is_real_example,
                                   warn_few_files=False)  # one train file is GLUE's layout, not a mistake
 
   upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
@@ -245,12 +241,7 @@ def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Da
       num_train_examples=train_size,
       num_labels=task.num_labels,
       max_seq_length=seq_len,
-      eval_splits=tuple(files['eval']),
-      eval_sizes=dict(sizes['eval']),
-      num_eval_batches={s: ctx.num_eval_batches(n) for s, n in sizes['eval'].items()},
-      test_splits=tuple(files['test']),
-      test_sizes=dict(sizes['test']),
-      files=files,
+      **ctx.split_fields(files, sizes),
       extra={
           'task_type': task.task_type,
           'label_type': task.label_type,

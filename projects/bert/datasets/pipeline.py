@@ -364,6 +364,13 @@ class BuilderContext:
   def num_eval_batches(self, num_examples: int) -> int:
     return num_eval_batches(num_examples, self.eval_global_batch)
 
+  def split_fields(self, files: Mapping[str, Any], sizes: Mapping[str, Mapping[str, int]]) -> Dict[str, Any]:
+    """The `DatasetMetaData` fields of a builder's eval and test splits: their names, sizes, eval batches per pass,
+    and `files` ({'train': path, 'eval': {split: path}, 'test': {split: path}})."""
+    return {'eval_splits': tuple(files['eval']), 'eval_sizes': dict(sizes['eval']),
+            'num_eval_batches': {s: self.num_eval_batches(n) for s, n in sizes['eval'].items()},
+            'test_splits': tuple(files['test']), 'test_sizes': dict(sizes['test']), 'files': files}
+
   def meta_data_path(self, file_name: str, prepare: str) -> str:
     """config.dataset.meta_data_file, else data_dir/`file_name`; neither set is an error that names the command
     (`prepare`, e.g. 'prepare glue') whose --output_dir data_dir is."""
@@ -371,6 +378,13 @@ class BuilderContext:
       raise errors.ConfigError(f'Set config.dataset.data_dir (the --output_dir of `{prepare}`) or '
                                f'config.dataset.meta_data_file (a meta data file written by `{prepare}`).')
     return self.cfg.get('meta_data_file') or os.path.join(self.cfg.data_dir, file_name)
+
+
+def mask_from_is_real_example(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """A train batch's `batch_mask` from the upstream writers' `is_real_example` (which it replaces)."""
+  batch = dict(batch)
+  batch['batch_mask'] = tf.cast(batch.pop('is_real_example'), tf.float32)
+  return batch
 
 
 class EvalPasses:

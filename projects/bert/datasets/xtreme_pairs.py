@@ -156,13 +156,9 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
   all_files = [files['train'], *files['eval'].values(), *files['test'].values()]
   compression = records.check_first_records([(p, spec) for p in all_files], fix=fix)
 
-  def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    batch = dict(batch)
-    batch['batch_mask'] = tf.cast(batch.pop('is_real_example'), tf.float32)
-    return batch
-
   train_iter = ctx.train_iterator([files['train']], spec=spec, dataset=f'bert_xtreme/{task.name}',
-                                  compression=compression, cycle_length=1, add_batch_fields=add_train_mask,
+                                  compression=compression, cycle_length=1,
+                                  add_batch_fields=pipeline.mask_from_is_real_example,
                                   warn_few_files=False)  # one English train file is XTREME's layout
   passes = pipeline.EvalPasses(ctx, spec, compression, meta_path, prepare_command(task.name))
 
@@ -181,12 +177,7 @@ def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = N
       num_train_examples=train_size,
       num_labels=task.num_labels,
       max_seq_length=seq_len,
-      eval_splits=tuple(files['eval']),
-      eval_sizes=dict(sizes['eval']),
-      num_eval_batches={lang: ctx.num_eval_batches(n) for lang, n in sizes['eval'].items()},
-      test_splits=tuple(files['test']),
-      test_sizes=dict(sizes['test']),
-      files=files,
+      **ctx.split_fields(files, sizes),
       extra={
           'benchmark': BENCHMARK,
           'kind': task.kind,
