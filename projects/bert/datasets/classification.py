@@ -179,10 +179,8 @@ def _declared_size(meta: Mapping[str, Any], kind: str, split: str, upstream_spli
 @pipeline.builder('bert_glue', default_config)
 def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
   """Builds a GLUE dataset (see the module docstring)."""
+  task = glue_tasks.get_task(ctx.required('task', 'GLUE tasks', glue_tasks.task_names()))
   cfg = ctx.cfg
-  if not cfg.task:
-    raise errors.DataError(f'config.dataset.task is not set; GLUE tasks: {", ".join(glue_tasks.task_names())}.')
-  task = glue_tasks.get_task(cfg.task)
   eval_batch = ctx.eval_batch
 
   meta_path = ctx.meta_data_path(task.meta_data_file, 'prepare glue')

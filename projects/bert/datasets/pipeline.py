@@ -371,6 +371,13 @@ class BuilderContext:
             'num_eval_batches': {s: self.num_eval_batches(n) for s, n in sizes['eval'].items()},
             'test_splits': tuple(files['test']), 'test_sizes': dict(sizes['test']), 'files': files}
 
+  def required(self, field: str, what: str, known: Sequence[str]) -> str:
+    """config.dataset.`field`, which must be set: unset, an error that lists `known` (`what`: 'GLUE tasks')."""
+    value = self.cfg.get(field)
+    if not value:
+      raise errors.ConfigError(f'config.dataset.{field} is not set; {what}: {", ".join(known)}.')
+    return value
+
   def meta_data_path(self, file_name: str, prepare: str) -> str:
     """config.dataset.meta_data_file, else data_dir/`file_name`; neither set is an error that names the command
     (`prepare`, e.g. 'prepare glue') whose --output_dir data_dir is."""

@@ -113,12 +113,10 @@ def data_paths(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.Conf
 @pipeline.builder('bert_squad', default_config)
 def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
   """Builds the SQuAD dataset (see the module docstring)."""
+  name = ctx.required('version', 'SQuAD versions', squad_format.VERSIONS)
   cfg = ctx.cfg
-  if not cfg.version:
-    raise errors.ConfigError(f'config.dataset.version is not set; SQuAD versions: '
-                             f'{", ".join(squad_format.VERSIONS)}.')
   try:
-    version = squad_format.get_version(cfg.version)
+    version = squad_format.get_version(name)
   except ValueError as e:
     raise errors.ConfigError(f'config.dataset.version: {e}') from None
   eval_batch = ctx.eval_batch

@@ -34,7 +34,7 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from core import errors, registry
+from core import errors
 from core.dataset import Dataset, DatasetMetaData
 from projects.bert.datasets import classification, pipeline, records, superglue_writer
 from projects.bert.tasks import superglue as sg
@@ -83,16 +83,11 @@ def read_meta_data(data_dir: str, task: sg.SuperGlueTask) -> Dict[str, Any]:
   return meta
 
 
-@registry.DATASETS.register('bert_superglue')
-def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
-          process_count: Optional[int] = None) -> Dataset:
-  """Builds one SuperGLUE task's dataset (see the module docstring). `process_*` override JAX's (tests only)."""
-  ctx = pipeline.start_builder(config, default_config(), 'bert_superglue', process_index=process_index,
-                               process_count=process_count)
+@pipeline.builder('bert_superglue', default_config)
+def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
+  """Builds one SuperGLUE task's dataset (see the module docstring)."""
+  task = sg.get_task(ctx.required('task', 'SuperGLUE tasks', sg.task_names()))
   cfg = ctx.cfg
-  if not cfg.task:
-    raise errors.ConfigError(f'config.dataset.task is not set; SuperGLUE tasks: {", ".join(sg.task_names())}.')
-  task = sg.get_task(cfg.task)
   if not cfg.data_dir:
     raise errors.ConfigError(f'Set config.dataset.data_dir to the --output_dir of:\n  {_command(task)}')
   meta = read_meta_data(cfg.data_dir, task)

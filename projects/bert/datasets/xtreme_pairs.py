@@ -22,13 +22,13 @@ folder lacked when the records were written), do_lower_case, meta_data_file and 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from core import errors, registry
+from core import errors
 from core.dataset import Dataset, DatasetMetaData
 from projects.bert.datasets import classification, pipeline, records
 from projects.bert.tasks import xtreme
@@ -105,12 +105,9 @@ def chosen_languages(given: Any, available: Sequence[str], task: xtreme.XtremeTa
   return [lang for lang in available if lang in wanted]
 
 
-@registry.DATASETS.register('bert_xtreme')
-def build(config: ml_collections.ConfigDict, *, process_index: Optional[int] = None,
-          process_count: Optional[int] = None) -> Dataset:
-  """Builds an XTREME sentence-pair dataset (see the module docstring). `process_*` override JAX's (tests only)."""
-  ctx = pipeline.start_builder(config, default_config(), 'bert_xtreme', process_index=process_index,
-                               process_count=process_count)
+@pipeline.builder('bert_xtreme', default_config)
+def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
+  """Builds an XTREME sentence-pair dataset (see the module docstring)."""
   cfg = ctx.cfg
   task = pair_task(cfg.task)
   if not cfg.data_dir:

@@ -216,16 +216,12 @@ def _has_test_records(run: ml_collections.ConfigDict) -> bool:
   return dataset.test_iter is not None
 
 
-@registry.TRAINERS.register('bert_glue_suite')
-def run_suite(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: Any, dataset: Any, workdir: str,
-              writer: Any) -> Dict[str, Any]:
+@subruns.suite_trainer('bert_glue_suite')
+def run_suite(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Runs every (task, seed) of configs/glue_suite.py; writes glue_results.{json,md} and submission/."""
-  del rng, model_cls, dataset, writer  # each run builds its own from the registries
   t0 = time.time()
   tasks = task_list(config.tasks, config.data_dir)
   num_seeds = int(config.num_seeds)
-  if num_seeds < 1:
-    raise errors.ConfigError(f'config.num_seeds={num_seeds}: use 1 or more.')
   if not config.init_from:
     logging.warning('config.init_from is empty: every task fine-tunes RANDOM weights (near-chance scores).')
   logging.info('GLUE suite: %s x %d seeds from %s, in %s.', ', '.join(tasks), num_seeds, config.init_from or 'random',

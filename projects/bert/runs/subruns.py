@@ -22,6 +22,7 @@ DONE_FILE is there.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -31,7 +32,7 @@ import ml_collections
 from absl import logging
 from flax import traverse_util
 
-from core import errors
+from core import errors, registry
 from core.evaluators import read_json, write_json
 from core.setup import CONFIG_FILE, read_run_config
 
@@ -136,3 +137,18 @@ def task_list(tasks: str, data_dir: str, *, known: Sequence[str], canonical: Cal
   if not names:
     raise errors.ConfigError(f"config.tasks is empty: use 'all' or a comma list such as '{example}'.")
   return list(dict.fromkeys(names))
+
+
+def suite_trainer(name: str) -> Callable[[Callable[[ml_collections.ConfigDict, str], Dict[str, Any]]],
+                                         Callable[..., Dict[str, Any]]]:
+  """Registers `fn(config, workdir) -> results` as the trainer `name` of a run of runs: each sub-run builds its own
+  model, data and writer from the registries, so the trainer's rng, model, dataset and writer go unused."""
+  def wrap(fn: Callable[[ml_collections.ConfigDict, str], Dict[str, Any]]) -> Callable[..., Dict[str, Any]]:
+    @functools.wraps(fn)
+    def trainer(*, rng: Any, config: ml_collections.ConfigDict, model_cls: Any, dataset: Any, workdir: str,
+                writer: Any) -> Dict[str, Any]:
+      del rng, model_cls, dataset, writer
+      return fn(config, workdir)
+    registry.TRAINERS.register(name)(trainer)
+    return trainer
+  return wrap

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from core import app, atomic, errors, registry
+from core import app, atomic, errors
 from core.evaluators import read_json, write_json
 from core.setup import write_run_config
 from projects.bert.runs import subruns
@@ -151,11 +151,9 @@ def submission_files(run: ml_collections.ConfigDict, workdir: str, out_dir: str)
   return copied
 
 
-@registry.TRAINERS.register('bert_superglue_suite')
-def run_suite(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: Any, dataset: Any, workdir: str,
-              writer: Any) -> Dict[str, Any]:
+@subruns.suite_trainer('bert_superglue_suite')
+def run_suite(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Runs every (task, seed) of configs/superglue_suite.py; writes superglue_results.{json,md} and submission/."""
-  del rng, model_cls, dataset, writer  # each run builds its own from the registries
   t0 = time.time()
   tasks = task_list(config.tasks, config.data_dir)
   run_dirs = subruns.seed_run_dirs(workdir, tasks, config.num_seeds, lambda task, seed: run_config(config, task, seed))
