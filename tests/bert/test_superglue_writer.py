@@ -1,6 +1,6 @@
-"""`prepare superglue` (datasets/superglue_writer.py) on generated official-format folders: every task's records and
-meta data, the row expansion, marked spans through truncation, equality with Model Garden's processors (BoolQ, CB,
-RTE, WiC, AX-g; fed the rows as TFDS would), and malformed input."""
+"""`prepare superglue` (datasets/superglue_writer.py, its rows built by superglue_rows.py) on generated official-format
+folders: every task's records and meta data, the row expansion, marked spans through truncation, equality with Model
+Garden's processors (BoolQ, CB, RTE, WiC, AX-g; fed the rows as TFDS would), and malformed input."""
 
 import errno
 import importlib.util
@@ -17,6 +17,7 @@ import tensorflow as tf
 from core.errors import DataError, UserError
 from projects.bert.datasets import classification, pipeline, prepare, records, writing
 from projects.bert.datasets import superglue_reader as reader
+from projects.bert.datasets import superglue_rows
 from projects.bert.datasets import superglue_writer as writer
 from projects.bert.datasets.writing import PrepareError
 from projects.bert.tasks import superglue as sg
@@ -48,7 +49,7 @@ def data(tmp_path_factory):
   assert writer.available_tasks(sg_dir) == sg.task_names()
   metas = {name: writer.prepare_superglue(name, sg_dir, vocab, out, SEQ) for name in sg.task_names()}
   return types.SimpleNamespace(sg_dir=sg_dir, vocab=vocab, out=out, metas=metas,
-                               encoder=writer.Encoder(vocab, True, SEQ))
+                               encoder=superglue_rows.Encoder(vocab, True, SEQ))
 
 
 def read_records(path):
@@ -78,7 +79,7 @@ def test_files_and_meta_data_of_every_task(data):
     assert meta['benchmark'] == 'superglue' and meta['task'] == name and meta['task_kind'] == task.kind
     assert meta['max_seq_length'] == SEQ and meta['task_type'] == 'bert_classification'
     assert meta['processor_type'] == writer.PROCESSOR_TYPES[name]
-    assert meta['features'] == list(writer.BASE_FEATURES + writer.EXTRA_FEATURES[task.kind])
+    assert meta['features'] == list(superglue_rows.BASE_FEATURES + superglue_rows.EXTRA_FEATURES[task.kind])
     splits = list(task.splits)
     assert list(meta['example_counts']) == splits and list(meta['row_counts']) == splits
     for split in splits:
@@ -212,14 +213,14 @@ def test_truncate_pair_is_model_gardens_without_spans():
     a, b = [f'a{i}' for i in range(rng.randint(0, 30))], [f'b{i}' for i in range(rng.randint(0, 30))]
     budget = rng.randint(1, 40)
     ours, theirs = (list(a), list(b)), (list(a), list(b))
-    writer.truncate_pair(*ours, budget)
+    superglue_rows.truncate_pair(*ours, budget)
     classifier_data_lib._truncate_seq_pair(*theirs, budget)  # pylint: disable=protected-access
     assert ours == theirs
   a, b = list('abcdefghij'), list('xyz')
-  writer.truncate_pair(a, b, 8, keep_a=7)  # a holds a span up to its 7th token: then b gives up its tokens
+  superglue_rows.truncate_pair(a, b, 8, keep_a=7)  # a holds a span up to its 7th token: then b gives up its tokens
   assert a == list('abcdefg') and b == ['x']  # Model Garden's: a[:5], b whole
-  with pytest.raises(writer._SpanTooLong):  # pylint: disable=protected-access
-    writer.truncate_pair(list('abcdefghij'), list('xyz'), 8, keep_a=9)
+  with pytest.raises(superglue_rows._SpanTooLong):  # pylint: disable=protected-access
+    superglue_rows.truncate_pair(list('abcdefghij'), list('xyz'), 8, keep_a=9)
 
 
 def _wic_row(idx, s1, s2, word='bank'):
@@ -495,14 +496,14 @@ def test_a_full_disk_keeps_the_old_records_and_names_the_file(data, tmp_path, mo
   out = str(tmp_path / 'out')
   writer.prepare_superglue('wic', sg_dir, data.vocab, out, SEQ)
   before = {n: open(os.path.join(out, n), 'rb').read() for n in sorted(os.listdir(out))}
-  real_write_rows = writer.write_rows
+  real_write_rows = superglue_rows.write_rows
 
   def full_on_eval(path, rows):
     if path.endswith('_eval.tf_record'):
       raise OSError(errno.ENOSPC, 'No space left on device', path)
     return real_write_rows(path, rows)
 
-  monkeypatch.setattr(writer, 'write_rows', full_on_eval)
+  monkeypatch.setattr(superglue_rows, 'write_rows', full_on_eval)
   with pytest.raises(PrepareError) as info:
     writer.prepare_superglue('wic', sg_dir, data.vocab, out, SEQ)
   assert str(info.value).startswith(f'No space left on device while writing {out}/wic_eval.tf_record: nothing was '

@@ -1,7 +1,7 @@
 """`bert_superglue`: the records and meta data `prepare superglue` writes, for every SuperGLUE task kind.
 
 One builder serves the six kinds of `tasks.superglue` because their records differ only in a few scalar features
-after GLUE's (`superglue_writer.EXTRA_FEATURES`: word positions, span bounds, choice / question / candidate
+after GLUE's (`superglue_rows.EXTRA_FEATURES`: word positions, span bounds, choice / question / candidate
 indices); the expansion into rows was done at prepare time, so nothing is re-expanded per epoch.
 
 Config (`config.dataset`, defaults in `default_config()`):
@@ -36,7 +36,7 @@ from absl import logging
 
 from core import errors
 from core.dataset import Dataset, DatasetMetaData
-from projects.bert.datasets import classification, pipeline, records, superglue_writer
+from projects.bert.datasets import classification, pipeline, records, superglue_rows, superglue_writer
 from projects.bert.tasks import superglue as sg
 
 _REQUIRED_META = ('benchmark', 'task', 'task_kind', 'max_seq_length', 'num_labels', 'files', 'features',
@@ -49,8 +49,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def extra_features(kind: str) -> tuple:
-  """The record features of a task kind after GLUE's (their one owner is the writer)."""
-  return superglue_writer.EXTRA_FEATURES[kind]
+  """The record features of a task kind after GLUE's (their one owner is the row builder)."""
+  return superglue_rows.EXTRA_FEATURES[kind]
 
 
 def rows_per_example(kind: str) -> int:
