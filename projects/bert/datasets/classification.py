@@ -37,7 +37,7 @@ from absl import logging
 from core import errors
 from core.dataset import Dataset, DatasetMetaData
 from projects.bert.tasks import glue as glue_tasks
-from projects.bert.datasets import pipeline, records
+from projects.bert.datasets import prelude, records
 from projects.bert.tasks.glue import GlueTask
 
 _UPSTREAM_TASK_TYPES = {'classification': 'bert_classification', 'regression': 'bert_regression'}
@@ -45,7 +45,7 @@ _ALLOWED_EXTRA_FEATURES = ('weight',)  # written by the upstream writer for weig
 
 
 def default_config() -> ml_collections.ConfigDict:
-  return pipeline.finetuning_defaults(task='', eval_files='', test_files='')
+  return prelude.finetuning_defaults(task='', eval_files='', test_files='')
 
 
 def record_spec(max_seq_length: int, regression: bool) -> records.RecordSpec:
@@ -176,8 +176,8 @@ def _declared_size(meta: Mapping[str, Any], kind: str, split: str, upstream_spli
   return None
 
 
-@pipeline.builder('bert_glue', default_config)
-def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
+@prelude.builder('bert_glue', default_config)
+def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
   """Builds a GLUE dataset (see the module docstring)."""
   task = glue_tasks.get_task(ctx.required('task', 'GLUE tasks', glue_tasks.task_names()))
   cfg = ctx.cfg
@@ -199,13 +199,13 @@ def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Da
 
   train_iter = ctx.train_iterator([files['train']], spec=spec, dataset=f'bert_glue/{task.name}',
                                   compression=compression, cycle_length=1,
-                                  add_batch_fields=pipeline.mask_from_is_real_example,
+                                  add_batch_fields=prelude.mask_from_is_real_example,
                                   warn_few_files=False)  # one train file is GLUE's layout, not a mistake
 
   upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
   train_size = int(meta['train_data_size'])
   sizes = {'eval': {}, 'test': {}}
-  passes = pipeline.EvalPasses(ctx, spec, compression, meta_path, _prepare_command(task))
+  passes = prelude.EvalPasses(ctx, spec, compression, meta_path, _prepare_command(task))
   for kind, upstream_split in (('eval', task.main_eval_split), ('test', upstream_test)):
     for split, path in files[kind].items():
       declared = _declared_size(meta, kind, split, upstream_split)

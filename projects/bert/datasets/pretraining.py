@@ -28,7 +28,7 @@ from absl import logging
 
 from core import errors
 from core.dataset import Dataset, DatasetMetaData
-from projects.bert.datasets import pipeline, records
+from projects.bert.datasets import pipeline, prelude, records
 
 # Batch key -> record name, for the two naming schemes of create_pretraining_data.py.
 _V1_NAMES = {'input_ids': 'input_ids', 'input_mask': 'input_mask', 'segment_ids': 'segment_ids'}
@@ -103,8 +103,8 @@ def validate_files(files: List[str], compression: str, max_seq_length: Optional[
           'max_token_id': max_id, 'checked_files': files}
 
 
-@pipeline.builder('bert_pretraining', default_config)
-def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
+@prelude.builder('bert_pretraining', default_config)
+def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
   """Builds the pretraining dataset (see the module docstring)."""
   cfg = ctx.cfg
   train_files = records.expand_file_patterns(cfg.train_files, 'train_files')

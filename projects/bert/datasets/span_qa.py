@@ -32,13 +32,13 @@ from absl import logging
 
 from core import errors
 from core.dataset import Dataset, DatasetMetaData
-from projects.bert.datasets import pipeline, records, squad_format
+from projects.bert.datasets import pipeline, prelude, records, squad_format
 
 _EXTRA_FEATURES = ('paragraph_mask', 'class_index')  # written by squad_lib for XLNet-style heads; not read
 
 
 def default_config() -> ml_collections.ConfigDict:
-  return pipeline.finetuning_defaults(version='', doc_stride=None, max_query_length=None)
+  return prelude.finetuning_defaults(version='', doc_stride=None, max_query_length=None)
 
 
 def _int(name: str, length: int, scalar: bool = False) -> records.Feature:
@@ -110,8 +110,8 @@ def data_paths(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.Conf
   return files
 
 
-@pipeline.builder('bert_squad', default_config)
-def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
+@prelude.builder('bert_squad', default_config)
+def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
   """Builds the SQuAD dataset (see the module docstring)."""
   name = ctx.required('version', 'SQuAD versions', squad_format.VERSIONS)
   cfg = ctx.cfg

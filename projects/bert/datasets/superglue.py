@@ -36,7 +36,7 @@ from absl import logging
 
 from core import errors
 from core.dataset import Dataset, DatasetMetaData
-from projects.bert.datasets import classification, pipeline, records, superglue_rows, superglue_writer
+from projects.bert.datasets import classification, pipeline, prelude, records, superglue_rows, superglue_writer
 from projects.bert.tasks import superglue as sg
 
 _REQUIRED_META = ('benchmark', 'task', 'task_kind', 'max_seq_length', 'num_labels', 'files', 'features',
@@ -83,8 +83,8 @@ def read_meta_data(data_dir: str, task: sg.SuperGlueTask) -> Dict[str, Any]:
   return meta
 
 
-@pipeline.builder('bert_superglue', default_config)
-def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
+@prelude.builder('bert_superglue', default_config)
+def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
   """Builds one SuperGLUE task's dataset (see the module docstring)."""
   task = sg.get_task(ctx.required('task', 'SuperGLUE tasks', sg.task_names()))
   cfg = ctx.cfg

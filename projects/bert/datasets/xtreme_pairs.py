@@ -30,7 +30,7 @@ from absl import logging
 
 from core import errors
 from core.dataset import Dataset, DatasetMetaData
-from projects.bert.datasets import classification, pipeline, records
+from projects.bert.datasets import classification, pipeline, prelude, records
 from projects.bert.tasks import xtreme
 
 BENCHMARK = 'xtreme'
@@ -105,8 +105,8 @@ def chosen_languages(given: Any, available: Sequence[str], task: xtreme.XtremeTa
   return [lang for lang in available if lang in wanted]
 
 
-@pipeline.builder('bert_xtreme', default_config)
-def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
+@prelude.builder('bert_xtreme', default_config)
+def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
   """Builds an XTREME sentence-pair dataset (see the module docstring)."""
   cfg = ctx.cfg
   task = pair_task(cfg.task)
@@ -155,9 +155,9 @@ def build(ctx: pipeline.BuilderContext, config: ml_collections.ConfigDict) -> Da
 
   train_iter = ctx.train_iterator([files['train']], spec=spec, dataset=f'bert_xtreme/{task.name}',
                                   compression=compression, cycle_length=1,
-                                  add_batch_fields=pipeline.mask_from_is_real_example,
+                                  add_batch_fields=prelude.mask_from_is_real_example,
                                   warn_few_files=False)  # one English train file is XTREME's layout
-  passes = pipeline.EvalPasses(ctx, spec, compression, meta_path, prepare_command(task.name))
+  passes = prelude.EvalPasses(ctx, spec, compression, meta_path, prepare_command(task.name))
 
   def language_iter(kind: str, available: Mapping[str, str]):
     default = xtreme.TARGET_LANGUAGE if xtreme.TARGET_LANGUAGE in available else next(iter(available), None)
