@@ -172,3 +172,24 @@ def test_default_model_has_no_scenic_parameters_and_the_scenic_head_initialises(
   inits = traverse_util.flatten_dict(bert_param_initializers(abstract, 0.02), sep='/')
   out = inits['nsp_head/output_projection/kernel']
   assert out.kind == 'truncated_normal' and out.stddev == pytest.approx(1 / np.sqrt(128) / 0.8796256610)
+
+
+def test_the_convert_command_reads_a_scenic_workdir_and_hf_export_refuses_scenic_architectures(tmp_path):
+  """`bert-convert --format=scenic` writes a params directory our models load; exporting it to Hugging Face (which
+  has no pre-norm BERT and no embedding projection) is refused rather than written wrong."""
+  from core import params_io
+  from projects.bert.checkpoints import convert
+
+  tree = scenic_tree(np.random.default_rng(3))
+  (tmp_path / 'scenic').mkdir()
+  (tmp_path / 'scenic' / 'checkpoint_7').write_bytes(serialization.msgpack_serialize({'params': tree}))
+  out = tmp_path / 'ours'
+  convert.main(['--format=scenic', f'--input={tmp_path / "scenic"}', f'--output={out}'])
+  params, meta = params_io.load_params(str(out))
+  assert meta['model']['pre_norm'] and meta['model']['embedding_size'] == E
+  assert meta['source']['format'] == 'scenic'
+  np.testing.assert_array_equal(params['mlm_head']['output_bias'],
+                                tree['masked_language_model_head']['embedding_bias'].reshape(-1))
+  with pytest.raises(SystemExit, match='pre_norm=True.*cannot represent'):
+    convert.main(['--export', '--format=hf', f'--input={out}', f'--output={tmp_path / "hf"}'])
+  assert not (tmp_path / 'hf').exists()

@@ -1,9 +1,11 @@
-r"""TF Model Garden / original TF BERT and Hugging Face checkpoints -> our parameter tree, and ours -> Hugging Face
-(the command line; the readers and the export are functions of `tf_reader`, `hf_reader` and `hf_export`).
+r"""TF Model Garden / original TF BERT, Hugging Face and Scenic BERT checkpoints -> our parameter tree, and ours ->
+Hugging Face (the command line; the readers and the export are functions of `tf_reader`, `hf_reader`,
+`scenic_reader` and `hf_export`).
 
   python -m projects.bert.checkpoints.convert --format=tf --input=uncased_L-12_H-768_A-12/bert_model.ckpt \
       --bert_config=uncased_L-12_H-768_A-12/bert_config.json --output=/tmp/bert_base
   python -m projects.bert.checkpoints.convert --format=hf --input=/path/to/save_pretrained_dir --output=/tmp/bert_hf
+  python -m projects.bert.checkpoints.convert --format=scenic --input=$SCENIC_WORKDIR --output=/tmp/scenic_bert
   python -m projects.bert.checkpoints.convert --export --format=hf --input=$WD/mrpc --output=/tmp/mrpc_hf   # ours -> HF
 
 The output is a `core.params_io.save_params` directory whose metadata holds `model` (the matching config.model)
@@ -27,8 +29,10 @@ import ml_collections
 import numpy as np
 
 from core import errors, logs
-from projects.bert.checkpoints import hf_export, hf_reader, layout, output_guard, tf_reader
+from projects.bert.checkpoints import hf_export, hf_reader, layout, output_guard, scenic_reader, tf_reader
 
+
+FORMATS = ('tf', 'hf', 'scenic')
 
 def _is_previous_conversion(folder: str) -> bool:
   """Whether `folder` is a params directory that `main` wrote: its metadata.json has `source` {'format': 'tf' or
@@ -39,7 +43,7 @@ def _is_previous_conversion(folder: str) -> bool:
   except (OSError, ValueError):
     return False
   source = metadata.get('source') if isinstance(metadata, dict) else None
-  return isinstance(source, dict) and source.get('format') in ('tf', 'hf') and os.path.isdir(
+  return isinstance(source, dict) and source.get('format') in FORMATS and os.path.isdir(
       os.path.join(folder, 'params'))
 
 
@@ -59,14 +63,17 @@ def convert(fmt: str, input_path: str,
       if not os.path.exists(bert_config):
         raise FileNotFoundError(f'{bert_config} not found: pass --bert_config=PATH.')
     return tf_reader.convert_tf_checkpoint(input_path, bert_config)
-  raise ValueError(f"Unknown format {fmt!r}; use 'tf' or 'hf'.")
+  if fmt == 'scenic':
+    return scenic_reader.convert_scenic_checkpoint(input_path)
+  raise ValueError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
   parser = argparse.ArgumentParser(prog='python -m projects.bert.checkpoints.convert',
                                    description=__doc__.split('\n')[0])
-  parser.add_argument('--format', required=True, choices=('tf', 'hf'), help='Source checkpoint format (with '
-                      '--export: the format to write, hf only).')
+  parser.add_argument('--format', required=True, choices=FORMATS, help='Source checkpoint format: tf (TF1 / Model '
+                      'Garden), hf (Hugging Face), scenic (a Scenic BERT checkpoint_<step> file or workdir); with '
+                      '--export: the format to write, hf only.')
   parser.add_argument('--input', required=True, help='TF checkpoint prefix/directory, or a save_pretrained dir; with '
                       '--export: our params directory or a run\'s workdir.')
   parser.add_argument('--bert_config', default=None, help='bert_config.json for --format=tf.')

@@ -113,6 +113,13 @@ def export_hf_checkpoint(path: str, output: str, vocab_file: Optional[str] = Non
   if not model_config:
     raise errors.MissingFileError(f'{path} does not say its architecture (no metadata.json `model`, no run '
                                   f'config.json): export a params directory written by convert or a run\'s workdir.')
+  # Hugging Face's BERT is post-norm with tables as wide as the hidden size: a pre-norm encoder or projected
+  # embeddings (Scenic BERT's options) would load there without error and compute something else.
+  unrepresentable = [f'{f}={model_config[f]!r}' for f in ('pre_norm', 'embedding_size') if model_config.get(f)]
+  if unrepresentable:
+    raise errors.ConfigError(f'{path} is a model with {", ".join(unrepresentable)} (Scenic BERT\'s architecture), '
+                             f'which Hugging Face\'s BertModel cannot represent (post-norm, embeddings as wide as '
+                             f'the hidden size): it is not exported. Use it with this project\'s configs instead.')
   if 'pooler_dense' in params.get('nsp_head', {}):
     # Model Garden's next_sentence ClassificationHead (dense + tanh + out) has no Hugging Face BERT class: the
     # export keeps the encoder and the MLM head (BertForMaskedLM) and says what it left out.
