@@ -30,8 +30,8 @@ from projects.bert.models import architecture
 DOCS: Dict[str, str] = {
     # run_head
     'trainer_name': "registry name of the trainer ('bert_trainer' for every run)",
-    'dataset_name': 'registry name of the dataset builder: bert_pretraining, bert_glue, bert_squad or '
-                    'bert_superglue',
+    'dataset_name': 'registry name of the dataset builder: bert_pretraining, bert_glue, bert_squad, '
+                    'bert_superglue or bert_xtreme',
     'model_name': 'registry name of the model: bert_pretraining, bert_classification, bert_regression, '
                   'bert_question_answering, bert_encoder, bert_word_in_context, bert_multiple_choice, '
                   'bert_span_pair',
