@@ -282,20 +282,6 @@ def _write_all(train_file: str, eval_file: str, vocab_file: str, out_dir: str, *
   return meta
 
 
-def _commit(staging: str, output_dir: str, names: List[str], meta_name: str) -> None:
-  """Moves the complete files `names` from `staging` into `output_dir`, the meta data `meta_name` last.
-
-  The old meta data goes first (as `prepare glue` does), so that a crash while the files move leaves no meta data
-  (the builder then says to run prepare) rather than old meta data beside new records.
-  """
-  meta_path = os.path.join(output_dir, meta_name)
-  if tf.io.gfile.exists(meta_path):
-    tf.io.gfile.remove(meta_path)
-  for name in names:
-    tf.io.gfile.rename(os.path.join(staging, name), os.path.join(output_dir, name), overwrite=True)
-  tf.io.gfile.rename(os.path.join(staging, meta_name), meta_path, overwrite=True)
-
-
 def prepare_squad(train_file: str, eval_file: str, vocab_file: str, output_dir: str, *,
                   version_2_with_negative: bool = False, max_seq_length: int = 384, doc_stride: int = 128,
                   max_query_length: int = 64, do_lower_case: bool = True) -> Dict[str, Any]:
@@ -325,7 +311,7 @@ def prepare_squad(train_file: str, eval_file: str, vocab_file: str, output_dir: 
       if full is None:
         raise
       raise full from e
-    _commit(staging.path, output_dir, list(meta['files'].values()), squad_format.META_DATA)
+    writing.commit_outputs(staging.path, output_dir, squad_format.META_DATA, meta['files'], 'SQuAD')
   finally:
     staging.remove()
   logging.info('SQuAD %s: train %d questions -> %d features, eval %d questions -> %d features; wrote %s',
