@@ -8,7 +8,9 @@ quoted); tagging test files hold tokens only, as xtreme writes them.
 
 The sentences come from a small parallel lexicon (the same eight concepts in every language), so each task has a rule
 a tiny model can learn on English and apply to the others:
-  xnli   text_b == text_a: entailment; text_a + the language's negation word: contradiction; another sentence: neutral.
+  xnli   text_b == text_a: entailment; text_a + the language's negation word + '!': contradiction; another sentence:
+         neutral. (The '!' is shared by every language: a rule that carries across languages even from random weights,
+         whose trajectory differs by CPU; the negation words alone do not carry.)
   pawsx  text_b is text_a with two words swapped: 1; another sentence: 0.
   panx   person words B-PER, 'new'+place words B-LOC I-LOC, the rest O.   udpos  one UPOS tag per concept.
   QA     "<name> lives in <place>." sentences; "where does <name> live?" -> the place.
@@ -95,7 +97,7 @@ def _xnli_rows(rng: random.Random, lang: str, n: int, labelled: bool) -> List[Li
     if label == 'entailment':
       b = _words(a, lang)
     elif label == 'contradiction':
-      b = _words(a, lang) + [_NOT[lang]]
+      b = _words(a, lang) + [_NOT[lang], '!']
     else:
       b = _words(_sentence(rng, rng.randint(3, 5)), lang)
     row = [join(_words(a, lang), lang), join(b, lang)]
