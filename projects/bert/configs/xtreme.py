@@ -38,17 +38,18 @@ from projects.bert.tasks import xtreme as xtreme_tasks
 # no TensorFlow.
 PAIR_TASKS = tuple(name for name, t in xtreme_tasks.XTREME_TASKS.items() if t.kind == xtreme_tasks.SENTENCE_PAIR)
 VARIANT = variants.Spec('xtreme.py', lead='TASK', lead_words=PAIR_TASKS, lead_default='xnli',
-                        lead_parse=lambda word: _pair_task_name(word), sizes=True, recipes=True,
+                        lead_parse=lambda word: _task_name(word), sizes=True, recipes=True,
                         flags=('predict', 'runlocal'))
 # xtreme's scripts/train_{xnli,pawsx}.sh for bert-base-multilingual-cased: (batch, epochs, learning rate, max length).
 PAIR_HYPERPARAMETERS = {'xnli': (32, 5.0, 2e-5, 128), 'pawsx': (32, 5.0, 2e-5, 128)}
 EVAL_EVERY = {'xnli': 2000, 'pawsx': 500}  # XNLI trains on MNLI's 393k pairs, PAWS-X on 49k
 
 
-def _pair_task_name(word: str) -> str:
+def _task_name(word: str) -> str:
   task = xtreme_tasks.get_task(word)  # ValueError for unknown words: the variant parser lists the known ones
-  if task.name not in PAIR_TASKS:
-    raise ValueError(f'{word!r} is an XTREME {task.kind} task; this config runs {", ".join(PAIR_TASKS)}.')
+  if task.kind not in KIND_CONFIGS:
+    runs = [name for name, t in xtreme_tasks.XTREME_TASKS.items() if t.kind in KIND_CONFIGS]
+    raise ValueError(f'{word!r} is an XTREME {task.kind} task; this config runs {", ".join(runs)}.')
   return task.name
 
 
@@ -76,10 +77,9 @@ def predict_eval(weights: str = 'best') -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({'weights': weights, 'languages': '', 'dir': 'submission'})
 
 
-def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
-  variant = variants.parse(arg, VARIANT)
-  task = xtreme_tasks.get_task(variant.lead)
-  size, recipe, runlocal = variant.size, variant.recipe, 'runlocal' in variant.flags
+def _pair_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_collections.ConfigDict:
+  """XNLI, PAWS-X: sentence-pair classification on [CLS] (the `bert_xtreme` builder, the `xtreme` evaluator)."""
+  size, recipe = variant.size, variant.recipe
   batch, epochs, base_lr, max_seq_length = PAIR_HYPERPARAMETERS[task.name]
 
   config = training.run_head(dataset_name='bert_xtreme', recipe=recipe, model_name='bert_classification')
@@ -96,7 +96,17 @@ def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
   if 'predict' in variant.flags:  # the submission files when training ends
     config.evals.xtreme_predict = predict_eval()
   training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
+  return config
 
-  if runlocal:
-    training.runlocal(config, 'xtreme', recipe)
+
+# Task kind -> the function that writes its config. Each kind has its builder, model head and evaluators.
+KIND_CONFIGS = {xtreme_tasks.SENTENCE_PAIR: _pair_config}
+
+
+def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
+  variant = variants.parse(arg, VARIANT)
+  task = xtreme_tasks.get_task(variant.lead)
+  config = KIND_CONFIGS[task.kind](task, variant)
+  if 'runlocal' in variant.flags:
+    training.runlocal(config, 'xtreme', variant.recipe)
   return config
