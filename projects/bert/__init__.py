@@ -17,7 +17,8 @@ for _name in ('bert_word_in_context', 'bert_multiple_choice', 'bert_span_pair'):
   registry.MODELS.declare(_name, 'projects.bert.models.superglue_heads')
 for _name, _module in (('bert_trainer', 'projects.bert.trainers.bert_trainer'),
                        ('bert_demo', 'projects.bert.runs.demo'), ('bert_glue_suite', 'projects.bert.runs.glue_suite'),
-                       ('bert_superglue_suite', 'projects.bert.runs.superglue_suite')):
+                       ('bert_superglue_suite', 'projects.bert.runs.superglue_suite'),
+                       ('bert_xtreme_suite', 'projects.bert.runs.xtreme_suite')):
   registry.TRAINERS.declare(_name, _module)
 for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_predict', 'superglue',
               'superglue_predict', 'xtreme', 'xtreme_predict'):
