@@ -203,10 +203,10 @@ def choose_seed(task_name: str, by_seed: Mapping[int, Mapping[str, Any]], rule: 
     return int(text), f'seed {text} (config.submission_seed)'
   if text == 'en' and all(xtreme.TARGET_LANGUAGE in by_seed[s]['per_language'] for s in seeds):
     key = {s: language_score(task_name, by_seed[s]['per_language'][xtreme.TARGET_LANGUAGE]) for s in seeds}
-    why = 'the best English score (zero-shot selection on English dev)'
+    why = 'the best English score: zero-shot selection sees English dev only'
   else:
     key = {s: by_seed[s]['score'] for s in seeds}
-    why = 'the best language average' + (' (no English score to select on)' if text == 'en' else '')
+    why = 'the best language average' + (': no English score to select on' if text == 'en' else '')
   return max(seeds, key=lambda s: (key[s], -s)), why
 
 
