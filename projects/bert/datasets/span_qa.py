@@ -110,6 +110,14 @@ def data_paths(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.Conf
   return files
 
 
+def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """A train batch without unique_ids (training does not need them), with batch_mask 1 (no padding rows)."""
+  batch = dict(batch)
+  del batch['unique_ids']
+  batch['batch_mask'] = tf.ones_like(batch['start_positions'], tf.float32)
+  return batch
+
+
 @prelude.builder('bert_squad', default_config)
 def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
   """Builds the SQuAD dataset (see the module docstring)."""
@@ -131,12 +139,6 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
   train_spec, eval_spec = train_record_spec(seq_len), eval_record_spec(seq_len)
   compression = records.check_first_records([(files['train'], train_spec), (files['eval'], eval_spec)],
                                             allowed_extra=EXTRA_FEATURES, fix=fix)
-
-  def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    batch = dict(batch)
-    del batch['unique_ids']  # training does not need them
-    batch['batch_mask'] = tf.ones_like(batch['start_positions'], tf.float32)
-    return batch
 
   # The shared train pipeline: its fingerprint refuses a resume into other files or batch sizes, and every batch's
   # token ids are checked against config.model's vocab sizes.

@@ -150,14 +150,8 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
   checked = [(files['train'], train_spec)] + [(f['records'], eval_spec) for kind in KINDS for f in files[kind].values()]
   compression = records.check_first_records(checked, allowed_extra=span_qa.EXTRA_FEATURES, fix=fix)
 
-  def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    batch = dict(batch)
-    del batch['unique_ids']  # training does not need them
-    batch['batch_mask'] = tf.ones_like(batch['start_positions'], tf.float32)
-    return batch
-
   train_iter = ctx.train_iterator([files['train']], spec=train_spec, dataset=f'bert_xtreme_qa/{task.name}',
-                                  compression=compression, cycle_length=1, add_batch_fields=add_train_mask,
+                                  compression=compression, cycle_length=1, add_batch_fields=span_qa.add_train_mask,
                                   warn_few_files=False)  # one English train file is XTREME's layout
   counted: set = set()
   pipelines: Dict[str, tf.data.Dataset] = {}  # built once per file: a new pass re-iterates it without re-tracing
