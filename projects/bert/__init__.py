@@ -23,3 +23,6 @@ for _name, _module in (('bert_trainer', 'projects.bert.trainers.bert_trainer'),
 for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_predict', 'superglue',
               'superglue_predict', 'xtreme', 'xtreme_predict'):
   registry.EVALUATORS.declare(_name, f'projects.bert.evaluators.{_name}')
+registry.DATASETS.declare('bert_xtreme_qa', 'projects.bert.datasets.xtreme_qa')  # XTREME QA: XQuAD, MLQA, TyDiQA
+for _name in ('xtreme_qa', 'xtreme_qa_predict'):
+  registry.EVALUATORS.declare(_name, f'projects.bert.evaluators.{_name}')

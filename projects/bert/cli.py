@@ -17,7 +17,8 @@ configs (projects/bert/configs/), VARIANT after the colon; RECIPE model_garden (
   squad.py:VERSION[,SIZE]               SQuAD fine-tuning; VERSION v1.1 or v2.0
   xtreme.py:TASK[,SIZE][,RECIPE][,predict]
                                         XTREME zero-shot: fine-tune on English, score every language; TASK xnli,
-                                        pawsx (records: `bert-prepare xtreme`; mBERT via --config.init_from)
+                                        pawsx, xquad, mlqa, tydiqa (records: `bert-prepare xtreme`; mBERT via
+                                        --config.init_from)
   fewshot.py:TASKS[,SIZE]               few-shot ridge probes of an encoder; TASKS sst2+rte, `all` (the tasks
                                         found in the data, as `prepare glue --task=all`), `classification` or
                                         `scenic` (Scenic BERT's tasks and protocol beside ours)

@@ -31,7 +31,7 @@ DOCS: Dict[str, str] = {
     # run_head
     'trainer_name': "registry name of the trainer ('bert_trainer' for every run)",
     'dataset_name': 'registry name of the dataset builder: bert_pretraining, bert_glue, bert_squad, '
-                    'bert_superglue or bert_xtreme',
+                    'bert_superglue, bert_xtreme or bert_xtreme_qa',
     'model_name': 'registry name of the model: bert_pretraining, bert_classification, bert_regression, '
                   'bert_question_answering, bert_encoder, bert_word_in_context, bert_multiple_choice, '
                   'bert_span_pair',

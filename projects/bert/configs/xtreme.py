@@ -1,8 +1,8 @@
 r"""XTREME zero-shot cross-lingual fine-tuning of the sentence-pair tasks. Variant:
 `TASK[,SIZE][,RECIPE][,predict][,runlocal]`,
-TASK one of xnli, pawsx (the other XTREME tasks come with their own builders), SIZE one of tiny, mini, small,
-medium, base, large (default: the architecture of init_from's checkpoint), RECIPE model_garden (default) or
-bert_paper.
+TASK one of xnli, pawsx, xquad, mlqa, tydiqa (the other XTREME tasks come with their own builders), SIZE one of
+tiny, mini, small, medium, base, large (default: the architecture of init_from's checkpoint), RECIPE model_garden
+(default) or bert_paper.
 
   python -m projects.bert.datasets.prepare xtreme --task=xnli --xtreme_dir=XTREME_DIR \
       --vocab_file=mbert/vocab.txt --output_dir=data/xtreme          # cased: --do_lower_case=false (default)
@@ -22,6 +22,23 @@ Hyper-parameters of xtreme's scripts/train_xnli.sh and train_pawsx.sh for mBERT:
 (configs/recipes.py: AdamW with weight decay 0.01, clipping at 1.0, linear decay to 0, a 10% warm-up); xtreme's
 PyTorch script uses HF AdamW without weight decay or warm-up, which `--config.optimizer.weight_decay=0
 --config.schedule.warmup_fraction=0` reproduces.
+
+QA (xquad, mlqa, tydiqa; the `bert_xtreme_qa` builder, the `xtreme_qa` evaluator, the span head of SQuAD):
+  python -m projects.bert.datasets.prepare xtreme --task=mlqa --xtreme_dir=XTREME_DIR \
+      --vocab_file=mbert/vocab.txt --output_dir=data/xtreme      # S=384, doc_stride 128, questions cut at 64
+  python main.py --config=projects/bert/configs/xtreme.py:mlqa,predict --workdir=/tmp/mlqa --config.init_from=/tmp/mbert
+Trained on SQuAD v1.1 train (XQuAD, MLQA) or the English TyDiQA-GoldP train, the run decodes (SQuAD's n-best span
+decoding) and scores every language in one evaluation: EM / F1 per language (MLQA with its per-language
+normalisation), their language means ('average/f1', the main metric) and evaluate.py's task score 'average/metric'
+= (mean EM + mean F1) / 2. Which split is scored (`evals.xtreme_qa.split`): MLQA 'dev' (7 languages; best_on_dev
+selects on its average F1), XQuAD and TyDiQA 'test' (XQuAD's dev is English SQuAD; TyDiQA-GoldP has test only),
+scored once at the end (`every` 0) without selection, as xtreme trains a fixed number of epochs and reports the
+public test answers. `,predict` writes workdir/submission/{task}/test-{lang}.json ({question id: answer}) and, from
+the test JSON's answers, `test_scores` in the results. Hyper-parameters of xtreme's scripts/train_qa.sh for mBERT:
+learning rate 3e-5, batch 32 (4 x 8 gradient-accumulation steps), 3 epochs, max_seq_length 384, doc_stride 128,
+max_query_length 64 (run_squad.py's default), n-best 20 and answers of at most 30 tokens; its warm-up is 500 steps
+and weight decay 1e-4 (`--config.schedule.warmup_steps=500 --config.schedule.warmup_fraction=0
+--config.optimizer.weight_decay=1e-4` reproduces them; the default is the RECIPE's, as for the pair tasks).
 
 mBERT conventions: the cased multilingual WordPiece vocabulary (119,547 tokens, no lower-casing; `prepare xtreme`
 writes cased records by default and its meta data says so), and the architecture comes with init_from (the
@@ -68,6 +85,16 @@ FIELD_DOCS = training.field_docs({
     'evals.xtreme_predict.weights': "submission files from 'best' (best_on_dev) or 'final' parameters",
     'evals.xtreme_predict.languages': "test languages predicted ('' = every one the dataset has)",
     'evals.xtreme_predict.dir': "where the submission folder goes (default workdir/submission)",
+    'dataset.doc_stride': 'QA: stride of the paragraph windows, checked against the records (0: from them)',
+    'dataset.max_query_length': 'QA: question tokens kept, checked against the records (0: from them)',
+    'evals.xtreme_qa.split': "QA: the split whose languages are scored, 'dev' or 'test'",
+    'evals.xtreme_qa.save_best': 'QA: keep the best_on_dev parameters (by the language average F1) in workdir/best',
+    'evals.xtreme_qa.languages': "QA: languages scored ('' = every one of the split)",
+    'evals.xtreme_qa.n_best_size': 'QA: start and end candidates decoded per window',
+    'evals.xtreme_qa.max_answer_length': 'QA: longest answer in tokens',
+    'evals.xtreme_qa_predict.weights': "QA submission files from 'best' (best_on_dev) or 'final' parameters",
+    'evals.xtreme_qa_predict.languages': "QA test languages predicted ('' = every one the dataset has)",
+    'evals.xtreme_qa_predict.dir': 'where the submission folder goes (default workdir/submission)',
 })
 
 
@@ -99,8 +126,37 @@ def _pair_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml
   return config
 
 
+# xtreme's scripts/train_qa.sh for bert-base-multilingual-cased: batch, epochs, learning rate, S, stride, query.
+QA_HYPERPARAMETERS = (32, 3.0, 3e-5, 384, 128, 64)
+# The split `xtreme_qa` scores (see the module docstring) and how often: test splits once, at the end.
+QA_EVAL = {'xquad': ('test', 0), 'mlqa': ('dev', 2000), 'tydiqa': ('test', 0)}
+
+
+def _qa_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_collections.ConfigDict:
+  """XQuAD, MLQA, TyDiQA-GoldP: SQuAD span extraction (the `bert_xtreme_qa` builder, the `xtreme_qa` evaluator)."""
+  batch, epochs, base_lr, max_seq_length, doc_stride, max_query_length = QA_HYPERPARAMETERS
+  config = training.run_head(dataset_name='bert_xtreme_qa', recipe=variant.recipe,
+                             model_name='bert_question_answering')
+  config.model = training.finetuning_model(variant.size, variant.recipe)  # the span head starts fresh
+  config.dataset = training.finetuning_dataset(task.name, 'data/xtreme', max_seq_length, languages='',
+                                               doc_stride=doc_stride, max_query_length=max_query_length)
+  training.finetuning_optimization(config, variant.recipe, batch, epochs, base_lr, 0.1)
+  config.mode = 'train'  # 'train', 'eval' (per-language scores of the saved weights) or 'predict'
+  split, every = QA_EVAL[task.name]
+  config.evals = ml_collections.ConfigDict({'xtreme_qa': {
+      'every': every, 'split': split, 'save_best': split == 'dev', 'languages': '', 'n_best_size': 20,
+      'max_answer_length': 30}})
+  if 'predict' in variant.flags:  # the submission files (and test scores) when training ends
+    config.evals.xtreme_qa_predict = predict_eval()
+  training.checkpointing(config, log_every=100, checkpoint_every=1000, keep=1)
+  if 'runlocal' in variant.flags:  # take the window lengths from the records, as max_seq_length
+    config.dataset.doc_stride = config.dataset.max_query_length = 0
+  return config
+
+
 # Task kind -> the function that writes its config. Each kind has its builder, model head and evaluators.
 KIND_CONFIGS = {xtreme_tasks.SENTENCE_PAIR: _pair_config}
+KIND_CONFIGS[xtreme_tasks.SPAN_QA] = _qa_config
 
 
 def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
@@ -108,5 +164,5 @@ def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
   task = xtreme_tasks.get_task(variant.lead)
   config = KIND_CONFIGS[task.kind](task, variant)
   if 'runlocal' in variant.flags:
-    training.runlocal(config, 'xtreme', variant.recipe)
+    training.runlocal(config, next(iter(config.evals)), variant.recipe)  # the task kind's scoring evaluator
   return config

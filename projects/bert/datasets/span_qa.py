@@ -34,7 +34,7 @@ from core import errors
 from core.dataset import Dataset, DatasetMetaData
 from projects.bert.datasets import pipeline, prelude, records, squad_format
 
-_EXTRA_FEATURES = ('paragraph_mask', 'class_index')  # written by squad_lib for XLNet-style heads; not read
+EXTRA_FEATURES = ('paragraph_mask', 'class_index')  # written by squad_lib for XLNet-style heads; not read
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -110,6 +110,14 @@ def data_paths(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.Conf
   return files
 
 
+def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """A train batch without unique_ids (training does not need them), with batch_mask 1 (no padding rows)."""
+  batch = dict(batch)
+  del batch['unique_ids']
+  batch['batch_mask'] = tf.ones_like(batch['start_positions'], tf.float32)
+  return batch
+
+
 @prelude.builder('bert_squad', default_config)
 def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dataset:
   """Builds the SQuAD dataset (see the module docstring)."""
@@ -130,13 +138,7 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
          f'together with:\n  {squad_format.prepare_command(version)}')
   train_spec, eval_spec = train_record_spec(seq_len), eval_record_spec(seq_len)
   compression = records.check_first_records([(files['train'], train_spec), (files['eval'], eval_spec)],
-                                            allowed_extra=_EXTRA_FEATURES, fix=fix)
-
-  def add_train_mask(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    batch = dict(batch)
-    del batch['unique_ids']  # training does not need them
-    batch['batch_mask'] = tf.ones_like(batch['start_positions'], tf.float32)
-    return batch
+                                            allowed_extra=EXTRA_FEATURES, fix=fix)
 
   # The shared train pipeline: its fingerprint refuses a resume into other files or batch sizes, and every batch's
   # token ids are checked against config.model's vocab sizes.
@@ -208,26 +210,34 @@ class SquadEvalData:
 
 
 def load_eval_data(meta_data: DatasetMetaData) -> SquadEvalData:
-  """The eval side of a `bert_squad` dataset's files (meta_data is the builder's). The examples are read from the
-  copied eval JSON with upstream's `read_squad_examples`; each feature must point at the question it was made from,
-  else DataError naming the files."""
+  """The eval side of a `bert_squad` dataset's files (meta_data is the builder's); see `read_eval_data`."""
+  files = meta_data.files
+  return read_eval_data(files['eval_json'], files['eval_features'], files['eval'],
+                        meta_data.eval_sizes[squad_format.EVAL_SPLIT],
+                        version_2_with_negative=bool(meta_data.extra['version_2_with_negative']),
+                        do_lower_case=bool(meta_data.extra.get('do_lower_case', True)),
+                        fix=(f'the files come from different `prepare squad` runs: re-create them together '
+                             f'({meta_data.extra["meta_data_file"]})'))
+
+
+def read_eval_data(eval_json: str, eval_features: str, eval_records: str, num_features: int, *,
+                   version_2_with_negative: bool, do_lower_case: bool, fix: str) -> SquadEvalData:
+  """The eval questions of the SQuAD JSON `eval_json` (read with upstream's `read_squad_examples`) and their
+  `num_features` features (`eval_features`, written with the records `eval_records`). Each feature must point at the
+  question it was made from, else DataError naming the files and `fix`."""
   from official.nlp.data import squad_lib
 
-  files = meta_data.files
-  v2 = bool(meta_data.extra['version_2_with_negative'])
-  with tf.io.gfile.GFile(files['eval_json'], 'r') as f:
+  v2 = bool(version_2_with_negative)
+  with tf.io.gfile.GFile(eval_json, 'r') as f:
     dataset = json.load(f)['data']
-  examples = squad_lib.read_squad_examples(files['eval_json'], is_training=False, version_2_with_negative=v2)
-  features = squad_format.read_eval_features(files['eval_features'])
-  fix = (f'the files come from different `prepare squad` runs: re-create them together '
-         f'({meta_data.extra["meta_data_file"]})')
-  expected = meta_data.eval_sizes[squad_format.EVAL_SPLIT]
-  if len(features) != expected:
-    raise errors.DataError(f'{files["eval_features"]} lists {len(features)} features but {files["eval"]} holds '
-                           f'{expected}: {fix}.')
+  examples = squad_lib.read_squad_examples(eval_json, is_training=False, version_2_with_negative=v2)
+  features = squad_format.read_eval_features(eval_features)
+  if len(features) != num_features:
+    raise errors.DataError(f'{eval_features} lists {len(features)} features but {eval_records} holds '
+                           f'{num_features}: {fix}.')
   for f in features:
     if f.example_index >= len(examples) or examples[f.example_index].qas_id != f.qas_id:
-      raise errors.DataError(f'{files["eval_features"]}: feature {f.unique_id} belongs to question {f.qas_id!r}, '
-                             f'which is not question {f.example_index} of {files["eval_json"]}: {fix}.')
+      raise errors.DataError(f'{eval_features}: feature {f.unique_id} belongs to question {f.qas_id!r}, '
+                             f'which is not question {f.example_index} of {eval_json}: {fix}.')
   return SquadEvalData(examples=examples, features=features, dataset=dataset, version_2_with_negative=v2,
-                       do_lower_case=bool(meta_data.extra.get('do_lower_case', True)))
+                       do_lower_case=bool(do_lower_case))
