@@ -22,3 +22,4 @@ for _name, _module in (('bert_trainer', 'projects.bert.trainers.bert_trainer'),
 for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_predict', 'superglue',
               'superglue_predict', 'xtreme', 'xtreme_predict'):
   registry.EVALUATORS.declare(_name, f'projects.bert.evaluators.{_name}')
+registry.EVALUATORS.declare('xtreme_retrieval', 'projects.bert.evaluators.xtreme_retrieval')  # BUCC, Tatoeba
