@@ -5,9 +5,9 @@ numpy reference, which the tests compare it with) at the speed BUCC's ~400k x ~4
 
 Memory stays bounded: y goes to the device once ([m, dim] float32: 400k x 768 is 1.2 GB), x a block of `block` rows
 at a time, and each step of the scan over y's blocks holds one [block, block] similarity matrix (8192^2 float32 =
-256 MB) merged into the running top k ([block, k + block] candidates). No [n, m] matrix exists, on the device or the
-host. The product runs at full float32 precision (`Precision.HIGHEST`: no TF32 / bfloat16 passes on GPUs), so the
-neighbours are the reference's up to float32 rounding; ties keep the lower index, as in the reference.
+256 MB) merged into the running top k ([block, k + block] candidate similarities). No [n, m] matrix exists, on the
+device or the host. The product runs at full float32 precision (`Precision.HIGHEST`: no TF32 / bfloat16 passes on
+GPUs), so the neighbours are the reference's up to float32 rounding; ties keep the lower index, as in the reference.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ def _block_top_k(xb: jax.Array, y_blocks: jax.Array, num_rows: jax.Array, k: int
     rows = start + jnp.arange(by, dtype=jnp.int32)
     s = jnp.where(rows[None, :] < num_rows, s, -jnp.inf)
     # The running best come first and have the lower rows: top_k's ties to the lower position keep the lower row.
-    cand_s = jnp.concatenate([best_s, s], axis=1)
-    cand_i = jnp.concatenate([best_i, jnp.broadcast_to(rows, s.shape)], axis=1)
-    top_s, pos = jax.lax.top_k(cand_s, k)
-    return (top_s, jnp.take_along_axis(cand_i, pos, axis=1)), None
+    top_s, pos = jax.lax.top_k(jnp.concatenate([best_s, s], axis=1), k)
+    # Position -> row without a [bx, k + by] index array: the first k positions are the running best's.
+    top_i = jnp.where(pos < k, jnp.take_along_axis(best_i, jnp.minimum(pos, k - 1), axis=1), start + pos - k)
+    return (top_s, top_i), None
 
   init = (jnp.full((xb.shape[0], k), -jnp.inf, jnp.float32), jnp.full((xb.shape[0], k), -1, jnp.int32))
   starts = jnp.arange(y_blocks.shape[0], dtype=jnp.int32) * by
