@@ -247,6 +247,8 @@ def test_records_that_disagree_with_the_sentences_are_refused(data, tmp_path):
       f.write(line + '\n')
   with pytest.raises(errors.DataError, match=r'tatoeba_test_de_source\.tf_record and .*de-en\.de disagree'):
     inputs.load_retrieval_sets('tatoeba', data['out'], xtreme_dir, ['de'])
+  with pytest.raises(errors.ConfigError, match=r'pooling.*mean'):
+    _evaluator(data, 'bucc', tmp_path, pooling='max')
   with pytest.raises(errors.ConfigError, match='not a retrieval task'):
     _evaluator(data, 'bucc', tmp_path, task='xnli')
 

@@ -104,10 +104,16 @@ class XtremeRetrievalEvaluator(Evaluator):
                                f'tatoeba.')
     model = modeling.BertConfig.from_model_config(context.config.model)
     layer = int(config.layer)
-    self.layer = hidden_states.check_layer(hidden_states.default_layer(model.num_layers) if layer == -1 else layer,
-                                           model.num_layers, f'config.evals.{name}.layer')
     self.pooling, self.batch_size, self.block = str(config.pooling), int(config.batch_size), int(config.block)
-    self.embed_fn = hidden_states.layer_embedding_fn(context.config.model, self.layer, self.pooling, context.mesh)
+    try:
+      self.layer = hidden_states.check_layer(hidden_states.default_layer(model.num_layers) if layer == -1 else layer,
+                                             model.num_layers, f'config.evals.{name}.layer')
+      self.embed_fn = hidden_states.layer_embedding_fn(context.config.model, self.layer, self.pooling, context.mesh)
+    except ValueError as e:
+      raise errors.ConfigError(f'config.evals.{name}: {e}') from None
+    if self.batch_size < 1 or self.block < 1:
+      raise errors.ConfigError(f'config.evals.{name}.batch_size={self.batch_size} and .block={self.block} must be '
+                               f'positive.')
     languages = [s.strip() for s in str(config.get('languages') or '').split(',') if s.strip()]
     t0 = time.perf_counter()
     self.meta = inputs.read_meta(self.task.name, config.data_dir)

@@ -49,7 +49,7 @@ def check_layer(layer: int, num_layers: int, field: str) -> int:
 def layer_params(bert_params: Mapping[str, Any], layer: int) -> Dict[str, Any]:
   """The encoder parameters `layer_embedding_fn` reads: everything but the layers after `layer`."""
   return {name: value for name, value in bert_params.items()
-          if not (name.startswith('layer_') and int(name[len('layer_'):]) > layer)}
+          if not (name.startswith('layer_') and name[len('layer_'):].isdigit() and int(name[len('layer_'):]) > layer)}
 
 
 def layer_embedding_fn(model_config: Mapping[str, Any], layer: int, pooling: str, mesh: Mesh
