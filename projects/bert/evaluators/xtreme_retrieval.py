@@ -184,8 +184,10 @@ class XtremeRetrievalEvaluator(Evaluator):
       scalars.update(language_means(per_language, f'{AVERAGE}/{split}'))
     scalars.update({f'{lang}/threshold': t for lang, t in thresholds.items()})
     self.results = self._summary(step, per_split, thresholds, files, timing)
-    logging.info('XTREME %s (layer %d, %s pooling) at step %d: %s; %s', self.task.name, self.layer, self.pooling, step,
-                 {k: round(v, 2) for k, v in scalars.items() if k.startswith(AVERAGE)}, timing)
+    averages = {k: round(v, 2) for k, v in scalars.items() if k.startswith(AVERAGE)}
+    logging.info('XTREME %s (layer %d, %s pooling) at step %d: %s; %d submission files in %s; %s', self.task.name,
+                 self.layer, self.pooling, step, averages or 'no gold (set labels_dir to score the test sets)',
+                 len(files), self.out_dir, timing)
     return scalars.items()
 
   def _score(self, split: str, lang: str, s: inputs.RetrievalSet, x: np.ndarray, y: np.ndarray,
@@ -232,6 +234,9 @@ class XtremeRetrievalEvaluator(Evaluator):
            'timing_s': {**timing, 'read_s': self.read_s}}
     if per_language:
       out['score'] = float(np.mean([v[self.task.main_metric] for v in per_language.values()]))
+    # The run's last line: the task score, or how much was written where no gold was given.
+    out['final'] = ({f'{scored} {self.task.main_metric}': out['score']} if per_language
+                    else {'submission files': len(files)})
     if scored == xtreme.DEV and per_language:
       out['note'] = 'dev scores with the threshold chosen on dev (optimistic); test gold is withheld'
     if thresholds:
