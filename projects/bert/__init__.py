@@ -26,3 +26,4 @@ for _name in ('mlm_nsp', 'glue', 'glue_predict', 'fewshot', 'squad', 'squad_pred
 registry.DATASETS.declare('bert_xtreme_qa', 'projects.bert.datasets.xtreme_qa')  # XTREME QA: XQuAD, MLQA, TyDiQA
 for _name in ('xtreme_qa', 'xtreme_qa_predict'):
   registry.EVALUATORS.declare(_name, f'projects.bert.evaluators.{_name}')
+registry.EVALUATORS.declare('xtreme_retrieval', 'projects.bert.evaluators.xtreme_retrieval')  # BUCC, Tatoeba

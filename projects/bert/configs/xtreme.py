@@ -44,11 +44,30 @@ mBERT conventions: the cased multilingual WordPiece vocabulary (119,547 tokens, 
 writes cased records by default and its meta data says so), and the architecture comes with init_from (the
 converter's metadata.json): leave SIZE out. `init_from` empty means random weights (expect near-chance scores on
 the other languages). `runlocal` shrinks any variant to a few steps of the tiny model for a smoke test.
+
+Retrieval (TASK bucc or tatoeba; `[,SIZE][,runlocal]`): no training (num_train_steps 0); the `xtreme_retrieval`
+evaluator scores init_from's encoder with XTREME's baseline protocol (xtreme's third_party/evaluate_retrieval.py:
+sentence embeddings = one intermediate layer's outputs mean-pooled over the real tokens, cosine similarity):
+
+  python -m projects.bert.datasets.prepare xtreme --task=bucc --xtreme_dir=XTREME_DIR \
+      --vocab_file=mbert/vocab.txt --output_dir=data/xtreme          # max_seq_length 512, run_bucc2018.sh's MAXL
+  python main.py --config=projects/bert/configs/xtreme.py:bucc --workdir=/tmp/bucc --config.init_from=/tmp/mbert
+  python main.py --config=projects/bert/configs/xtreme.py:tatoeba --workdir=/tmp/tatoeba --config.init_from=/tmp/mbert
+
+Layer (`evals.xtreme_retrieval.layer`): xtreme's --specific_layer 7 for 12-layer models, counted from 0 over the
+transformer layers (the output of the 8th layer; Hugging Face's hidden_states[8]); -1 (the default) = 7 for 12 layers
+and floor(7 * L / 12) for L layers (6: 3, 24: 14). Pooling 'mean' (xtreme's default and run_tatoeba.sh's; its
+run_bucc2018.sh passes --pool_type cls, which 'cls' reproduces). BUCC: ratio-margin mining (k = 4), the threshold
+chosen on each language's dev gold and applied to its test candidates; dev F1 is optimistic (threshold chosen on it),
+test F1 needs the withheld gold (`labels_dir`). Tatoeba: each source sentence's nearest English line; accuracy needs
+`labels_dir` (xtreme's download sorts the English side). Both write
+workdir/submission/{bucc2018,tatoeba}/test-{lang}.tsv.
 """
 
 import ml_collections
 
 from projects.bert.configs import training, variants
+from projects.bert.models import architecture
 from projects.bert.tasks import xtreme as xtreme_tasks
 
 # The tasks this config runs (bert_xtreme's): the sentence-pair ones. Not imported from the builder: a config loads
@@ -95,6 +114,16 @@ FIELD_DOCS = training.field_docs({
     'evals.xtreme_qa_predict.weights': "QA submission files from 'best' (best_on_dev) or 'final' parameters",
     'evals.xtreme_qa_predict.languages': "QA test languages predicted ('' = every one the dataset has)",
     'evals.xtreme_qa_predict.dir': 'where the submission folder goes (default workdir/submission)',
+    'evals.xtreme_retrieval.task': 'XTREME retrieval task: bucc2018 or tatoeba',
+    'evals.xtreme_retrieval.data_dir': 'the --output_dir of `prepare xtreme` (its retrieval records)',
+    'evals.xtreme_retrieval.languages': "languages scored ('' = every language with records)",
+    'evals.xtreme_retrieval.xtreme_dir': "the download folder of the sentences ('' = the records' meta data's)",
+    'evals.xtreme_retrieval.layer': 'transformer layer embedded, from 0 (xtreme: 7 of 12); -1 = floor(7 * L / 12)',
+    'evals.xtreme_retrieval.pooling': "'mean' over the real tokens (xtreme's default) or 'cls' (first token)",
+    'evals.xtreme_retrieval.batch_size': 'global batch of the embedding pass (sentences sorted by length)',
+    'evals.xtreme_retrieval.block': 'rows per block of the k-NN search ([block, block] similarities at a time)',
+    'evals.xtreme_retrieval.labels_dir': "test gold in evaluate.py's label layout ({task}/test-{lang}.tsv; '' = none)",
+    'evals.xtreme_retrieval.dir': 'where the submission folder goes (default workdir/submission)',
 })
 
 
@@ -154,15 +183,37 @@ def _qa_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_c
   return config
 
 
+def retrieval_eval(task_name: str, data_dir: str = 'data/xtreme') -> ml_collections.ConfigDict:
+  """`config.evals.xtreme_retrieval`: XTREME's retrieval baseline on `task_name`'s records (fields: FIELD_DOCS)."""
+  return ml_collections.ConfigDict({
+      'task': xtreme_tasks.get_task(task_name).name, 'data_dir': data_dir, 'languages': '', 'xtreme_dir': '',
+      'layer': -1, 'pooling': 'mean', 'batch_size': 256, 'block': 8192, 'labels_dir': '', 'dir': 'submission'})
+
+
+def _retrieval_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_collections.ConfigDict:
+  """BUCC, Tatoeba: no fine-tuning; the encoder of init_from (SIZE: a random one) scored once (`xtreme_retrieval`)."""
+  config = training.run_head(model_name='bert_encoder')
+  config.model = architecture.model_config(variant.size) if variant.size else None  # None: init_from's
+  training.init(config)
+  config.num_train_steps = 0  # an evaluation of the initial weights
+  config.evals = ml_collections.ConfigDict({'xtreme_retrieval': retrieval_eval(task.name)})
+  if 'runlocal' in variant.flags:
+    config.model = architecture.model_config('tiny')
+    config.evals.xtreme_retrieval.update(batch_size=16, block=256)
+  return config
+
+
 # Task kind -> the function that writes its config. Each kind has its builder, model head and evaluators.
-KIND_CONFIGS = {xtreme_tasks.SENTENCE_PAIR: _pair_config}
-KIND_CONFIGS[xtreme_tasks.SPAN_QA] = _qa_config
+KIND_CONFIGS = {xtreme_tasks.SENTENCE_PAIR: _pair_config,
+                xtreme_tasks.SPAN_QA: _qa_config,
+                xtreme_tasks.BITEXT_MINING: _retrieval_config,
+                xtreme_tasks.SENTENCE_RETRIEVAL: _retrieval_config}
 
 
 def get_config(arg: str = 'xnli') -> ml_collections.ConfigDict:
   variant = variants.parse(arg, VARIANT)
   task = xtreme_tasks.get_task(variant.lead)
   config = KIND_CONFIGS[task.kind](task, variant)
-  if 'runlocal' in variant.flags:
+  if 'runlocal' in variant.flags and task.is_trained:  # retrieval configs shrink themselves
     training.runlocal(config, next(iter(config.evals)), variant.recipe)  # the task kind's scoring evaluator
   return config

@@ -17,11 +17,14 @@ similarities), merging each block's top k, so BUCC's ~400k sentences never need 
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
 NEIGHBOURS = 4  # xtreme's mine_bitext default `neighborhood`
+# knn(x, y, k, block=...) -> (similarities [n, k], indices [n, k]): `knn` below or `xtreme_knn.knn_device`.
+_CHUNK = 16384  # rows whose neighbours are gathered at once when scoring
+KnnFn = Callable[..., Tuple[np.ndarray, np.ndarray]]
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -56,9 +59,9 @@ def knn(x: np.ndarray, y: np.ndarray, k: int, *, block: int = 8192) -> Tuple[np.
   return sims, inds
 
 
-def nearest(x: np.ndarray, y: np.ndarray, *, block: int = 8192) -> np.ndarray:
+def nearest(x: np.ndarray, y: np.ndarray, *, block: int = 8192, knn_fn: KnnFn = knn) -> np.ndarray:
   """Index [n] of the most cosine-similar row of y for each row of x (Tatoeba: source -> English line)."""
-  return knn(normalize(x), normalize(y), 1, block=block)[1][:, 0]
+  return knn_fn(normalize(x), normalize(y), 1, block=block)[1][:, 0]
 
 
 def unique_sentences(sentences: Sequence[str]) -> Tuple[List[str], np.ndarray]:
@@ -71,18 +74,20 @@ def unique_sentences(sentences: Sequence[str]) -> Tuple[List[str], np.ndarray]:
 def _margin_scores(a: np.ndarray, b: np.ndarray, a_inds: np.ndarray, a_mean: np.ndarray,
                    b_mean: np.ndarray) -> np.ndarray:
   """Ratio-margin scores [n, k] of each row of a with its k neighbours `a_inds` among the rows of b."""
-  cos = np.einsum('nd,nkd->nk', a, b[a_inds])
+  # In chunks of rows: the gathered neighbours [rows, k, dim] of all 400k BUCC sentences would be ~5 GB at once.
+  cos = np.concatenate([np.einsum('nd,nkd->nk', a[i:i + _CHUNK], b[a_inds[i:i + _CHUNK]])
+                        for i in range(0, len(a), _CHUNK)]) if len(a) else np.zeros(a_inds.shape, np.float32)
   return cos / ((a_mean[:, None] + b_mean[a_inds]) / 2)
 
 
 def mine(x: np.ndarray, y: np.ndarray, *, k: int = NEIGHBOURS, threshold: float = 0.0,
-         block: int = 8192) -> List[Tuple[float, int, int]]:
+         block: int = 8192, knn_fn: KnnFn = knn) -> List[Tuple[float, int, int]]:
   """Mined pairs [(score, source row, English row)] in decreasing score (see the module docstring); x: [n, dim]
   source embeddings, y: [m, dim] English embeddings, one row per distinct sentence. Pairs scoring <= `threshold`
-  are left out (xtreme mines with 0 and thresholds afterwards)."""
+  are left out (xtreme mines with 0 and thresholds afterwards). `knn_fn` finds the neighbours (default: numpy)."""
   x, y = normalize(x), normalize(y)
-  x2y_sim, x2y_ind = knn(x, y, min(len(y), k), block=block)
-  y2x_sim, y2x_ind = knn(y, x, min(len(x), k), block=block)
+  x2y_sim, x2y_ind = knn_fn(x, y, min(len(y), k), block=block)
+  y2x_sim, y2x_ind = knn_fn(y, x, min(len(x), k), block=block)
   x2y_mean, y2x_mean = x2y_sim.mean(axis=1), y2x_sim.mean(axis=1)
   fwd = _margin_scores(x, y, x2y_ind, x2y_mean, y2x_mean)
   bwd = _margin_scores(y, x, y2x_ind, y2x_mean, x2y_mean)
@@ -105,7 +110,7 @@ def mine(x: np.ndarray, y: np.ndarray, *, k: int = NEIGHBOURS, threshold: float 
 
 
 def mine_sentences(x: np.ndarray, y: np.ndarray, source: Sequence[str], target: Sequence[str], *,
-                   k: int = NEIGHBOURS, block: int = 8192) -> List[Tuple[float, str, str]]:
+                   k: int = NEIGHBOURS, block: int = 8192, knn_fn: KnnFn = knn) -> List[Tuple[float, str, str]]:
   """Mined (score, source sentence, English sentence) candidates of files of sentences (repeats allowed) and their
   embeddings x: [len(source), dim], y: [len(target), dim]; each distinct sentence is mined once, as xtreme unifies
   them. Feed the result to `xtreme_metrics.bucc_candidate_scores`."""
@@ -117,4 +122,4 @@ def mine_sentences(x: np.ndarray, y: np.ndarray, source: Sequence[str], target: 
   x_unique = x[np.unique(source_rows, return_index=True)[1]]
   y_unique = y[np.unique(target_rows, return_index=True)[1]]
   return [(score, source_unique[i], target_unique[j])
-          for score, i, j in mine(x_unique, y_unique, k=k, block=block)]
+          for score, i, j in mine(x_unique, y_unique, k=k, block=block, knn_fn=knn_fn)]
