@@ -307,6 +307,11 @@ def submission_files(config: ml_collections.ConfigDict, task_name: str, seed: in
     predict.mode = 'predict'
     with app.workdir_lock(workdir):
       files = _prediction_files(app.train_and_evaluate(predict, workdir), task.name)
+  return copy_files(task, files, out_dir)
+
+
+def copy_files(task: xtreme.XtremeTask, files: Mapping[str, str], out_dir: str) -> Dict[str, str]:
+  """A run's prediction files {lang: path} copied into out_dir/{task}/ (the task's other files there removed)."""
   copied = {lang: os.path.join(out_dir, task.submission_file(lang)) for lang in files}
   if jax.process_index() == 0:
     folder = os.path.join(out_dir, task.name)
@@ -340,20 +345,26 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]
   logging.info('XTREME suite: %s (%d seeds where trained) from %s, in %s.', ', '.join(tasks), int(config.num_seeds),
                config.init_from or 'random weights', workdir)
   scores: Dict[str, Dict[int, Dict[str, Any]]] = {}
+  scored_files: Dict[str, Dict[int, Dict[str, str]]] = {}  # retrieval's scoring evaluator writes its files itself
   for name in tasks:
     for seed, run_dir in dirs[name].items():
       results = train_run(run_config(config, name, seed), run_dir, f'XTREME {name} seed {seed} ({run_dir})')
       scores.setdefault(name, {})[seed] = run_scores(results, name, run_dir)
+      scored_files.setdefault(name, {})[seed] = _prediction_files(results, name)
   table = xtreme_table(scores, missing, config.submission_seed)
   out_dir = os.path.join(workdir, SUBMISSION_DIR)
   submission: Dict[str, Any] = {}
   for name, t in table['tasks'].items():
     t['workdirs'] = [dirs[name][s] for s in t['seeds']]
+    seed = t['submission_seed']
+    if not writers(config, name) and scored_files[name].get(seed):
+      submission[name] = {'seed': seed, 'selected_by': t['selected_by'], 'workdir': dirs[name][seed],
+                          'files': copy_files(xtreme.get_task(name), scored_files[name][seed], out_dir)}
+      continue
     if not writers(config, name):
       logging.warning('XTREME %s: its config has no prediction writer (in its evals or added by its `predict` '
                       'variant): no submission files.', name)
       continue
-    seed = t['submission_seed']
     submission[name] = {'seed': seed, 'selected_by': t['selected_by'], 'workdir': dirs[name][seed],
                         'files': submission_files(config, name, seed, dirs[name][seed], out_dir)}
   summary = {'init_from': config.init_from, **table, 'submission': submission, 'submission_dir': out_dir,
