@@ -94,43 +94,41 @@ def predict_eval(weights: str = 'best') -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({'weights': weights, 'languages': '', 'dir': 'submission'})
 
 
-def _pair_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_collections.ConfigDict:
-  """XNLI, PAWS-X: sentence-pair classification on [CLS] (the `bert_xtreme` builder, the `xtreme` evaluator)."""
+def _zero_shot_run(task: xtreme_tasks.XtremeTask, variant: variants.Variant, model_name: str,
+                   hyperparameters: tuple, eval_every: int) -> ml_collections.ConfigDict:
+  """A fine-tuning run on `bert_xtreme` records: `model_name` trained on English with (batch, epochs, learning
+  rate, max length), the `xtreme` evaluator every `eval_every` steps (and `xtreme_predict` with `,predict`)."""
   size, recipe = variant.size, variant.recipe
-  batch, epochs, base_lr, max_seq_length = PAIR_HYPERPARAMETERS[task.name]
+  batch, epochs, base_lr, max_seq_length = hyperparameters
 
-  config = training.run_head(dataset_name='bert_xtreme', recipe=recipe, model_name='bert_classification')
-  # The architecture comes with init_from (mBERT converted, cased); the classifier head starts fresh.
+  config = training.run_head(dataset_name='bert_xtreme', recipe=recipe, model_name=model_name)
+  # The architecture comes with init_from (mBERT converted, cased); the task head starts fresh.
   config.model = training.finetuning_model(size, recipe)
   # `prepare xtreme`'s --output_dir; languages '' = every language prepared ('en,de' to read fewer).
   config.dataset = training.finetuning_dataset(task.name, 'data/xtreme', max_seq_length, languages='')
   training.finetuning_optimization(config, recipe, batch, epochs, base_lr, 0.1)
-  config.init_cls_pooler = False
 
   config.mode = 'train'  # 'train', 'eval' (per-language dev scores of the saved weights) or 'predict'
-  config.evals = ml_collections.ConfigDict({
-      'xtreme': {'every': EVAL_EVERY[task.name], 'save_best': True, 'languages': ''}})
+  config.evals = ml_collections.ConfigDict({'xtreme': {'every': eval_every, 'save_best': True, 'languages': ''}})
   if 'predict' in variant.flags:  # the submission files when training ends
     config.evals.xtreme_predict = predict_eval()
   training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
+  return config
+
+
+def _pair_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_collections.ConfigDict:
+  """XNLI, PAWS-X: sentence-pair classification on [CLS] (the `bert_xtreme` builder, the `xtreme` evaluator)."""
+  config = _zero_shot_run(task, variant, 'bert_classification', PAIR_HYPERPARAMETERS[task.name],
+                          EVAL_EVERY[task.name])
+  config.init_cls_pooler = False
   return config
 
 
 def _tagging_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_collections.ConfigDict:
   """UD-POS, PAN-X: a label per word at its first WordPiece (`bert_xtreme` tagging records, the
   `bert_token_classification` head, the `xtreme` evaluator's seqeval scores over whole sentences)."""
-  batch, epochs, base_lr, max_seq_length = TAGGING_HYPERPARAMETERS[task.name]
-  config = training.run_head(dataset_name='bert_xtreme', recipe=variant.recipe, model_name='bert_token_classification')
-  config.model = training.finetuning_model(variant.size, variant.recipe)  # the architecture comes with init_from
-  config.dataset = training.finetuning_dataset(task.name, 'data/xtreme', max_seq_length, languages='')
-  training.finetuning_optimization(config, variant.recipe, batch, epochs, base_lr, 0.1)
-  config.mode = 'train'  # 'train', 'eval' (per-language dev scores of the saved weights) or 'predict'
-  config.evals = ml_collections.ConfigDict({
-      'xtreme': {'every': TAGGING_EVAL_EVERY[task.name], 'save_best': True, 'languages': ''}})
-  if 'predict' in variant.flags:  # the submission files when training ends
-    config.evals.xtreme_predict = predict_eval()
-  training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
-  return config
+  return _zero_shot_run(task, variant, 'bert_token_classification', TAGGING_HYPERPARAMETERS[task.name],
+                        TAGGING_EVAL_EVERY[task.name])
 
 
 # Task kind -> the function that writes its config. Each kind has its builder, model head and evaluators.
