@@ -134,7 +134,9 @@ def main(argv: List[str] = None) -> None:
   args = parser.parse_args(argv)
   if args.repeats < 1 or args.sentences < 1:
     parser.error('--repeats and --sentences must be at least 1.')
+  load_before = os.getloadavg()  # these CPUs are shared: the load says how much of them the run had
   row = run(args)
+  row['load_average_1m'] = {'before': load_before[0], 'after': os.getloadavg()[0], 'cpu_count': os.cpu_count()}
   print(common.format_table([row], ['languages', 'sentences', 'records', 'model', 'cold_s', 'warm_s',
                                     'examples_per_s', 'model_pass_examples_per_s', 'scoring_share']))
   common.write_json(args.output, {'benchmark': 'xtreme_panx_eval', 'command': 'python ' + ' '.join(sys.argv),
