@@ -15,6 +15,7 @@ for _name in ('bert_pretraining', 'bert_classification', 'bert_regression', 'ber
   registry.MODELS.declare(_name, 'projects.bert.models.bert_models')
 for _name in ('bert_word_in_context', 'bert_multiple_choice', 'bert_span_pair'):
   registry.MODELS.declare(_name, 'projects.bert.models.superglue_heads')
+registry.MODELS.declare('bert_token_classification', 'projects.bert.models.tagging_heads')
 for _name, _module in (('bert_trainer', 'projects.bert.trainers.bert_trainer'),
                        ('bert_demo', 'projects.bert.runs.demo'), ('bert_glue_suite', 'projects.bert.runs.glue_suite'),
                        ('bert_superglue_suite', 'projects.bert.runs.superglue_suite'),

@@ -34,7 +34,7 @@ DOCS: Dict[str, str] = {
                     'bert_superglue, bert_xtreme or bert_xtreme_qa',
     'model_name': 'registry name of the model: bert_pretraining, bert_classification, bert_regression, '
                   'bert_question_answering, bert_encoder, bert_word_in_context, bert_multiple_choice, '
-                  'bert_span_pair',
+                  'bert_span_pair, bert_token_classification',
     'recipe': "'model_garden' (TF Model Garden, default), 'bert_paper' (google-research/bert) or 'scenic' (Scenic "
               "BERT): configs/recipes.py",
     'rng_seed': 'seed of parameter initialisation and dropout',

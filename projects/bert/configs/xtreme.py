@@ -1,8 +1,8 @@
-r"""XTREME zero-shot cross-lingual fine-tuning of the sentence-pair tasks. Variant:
+r"""XTREME zero-shot cross-lingual runs of all nine tasks (retrieval: scoring only, no fine-tuning). Variant:
 `TASK[,SIZE][,RECIPE][,predict][,runlocal]`,
-TASK one of xnli, pawsx, xquad, mlqa, tydiqa (the other XTREME tasks come with their own builders), SIZE one of
-tiny, mini, small, medium, base, large (default: the architecture of init_from's checkpoint), RECIPE model_garden
-(default) or bert_paper.
+TASK one of xnli, pawsx (sentence pairs), udpos, panx (tagging), xquad, mlqa, tydiqa (QA), bucc, tatoeba
+(retrieval), SIZE one of tiny, mini, small, medium, base, large (default: the architecture of init_from's
+checkpoint), RECIPE model_garden (default) or bert_paper.
 
   python -m projects.bert.datasets.prepare xtreme --task=xnli --xtreme_dir=XTREME_DIR \
       --vocab_file=mbert/vocab.txt --output_dir=data/xtreme          # cased: --do_lower_case=false (default)
@@ -10,6 +10,9 @@ tiny, mini, small, medium, base, large (default: the architecture of init_from's
       --config.init_from=/tmp/mbert   # `projects.bert.checkpoints.convert` output of multi_cased_L-12_H-768_A-12
   python main.py --config=projects/bert/configs/xtreme.py:xnli --workdir=/tmp/xnli --config.mode=eval
   python main.py --config=projects/bert/configs/xtreme.py:xnli --workdir=/tmp/xnli --config.mode=predict
+  python -m projects.bert.datasets.prepare xtreme --task=panx --xtreme_dir=XTREME_DIR \
+      --vocab_file=mbert/vocab.txt --output_dir=data/xtreme          # udpos likewise
+  python main.py --config=projects/bert/configs/xtreme.py:panx,predict --workdir=/tmp/panx --config.init_from=/tmp/mbert
 
 Protocol (google-research/xtreme): fine-tune once on the English training records (XNLI: MNLI train; PAWS-X: PAWS
 train), then score the dev set of every language of the task in the same run (the `xtreme` evaluator: one results
@@ -17,11 +20,19 @@ entry per language and the language average, the main metric, in percent as eval
 the training run's config.json. 'predict' (and `,predict` when training ends: the `xtreme_predict` evaluator)
 writes workdir/submission/{task}/test-{lang}.tsv, the leaderboard layout evaluate.py reads.
 
+Tagging (UD-POS, PAN-X): `bert_token_classification` (dropout, then one dense layer on every WordPiece's output,
+Model Garden's BertTokenClassifier) on tagging_data_lib's records (label -1 on non-first WordPieces, long sentences
+split into sub-sentences); the `xtreme` evaluator joins sub-sentences back and scores whole sentences with seqeval
+F1 (precision, recall) per language, as evaluate.py does for both tasks. Languages without dev data (UD-POS kk, th,
+tl, yo) are named and skipped for dev scores, as xtreme's run_tag.py skips them, and predicted for the submission
+(one tag per word, a blank line after each sentence).
+
 Hyper-parameters of xtreme's scripts/train_xnli.sh and train_pawsx.sh for mBERT: learning rate 2e-5, batch 32 (8 x
-4 gradient-accumulation steps), 5 epochs, max_seq_length 128. The optimizer and schedule are the RECIPE's
-(configs/recipes.py: AdamW with weight decay 0.01, clipping at 1.0, linear decay to 0, a 10% warm-up); xtreme's
-PyTorch script uses HF AdamW without weight decay or warm-up, which `--config.optimizer.weight_decay=0
---config.schedule.warmup_fraction=0` reproduces.
+4 gradient-accumulation steps), 5 epochs, max_seq_length 128; of train_udpos.sh and train_panx.sh: learning rate
+2e-5, batch 32 (8 x 4), 10 epochs, max_seq_length 128, evaluated every save_steps (500 UD-POS, 1000 PAN-X). The
+optimizer and schedule are the RECIPE's (configs/recipes.py: AdamW with weight decay 0.01, clipping at 1.0, linear
+decay to 0, a 10% warm-up); xtreme's PyTorch scripts use HF AdamW without weight decay or warm-up, which
+`--config.optimizer.weight_decay=0 --config.schedule.warmup_fraction=0` reproduces.
 
 QA (xquad, mlqa, tydiqa; the `bert_xtreme_qa` builder, the `xtreme_qa` evaluator, the span head of SQuAD):
   python -m projects.bert.datasets.prepare xtreme --task=mlqa --xtreme_dir=XTREME_DIR \
@@ -70,15 +81,20 @@ from projects.bert.configs import training, variants
 from projects.bert.models import architecture
 from projects.bert.tasks import xtreme as xtreme_tasks
 
-# The tasks this config runs (bert_xtreme's): the sentence-pair ones. Not imported from the builder: a config loads
+# Task names by kind (from the task table, not from the builders: a config loads
 # no TensorFlow.
 PAIR_TASKS = tuple(name for name, t in xtreme_tasks.XTREME_TASKS.items() if t.kind == xtreme_tasks.SENTENCE_PAIR)
-VARIANT = variants.Spec('xtreme.py', lead='TASK', lead_words=PAIR_TASKS, lead_default='xnli',
+TAGGING_TASKS = tuple(name for name, t in xtreme_tasks.XTREME_TASKS.items() if t.kind == xtreme_tasks.TAGGING)
+VARIANT = variants.Spec('xtreme.py', lead='TASK', lead_words=tuple(xtreme_tasks.XTREME_TASKS), lead_default='xnli',
                         lead_parse=lambda word: _task_name(word), sizes=True, recipes=True,
                         flags=('predict', 'runlocal'))
 # xtreme's scripts/train_{xnli,pawsx}.sh for bert-base-multilingual-cased: (batch, epochs, learning rate, max length).
 PAIR_HYPERPARAMETERS = {'xnli': (32, 5.0, 2e-5, 128), 'pawsx': (32, 5.0, 2e-5, 128)}
 EVAL_EVERY = {'xnli': 2000, 'pawsx': 500}  # XNLI trains on MNLI's 393k pairs, PAWS-X on 49k
+# xtreme's scripts/train_{udpos,panx}.sh for bert-base-multilingual-cased: (batch, epochs, learning rate, max length)
+# and their --save_steps, the steps between evaluations.
+TAGGING_HYPERPARAMETERS = {'udpos': (32, 10.0, 2e-5, 128), 'panx': (32, 10.0, 2e-5, 128)}
+TAGGING_EVAL_EVERY = {'udpos': 500, 'panx': 1000}
 
 
 def _task_name(word: str) -> str:
@@ -91,8 +107,9 @@ def _task_name(word: str) -> str:
 
 FIELD_DOCS = training.field_docs({
     'mode': "'train'; 'eval' (per-language dev scores of the saved weights); 'predict' (submission files)",
-    'model.num_labels': "classifier classes; None: from the dataset's meta data (checked when set)",
-    'dataset.task': f'XTREME sentence-pair task: {", ".join(PAIR_TASKS)}',
+    'model.num_labels': "classes per example (pairs) or per token (tagging); None: from the dataset's meta data "
+                        "(checked when set)",
+    'dataset.task': f'XTREME sentence-pair or tagging task: {", ".join(PAIR_TASKS + TAGGING_TASKS)}',
     'dataset.data_dir': 'the --output_dir of `prepare xtreme`',
     'dataset.languages': "dev / test languages read ('' = every language the meta data lists)",
     'dataset.max_seq_length': 'sequence length, checked against the meta data (0: from it)',
@@ -133,26 +150,41 @@ def predict_eval(weights: str = 'best') -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({'weights': weights, 'languages': '', 'dir': 'submission'})
 
 
-def _pair_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_collections.ConfigDict:
-  """XNLI, PAWS-X: sentence-pair classification on [CLS] (the `bert_xtreme` builder, the `xtreme` evaluator)."""
+def _zero_shot_run(task: xtreme_tasks.XtremeTask, variant: variants.Variant, model_name: str,
+                   hyperparameters: tuple, eval_every: int) -> ml_collections.ConfigDict:
+  """A fine-tuning run on `bert_xtreme` records: `model_name` trained on English with (batch, epochs, learning
+  rate, max length), the `xtreme` evaluator every `eval_every` steps (and `xtreme_predict` with `,predict`)."""
   size, recipe = variant.size, variant.recipe
-  batch, epochs, base_lr, max_seq_length = PAIR_HYPERPARAMETERS[task.name]
+  batch, epochs, base_lr, max_seq_length = hyperparameters
 
-  config = training.run_head(dataset_name='bert_xtreme', recipe=recipe, model_name='bert_classification')
-  # The architecture comes with init_from (mBERT converted, cased); the classifier head starts fresh.
+  config = training.run_head(dataset_name='bert_xtreme', recipe=recipe, model_name=model_name)
+  # The architecture comes with init_from (mBERT converted, cased); the task head starts fresh.
   config.model = training.finetuning_model(size, recipe)
   # `prepare xtreme`'s --output_dir; languages '' = every language prepared ('en,de' to read fewer).
   config.dataset = training.finetuning_dataset(task.name, 'data/xtreme', max_seq_length, languages='')
   training.finetuning_optimization(config, recipe, batch, epochs, base_lr, 0.1)
-  config.init_cls_pooler = False
 
   config.mode = 'train'  # 'train', 'eval' (per-language dev scores of the saved weights) or 'predict'
-  config.evals = ml_collections.ConfigDict({
-      'xtreme': {'every': EVAL_EVERY[task.name], 'save_best': True, 'languages': ''}})
+  config.evals = ml_collections.ConfigDict({'xtreme': {'every': eval_every, 'save_best': True, 'languages': ''}})
   if 'predict' in variant.flags:  # the submission files when training ends
     config.evals.xtreme_predict = predict_eval()
   training.checkpointing(config, log_every=50, checkpoint_every=1000, keep=1)
   return config
+
+
+def _pair_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_collections.ConfigDict:
+  """XNLI, PAWS-X: sentence-pair classification on [CLS] (the `bert_xtreme` builder, the `xtreme` evaluator)."""
+  config = _zero_shot_run(task, variant, 'bert_classification', PAIR_HYPERPARAMETERS[task.name],
+                          EVAL_EVERY[task.name])
+  config.init_cls_pooler = False
+  return config
+
+
+def _tagging_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_collections.ConfigDict:
+  """UD-POS, PAN-X: a label per word at its first WordPiece (`bert_xtreme` tagging records, the
+  `bert_token_classification` head, the `xtreme` evaluator's seqeval scores over whole sentences)."""
+  return _zero_shot_run(task, variant, 'bert_token_classification', TAGGING_HYPERPARAMETERS[task.name],
+                        TAGGING_EVAL_EVERY[task.name])
 
 
 # xtreme's scripts/train_qa.sh for bert-base-multilingual-cased: batch, epochs, learning rate, S, stride, query.
@@ -205,6 +237,7 @@ def _retrieval_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) 
 
 # Task kind -> the function that writes its config. Each kind has its builder, model head and evaluators.
 KIND_CONFIGS = {xtreme_tasks.SENTENCE_PAIR: _pair_config,
+                xtreme_tasks.TAGGING: _tagging_config,
                 xtreme_tasks.SPAN_QA: _qa_config,
                 xtreme_tasks.BITEXT_MINING: _retrieval_config,
                 xtreme_tasks.SENTENCE_RETRIEVAL: _retrieval_config}
