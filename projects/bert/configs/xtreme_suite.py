@@ -63,6 +63,9 @@ def _suite_run(task: str, words: list, config: ml_collections.ConfigDict):
   run.init_from = config.get_ref('init_from')
   if 'data_dir' in run.get('dataset', {}):
     run.dataset.data_dir = config.get_ref('data_dir')
+  for entry in run.evals.values():  # retrieval reads its records in its evaluator (no dataset)
+    if entry is not None and 'data_dir' in entry:
+      entry.data_dir = config.get_ref('data_dir')
   return run, writers
 
 

@@ -74,6 +74,12 @@ def meta_data_path(data_dir: str, task: str) -> str:
   return os.path.join(data_dir, f'{task}_meta_data')
 
 
+def run_data_dir(run: ml_collections.ConfigDict) -> str:
+  """The records folder a task's run reads: its dataset's, or (retrieval: no dataset) its evaluator's."""
+  dirs = [(run.get('dataset') or {}).get('data_dir')] + [e.get('data_dir') for e in run.evals.values() if e]
+  return next((d for d in dirs if d), '')
+
+
 def plan(config: ml_collections.ConfigDict) -> Tuple[List[str], Dict[str, str]]:
   """(tasks to run, {task: why it is missing}) of `config.tasks` ('all' or a comma list), in evaluate.py's order."""
   spec = str(config.tasks).strip()
@@ -93,11 +99,11 @@ def plan(config: ml_collections.ConfigDict) -> Tuple[List[str], Dict[str, str]]:
     elif name not in config.runs:
       missing[name] = (f'no config: configs/xtreme.py has none for XTREME {task.kind} tasks yet (KIND_CONFIGS)')
     else:
-      dataset = config.runs[name].get('dataset') or {}
-      path = meta_data_path(dataset['data_dir'], name) if dataset.get('data_dir') else ''
+      data_dir = run_data_dir(config.runs[name])
+      path = meta_data_path(data_dir, name) if data_dir else ''
       if path and not os.path.exists(path):
         missing[name] = (f'no records: {path} is missing; write them with `bert-prepare xtreme --task={name} '
-                         f'--xtreme_dir=XTREME_DIR --vocab_file=VOCAB --output_dir={dataset["data_dir"]}`')
+                         f'--xtreme_dir=XTREME_DIR --vocab_file=VOCAB --output_dir={data_dir}`')
   return [t for t in xtreme.XTREME_TASKS if t in wanted and t not in missing], missing
 
 
@@ -144,6 +150,11 @@ def language_score(task_name: str, scores: Mapping[str, float]) -> float:
   return scores[task.main_metric]
 
 
+class Unscored(Exception):
+  """A run that wrote its submission files but had no gold labels to score (e.g. Tatoeba's withheld test
+  alignment): the task is reported missing from the table, its files still go to submission/."""
+
+
 def run_scores(results: Mapping[str, Any], task_name: str, workdir: str) -> Dict[str, Any]:
   """{'per_language': {lang: {metric: value}}, 'score': task score} of a run's results (the module's contract)."""
   task = xtreme.get_task(task_name)
@@ -156,6 +167,10 @@ def run_scores(results: Mapping[str, Any], task_name: str, workdir: str) -> Dict
                            f'runs/xtreme_suite.py). Give the task\'s scoring evaluator that summary.')
   section = results[sections[0]]
   final = section.get('final') or {}
+  if not section['per_language'] and section.get('files'):
+    raise Unscored(f'unscored: its run wrote {len(section["files"])} submission files but had no gold labels to score '
+                   f'them (the leaderboard scores them; to score here give the labels in evaluate.py\'s layout, e.g. '
+                   f'--config.runs.{task_name}.evals.xtreme_retrieval.labels_dir=LABELS)')
   if TASK_SCORE_KEY not in final:
     raise errors.DataError(f'{where}: {sections[0]}.final has no {TASK_SCORE_KEY!r}: the run did not evaluate at '
                            f'its end. Delete {workdir} and rerun to redo it.')
@@ -349,8 +364,14 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]
   for name in tasks:
     for seed, run_dir in dirs[name].items():
       results = train_run(run_config(config, name, seed), run_dir, f'XTREME {name} seed {seed} ({run_dir})')
-      scores.setdefault(name, {})[seed] = run_scores(results, name, run_dir)
       scored_files.setdefault(name, {})[seed] = _prediction_files(results, name)
+      try:
+        scores.setdefault(name, {})[seed] = run_scores(results, name, run_dir)
+      except Unscored as e:
+        scores.pop(name, None)
+        missing[name] = str(e)
+        logging.warning('XTREME %s: %s.', name, e)
+        break
   table = xtreme_table(scores, missing, config.submission_seed)
   out_dir = os.path.join(workdir, SUBMISSION_DIR)
   submission: Dict[str, Any] = {}
@@ -367,6 +388,9 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]
       continue
     submission[name] = {'seed': seed, 'selected_by': t['selected_by'], 'workdir': dirs[name][seed],
                         'files': submission_files(config, name, seed, dirs[name][seed], out_dir)}
+  for name in [n for n in tasks if n not in table['tasks'] and scored_files.get(n, {}).get(0)]:  # unscored
+    submission[name] = {'seed': 0, 'selected_by': 'the only run (unscored)', 'workdir': dirs[name][0],
+                        'files': copy_files(xtreme.get_task(name), scored_files[name][0], out_dir)}
   summary = {'init_from': config.init_from, **table, 'submission': submission, 'submission_dir': out_dir,
              'wall_time_s': time.time() - t0}
   markdown = table_markdown(table, config.init_from)
