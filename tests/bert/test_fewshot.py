@@ -179,9 +179,18 @@ def _run(config, workdir):
   return results, results['fewshot'], writer.scalars
 
 
-def test_pretrained_minilm_beats_a_random_encoder(minilm_task, tmp_path):
+@pytest.fixture(scope='module')
+def minilm_probes(minilm_task, tmp_path_factory):
+  """The probes of MiniLM (shots 2 and 8, 3 seeds): (workdir, the run's results, its `fewshot` section, scalars).
+  One run, read by the tests below (each MiniLM embedding pass is the costly part of a run)."""
   records_dir, minilm_dir = minilm_task
-  run, pretrained, scalars = _run(_fewshot_config(records_dir, minilm_dir), tmp_path / 'minilm')
+  workdir = tmp_path_factory.mktemp('minilm_probes')
+  return (workdir, *_run(_fewshot_config(records_dir, minilm_dir), workdir))
+
+
+def test_pretrained_minilm_beats_a_random_encoder(minilm_task, minilm_probes, tmp_path):
+  records_dir, minilm_dir = minilm_task
+  workdir, run, pretrained, scalars = minilm_probes
   assert run['step'] == 0 and run['weights']['source'] == 'init_from'  # an evaluation: no training step
   with open(os.path.join(minilm_dir, 'metadata.json')) as f:
     architecture = json.load(f)['model']  # the same encoder, randomly initialised
@@ -193,11 +202,11 @@ def test_pretrained_minilm_beats_a_random_encoder(minilm_task, tmp_path):
   assert ours['mean'] > 0.75, ours
 
   assert scalars['fewshot/sst2/8shot'] == pytest.approx(ours['mean'])
-  with open(tmp_path / 'minilm' / 'results.json') as f:
+  with open(workdir / 'results.json') as f:
     written = json.load(f)['fewshot']
   assert written['tasks']['sst2']['shots']['8']['per_seed'] == pytest.approx(ours['per_seed'])
   assert written['model']['hidden_size'] == 384  # taken from the converted checkpoint's metadata
-  with open(tmp_path / 'minilm' / 'fewshot.png', 'rb') as f:
+  with open(workdir / 'fewshot.png', 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
 
@@ -362,11 +371,11 @@ def test_a_pool_too_small_for_the_shots_fails_before_embedding(minilm_task):
   assert sum(int(b['batch_mask'].sum()) for b in inputs.train_batches) == 40
 
 
-def test_both_protocols_share_one_embedding_pass(minilm_task, tmp_path, monkeypatch):
+def test_both_protocols_share_one_embedding_pass(minilm_task, minilm_probes, tmp_path, monkeypatch):
   from core import sharding as sharding_lib
 
   records_dir, minilm_dir = minilm_task
-  config = _fewshot_config(records_dir, minilm_dir, shots=(2, 8), num_seeds=2)
+  config = _fewshot_config(records_dir, minilm_dir)  # the settings of `minilm_probes`: ours alone
   config.evals.fewshot.update(protocol='both', scenic={'shots': (1, 5, 10), 'headline': 'sst2_10shot'})
   passes = []
   real_embed = fewshot_embedding.embed_task
@@ -375,7 +384,7 @@ def test_both_protocols_share_one_embedding_pass(minilm_task, tmp_path, monkeypa
   assert passes == [('mean', 'nsp')]  # one pass over the task computes both protocols' features
 
   # Ours is unchanged by running Scenic's beside it, and has the majority-class baseline.
-  _, ours, _ = _run(_fewshot_config(records_dir, minilm_dir, shots=(2, 8), num_seeds=2), tmp_path / 'ours')
+  _, _, ours, _ = minilm_probes
   assert both['tasks']['sst2']['shots'] == ours['tasks']['sst2']['shots']
   assert 0.4 < both['tasks']['sst2']['majority'] < 0.65 and both['tasks']['sst2']['majority'] == ours['tasks'][
       'sst2']['majority']
