@@ -215,10 +215,14 @@ def _tiny_config(tmp_path, task, **data_kwargs):
   return config, data
 
 
-def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path):
+def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path, caplog):
   config, data = _tiny_config(tmp_path, 'mnli', n_train=64, n_dev=24, n_test=12)
   workdir = str(tmp_path / 'run')
-  results = app.train_and_evaluate(config, workdir)['glue']
+  with caplog.at_level('WARNING'):
+    results = app.train_and_evaluate(config, workdir)['glue']
+  # 8 steps: the trainer warns before training and names the fields to change.
+  assert "schedule is degenerate: only 8 optimizer steps" in caplog.text
+  assert '--config.num_train_steps=60' in caplog.text
   assert results['main_metric'] == 'matched/accuracy'
   assert results['eval_splits'] == ['matched', 'mismatched']
   for h in results['history']:

@@ -35,7 +35,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from core import errors, loop, registry
+from core import errors, loop, optimizers, registry
 from core import sharding as sharding_lib
 from core.dataset import Dataset, DatasetMetaData
 from core.evaluators import EvalContext, RunResults, build_evaluators, finalize_evaluators, run_evaluators
@@ -45,6 +45,8 @@ from projects.bert.models import bert_models as models
 from projects.bert.checkpoints import weights
 
 MODES = ('train', 'eval', 'predict')
+# The top of the BERT paper's fine-tuning range (5e-5, 3e-5, 2e-5): what a short fine-tuning run is advised.
+SHORT_RUN_BASE_LR = 5e-5
 RESULTS_FILE = weights.RESULTS_FILE  # a training run's; eval and predict write '{mode}_results.json' beside it
 
 
@@ -94,6 +96,10 @@ def _train(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, datase
            writer: Any) -> RunResults:
   meta = model.dataset_meta_data
   steps = num_train_steps(config, meta)
+  degenerate = optimizers.degenerate_schedule(config, steps, meta.num_train_examples,
+                                              advised_base_lr=SHORT_RUN_BASE_LR if config.get('num_epochs') else None)
+  if degenerate:
+    logging.warning('%s', degenerate)
   train_iter = dataset.train_iter if dataset is not None else None
   loader = weights.init_from_loader(config)
   setup = setup_training(config=config, model=model, example_batch=example_batch_from_meta(meta),
