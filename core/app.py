@@ -234,8 +234,9 @@ def config_for_run(config: ml_collections.ConfigDict, workdir: str,
   saved.mode = mode
   if 'init_from' in overrides or source != workdir:
     saved.init_from = config.init_from
-  logging.info('mode=%s: the config of %s/config.json (%s), weights source init_from=%r.', mode, source,
-               saved.get('trainer_name'), saved.get('init_from'))
+  logging.info('mode=%s: the config of %s/config.json (%s); the weights are the run\'s own when it has any, else '
+               'init_from=%r (the trainer names those it uses).', mode, source, saved.get('trainer_name'),
+               saved.get('init_from'))
   return saved
 
 

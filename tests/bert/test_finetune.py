@@ -23,7 +23,7 @@ import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainer
 from core import app, errors, params_io, registry
 from core.dataset import DatasetMetaData
 from core.setup import example_batch_from_meta
-from projects.bert.checkpoints import hf_reader, weights
+from projects.bert.checkpoints import hf_export, hf_reader, weights
 from projects.bert.trainers import bert_trainer as trainer
 from projects.bert.models import architecture as common
 from projects.bert.configs import glue
@@ -231,8 +231,21 @@ def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path, ca
   matched = [h['matched/accuracy'] for h in results['history']]
   assert results['best_on_dev']['step'] == results['history'][int(np.argmax(matched))]['step']
   config.mode = 'predict'
-  predicted = app.train_and_evaluate(config, workdir)['glue_predict']
+  caplog.clear()
+  with caplog.at_level('INFO'):
+    predicted = app.train_and_evaluate(config, workdir)['glue_predict']
   assert predicted['weights']['path'] == os.path.join(workdir, 'best')
+  # One line names the weights used, and nothing contradicts it.
+  named = [r.getMessage() for r in caplog.records if r.getMessage().startswith('Weights: ')]
+  assert len(named) == 1 and named[0].startswith(f'Weights: best/ at step {predicted["weights"]["step"]} ('), named
+  assert 'unknown source' not in caplog.text
+  # Export from the workdir: its latest checkpoint, said so, with the way to export best/ instead; no orbax chatter.
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    exported = hf_export.export_hf_checkpoint(workdir, str(tmp_path / 'hf'))
+  assert exported['weights'].startswith(f'checkpoint 8 of {workdir}')
+  assert f'--input={workdir}/best exports those' in exported['weights']
+  assert 'Metadata file does not exist' not in caplog.text
   labels = set(glue_tasks.get_task('mnli').labels)
   for split, name in (('matched', 'MNLI-m.tsv'), ('mismatched', 'MNLI-mm.tsv'), ('ax', 'AX.tsv')):
     path = os.path.join(workdir, 'predictions', name)

@@ -96,7 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
       info = hf_export.export_hf_checkpoint(args.input, args.output, args.vocab_file)
     except (ValueError, FileNotFoundError, errors.UserError) as e:
       sys.exit(f'error: {e}')
-    print(f'Wrote {args.output}: {info["architecture"]} ({", ".join(info["files"])})'
+    print(f'Wrote {args.output}: {info["architecture"]} ({", ".join(info["files"])}) from {info["weights"]}'
           f'{"" if info["vocab_file"] else "; no vocab.txt known (pass --vocab_file to add one)"}.')
     return
   try:
