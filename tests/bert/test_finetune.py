@@ -231,6 +231,8 @@ def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path, ca
   matched = [h['matched/accuracy'] for h in results['history']]
   assert results['best_on_dev']['step'] == results['history'][int(np.argmax(matched))]['step']
   config.mode = 'predict'
+  config.evals.glue_predict = glue.predict_eval()
+  config.evals.glue_predict.outputs = 'probabilities'
   caplog.clear()
   with caplog.at_level('INFO'):
     predicted = app.train_and_evaluate(config, workdir)['glue_predict']
@@ -246,13 +248,21 @@ def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path, ca
   assert exported['weights'].startswith(f'checkpoint 8 of {workdir}')
   assert f'--input={workdir}/best exports those' in exported['weights']
   assert 'Metadata file does not exist' not in caplog.text
-  labels = set(glue_tasks.get_task('mnli').labels)
+  labels = glue_tasks.get_task('mnli').labels
   for split, name in (('matched', 'MNLI-m.tsv'), ('mismatched', 'MNLI-mm.tsv'), ('ax', 'AX.tsv')):
     path = os.path.join(workdir, 'predictions', name)
     assert predicted['files'][split] == path
     rows = [line.split('\t') for line in open(path).read().splitlines()[1:]]
     assert [int(i) for i, _ in rows] == [ex.index for ex in data.test[split]]
-    assert {p for _, p in rows} <= labels
+    assert {p for _, p in rows} <= set(labels)
+    # outputs='probabilities': per example, each label's probability; its argmax is the submitted label.
+    extra = os.path.join(workdir, 'predictions', 'probabilities', name)
+    assert predicted['files'][f'{split}/probabilities'] == extra
+    lines = open(extra).read().splitlines()
+    assert lines[0] == 'index\t' + '\t'.join(labels)
+    probs = np.array([[float(x) for x in line.split('\t')[1:]] for line in lines[1:]])
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    assert [labels[i] for i in probs.argmax(-1)] == [p for _, p in rows]
 
 
 def test_stsb_regression_resumes_and_predicts_scores(tmp_path):
@@ -312,6 +322,16 @@ def test_prediction_rows_use_label_names_example_ids_and_the_stsb_range():
   assert [i for i, _ in glue_predict.prediction_rows(rte, logits, np.full(3, -1))] == [0, 1, 2]
   rows = glue_predict.prediction_rows(glue_tasks.get_task('stsb'), np.array([-0.5, 2.25, 7.0]), None)
   assert [float(p) for _, p in rows] == [0.0, 2.25, 5.0]
+  # The per-example files: one column per label, in the submission's row order; STS-B's scores unclipped.
+  header, rows = glue_predict.output_rows(rte, logits, np.array([7, 3, 5]), 'probabilities')
+  assert header == 'index\tentailment\tnot_entailment' and [i for i, _ in rows] == [3, 5, 7]
+  probabilities = np.array([[float(x) for x in v.split('\t')] for _, v in rows])
+  np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(probabilities[0], [np.exp(2) / (np.exp(2) + np.exp(-1)), np.exp(-1) /
+                                                (np.exp(2) + np.exp(-1))], rtol=1e-5)
+  assert glue_predict.output_rows(rte, logits, np.array([7, 3, 5]), 'logits')[1][0] == (3, '2\t-1')
+  assert glue_predict.output_rows(glue_tasks.get_task('stsb'), np.array([7.0]), None, 'logits') == (
+      'index\tscore', [(0, '7')])
 
 
 def test_run_mode():
