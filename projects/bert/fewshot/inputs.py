@@ -157,6 +157,9 @@ def fitting_shots(fs: ml_collections.ConfigDict, inputs: Sequence[TaskInputs],
   for protocol in protocols(fs):
     field, shots = SHOT_FIELDS[protocol], shots_of(fs, protocol)
     kept = tuple(k for k in shots if k <= fits)
+    if not kept and fits == 0:
+      raise errors.ConfigError(f'Few-shot: no shot count of {block}.{field}={shots} fits: {pool}, so a class has no '
+                               f'example to draw{bigger or "; the task needs train records of every class"}.')
     if not kept:
       raise errors.ConfigError(f'Few-shot: no shot count of {block}.{field}={shots} fits: {pool}. Set '
                                f'--{block}.{field}=\'({", ".join(str(k) for k in _powers_up_to(fits))})\' (at most '
