@@ -229,3 +229,7 @@ def test_small_data_recipe_passes_the_schedule_check_that_the_defaults_fail():
   assert len(recipe) == 3
   steps, warning = check(_overridden(glue.get_config('sst2'), recipe))
   assert steps == 75 and warning is None
+  # The records' length is the run's (RUN_SIZES sets it to 0 in the README run, which would hide a mismatch).
+  prepared = int((re.findall(r'prepare glue .*?--max_seq_length=(\d+)', ' '.join(commands(section))) or [128])[0])
+  run = re.findall(r'--config\.dataset\.max_seq_length=(\d+)', section)
+  assert (int(run[0]) if run else glue.get_config('sst2').dataset.max_seq_length) == prepared
