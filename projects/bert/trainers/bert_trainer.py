@@ -11,8 +11,9 @@ What a run does is config: the model (`model_name`), the data (`dataset_name`), 
 `config.mode`:
   train    (the default) train from the workdir's latest checkpoint, else init_from, else random, for
            num_train_steps (0 and config.num_epochs set: ceil(num_epochs * train examples / batch_size)); the
-           evaluators run on their cadence and after the last step, and a run of 0 steps evaluates once. The run's
-           facts and every evaluator's summary go to workdir/results.json.
+           evaluators run on their cadence and after the last step, and a run of 0 steps evaluates once. A schedule
+           too short to train (`core.optimizers.degenerate_schedule`) is warned about before the first step, with
+           the fields to change. The run's facts and every evaluator's summary go to workdir/results.json.
   eval     no training: the evaluators of config.evals, except the prediction writers, run once on the workdir's
            best/ (else its latest checkpoint, else init_from). Results: workdir/eval_results.json.
   predict  the same, with only the prediction writers (GLUE: glue_predict, with its defaults when config.evals has
