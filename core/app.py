@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import traceback
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import ml_collections
 from absl import app, flags, logging
@@ -50,9 +50,11 @@ _VERBOSE_ERRORS = flags.DEFINE_bool(
 # Fields that define what a workdir's checkpoints are; changing others (steps, eval cadence) is a normal resume.
 IDENTITY_FIELDS = ('trainer_name', 'model_name', 'dataset_name', 'model')
 # Modes that score the run in a workdir rather than train: they use its config.json with only these fields taken
-# from the command line.
+# from the command line, and the evaluators' own fields (`evals.NAME.FIELD`: what to score or write, e.g. a
+# prediction writer's outputs), which do not change what the checkpoints are.
 EVAL_MODES = ('eval', 'predict')
 EVAL_OVERRIDES = ('mode', 'init_from')
+EVAL_OVERRIDE_PREFIX = 'evals.'
 
 
 def load_config(config_file: str) -> ml_collections.ConfigDict:
@@ -210,10 +212,10 @@ def _silence_shutdown() -> None:
 def config_for_run(config: ml_collections.ConfigDict, workdir: str,
                    overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """The config a run uses: `config`, except in an eval mode (`config.mode` in EVAL_MODES) in a workdir with a
-  config.json: that run's config, with only EVAL_OVERRIDES taken from `overrides` (the command line's
-  `--config.x=y`); other overrides are ignored, with a warning. An eval mode in a workdir without a config.json
-  whose `init_from` is a run's workdir of the same kind (trainer and dataset) uses that run's config the same
-  way: how a run on a read-only share is scored from a writable workdir."""
+  config.json: that run's config, with only EVAL_OVERRIDES and the evaluators' fields (`evals.*`) taken from
+  `overrides` (the command line's `--config.x=y`); other overrides are ignored, with a warning. An eval mode in a
+  workdir without a config.json whose `init_from` is a run's workdir of the same kind (trainer and dataset) uses
+  that run's config the same way: how a run on a read-only share is scored from a writable workdir."""
   from core.setup import read_run_config
 
   mode = config.get('mode') or 'train'
@@ -227,16 +229,36 @@ def config_for_run(config: ml_collections.ConfigDict, workdir: str,
       saved, source = other, config.init_from
   if saved is None:
     return config
-  ignored = sorted(k for k in overrides if k not in EVAL_OVERRIDES)
+  ignored = sorted(k for k in overrides if k not in EVAL_OVERRIDES and not k.startswith(EVAL_OVERRIDE_PREFIX))
   if ignored:
     logging.warning('mode=%s uses the config of the run in %s; ignoring the overrides %s (only %s apply).', mode,
-                    source, ignored, list(EVAL_OVERRIDES))
+                    source, ignored, [*EVAL_OVERRIDES, EVAL_OVERRIDE_PREFIX + '*'])
   saved.mode = mode
   if 'init_from' in overrides or source != workdir:
     saved.init_from = config.init_from
-  logging.info('mode=%s: the config of %s/config.json (%s), weights source init_from=%r.', mode, source,
-               saved.get('trainer_name'), saved.get('init_from'))
+  for key in overrides:
+    if key.startswith(EVAL_OVERRIDE_PREFIX):
+      _take_evaluator_field(saved, config, key.split('.')[1:])
+  logging.info('mode=%s: the config of %s/config.json (%s); the weights are the run\'s own when it has any, else '
+               'init_from=%r (the trainer names those it uses).', mode, source, saved.get('trainer_name'),
+               saved.get('init_from'))
   return saved
+
+
+def _take_evaluator_field(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict,
+                          path: List[str]) -> None:
+  """Sets `saved.evals.<path>` to the command line's value; an evaluator the run had not configured comes whole
+  from the command line's config (its defaults with the override)."""
+  name, *field = path
+  if saved.get('evals') is None:
+    saved.evals = ml_collections.ConfigDict()
+  if saved.evals.get(name) is None or not field:
+    saved.evals[name] = given.evals[name]
+    return
+  node, given_node = saved.evals[name], given.evals[name]
+  for part in field[:-1]:
+    node, given_node = node[part], given_node[part]
+  node[field[-1]] = given_node[field[-1]]
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:

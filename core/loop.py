@@ -31,6 +31,9 @@ from core.state import TrainState
 # A parameter norm this many times its value at the start of the run counts as divergence: such weights are never
 # saved (a blow-up can leave finite but useless weights, e.g. 4e10, a step before the loss becomes NaN).
 MAX_PARAM_NORM_GROWTH = 100.0
+# A progress line at least this often, whatever log_every says (a slow step or a large log_every would otherwise
+# leave the log silent for minutes).
+LOG_EVERY_SECONDS = 30.0
 
 
 class DivergenceError(errors.UserError, RuntimeError):
@@ -144,11 +147,14 @@ def train_loop(
     tokens_per_step: Optional[int] = None,
     checkpoint_metadata: Optional[Dict[str, Any]] = None,
     max_param_norm_growth: Optional[float] = MAX_PARAM_NORM_GROWTH,
+    log_every_s: Optional[float] = LOG_EVERY_SECONDS,
 ) -> Tuple[TrainState, Dict[str, Any]]:
   """Runs `train_step` from `state.step` to `num_train_steps`.
 
   Returns `(state, info)`; `info['preempted']` is True when a SIGTERM stopped the run after saving a
   checkpoint (rerun the same command to resume), `info['last_eval']` holds each evaluator's latest values.
+  A progress line comes every `log_every` steps, and also after any step that ends `log_every_s` seconds or more
+  after the previous line (single-process runs: processes must check metrics at the same steps, see below).
   Evaluators run every `evaluator.every` steps and after the last step; their summaries go to `results`. With
   `num_train_steps` 0 the evaluators run once, on the initial weights.
 
@@ -172,6 +178,7 @@ def train_loop(
     return state, info
 
   pending: List[Dict[str, jax.Array]] = []
+  single_process = jax.process_count() == 1
   t_log, steps_since_log = time.perf_counter(), 0
   max_param_norm = None
   if max_param_norm_growth:  # one reduction on device, no copy of the parameters to the host
@@ -217,7 +224,8 @@ def train_loop(
         pending.append(metrics)
         last = step == num_train_steps
         # Checked before evaluators run too: an evaluator may save the parameters (the glue evaluator's best/).
-        if step % log_every == 0 or last or any(ev.due(step, last) for ev in evaluators):
+        overdue = bool(log_every_s) and single_process and time.perf_counter() - t_log >= log_every_s
+        if step % log_every == 0 or last or overdue or any(ev.due(step, last) for ev in evaluators):
           flush_train_metrics(step)
         info['last_eval'].update(run_evaluators(evaluators, state, step, writer, last=last, results=results))
         if preemption.requested(step):

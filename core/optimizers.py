@@ -8,6 +8,7 @@ google-research/bert `optimization.py` (TF1) and TF Model Garden's optimizer fac
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Optional, Tuple
 
@@ -55,6 +56,59 @@ def _decay_schedule(kind: str, base_lr: float, end_lr: float, power: float, step
 def warmup_steps(cfg: ml_collections.ConfigDict, num_train_steps: int) -> int:
   """`cfg.warmup_steps` when set, else round(`cfg.warmup_fraction` x num_train_steps)."""
   return int(cfg.get('warmup_steps', 0) or round(float(cfg.get('warmup_fraction', 0.0)) * num_train_steps))
+
+
+# A run of fewer optimizer steps than this rarely trains a model (a small task at the full-size defaults: 60 examples,
+# batch 32, 3 epochs is 6 steps): the trainer warns before the first step. The advice aims at ADVISED_TRAIN_STEPS.
+MIN_TRAIN_STEPS = 20
+ADVISED_TRAIN_STEPS = 60
+
+
+def degenerate_schedule(config: ml_collections.ConfigDict, num_train_steps: int,
+                        num_train_examples: Optional[int] = None,
+                        advised_base_lr: Optional[float] = None) -> Optional[str]:
+  """A warning naming what is degenerate in a run's schedule and the config fields to change, with values, or None.
+
+  Degenerate: fewer than MIN_TRAIN_STEPS steps, an epoch smaller than one batch (`config.batch_size` above
+  `num_train_examples`), or a warm-up of `schedule.warmup_fraction` shorter than one step. The advice: a batch of at
+  most a third of the train set, `num_epochs` (or `num_train_steps` when the config has no `num_epochs`) for about
+  ADVISED_TRAIN_STEPS steps, a warm-up of at least one step, and `advised_base_lr` when given and above base_lr.
+  """
+  if num_train_steps <= 0:
+    return None
+  batch = int(config.get('batch_size') or 0)
+  schedule = config.get('schedule') or ml_collections.ConfigDict()
+  fraction = float(schedule.get('warmup_fraction', 0.0) or 0.0)
+  by_fraction = fraction > 0 and not schedule.get('warmup_steps')
+  problems = []
+  if num_train_steps < MIN_TRAIN_STEPS:
+    problems.append(f'only {num_train_steps} optimizer steps')
+  n = int(num_train_examples or 0)
+  if n and batch > n:
+    problems.append(f'an epoch ({n} train examples) smaller than one batch (batch_size={batch})')
+  if by_fraction and fraction * num_train_steps < 1:
+    problems.append(f'a warm-up of {fraction * num_train_steps:.2g} steps (schedule.warmup_fraction={fraction:g} of '
+                    f'{num_train_steps} steps)')
+  if not problems:
+    return None
+  advice, steps = [], ADVISED_TRAIN_STEPS
+  if n and batch and config.get('num_epochs') and not config.get('num_train_steps'):
+    new_batch = batch
+    while new_batch > 1 and 3 * new_batch > n:
+      new_batch //= 2
+    epochs = math.ceil(ADVISED_TRAIN_STEPS * new_batch / n)
+    steps = math.ceil(epochs * n / new_batch)
+    advice.append(f'--config.num_epochs={epochs}' + (f' --config.batch_size={new_batch}' if new_batch != batch else '')
+                  + f' (~{steps} steps)')
+  else:
+    advice.append(f'--config.num_train_steps={ADVISED_TRAIN_STEPS}')
+  if by_fraction and fraction * steps < 1:
+    advice.append(f'--config.schedule.warmup_fraction={max(0.1, 1.0 / steps):.2g}')
+  base_lr = float(schedule.get('base_lr', 0.0) or 0.0)
+  if advised_base_lr and base_lr < advised_base_lr:
+    advice.append(f'--config.schedule.base_lr={advised_base_lr:g} (a short run needs the top of the usual range)')
+  return (f'This run\'s schedule is degenerate: {"; ".join(problems)}. It will hardly train (dev scores near or below '
+          f'the majority class). For a small data set, change: {" ".join(advice)}.')
 
 
 def learning_rate_schedule(cfg: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:

@@ -6,9 +6,11 @@ model config, where the weights came from). Trainers start from such a directory
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging as std_logging
 import os
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import jax
 import numpy as np
@@ -144,12 +146,31 @@ def read_pretrained(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     raise FileNotFoundError(f'{path} holds neither params/ (a converted or exported checkpoint) nor a run\'s '
                             f'checkpoints/<step>/: point config.init_from at one of those.')
   state_dir = epath.Path(ckpt_dir) / str(steps[-1]) / 'state'
-  with ocp.StandardCheckpointer() as ckptr:
+  with ocp.StandardCheckpointer() as ckptr, _without_orbax_metadata_warning():
     metadata = ckptr.metadata(state_dir)
     tree = metadata.item_metadata.tree if hasattr(metadata, 'item_metadata') else metadata.tree
     abstract = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree['params'])
   restored = _restore_params_subtree(state_dir, abstract)
   return jax.tree_util.tree_map(np.asarray, restored), {'source': str(state_dir), 'step': steps[-1]}
+
+
+class _DropMissingMetadata(std_logging.Filter):
+  """Drops orbax's 'Metadata file does not exist' warning: a train-state item of our checkpoints has its
+  _CHECKPOINT_METADATA one level up (the step's), which orbax looks for beside the item; nothing is wrong."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not str(record.msg).startswith('Metadata file does not exist')
+
+
+@contextlib.contextmanager
+def _without_orbax_metadata_warning() -> Iterator[None]:
+  drop = _DropMissingMetadata()
+  logger = std_logging.getLogger('absl')
+  logger.addFilter(drop)
+  try:
+    yield
+  finally:
+    logger.removeFilter(drop)
 
 
 def _restore_params_subtree(state_dir: epath.Path, abstract_params: Any) -> Any:

@@ -54,3 +54,42 @@ def test_config_mistakes_are_one_error_paragraph_not_a_traceback(tmp_path, args,
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith('error: ') and says in last, proc.stderr[-2000:]
   assert not os.path.exists(tmp_path / 'w')
+
+
+_HELP_PROBE = '''
+import sys
+from projects.bert.datasets import prepare
+for argv in ([ '--help'], ['glue', '--help'], ['squad', '--help']):
+  try:
+    prepare.main(argv)
+  except SystemExit:
+    pass
+print('tensorflow loaded:', 'tensorflow' in sys.modules)
+'''
+
+
+def test_prepare_help_imports_no_tensorflow_and_shows_the_defaults():
+  proc = subprocess.run([sys.executable, '-c', _HELP_PROBE], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().endswith('tensorflow loaded: False')
+  assert '(default: 128)' in proc.stdout and '(default: 384)' in proc.stdout and '(default: True)' in proc.stdout
+  assert '(default: None)' not in proc.stdout  # required flags have none to show
+
+
+def test_prepare_prints_what_it_wrote_and_no_info_lines_unless_verbose(tmp_path, caplog):
+  import logging as std_logging
+
+  from absl import logging
+
+  from projects.bert.datasets import prepare
+  from tests.bert import data_utils
+  data = data_utils.write_glue_task_dir(tmp_path / 'glue', 'wnli', n_train=4, n_dev=2, n_test=2)
+  vocab = data_utils.write_vocab(tmp_path / 'vocab.txt')
+  argv = ['glue', '--task=wnli', f'--glue_dir={data.glue_dir}', f'--vocab_file={vocab}', '--max_seq_length=24']
+  before = logging.get_verbosity()
+  with caplog.at_level('INFO'):
+    prepare.main(argv + [f'--output_dir={tmp_path / "quiet"}'])
+    assert not [r.getMessage() for r in caplog.records if r.levelno < std_logging.WARNING]
+    assert logging.get_verbosity() == before  # the caller's logging is left as it was
+    prepare.main(argv + [f'--output_dir={tmp_path / "verbose"}', '--verbose'])
+  assert any('wnli' in r.getMessage() for r in caplog.records if r.levelno == std_logging.INFO)

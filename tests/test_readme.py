@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
+from projects.bert.runs import demo_data
 from tests.bert import data_utils, squad_data
 
 # Minutes long: collected first (tests/conftest.py), so that the two xdist workers overlap it with the rest.
@@ -146,6 +147,10 @@ def folder(tmp_path_factory):
     data_utils.write_glue_task_dir(root / 'glue_data', task, n_train=32, n_dev=8, n_test=8)
   for version in ('v1.1', 'v2.0'):  # train-v1.1.json, dev-v1.1.json, ... in the official SQuAD format
     squad_data.write_squad_files(root, version)
+  # What the small-data section reads of a demo run in /tmp/bert_demo: its SST-2-style task (the demo's own writer)
+  # and its converted MiniLM (the converter's output of an earlier block stands in).
+  demo_data.write_sst2_task(str(root / 'tmp' / 'bert_demo' / 'data' / 'glue_tsv'), n_train=64, n_dev=16, n_test=8)
+  os.symlink(root / 'tmp' / 'bert_hf', root / 'tmp' / 'bert_demo' / 'convert')
   tf_dir, tf_config = _tf_checkpoint(str(root / 'tf_ckpt'))
   mg_dir = _model_garden_pretrainer(str(root / 'mg_ckpt'), len(open(root / 'vocab.txt').read().split()))
   placeholders = {'/path/to/hf_bert_dir': str(gt.get_model_path()), '/path/to/bert_model.ckpt': tf_dir,
@@ -188,3 +193,43 @@ def test_readme_commands_run_as_written(folder):
   assert 'Evaluated: glue' in train.stderr
   p1 = next(p for c, p in outputs.items() if '--workdir=$WD/p1 ' in c)
   assert 'Nothing was evaluated: mlm_nsp had no data' in p1.stderr  # no eval files: said, not `{}`
+
+
+def _overridden(config, overrides):
+  """`config` with `--config.FIELD=VALUE` overrides (numbers) applied."""
+  for field, value in overrides:
+    *parents, leaf = field.split('.')
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = type(node[leaf])(float(value)) if node[leaf] is not None else float(value)
+  return config
+
+
+def test_small_data_recipe_passes_the_schedule_check_that_the_defaults_fail():
+  """The README's small-data run (60 examples) trains a sane schedule; the same run at GLUE's defaults is the
+  degenerate one the trainer warns about, and the warning's advice passes the check too."""
+  from core import optimizers
+  from core.dataset import DatasetMetaData
+  from projects.bert.configs import glue
+  from projects.bert.trainers import bert_trainer
+  section = open(README).read().split('## Small data', 1)[1].split('\n## ', 1)[0]
+  meta = DatasetMetaData(input_specs={}, num_train_examples=60)
+
+  def check(config):
+    steps = bert_trainer.num_train_steps(config, meta)
+    return steps, optimizers.degenerate_schedule(config, steps, 60, advised_base_lr=bert_trainer.SHORT_RUN_BASE_LR)
+
+  steps, warning = check(glue.get_config('sst2'))
+  assert steps == 6 and 'only 6 optimizer steps' in warning and 'warm-up of 0.6 steps' in warning
+  advice = re.findall(r'--config\.([\w.]+)=([\d.e-]+)', warning)
+  assert {f for f, _ in advice} == {'num_epochs', 'batch_size', 'schedule.base_lr'}
+  assert check(_overridden(glue.get_config('sst2'), advice))[1] is None
+  recipe = re.findall(r'--config\.(num_epochs|batch_size|schedule\.base_lr)=(\S+)', section)
+  assert len(recipe) == 3
+  steps, warning = check(_overridden(glue.get_config('sst2'), recipe))
+  assert steps == 75 and warning is None
+  # The records' length is the run's (RUN_SIZES sets it to 0 in the README run, which would hide a mismatch).
+  prepared = int((re.findall(r'prepare glue .*?--max_seq_length=(\d+)', ' '.join(commands(section))) or [128])[0])
+  run = re.findall(r'--config\.dataset\.max_seq_length=(\d+)', section)
+  assert (int(run[0]) if run else glue.get_config('sst2').dataset.max_seq_length) == prepared

@@ -214,3 +214,16 @@ def test_disk_full_during_import_keeps_the_previous_output(sources, tmp_path, mo
   assert message.startswith(f'error: No space left on device writing {out}.new/metadata.json (the converted params '
                             f'for {out}). The previous {out} is kept as it was.'), message
   assert _snapshot(out) == before and sorted(os.listdir(tmp_path)) == ['converted', 'sources', 'work']
+
+
+def test_the_source_vocab_goes_beside_the_converted_params(sources, tmp_path, capsys):
+  _, hf, _ = sources
+  (hf / 'vocab.txt').write_text(''.join(f'tok{i}\n' for i in range(40)))
+  out = tmp_path / 'converted'
+  convert.main(_import(hf, out))
+  assert (out / 'vocab.txt').read_text() == (hf / 'vocab.txt').read_text()
+  assert f'vocab.txt from {hf}/vocab.txt' in capsys.readouterr().out
+  convert.main(_import(hf, out))  # a previous conversion with its vocab.txt is replaced, not refused
+  (hf / 'vocab.txt').unlink()
+  convert.main(_import(hf, out))
+  assert not (out / 'vocab.txt').exists() and 'no vocab.txt beside the source' in capsys.readouterr().out

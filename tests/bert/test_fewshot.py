@@ -360,11 +360,25 @@ def test_config_variants():
   assert fewshot_inputs.task_dataset_config(block, 'sst2').dataset.data_dir == '/data/sst2'
 
 
-def test_a_pool_too_small_for_the_shots_fails_before_embedding(minilm_task):
+def test_shots_a_small_pool_cannot_fill_are_skipped_and_none_fitting_names_the_flags(minilm_task, caplog):
   records_dir, _ = minilm_task
-  block = fewshot_config.fewshot_block(['sst2'], data_dir=records_dir, shots=(1, 8), train_pool_size=10, batch_size=8)
-  with pytest.raises(ValueError, match='fewer than the largest shot count 8'):
-    fewshot_inputs.load_task_inputs(block, 'sst2')
+  block = fewshot_config.fewshot_block(['sst2'], data_dir=records_dir, shots=(1, 2, 8), train_pool_size=10,
+                                       batch_size=8)
+  block.protocol = 'both'
+  block.scenic.shots = (1, 100)
+  inputs = fewshot_inputs.load_task_inputs(block, 'sst2')
+  counts = inputs.class_counts
+  assert sum(counts) == 10 and 2 <= min(counts) < 8 and inputs.num_train_examples > 10
+  with caplog.at_level('WARNING'):
+    fitted = fewshot_inputs.fitting_shots(block, [inputs])
+  assert tuple(fitted.shots) == (1, 2) and tuple(fitted.scenic.shots) == (1,)
+  assert 'shot counts [8] of config.evals.fewshot.shots skipped' in caplog.text
+  assert 'shot counts [100] of config.evals.fewshot.scenic.shots skipped' in caplog.text
+  assert '--config.evals.fewshot.train_pool_size=0' in caplog.text  # the pool is not the whole split: say so
+  block.shots = (8, 16)
+  with pytest.raises(ValueError, match=r"no shot count of config\.evals\.fewshot\.shots=\(8, 16\) fits.*"
+                                       r"--config\.evals\.fewshot\.shots='\(1, 2"):
+    fewshot_inputs.fitting_shots(block, [inputs])
   block.train_pool_size = 40
   inputs = fewshot_inputs.load_task_inputs(block, 'sst2')
   assert inputs.train_size == 40 and inputs.eval_sizes == {'validation': 96} and inputs.main_split == 'validation'

@@ -23,7 +23,7 @@ import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainer
 from core import app, errors, params_io, registry
 from core.dataset import DatasetMetaData
 from core.setup import example_batch_from_meta
-from projects.bert.checkpoints import hf_reader, weights
+from projects.bert.checkpoints import hf_export, hf_reader, weights
 from projects.bert.trainers import bert_trainer as trainer
 from projects.bert.models import architecture as common
 from projects.bert.configs import glue
@@ -215,10 +215,14 @@ def _tiny_config(tmp_path, task, **data_kwargs):
   return config, data
 
 
-def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path):
+def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path, caplog):
   config, data = _tiny_config(tmp_path, 'mnli', n_train=64, n_dev=24, n_test=12)
   workdir = str(tmp_path / 'run')
-  results = app.train_and_evaluate(config, workdir)['glue']
+  with caplog.at_level('WARNING'):
+    results = app.train_and_evaluate(config, workdir)['glue']
+  # 8 steps: the trainer warns before training and names the fields to change.
+  assert "schedule is degenerate: only 8 optimizer steps" in caplog.text
+  assert '--config.num_train_steps=60' in caplog.text
   assert results['main_metric'] == 'matched/accuracy'
   assert results['eval_splits'] == ['matched', 'mismatched']
   for h in results['history']:
@@ -227,15 +231,38 @@ def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path):
   matched = [h['matched/accuracy'] for h in results['history']]
   assert results['best_on_dev']['step'] == results['history'][int(np.argmax(matched))]['step']
   config.mode = 'predict'
-  predicted = app.train_and_evaluate(config, workdir)['glue_predict']
+  config.evals.glue_predict = glue.predict_eval()
+  config.evals.glue_predict.outputs = 'probabilities'
+  caplog.clear()
+  with caplog.at_level('INFO'):
+    predicted = app.train_and_evaluate(config, workdir)['glue_predict']
   assert predicted['weights']['path'] == os.path.join(workdir, 'best')
-  labels = set(glue_tasks.get_task('mnli').labels)
+  # One line names the weights used, and nothing contradicts it.
+  named = [r.getMessage() for r in caplog.records if r.getMessage().startswith('Weights: ')]
+  assert len(named) == 1 and named[0].startswith(f'Weights: best/ at step {predicted["weights"]["step"]} ('), named
+  assert 'unknown source' not in caplog.text
+  # Export from the workdir: its latest checkpoint, said so, with the way to export best/ instead; no orbax chatter.
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    exported = hf_export.export_hf_checkpoint(workdir, str(tmp_path / 'hf'))
+  assert exported['weights'].startswith(f'checkpoint 8 of {workdir}')
+  assert f'--input={workdir}/best exports those' in exported['weights']
+  assert 'Metadata file does not exist' not in caplog.text
+  labels = glue_tasks.get_task('mnli').labels
   for split, name in (('matched', 'MNLI-m.tsv'), ('mismatched', 'MNLI-mm.tsv'), ('ax', 'AX.tsv')):
     path = os.path.join(workdir, 'predictions', name)
     assert predicted['files'][split] == path
     rows = [line.split('\t') for line in open(path).read().splitlines()[1:]]
     assert [int(i) for i, _ in rows] == [ex.index for ex in data.test[split]]
-    assert {p for _, p in rows} <= labels
+    assert {p for _, p in rows} <= set(labels)
+    # outputs='probabilities': per example, each label's probability; its argmax is the submitted label.
+    extra = os.path.join(workdir, 'predictions', 'probabilities', name)
+    assert predicted['files'][f'{split}/probabilities'] == extra
+    lines = open(extra).read().splitlines()
+    assert lines[0] == 'index\t' + '\t'.join(labels)
+    probs = np.array([[float(x) for x in line.split('\t')[1:]] for line in lines[1:]])
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    assert [labels[i] for i in probs.argmax(-1)] == [p for _, p in rows]
 
 
 def test_stsb_regression_resumes_and_predicts_scores(tmp_path):
@@ -295,6 +322,16 @@ def test_prediction_rows_use_label_names_example_ids_and_the_stsb_range():
   assert [i for i, _ in glue_predict.prediction_rows(rte, logits, np.full(3, -1))] == [0, 1, 2]
   rows = glue_predict.prediction_rows(glue_tasks.get_task('stsb'), np.array([-0.5, 2.25, 7.0]), None)
   assert [float(p) for _, p in rows] == [0.0, 2.25, 5.0]
+  # The per-example files: one column per label, in the submission's row order; STS-B's scores unclipped.
+  header, rows = glue_predict.output_rows(rte, logits, np.array([7, 3, 5]), 'probabilities')
+  assert header == 'index\tentailment\tnot_entailment' and [i for i, _ in rows] == [3, 5, 7]
+  probabilities = np.array([[float(x) for x in v.split('\t')] for _, v in rows])
+  np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(probabilities[0], [np.exp(2) / (np.exp(2) + np.exp(-1)), np.exp(-1) /
+                                                (np.exp(2) + np.exp(-1))], rtol=1e-5)
+  assert glue_predict.output_rows(rte, logits, np.array([7, 3, 5]), 'logits')[1][0] == (3, '2\t-1')
+  assert glue_predict.output_rows(glue_tasks.get_task('stsb'), np.array([7.0]), None, 'logits') == (
+      'index\tscore', [(0, '7')])
 
 
 def test_run_mode():

@@ -96,3 +96,20 @@ def test_a_truncated_record_file_error_has_no_stray_quote(squad_records, tmp_pat
   assert str(e.value).startswith(f"Reading the records of '{cut}' failed: truncated record at byte {offset}: read "
                                  f"less bytes than requested. A file is corrupt, truncated")
   assert "'" not in str(e.value).split('failed: ', 1)[1].split('. A file')[0]
+
+
+def test_squad_lengths_default_to_the_records_and_every_mismatch_is_named_at_once(squad_records):
+  data_dir, _ = squad_records
+  from projects.bert.configs import squad as squad_configs
+  defaults = squad_configs.get_config('v1.1').dataset
+  lengths = {f: defaults[f] for f in ('max_seq_length', 'doc_stride', 'max_query_length')}
+  build = DATASETS.get('bert_squad')
+  ds = build(squad_config(data_dir, **lengths))  # the config's defaults read records written at other lengths
+  assert ds.meta_data.max_seq_length == SEQ
+  assert (ds.meta_data.extra['doc_stride'], ds.meta_data.extra['max_query_length']) == (STRIDE, QUERY)
+  with pytest.raises(ValueError) as raised:
+    build(squad_config(data_dir, max_seq_length=384, doc_stride=128, max_query_length=64))
+  text = str(raised.value)
+  assert f'max_seq_length={SEQ}, doc_stride={STRIDE}, max_query_length={QUERY}' in text
+  assert '--max_seq_length=384 --doc_stride=128 --max_query_length=64' in text
+  assert '--config.dataset.max_seq_length=0 --config.dataset.doc_stride=0 --config.dataset.max_query_length=0' in text

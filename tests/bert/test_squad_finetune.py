@@ -246,8 +246,7 @@ def test_config_variants(variant):
   assert config.trainer_name == 'bert_trainer' and set(config.evals) == {'squad', 'squad_predict'}
   if 'runlocal' not in variant:
     assert (config.batch_size, config.num_epochs) == {'v1.1': (32, 3.0), 'v2.0': (48, 2.0)}[version]
-    assert (config.dataset.max_seq_length, config.dataset.doc_stride, config.dataset.max_query_length) == \
-        (384, 128, 64)
+    assert (config.dataset.max_seq_length, config.dataset.doc_stride, config.dataset.max_query_length) == (0, 0, 0)
     assert config.evals.squad.max_answer_length == 30 and config.evals.squad.n_best_size == 20
   if ',' in variant and variant.split(',')[1] in common.SIZES:
     assert config.model.hidden_size == common.SIZES[variant.split(',')[1]][1]

@@ -486,7 +486,7 @@ def test_command_line(data, tmp_path, capsys):
     prepare.main(['superglue', '--task=copa', f'--superglue_dir={sg_dir}', f'--vocab_file={empty}',
                   f'--output_dir={tmp_path / "out2"}'])
   assert not (tmp_path / 'out2').exists()  # checked before anything is written
-  help_text = prepare._parser()._subparsers._group_actions[0].choices['superglue'].format_help()
+  help_text = prepare._parser('superglue')._subparsers._group_actions[0].choices['superglue'].format_help()
   assert '--superglue_dir' in help_text and '(default: 128)' in help_text and '(default: True)' in help_text
 
 

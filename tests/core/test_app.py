@@ -102,6 +102,16 @@ def test_eval_modes_use_the_runs_config_with_only_the_mode_and_weights_source(tm
                               'model': {'hidden': 8}}
   config = app.config_for_run(given, str(tmp_path), {'mode': 'eval', 'init_from': '/other'})
   assert config.init_from == '/other' and config.model.hidden == 8
+  # An evaluator's fields apply (what to score or write); one the run had not configured comes whole.
+  with_evals = ml_collections.ConfigDict({**trained.to_dict(), 'evals': {'scores': {'every': 100, 'dir': 'saved'}}})
+  setup.write_run_config(with_evals, str(tmp_path / 'evals'))
+  given.evals = {'scores': {'every': 7, 'dir': 'mine'}, 'writer': {'outputs': 'probabilities', 'dir': 'out'}}
+  config = app.config_for_run(given, str(tmp_path / 'evals'), {
+      'mode': 'predict', 'evals.writer.outputs': 'probabilities', 'evals.scores.every': 7})
+  assert config.evals.to_dict() == {'scores': {'every': 7, 'dir': 'saved'},
+                                    'writer': {'outputs': 'probabilities', 'dir': 'out'}}
+  assert config.model.hidden == 8 and config.num_train_steps == 100
+  del given['evals']
   before = open(tmp_path / 'config.json').read()
   given.mode = 'train'  # training takes the given config (and writes it once its state is set up)
   assert app.config_for_run(given, str(tmp_path), {}) is given

@@ -2,6 +2,7 @@
 evaluators built from config run on their cadence."""
 
 import json
+import time
 
 import jax
 import ml_collections
@@ -207,3 +208,25 @@ def test_zero_steps_is_an_evaluation_of_the_initial_weights(tmp_path):
   evaluators, scalars, info = _evaluated_run(tmp_path, 0, {'toy_mse': {'every': 5}})
   assert evaluators[0].steps == [0] and (0, 'toy_mse/mse') in scalars
   assert info['end_step'] == 0 and not info['preempted']
+
+
+def test_a_progress_line_comes_every_log_every_s_whatever_log_every_says(tmp_path):
+  config = toy.toy_config()
+  data = toy.toy_dataset(config.batch_size)
+  model = toy.ToyRegressionModel(config, data.meta_data)
+  lines = {}
+  for floor in (None, 0.05):
+    setup = setup_training(config=config, model=model, example_batch=example_batch_from_meta(data.meta_data),
+                           num_train_steps=12, workdir=str(tmp_path / str(floor)), rng=jax.random.PRNGKey(0))
+
+    def slow(state, batch, step_fn=setup.train_step):  # >= 30 ms a step: a 50 ms floor is passed every 2nd step
+      time.sleep(0.03)
+      return step_fn(state, batch)
+
+    writer = _RecordingWriter()
+    loop.train_loop(state=setup.state, train_step=slow, train_iter=data.train_iter, mesh=setup.mesh,
+                    num_train_steps=12, writer=writer, log_every=1000, log_every_s=floor)
+    setup.checkpointer.close()
+    lines[floor] = sorted({step for step, k in writer.scalars if k == 'train/loss'})
+  assert lines[None] == [12]  # log_every alone: only the last step
+  assert len(lines[0.05]) >= 4 and lines[0.05][-1] == 12, lines

@@ -2,6 +2,9 @@
 reference implementations (google-research/bert `optimization.py`, Keras legacy Adam, Model Garden's
 `PolynomialWarmUp`). The side-by-side runs of Model Garden's own optimizer are in benchmarks/fidelity.py."""
 
+import math
+import re
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -194,3 +197,34 @@ def test_keras_adamw_leaves_parameters_without_gradient_alone():
   np.testing.assert_array_equal(params['unused'], np.ones(2))
   assert np.all(np.asarray(state.nu['unused']) == 0)
   assert params['used'][2] < 1.0  # a zero entry of a tensor that has a gradient still decays
+
+
+def _small_run(**fields):
+  config = ml_collections.ConfigDict({'batch_size': 32, 'num_epochs': 3.0, 'num_train_steps': 0,
+                                      'schedule': {'base_lr': 3e-5, 'warmup_fraction': 0.1}})
+  config.update(fields)
+  return config
+
+
+def test_degenerate_schedule_names_the_fields_to_change_with_values_that_train():
+  # The issue's run: 60 train examples at GLUE's full-size defaults is 6 steps with a 0.6-step warm-up.
+  text = optimizers.degenerate_schedule(_small_run(), 6, num_train_examples=60, advised_base_lr=5e-5)
+  assert 'only 6 optimizer steps' in text and 'warm-up of 0.6 steps' in text
+  advice = dict(re.findall(r'--config\.([\w.]+)=(\S+)', text))
+  batch, epochs = int(advice['batch_size']), int(advice['num_epochs'])
+  assert 3 * batch <= 60 and math.ceil(epochs * 60 / batch) >= optimizers.ADVISED_TRAIN_STEPS
+  assert float(advice['schedule.base_lr']) == 5e-5
+  # An epoch smaller than a batch; a warm-up under one step that the advised steps still leave under one step.
+  text = optimizers.degenerate_schedule(_small_run(schedule={'base_lr': 1e-4, 'warmup_fraction': 0.001}), 1,
+                                        num_train_examples=10)
+  assert 'smaller than one batch (batch_size=32)' in text and 'schedule.warmup_fraction=0.1' in text
+  assert 'base_lr' not in text
+  # Steps set directly: the advice is steps.
+  text = optimizers.degenerate_schedule(_small_run(num_train_steps=5), 5, num_train_examples=1000)
+  assert '--config.num_train_steps=60' in text and 'num_epochs' not in text
+
+
+def test_sane_schedules_and_evaluations_get_no_warning():
+  assert optimizers.degenerate_schedule(_small_run(), 0, num_train_examples=60) is None  # evaluation only
+  assert optimizers.degenerate_schedule(_small_run(), 1000, num_train_examples=10_000) is None
+  assert optimizers.degenerate_schedule(_small_run(schedule={'base_lr': 1e-4, 'warmup_steps': 5}), 100) is None

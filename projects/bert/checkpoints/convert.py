@@ -9,7 +9,8 @@ Hugging Face (the command line; the readers and the export are functions of `tf_
   python -m projects.bert.checkpoints.convert --export --format=hf --input=$WD/mrpc --output=/tmp/mrpc_hf   # ours -> HF
 
 The output is a `core.params_io.save_params` directory whose metadata holds `model` (the matching config.model)
-and `source`; trainers start from it with `config.init_from=DIR`. Local files only: nothing is downloaded.
+and `source`, with the source's vocab.txt beside it when it has one; trainers start from it with
+`config.init_from=DIR`. Local files only: nothing is downloaded.
 
 `--export` goes the other way (`hf_export.export_hf_checkpoint`): a params directory or a run's workdir ->
 config.json + model.safetensors (+ vocab.txt when known) that `transformers.BertModel.from_pretrained` loads.
@@ -47,8 +48,17 @@ def _is_previous_conversion(folder: str) -> bool:
       os.path.join(folder, 'params'))
 
 
-OUTPUT = output_guard.OutputKind('a params directory written by convert', frozenset({'params', 'metadata.json'}),
-                                 _is_previous_conversion)
+OUTPUT = output_guard.OutputKind('a params directory written by convert',
+                                 frozenset({'params', 'metadata.json', 'vocab.txt'}), _is_previous_conversion)
+
+
+def source_vocab(input_path: str, bert_config: Optional[str] = None) -> Optional[str]:
+  """The vocab.txt beside a source checkpoint (its folder, or that of its bert_config.json), if there is one."""
+  folders = [input_path if os.path.isdir(input_path) else os.path.dirname(input_path)]
+  if bert_config:
+    folders.append(os.path.dirname(bert_config))
+  found = [os.path.join(f or '.', 'vocab.txt') for f in folders if os.path.isfile(os.path.join(f or '.', 'vocab.txt'))]
+  return found[0] if found else None
 
 
 def convert(fmt: str, input_path: str,
@@ -96,7 +106,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
       info = hf_export.export_hf_checkpoint(args.input, args.output, args.vocab_file)
     except (ValueError, FileNotFoundError, errors.UserError) as e:
       sys.exit(f'error: {e}')
-    print(f'Wrote {args.output}: {info["architecture"]} ({", ".join(info["files"])})'
+    print(f'Wrote {args.output}: {info["architecture"]} ({", ".join(info["files"])}) from {info["weights"]}'
           f'{"" if info["vocab_file"] else "; no vocab.txt known (pass --vocab_file to add one)"}.')
     return
   try:
@@ -121,9 +131,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     sys.exit(f'error: No space left on device writing {where} (the converted params for {args.output}). '
              f'{f"The previous {args.output} is kept as it was." if existed else "Nothing was written."} Free space '
              f'on that disk, or pass an --output on another one, then rerun the same command.')
+  vocab = source_vocab(args.input, args.bert_config)
+  if vocab:  # beside the params, for `prepare --vocab_file` and the export
+    with open(vocab) as f:
+      atomic.write_text(os.path.join(args.output, 'vocab.txt'), f.read())
   count = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
   print(f'Wrote {args.output}: {count:,} parameters ({", ".join(sorted(params))}); '
-        f'config.model: {layout.describe(model_config)}, hidden_act={model_config.hidden_act}.')
+        f'config.model: {layout.describe(model_config)}, hidden_act={model_config.hidden_act}; '
+        + (f'vocab.txt from {vocab}.' if vocab else 'no vocab.txt beside the source (pass the model\'s vocab.txt to '
+           '`prepare` as --vocab_file).'))
 
 
 if __name__ == '__main__':

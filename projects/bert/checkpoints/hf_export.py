@@ -101,7 +101,7 @@ def export_hf_checkpoint(path: str, output: str, vocab_file: Optional[str] = Non
   `BertModel`. Names and layouts are those `convert_hf_checkpoint` reads (`hf_names.hf_entries`), so HF -> ours -> HF
   gives back the same tensors. The directory is written beside `output` and renamed into place; an `output` that
   holds anything but a previous export, or that is (or holds) `path`, is refused first (`output_guard`). Returns
-  {'architecture', 'files', 'vocab_file'}.
+  {'architecture', 'files', 'vocab_file', 'weights' (which weights, in words)}.
   """
   from core import params_io
   from projects.bert.checkpoints import weights
@@ -160,7 +160,23 @@ def export_hf_checkpoint(path: str, output: str, vocab_file: Optional[str] = Non
   vocab = vocab_file or find_vocab(path)
   final = os.path.abspath(output)
   _write(final, tensors, config, vocab)
-  return {'architecture': config['architectures'][0], 'files': sorted(os.listdir(final)), 'vocab_file': vocab}
+  return {'architecture': config['architectures'][0], 'files': sorted(os.listdir(final)), 'vocab_file': vocab,
+          'weights': _weights_used(path, metadata)}
+
+
+def _weights_used(path: str, metadata: Mapping[str, Any]) -> str:
+  """Which weights of `path` were exported, in words; for a run's workdir, that its best/ (what eval and predict
+  use) is not them, and how to export it."""
+  from core import params_io
+  from projects.bert.checkpoints import weights
+
+  path = os.path.abspath(path)
+  text = weights.describe({'path': path, 'step': metadata.get('step')}, metadata)
+  best = os.path.join(path, weights.BEST_DIR)
+  if not params_io.has_params(path) and params_io.has_params(best):
+    text += (f'; eval and predict use {best} (step {params_io.load_params_metadata(best).get("step")}): '
+             f'--input={best} exports those')
+  return text
 
 
 def _write(final: str, tensors: Dict[str, np.ndarray], config: Dict[str, Any], vocab: Optional[str]) -> None:

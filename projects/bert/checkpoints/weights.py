@@ -135,6 +135,23 @@ def classifier_pooler_from_nsp_head(source: Mapping[str, Any], source_name: str 
   return {**source, 'bert': bert}
 
 
+def describe(info: Mapping[str, Any], metadata: Optional[Mapping[str, Any]] = None) -> str:
+  """One phrase naming weights (an `Info`, with the params' `metadata` when known): 'best/ at step N (PATH)',
+  'checkpoint N of WORKDIR', 'init_from PATH (step N)' (or '... converted from FORMAT PATH'), 'random'."""
+  kind, path, step = info.get('source'), str(info.get('path') or ''), info.get('step')
+  at = f' at step {step}' if step is not None else ''
+  if kind == 'random' or not path:
+    return 'random initial weights'
+  if kind == 'checkpoint' or (kind != 'best' and os.path.isdir(os.path.join(path, 'checkpoints'))):
+    return f'checkpoint {step} of {path} (its latest)'
+  if kind == 'best' or os.path.basename(path.rstrip('/')) == BEST_DIR:
+    return f'{BEST_DIR}/{at} ({path}: the best_on_dev parameters)'
+  source = (metadata or {}).get('source')
+  converted = (f', converted from {source.get("format")} {source.get("path")}'
+               if isinstance(source, dict) and source.get('path') else '')
+  return f'{"init_from " if kind == "init_from" else ""}{path}{at}{converted}'
+
+
 def load_weights(target: Any, path: str, *, model_config: Optional[Mapping[str, Any]] = None,
                  keep: Optional[Sequence[str]] = None, init_fn: Optional[Callable[[], Any]] = None,
                  expect_complete: bool = False, init_cls_pooler: bool = False,
@@ -183,16 +200,17 @@ def load_weights(target: Any, path: str, *, model_config: Optional[Mapping[str, 
     target = (jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), target) if complete else
               jax.device_get(init_fn()))
   merged, report = params_io.merge_params(jax.device_get(target), source, source_name=path)
-  logging.info('Loaded %d arrays from %s (%s); kept the initial value of %d: %s; unused in the source: %s',
-               len(report['loaded']), path, metadata.get('source', 'unknown source'), len(report['kept_init']),
+  step = metadata.get('step')
+  info = {'source': 'init_from', 'path': os.path.abspath(path), 'step': None if step is None else int(step)}
+  logging.info('Weights: %s (%d arrays loaded; kept the initial value of %d: %s; unused in the source: %s).',
+               describe(info, metadata), len(report['loaded']), len(report['kept_init']),
                report['kept_init'] or 'none', report['unused'] or 'none')
   fresh = [n for n in report['kept_init'] if expect_complete or (n.startswith('bert/') and not (
       fresh_pooler and n.startswith('bert/pooler/')))]
   if fresh:
     logging.warning('%s has no %s: those keep their RANDOM initial value%s.', path, fresh,
                     ' (a pretrained, not a fine-tuned, checkpoint?)' if expect_complete else '')
-  step = metadata.get('step')
-  return merged, {'source': 'init_from', 'path': os.path.abspath(path), 'step': None if step is None else int(step)}
+  return merged, info
 
 
 class InitFromLoader:

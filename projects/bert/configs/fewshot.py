@@ -4,8 +4,8 @@ evaluator. Variant: `TASKS[,SIZE][,runlocal]`.
 TASKS is a GLUE classification task, several joined with '+' (`sst2+rte`), `all` (every classification task but
 WNLI whose records are in data_dir, found when the run starts: as `prepare glue --task=all` is every task found in
 GLUE_DIR), `classification` (those seven, each required), or `scenic` (Scenic BERT's few-shot tasks, sst2 and
-mnli, with protocol 'both'); SIZE (tiny ... large) sets config.model, which otherwise comes from the checkpoint at
-init_from.
+mnli, with protocol 'both': both tasks' records must be in data_dir); SIZE (tiny ... large) sets config.model,
+which otherwise comes from the checkpoint at init_from.
 
   python -m projects.bert.datasets.prepare glue --task=sst2 --glue_dir=GLUE_DIR --vocab_file=VOCAB \
       --output_dir=data/glue
@@ -62,12 +62,14 @@ FEWSHOT_BLOCK_DOCS: Dict[str, str] = {
     'evals.fewshot.tasks': "GLUE classification tasks probed (('all',): those found in dataset.data_dir)",
     'evals.fewshot.dataset.data_dir': "records of `prepare glue` ('{task}' is replaced by each task name)",
     'evals.fewshot.dataset.max_seq_length': 'sequence length of the records (0: from their meta data)',
-    'evals.fewshot.shots': 'k: training examples per class of each support set',
+    'evals.fewshot.shots': 'k: training examples per class of each support set (k above a class of the train pool: '
+                           'skipped, with a warning)',
     'evals.fewshot.num_seeds': 'support sets drawn per k (mean and std over them)',
     'evals.fewshot.l2_regs': 'ridge regularisers searched on the support set',
     'evals.fewshot.feature': "'mean' (tokens averaged over the mask), 'pooled' (tanh pooler over [CLS]) or 'nsp'",
     'evals.fewshot.protocol': "'ours' (default), 'scenic' (Scenic BERT's: optimistic, see README) or 'both'",
-    'evals.fewshot.scenic.shots': "Scenic's shot counts (one support set each)",
+    'evals.fewshot.scenic.shots': "Scenic's shot counts (one support set each; those the train pool cannot fill are "
+                                  "skipped, with a warning)",
     'evals.fewshot.scenic.l2_regs': 'ridge regularisers, one chosen per shot count on the EVAL sets (optimistic)',
     'evals.fewshot.scenic.feature': "features of Scenic's probes ('nsp': the NSP head's pre-logits)",
     'evals.fewshot.scenic.seed': 'seed of the permutation whose first k per class form the support set',

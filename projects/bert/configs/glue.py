@@ -54,7 +54,7 @@ DEFAULT_EVAL_EVERY = 100
 def predict_eval(weights: str = 'best') -> ml_collections.ConfigDict:
   """`config.evals.glue_predict`: the submission files of the test splits when a run ends, from the best_on_dev
   parameters ('best') or the last ones ('final')."""
-  return ml_collections.ConfigDict({'weights': weights})
+  return ml_collections.ConfigDict({'weights': weights, 'outputs': 'labels'})
 
 
 # What --print_config prints beside each field: the common ones (configs/training.py) and these.
@@ -78,6 +78,8 @@ FIELD_DOCS = training.field_docs({
     'evals.glue_predict.weights': "submission files from 'best' (best_on_dev) or 'final' parameters",
     'evals.glue_predict.splits': 'test splits predicted (default: every one)',
     'evals.glue_predict.dir': 'where the submission files go (default workdir/predictions)',
+    'evals.glue_predict.outputs': "'labels' (the submission files); 'probabilities' or 'logits': also DIR/OUTPUTS/ "
+                                  "per split, one column per label",
 })
 
 

@@ -22,11 +22,11 @@ Defaults follow the BERT paper's SQuAD recipe (Devlin et al., 2019, sections 4.2
 run_squad.py): v1.1 batch 32, 3 epochs; v2.0 batch 48, 2 epochs; peak learning rate 5e-5, linear warm-up over the
 first 10% of the steps then linear decay to 0, AdamW as for GLUE (weight decay 0.01 except LayerNorm and biases,
 eps 1e-6, no bias correction), gradient clipping at 1.0, dropout 0.1; sequence length 384, doc stride 128,
-questions cut at 64 tokens (`prepare squad` flags, checked against the records); decoding with the 20 best starts
-and ends and answers of at most 30 tokens, and for v2.0 a null-score threshold of 0 (the paper tunes it on dev: the
-v2.0 headline f1 is at the best one, reported as best_threshold_for_f1; f1_as_predicted is at this one). An epoch
-is one pass over the train features (windows), as Model Garden counts it. The main score is the official F1.
-`init_from` must be set for a meaningful run.
+questions cut at 64 tokens (`prepare squad`'s defaults; the config takes the records' values); decoding with
+the 20 best starts and ends and answers of at most 30 tokens, and for v2.0 a null-score threshold of 0 (the paper
+tunes it on dev: the v2.0 headline f1 is at the best one, reported as best_threshold_for_f1; f1_as_predicted is
+at this one). An epoch is one pass over the train features (windows), as Model Garden counts it. The main score is the
+official F1. `init_from` must be set for a meaningful run.
 `runlocal` shrinks any variant to a few steps of the tiny model for a smoke test.
 """
 
@@ -45,9 +45,9 @@ FIELD_DOCS = training.field_docs({
     'dataset.data_dir': 'the --output_dir of `prepare squad`',
     'dataset.meta_data_file': "explicit meta data path instead of data_dir's",
     'dataset.train_file': "explicit train records instead of data_dir's",
-    'dataset.max_seq_length': 'sequence length, checked against the records (0: from them)',
-    'dataset.doc_stride': 'stride of the paragraph windows, checked against the records (0: from them)',
-    'dataset.max_query_length': 'question tokens kept, checked against the records (0: from them)',
+    'dataset.max_seq_length': 'sequence length (0: the records\' value; else checked against them)',
+    'dataset.doc_stride': 'stride of the paragraph windows (0: the records\' value; else checked against them)',
+    'dataset.max_query_length': 'question tokens kept (0: the records\' value; else checked against them)',
     'dataset.shuffle_buffer': 'examples in the shuffle buffer',
     'dataset.seed': 'input shuffling seed',
     'evals.squad.save_best': 'keep the best dev F1 parameters in workdir/best',
@@ -79,9 +79,11 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
   config.dataset.data_dir = f'data/squad_{version}'  # the --output_dir of `prepare squad`
   config.dataset.meta_data_file = ''  # instead of data_dir's (the records are found beside it)
   config.dataset.train_file = ''  # e.g. the train records of upstream's create_finetuning_data.py
-  config.dataset.max_seq_length = 384  # these three are checked against the records; 0 takes what they hold
-  config.dataset.doc_stride = 128
-  config.dataset.max_query_length = 64
+  # The records' lengths (0: what `prepare squad` wrote, by default the paper's 384 / 128 / 64); a value set here is
+  # checked against them.
+  config.dataset.max_seq_length = 0
+  config.dataset.doc_stride = 0
+  config.dataset.max_query_length = 0
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
 

@@ -49,7 +49,8 @@ DOCS: Dict[str, str] = {
     'init_from': "weights to start from: a converted checkpoint (convert) or a run's workdir; '' = random",
     'init_heads': 'also take the heads from init_from (False: only the encoder, fresh task head)',
     # checkpointing
-    'log_every': 'steps between progress lines (loss, steps/s, examples/s, ETA) and TensorBoard scalars',
+    'log_every': 'steps between progress lines (loss, steps/s, examples/s, ETA) and TensorBoard scalars (and a line '
+                 'at least every 30 s)',
     'checkpoint_every': 'steps between checkpoints (also one at the end and on SIGTERM)',
     'checkpoint.keep': 'checkpoints kept on disk (the newest ones)',
     'checkpoint.async_save': 'write checkpoints in the background while training goes on',

@@ -26,7 +26,8 @@ writers.
   python -m projects.bert.datasets.prepare xtreme --task=xnli --xtreme_dir=XTREME_DIR --vocab_file=mbert/vocab.txt \
       --output_dir=data/xtreme          # cased (mBERT): --do_lower_case=false is the default here
 
-  --verbose (any command) also logs the libraries' INFO lines, e.g. the upstream writer's `*** Example ***` dumps.
+  Each command prints what it wrote; --verbose (any command) also logs INFO lines, the writers' and the libraries'
+  (e.g. the upstream writer's `*** Example ***` dumps). `--help` loads no TensorFlow and shows each flag's default.
 
 Every writer checks its inputs (and the vocabulary's special tokens) before it writes, writes into a staging folder
 and moves complete outputs into place (`writing.py`): an error, Ctrl-C or a full disk leaves the previous outputs.
@@ -40,50 +41,77 @@ import subprocess
 import sys
 from typing import Optional, Sequence
 
+from absl import logging
+
 from core import logs  # before TensorFlow loads: it sets TensorFlow's C++ log level
-
-import tensorflow as tf
-
-from projects.bert.datasets import (glue_writer, pretraining_writer, squad_writer, superglue_writer, writing,
-                                    xtreme_writer)
-from projects.bert.datasets.writing import PrepareError
 from projects.bert.tasks import glue as glue_tasks
 
-__all__ = ['PrepareError', 'main']
+# TensorFlow and the writers load when a command runs, not for --help (seconds of imports).
+__all__ = ['main']  # and PrepareError, loaded on first use (module __getattr__)
 
 
-def _parser() -> argparse.ArgumentParser:
+def __getattr__(name: str):  # `prepare.PrepareError`, as before the writers loaded lazily
+  if name == 'PrepareError':
+    from projects.bert.datasets.writing import PrepareError
+    return PrepareError
+  raise AttributeError(name)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+  """The description as written, and each optional flag's default beside its help."""
+
+  def _get_help_string(self, action: argparse.Action) -> str:
+    if action.required or action.default is None:
+      return action.help or ''
+    return super()._get_help_string(action)
+
+
+def _bool(value: str) -> bool:
+  from projects.bert.datasets import writing
+  return writing.parse_bool(value)
+
+
+def _parser(command: str = '') -> argparse.ArgumentParser:
+  """The CLI's parser; the flags of `superglue` and `xtreme` (defined by their writers, which need TensorFlow) only
+  when `command` is that one."""
   parser = argparse.ArgumentParser(prog='python -m projects.bert.datasets.prepare',
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest='command', required=True)
   sub.add_parser('pretraining', help='run create_pretraining_data.py; its flags follow (--input_file=... '
                  '--vocab_file=... --output_file=... --max_seq_length=...)', add_help=False)
-  glue = sub.add_parser('glue', help='GLUE TSVs -> records and meta data')
+  glue = sub.add_parser('glue', help='GLUE TSVs -> records and meta data', formatter_class=_Formatter,
+                        description='GLUE TSVs (the official layout) -> records and meta data per task.')
   glue.add_argument('--task', required=True,
                     help=f'one of {", ".join(glue_tasks.task_names())}, or "all": every task found in --glue_dir')
   glue.add_argument('--glue_dir', required=True, help='folder holding CoLA/, SST-2/, MRPC/, ... (GLUE layout)')
   glue.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model to fine-tune')
-  glue.add_argument('--output_dir', required=True)
-  glue.add_argument('--max_seq_length', type=int, default=128)
-  glue.add_argument('--do_lower_case', type=writing.parse_bool, default=True, help='true for uncased models')
-  superglue_writer.add_arguments(sub.add_parser(
-      'superglue', help='SuperGLUE jsonl -> records and meta data per task',
-      description='SuperGLUE jsonl (the official download) -> records and meta data per task.'))
-  squad = sub.add_parser('squad', help='SQuAD v1.1 / v2.0 JSON -> records, eval features and meta data')
+  glue.add_argument('--output_dir', required=True, help='where the records and {task}_meta_data go')
+  glue.add_argument('--max_seq_length', type=int, default=128, help='tokens per example, [CLS] and [SEP]s included')
+  glue.add_argument('--do_lower_case', type=_bool, default=True, help='true for uncased models')
+  superglue = sub.add_parser('superglue', help='SuperGLUE jsonl -> records and meta data per task',
+                             formatter_class=_Formatter,
+                             description='SuperGLUE jsonl (the official download) -> records and meta data per task.')
+  squad = sub.add_parser('squad', help='SQuAD v1.1 / v2.0 JSON -> records, eval features and meta data',
+                         formatter_class=_Formatter,
+                         description='SQuAD v1.1 / v2.0 JSON -> train/eval records, eval features and meta data.')
   squad.add_argument('--train_file', required=True, help='train-v1.1.json or train-v2.0.json')
   squad.add_argument('--eval_file', required=True, help='dev-v1.1.json or dev-v2.0.json')
   squad.add_argument('--vocab_file', required=True, help='WordPiece vocab.txt of the model to fine-tune')
   squad.add_argument('--output_dir', required=True, help='one folder per SQuAD version, e.g. data/squad_v1.1')
-  squad.add_argument('--version_2_with_negative', type=writing.parse_bool, default=False,
-                     help='true for SQuAD 2.0 files')
-  squad.add_argument('--max_seq_length', type=int, default=384)
+  squad.add_argument('--version_2_with_negative', type=_bool, default=False, help='true for SQuAD 2.0 files')
+  squad.add_argument('--max_seq_length', type=int, default=384, help='tokens per paragraph window')
   squad.add_argument('--doc_stride', type=int, default=128, help='tokens between the starts of paragraph windows')
   squad.add_argument('--max_query_length', type=int, default=64, help='questions are cut to this many tokens')
-  squad.add_argument('--do_lower_case', type=writing.parse_bool, default=True, help='true for uncased models')
+  squad.add_argument('--do_lower_case', type=_bool, default=True, help='true for uncased models')
   xtreme = sub.add_parser('xtreme', help='the XTREME download folder -> per task English train and per-language '
-                          'dev / test records and meta data', description=xtreme_writer.COMMAND_DESCRIPTION,
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  xtreme_writer.add_arguments(xtreme)
+                          'dev / test records and meta data', formatter_class=_Formatter)
+  if command == 'superglue':
+    from projects.bert.datasets import superglue_writer
+    superglue_writer.add_arguments(superglue)
+  if command == 'xtreme':
+    from projects.bert.datasets import xtreme_writer
+    xtreme.description = xtreme_writer.COMMAND_DESCRIPTION
+    xtreme_writer.add_arguments(xtreme)
   return parser
 
 
@@ -91,26 +119,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   verbose = logs.VERBOSE_FLAG in argv  # any command: the libraries' INFO lines (the writers' example dumps) too
   argv = [a for a in argv if a != logs.VERBOSE_FLAG]
+  previous = logging.get_verbosity()
   logs.configure(verbose)
+  if not verbose:  # the command prints what it wrote; the writers' INFO lines are for --verbose
+    logging.set_verbosity(logging.WARNING)
+  try:
+    return _run(argv)
+  finally:
+    logging.set_verbosity(previous)
+
+
+def _run(argv: Sequence[str]) -> int:
   if argv[:1] == ['pretraining']:
+    from projects.bert.datasets import pretraining_writer
+    from projects.bert.datasets.writing import PrepareError
     if {'-h', '--help', '--helpshort'} & set(argv[1:]):
       print('usage: python -m projects.bert.datasets.prepare pretraining --input_file=... --vocab_file=... '
             f'--output_file=... [flags of {pretraining_writer.MODULE}]:')
       subprocess.run([sys.executable, '-m', pretraining_writer.MODULE, '--helpshort'], check=False)
       return 0
     try:
-      counts = pretraining_writer.prepare_pretraining(argv[1:])
+      counts = pretraining_writer.prepare_pretraining(list(argv[1:]))
     except PrepareError as e:
       raise SystemExit(f'prepare pretraining: error: {e}') from None
     for path, n in counts.items():
       print(f'{path}: {n} records')
     return 0
-  args = _parser().parse_args(argv)
+  args = _parser(argv[0] if argv else '').parse_args(argv)
   if args.command == 'superglue':
+    from projects.bert.datasets import superglue_writer
     return superglue_writer.run(args)
   if args.command == 'xtreme':
+    from projects.bert.datasets import xtreme_writer
     return xtreme_writer.run(args)
+  from projects.bert.datasets import writing
   if args.command == 'squad':
+    from projects.bert.datasets import squad_writer
     try:
       writing.check_vocab(args.vocab_file, writing.FINETUNING_TOKENS)  # before squad_writer reads anything
       meta = squad_writer.prepare_squad(
@@ -121,6 +165,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       raise SystemExit(f'prepare squad: error: {e}') from None
     print(squad_writer.summary_line(meta, args.output_dir))
     return 0
+  import tensorflow as tf
+  from projects.bert.datasets import glue_writer
   tasks = [args.task]
   if args.task.lower() == 'all':
     tasks = glue_writer.available_tasks(args.glue_dir) if tf.io.gfile.isdir(args.glue_dir) else []

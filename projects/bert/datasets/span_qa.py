@@ -3,7 +3,8 @@ decoding maps predictions back through.
 
 Config (`config.dataset`): version ('v1.1' or 'v2.0'), data_dir (the --output_dir of `prepare squad`) or
 meta_data_file, train_file (optional: e.g. the record file of upstream's create_finetuning_data.py), and
-max_seq_length, doc_stride, max_query_length (checked against the meta data; None or 0 accepts what it says),
+max_seq_length, doc_stride, max_query_length (None or 0: the meta data's; else checked against it, every
+mismatch named at once),
 shuffle_buffer, seed.
 
 Batches: input_ids, input_mask, segment_ids int32 [batch, S]; train batches also start_positions, end_positions,
@@ -79,14 +80,20 @@ def read_meta_data(path: str, version: str) -> Dict[str, Any]:
   return meta
 
 
+LENGTHS = ('max_seq_length', 'doc_stride', 'max_query_length')  # what the records were written with
+
+
 def check_meta_against_config(meta: Mapping[str, Any], path: str, cfg: ml_collections.ConfigDict) -> None:
-  """The lengths the records were written with must be the config's (None or 0 in the config accepts any)."""
-  for field in ('max_seq_length', 'doc_stride', 'max_query_length'):
-    want = cfg.get(field)
-    if want and field in meta and int(want) != int(meta[field]):
-      raise errors.DataError(f'{path} says {field}={meta[field]} but config.dataset.{field}={want}: re-run `prepare '
-                             f'squad` with --{field}={want}, or set config.dataset.{field}={meta[field]} (or 0 to '
-                             f'take it from the meta data).')
+  """The lengths the records were written with must be the config's (None or 0 in the config, the default, takes
+  the meta data's); every mismatch is named in one error."""
+  wrong = {f: (cfg.get(f), meta[f]) for f in LENGTHS if cfg.get(f) and f in meta and int(cfg.get(f)) != int(meta[f])}
+  if wrong:
+    said = ', '.join(f'{f}={have}' for f, (_, have) in wrong.items())
+    asked = ', '.join(f'config.dataset.{f}={want}' for f, (want, _) in wrong.items())
+    flags = ' '.join(f'--{f}={want}' for f, (want, _) in wrong.items())
+    take = ' '.join(f'--config.dataset.{f}=0' for f in wrong)
+    raise errors.DataError(f'{path} says {said} but {asked}: re-run `prepare squad` with {flags}, or take the '
+                           f'records\' values with {take} (0, the default, takes them from the meta data).')
 
 
 def data_paths(meta: Mapping[str, Any], meta_path: str, cfg: ml_collections.ConfigDict) -> Dict[str, str]:

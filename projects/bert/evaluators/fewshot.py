@@ -56,6 +56,7 @@ class FewShotEvaluator(Evaluator):
     self._source_nsp_head: Optional[Any] = None
     t0 = time.perf_counter()
     self.inputs = [fewshot_inputs.load_task_inputs(config, task) for task in tasks]
+    self.fs = fewshot_inputs.fitting_shots(config, self.inputs, block=f'config.evals.{name}')
     self.read_s = time.perf_counter() - t0
     self.results: Dict[str, Any] = {}
 

@@ -44,9 +44,12 @@ def needed_features(fs: ml_collections.ConfigDict) -> Tuple[str, ...]:
   return tuple(dict.fromkeys(names))
 
 
-def largest_shot(fs: ml_collections.ConfigDict) -> int:
-  """The largest k of the selected protocols: every class of a train pool needs at least this many examples."""
-  return max(max(int(k) for k in (fs.shots if p == 'ours' else fs.scenic.shots)) for p in protocols(fs))
+SHOT_FIELDS = {'ours': 'shots', 'scenic': 'scenic.shots'}  # each protocol's shot counts, under the block
+
+
+def shots_of(fs: ml_collections.ConfigDict, protocol: str) -> Tuple[int, ...]:
+  """The shot counts of `protocol` ('ours' or 'scenic')."""
+  return tuple(int(k) for k in (fs.shots if protocol == 'ours' else fs.scenic.shots))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -64,6 +67,8 @@ class TaskInputs:
   eval_batches: Dict[str, List[NumpyBatch]]
   train_size: int  # real examples among train_batches (the pool)
   eval_sizes: Dict[str, int]
+  class_counts: Tuple[int, ...] = ()  # examples of each class in the pool
+  num_train_examples: int = 0  # of the whole train split
 
   def entry_key(self, split: str) -> str:
     """The results key of an eval split: the task for its main split, else '{task}_{split}' (mnli_mismatched)."""
@@ -115,7 +120,6 @@ def load_task_inputs(fs: ml_collections.ConfigDict, task_name: str) -> TaskInput
   meta = dataset.meta_data
   pool = min(int(fs.get('train_pool_size') or 0) or meta.num_train_examples, meta.num_train_examples)
   train_batches = list(dataset.valid_iter('train', num_examples=pool))
-  _check_class_counts(task, train_batches, largest_shot(fs), pool)
   limit = int(fs.get('eval_size') or 0)
   eval_sizes = {split: min(limit or n, n) for split, n in meta.eval_sizes.items()}
   eval_batches = {split: list(dataset.valid_iter(split, num_examples=n)) for split, n in eval_sizes.items()}
@@ -123,22 +127,56 @@ def load_task_inputs(fs: ml_collections.ConfigDict, task_name: str) -> TaskInput
   logging.info('Few-shot %s: train pool %d of %d, eval %s, S=%d.', task.name, pool, meta.num_train_examples,
                eval_sizes, meta.max_seq_length)
   return TaskInputs(task=task.name, num_classes=task.num_labels, main_split=main, train_batches=train_batches,
-                    eval_batches=eval_batches, train_size=pool, eval_sizes=eval_sizes)
+                    eval_batches=eval_batches, train_size=pool, eval_sizes=eval_sizes,
+                    class_counts=_class_counts(task, train_batches), num_train_examples=meta.num_train_examples)
 
 
-def _check_class_counts(task: glue_tasks.GlueTask, batches: Sequence[NumpyBatch], k: int, pool: int) -> None:
-  """Fails before any embedding (and before a pretraining run starts) when a class of the pool has fewer than k."""
+def _class_counts(task: glue_tasks.GlueTask, batches: Sequence[NumpyBatch]) -> Tuple[int, ...]:
+  """Examples of each class among `batches` (the real rows), over all processes."""
   counts = np.zeros(task.num_labels, np.int64)
   for b in batches:
     counts += np.bincount(b['label_ids'][b['batch_mask'] > 0], minlength=task.num_labels)[:task.num_labels]
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     counts = np.asarray(multihost_utils.process_allgather(counts)).sum(0)
-  if counts.min() < k:
-    raise errors.ConfigError(f'Few-shot {task.name}: the train pool (the first {pool} train records) has '
-                             f'{counts.tolist()} examples per class ({list(task.labels)}), fewer than the largest '
-                             f'shot count {k}. Raise train_pool_size (0 = the whole train split) or drop the largest '
-                             f'shots.')
+  return tuple(int(c) for c in counts)
+
+
+def fitting_shots(fs: ml_collections.ConfigDict, inputs: Sequence[TaskInputs],
+                  block: str = 'config.evals.fewshot') -> ml_collections.ConfigDict:
+  """`fs` without the shot counts that some task's train pool cannot fill (k examples of every class), which are
+  skipped with a warning naming them, the task and the flag; fails before any embedding when none of a protocol's
+  shot counts fits. `block` is the block's place in the config, for the flags named."""
+  smallest = min(inputs, key=lambda t: min(t.class_counts))
+  fits = min(smallest.class_counts)
+  pool = (f'{smallest.task}\'s train pool (the first {smallest.train_size} of its {smallest.num_train_examples} train '
+          f'records) has {list(smallest.class_counts)} examples per class')
+  bigger = (f'; --{block}.train_pool_size=0 draws from the whole train split'
+            if smallest.train_size < smallest.num_train_examples else '')
+  out = ml_collections.ConfigDict(fs.to_dict())
+  for protocol in protocols(fs):
+    field, shots = SHOT_FIELDS[protocol], shots_of(fs, protocol)
+    kept = tuple(k for k in shots if k <= fits)
+    if not kept and fits == 0:
+      raise errors.ConfigError(f'Few-shot: no shot count of {block}.{field}={shots} fits: {pool}, so a class has no '
+                               f'example to draw{bigger or "; the task needs train records of every class"}.')
+    if not kept:
+      raise errors.ConfigError(f'Few-shot: no shot count of {block}.{field}={shots} fits: {pool}. Set '
+                               f'--{block}.{field}=\'({", ".join(str(k) for k in _powers_up_to(fits))})\' (at most '
+                               f'{fits}){bigger}.')
+    if kept != shots:
+      logging.warning('Few-shot: shot counts %s of %s.%s skipped: %s, fewer than k. Running %s%s.',
+                      [k for k in shots if k > fits], block, field, pool, list(kept), bigger)
+      if protocol == 'ours':
+        out.shots = kept
+      else:
+        out.scenic.shots = kept
+  return out
+
+
+def _powers_up_to(n: int) -> List[int]:
+  """1, 2, 4, ... up to n (at least [1])."""
+  return [2 ** i for i in range(max(n, 1).bit_length())]
 
 
 def pool_tokens(inputs: TaskInputs) -> Dict[str, np.ndarray]:

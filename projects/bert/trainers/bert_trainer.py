@@ -11,8 +11,9 @@ What a run does is config: the model (`model_name`), the data (`dataset_name`), 
 `config.mode`:
   train    (the default) train from the workdir's latest checkpoint, else init_from, else random, for
            num_train_steps (0 and config.num_epochs set: ceil(num_epochs * train examples / batch_size)); the
-           evaluators run on their cadence and after the last step, and a run of 0 steps evaluates once. The run's
-           facts and every evaluator's summary go to workdir/results.json.
+           evaluators run on their cadence and after the last step, and a run of 0 steps evaluates once. A schedule
+           too short to train (`core.optimizers.degenerate_schedule`) is warned about before the first step, with
+           the fields to change. The run's facts and every evaluator's summary go to workdir/results.json.
   eval     no training: the evaluators of config.evals, except the prediction writers, run once on the workdir's
            best/ (else its latest checkpoint, else init_from). Results: workdir/eval_results.json.
   predict  the same, with only the prediction writers (GLUE: glue_predict, with its defaults when config.evals has
@@ -35,7 +36,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from core import errors, loop, registry
+from core import errors, loop, optimizers, registry
 from core import sharding as sharding_lib
 from core.dataset import Dataset, DatasetMetaData
 from core.evaluators import EvalContext, RunResults, build_evaluators, finalize_evaluators, run_evaluators
@@ -45,6 +46,8 @@ from projects.bert.models import bert_models as models
 from projects.bert.checkpoints import weights
 
 MODES = ('train', 'eval', 'predict')
+# The top of the BERT paper's fine-tuning range (5e-5, 3e-5, 2e-5): what a short fine-tuning run is advised.
+SHORT_RUN_BASE_LR = 5e-5
 RESULTS_FILE = weights.RESULTS_FILE  # a training run's; eval and predict write '{mode}_results.json' beside it
 
 
@@ -94,6 +97,10 @@ def _train(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, datase
            writer: Any) -> RunResults:
   meta = model.dataset_meta_data
   steps = num_train_steps(config, meta)
+  degenerate = optimizers.degenerate_schedule(config, steps, meta.num_train_examples,
+                                              advised_base_lr=SHORT_RUN_BASE_LR if config.get('num_epochs') else None)
+  if degenerate:
+    logging.warning('%s', degenerate)
   train_iter = dataset.train_iter if dataset is not None else None
   loader = weights.init_from_loader(config)
   setup = setup_training(config=config, model=model, example_batch=example_batch_from_meta(meta),
