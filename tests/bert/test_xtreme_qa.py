@@ -171,7 +171,7 @@ def test_the_builder_gives_one_split_per_language_and_checks_its_config(data):
   assert sorted(tydiqa.meta_data.extra['missing']['test']) == ['bn', 'fi', 'id', 'ko', 'sw', 'te']
   with pytest.raises(errors.DataError, match="no dev records for 'en'; it has de, zh"):
     dataset.valid_iter('en')
-  with pytest.raises(errors.ConfigError, match='languages names es, which .* has no dev records'):
+  with pytest.raises(errors.ConfigError, match='languages names es, which .* has no records'):
     build(_config(data, languages='de,es'))
   with pytest.raises(errors.ConfigError, match='XTREME sentence_pair task; bert_xtreme_qa reads .* xquad, mlqa'):
     build(_config(data, task='xnli'))
