@@ -180,7 +180,8 @@ def test_wsc_fine_tunes_through_the_config_and_eval_mode_reproduces_best_on_dev(
 @pytest.mark.parametrize('task', ['copa', 'wic', 'multirc', 'record'])
 def test_every_other_kind_trains_scores_and_predicts(data, tmp_path, task):
   """A few steps of each remaining kind through the config: the official metrics of its dev split and a leaderboard
-  file the format accepts (the learning itself is shown on RTE and WSC above)."""
+  file the format accepts (the learning itself: RTE and WSC above, every kind from MiniLM in
+  test_superglue_minilm.py)."""
   from core import app
   config = _tiny_config(data, task, steps=2, every=2)
   workdir = str(tmp_path / task)
