@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from core import errors, registry
 from core.dataset import Dataset, NumpyBatch
-from projects.bert.datasets import records
+from projects.bert.datasets import length_buckets, records
 from projects.bert.datasets.pipeline import (RecordIterator, eval_dataset, local_batch_size, make_batch_parser,
                                              merge_dataset_config, num_eval_batches, numpy_batches, process_info,
                                              token_id_limits, train_iterator)
@@ -98,15 +98,26 @@ def mask_from_is_real_example(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tenso
   return batch
 
 
+_EVAL_PAD = {'example_id': -1}  # padding rows of eval batches: no GLUE index
+
+
 class EvalPasses:
-  """Padded passes over eval record files, in file order: each file's record count checked once against what its
-  meta data says (the padding arithmetic needs the exact size), and one pipeline per (file, examples) built once (a
-  new pass re-iterates it without re-tracing). `fix` is the command that re-creates records and meta data."""
+  """Passes over eval record files: each file's record count checked once against what its meta data says (the
+  padding arithmetic needs the exact size), and one pipeline per (file, examples) built once (a new pass re-iterates
+  it without re-tracing). `fix` is the command that re-creates records and meta data.
+
+  With `config.dataset.eval_length_buckets` (the default) a pass reads the whole split and yields its examples
+  grouped by length, each batch padded to its bucket length (`length_buckets`), with their split positions, which
+  `core.evaluation` restores; without it, batches in file order, every one padded to max_seq_length.
+  """
 
   def __init__(self, ctx: BuilderContext, spec: RecordSpec, compression: str, meta_path: str, fix: str):
     self.ctx, self.spec, self.compression, self.meta_path, self.fix = ctx, spec, compression, meta_path, fix
     self.counted: set = set()  # files whose record count is known to match their size
     self._pipelines: Dict[Tuple[str, int], tf.data.Dataset] = {}
+    self.bucketed = bool(ctx.cfg.get('eval_length_buckets', False))
+    seq = spec['input_mask'].length
+    self.seq_keys = tuple(k for k, f in spec.items() if not f.scalar and f.length == seq)  # per-token features
 
   def __call__(self, path: str, size: int, num_examples: Optional[int], what: str) -> Iterator[NumpyBatch]:
     """Batches of the first `num_examples` (all: None) of the `size` records of `path`; `what` names them."""
@@ -120,10 +131,22 @@ class EvalPasses:
     if not 0 < n <= size:
       raise errors.ConfigError(f'{n} examples asked of {what}, which has {size}.')
     if (path, n) not in self._pipelines:
-      self._pipelines[path, n] = self.ctx.eval_dataset([path], spec=self.spec, compression=self.compression,
-                                                       num_examples=n, pad_values={'example_id': -1},
-                                                       mask_from='is_real_example')
-    return numpy_batches(self._pipelines[path, n], [path])
+      if self.bucketed:  # every process reads the whole split: they all plan the same length-grouped batches
+        self._pipelines[path, n] = eval_dataset(
+            [path], compression=self.compression, parse=self.ctx.parser(self.spec), host_batch=self.ctx.eval_batch,
+            num_examples=n, process_index=0, process_count=1, pad_values=_EVAL_PAD, mask_from='is_real_example')
+      else:
+        self._pipelines[path, n] = self.ctx.eval_dataset([path], spec=self.spec, compression=self.compression,
+                                                         num_examples=n, pad_values=_EVAL_PAD,
+                                                         mask_from='is_real_example')
+    batches = numpy_batches(self._pipelines[path, n], [path])
+    return self._bucketed(batches, n) if self.bucketed else batches
+
+  def _bucketed(self, batches: Iterator[NumpyBatch], n: int) -> Iterator[NumpyBatch]:
+    yield from length_buckets.bucketed_batches(
+        length_buckets.concat_examples(batches, n), host_batch=self.ctx.eval_batch,
+        process_index=self.ctx.process_index, process_count=self.ctx.process_count, seq_keys=self.seq_keys,
+        pad_values=_EVAL_PAD)
 
   def split_iterator(self, kind: str, available: Mapping[str, str], sizes: Mapping[str, int], default: Optional[str],
                      train: Tuple[str, int], describe: Callable[[str], str], missing: Callable[[str], Exception]
@@ -145,9 +168,11 @@ class EvalPasses:
 def finetuning_defaults(**fields: Any) -> ml_collections.ConfigDict:
   """The `config.dataset` defaults of a fine-tuning builder that reads `prepare`'s output: where its meta data is
   (data_dir, or meta_data_file), the train file (from the meta data when ''), max_seq_length (None: the records'),
-  shuffling; `fields` are the builder's own (its task or version, ...), first."""
+  shuffling, eval_length_buckets (read by `EvalPasses`); `fields` are the builder's own (its task or version, ...),
+  first."""
   return ml_collections.ConfigDict({**fields, 'data_dir': '', 'meta_data_file': '', 'train_file': '',
-                                    'max_seq_length': None, 'shuffle_buffer': 10_000, 'seed': 0})
+                                    'max_seq_length': None, 'shuffle_buffer': 10_000, 'seed': 0,
+                                    'eval_length_buckets': True})
 
 
 def start_builder(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict, builder: str, *,

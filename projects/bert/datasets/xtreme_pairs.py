@@ -7,12 +7,13 @@ Config (`config.dataset`, defaults in `default_config()`):
   languages       dev / test languages to read ('' or []: every language the meta data lists)
   max_seq_length  checked against the meta data (None or 0: taken from it)
   shuffle_buffer, seed
+  eval_length_buckets  True (default): eval batches grouped by length, as `bert_glue`'s
 
 Batches (host-local numpy), as `bert_glue`'s: input_ids, input_mask, segment_ids int32 [B, S]; label_ids int32 [B];
 example_id int32 [B] (the example's position in its language's file, -1 on padding); batch_mask float32 [B].
-`valid_iter(lang, num_examples=None)` / `test_iter(lang, ...)` pass once over one language's dev / test records in
-file order (default: English, else the first language); `valid_iter('train')` passes over the train records. Every
-language's batches have the same shape [B, S], so one compiled eval step serves them all.
+`valid_iter(lang, num_examples=None)` / `test_iter(lang, ...)` pass once over one language's dev / test records
+(default: English, else the first language); `valid_iter('train')` passes over the train records. Every language's
+batches take the same few shapes ([B, S] without eval_length_buckets), so the compiled eval steps serve them all.
 
 Meta data: eval_splits / test_splits are the languages (task order), eval_sizes / test_sizes their record counts;
 extra holds benchmark 'xtreme', kind, label_list, languages, main_eval_language, missing (languages the download
@@ -45,6 +46,7 @@ def default_config() -> ml_collections.ConfigDict:
       'max_seq_length': None,
       'shuffle_buffer': 10_000,
       'seed': 0,
+      'eval_length_buckets': True,  # prelude.EvalPasses: eval batches grouped by length
   })
 
 
