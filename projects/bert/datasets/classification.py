@@ -51,7 +51,7 @@ _ALLOWED_EXTRA_FEATURES = ('weight',)  # written by the upstream writer for weig
 
 
 def default_config() -> ml_collections.ConfigDict:
-  return prelude.finetuning_defaults(task='', eval_files='', test_files='')
+  return prelude.finetuning_defaults(task='', eval_files='', test_files='', eval_length_buckets=True)
 
 
 def record_spec(max_seq_length: int, regression: bool) -> records.RecordSpec:

@@ -115,7 +115,7 @@ class EvalPasses:
     self.ctx, self.spec, self.compression, self.meta_path, self.fix = ctx, spec, compression, meta_path, fix
     self.counted: set = set()  # files whose record count is known to match their size
     self._pipelines: Dict[Tuple[str, int], tf.data.Dataset] = {}
-    self.bucketed = bool(ctx.cfg.get('eval_length_buckets', False))
+    self.bucketed = bool(ctx.cfg.get('eval_length_buckets', False))  # the builder's default says which
     seq = spec['input_mask'].length
     self.seq_keys = tuple(k for k, f in spec.items() if not f.scalar and f.length == seq)  # per-token features
 
@@ -168,11 +168,9 @@ class EvalPasses:
 def finetuning_defaults(**fields: Any) -> ml_collections.ConfigDict:
   """The `config.dataset` defaults of a fine-tuning builder that reads `prepare`'s output: where its meta data is
   (data_dir, or meta_data_file), the train file (from the meta data when ''), max_seq_length (None: the records'),
-  shuffling, eval_length_buckets (read by `EvalPasses`); `fields` are the builder's own (its task or version, ...),
-  first."""
+  shuffling; `fields` are the builder's own (its task or version, ...), first."""
   return ml_collections.ConfigDict({**fields, 'data_dir': '', 'meta_data_file': '', 'train_file': '',
-                                    'max_seq_length': None, 'shuffle_buffer': 10_000, 'seed': 0,
-                                    'eval_length_buckets': True})
+                                    'max_seq_length': None, 'shuffle_buffer': 10_000, 'seed': 0})
 
 
 def start_builder(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict, builder: str, *,
