@@ -22,6 +22,12 @@ stated here, not measured from the data; each row's JSON holds the realised leng
 Each example is that many whole-word WordPiece tokens of MiniLM's vocabulary (one token per word), written as an
 SST-2 TSV and turned into records by `prepare glue`.
 
+`--plan_only` times nothing: it plans the length-grouped batches of whole dev sets (`--full_sizes`: SST-2 dev's 872
+sentences, SQuAD v1.1 dev's 10,570 questions, about 10.8k features at S=384) with the builders' planner and reports
+the tokens each mode computes, seconds on any machine:
+
+  python -m benchmarks.length_buckets --plan_only --output=benchmarks/results/length_buckets_plan.json
+
 Each pass is timed whole (reading, grouping, the jitted steps, gathering outputs to the host); the first pass of
 each mode compiles (its time is `first_pass_s`) and the figure is the fastest of `--repeats` passes after it, the
 modes taking turns. `speedup` is bucketed examples/s over padded examples/s; `max_abs_logit_diff` /
@@ -58,6 +64,8 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   p.add_argument('--batch', type=int, default=32, help='Global eval / embedding batch.')
   p.add_argument('--repeats', type=int, default=3, help='Timed passes per mode (after the compiling one).')
   p.add_argument('--no_embedding', action='store_true', help='Skip the few-shot embedding rows.')
+  p.add_argument('--plan_only', action='store_true', help='Only the computed tokens of whole dev sets, no model.')
+  p.add_argument('--full_sizes', default='sst2:872,squad:10800', help='Examples per distribution of --plan_only.')
   p.add_argument('--output', default='/tmp/length_buckets_benchmark.json')
   return p.parse_args(argv)
 
@@ -189,6 +197,32 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
           'convert_s': convert_s, 'batch': args.batch, 'repeats': args.repeats, 'rows': rows}
 
 
+def plan(args: argparse.Namespace) -> Dict[str, Any]:
+  """The tokens computed by padded and by length-grouped batches of whole dev sets (`--full_sizes`), planned by
+  `length_buckets.bucketed_batches` itself on inputs of `sample_lengths`."""
+  from projects.bert.datasets import length_buckets
+
+  rows = []
+  for item in args.full_sizes.split(','):
+    name, n = item.split(':')
+    seq, n = DISTRIBUTIONS[name][0], int(n)
+    real = sample_lengths(name, n)
+    mask = (np.arange(seq)[None, :] < real[:, None]).astype(np.int32)
+    batches = list(length_buckets.bucketed_batches(
+        {'input_mask': mask, 'batch_mask': np.ones(n, np.float32)}, host_batch=args.batch, process_index=0,
+        process_count=1, seq_keys=('input_mask',)))
+    widths = [b['input_mask'].shape[1] for b in batches]
+    padded, grouped = len(batches) * args.batch * seq, args.batch * sum(widths)
+    # Attention scores grow with the square of the padded length: the other half of a layer's work.
+    padded_sq, grouped_sq = len(batches) * args.batch * seq ** 2, args.batch * sum(w * w for w in widths)
+    rows.append({'distribution': name, 'S': seq, 'examples': n, 'batch': args.batch,
+                 'mean_real_tokens': float(real.mean()), 'median_real_tokens': float(np.median(real)),
+                 'batches_per_bucket': {int(w): widths.count(w) for w in length_buckets.bucket_lengths(seq)},
+                 'padded_tokens': padded, 'bucketed_tokens': grouped, 'real_tokens': int(real.sum()),
+                 'token_ratio': padded / grouped, 'attention_score_ratio': padded_sq / grouped_sq})
+  return {'rows': rows}
+
+
 def _row(name: str, what: str, lengths: Dict[str, Any], timed: Dict[str, Dict[str, Any]], n: int,
          real: np.ndarray, check: Dict[str, Any]) -> Dict[str, Any]:
   row = {'distribution': name, 'pass': what, **lengths, **check}
@@ -205,9 +239,15 @@ def _row(name: str, what: str, lengths: Dict[str, Any], timed: Dict[str, Dict[st
 def main(argv: Optional[Sequence[str]] = None) -> None:
   args = _parse(argv)
   t0 = time.perf_counter()
-  result = run(args)
+  result = plan(args) if args.plan_only else run(args)
   payload = {'command': 'python -m benchmarks.length_buckets ' + ' '.join(sys.argv[1:] if argv is None else argv),
              'environment': common.environment(), 'wall_s': time.perf_counter() - t0, **result}
+  if args.plan_only:
+    print(common.format_table(result['rows'], ['distribution', 'S', 'examples', 'mean_real_tokens', 'padded_tokens',
+                                               'bucketed_tokens', 'token_ratio', 'attention_score_ratio']))
+    common.write_json(args.output, payload)
+    print(f'wrote {args.output}')
+    return
   print(common.format_table(result['rows'], ['distribution', 'pass', 'S', 'examples', 'mean_real_tokens',
                                              'padded_examples_per_s', 'bucketed_examples_per_s', 'speedup',
                                              'padded_first_pass_s', 'bucketed_first_pass_s']))
