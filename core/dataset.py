@@ -13,6 +13,9 @@ import numpy as np
 
 NumpyBatch = Dict[str, np.ndarray]
 InputSpecs = Mapping[str, Tuple[Tuple[int, ...], str]]  # batch key -> (shape without the batch dimension, dtype)
+# The batch key of an eval example's place in its split (int32 [B], -1 on padding rows). Eval batches that do not
+# come in split order (grouped by length) carry it, and `core.evaluation` puts every gathered output back in order.
+SPLIT_POSITION = 'split_position'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +55,8 @@ class Dataset(NamedTuple):
 
   `train_iter` may be a `CheckpointableIterator` so that a resumed run continues at the same input position.
   `valid_iter` / `test_iter` are callables `(split=None) -> iterator` over one pass of a split (None: the builder
-  has none), since evaluation passes over a split many times. `meta_data` is the builder's `DatasetMetaData`.
+  has none), since evaluation passes over a split many times. Their batches may differ in sequence length and
+  come out of split order when they carry `SPLIT_POSITION`. `meta_data` is the builder's `DatasetMetaData`.
   """
 
   train_iter: Optional[Iterator[NumpyBatch]]

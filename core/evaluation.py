@@ -11,6 +11,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from core import sharding as sharding_lib
+from core.dataset import SPLIT_POSITION
 
 Batch = Dict[str, np.ndarray]
 
@@ -41,14 +42,15 @@ def _run(step: Callable, params: Any, batches: Iterable[Batch], mesh: Mesh, keep
   for batch in batches:
     results.append(step(params, sharding_lib.make_global_batch(batch, mesh)))
     n = len(next(iter(batch.values())))
-    local = {k: np.asarray(batch[k]) for k in keep if k in batch}
+    local = {k: np.asarray(batch[k]) for k in (*keep, SPLIT_POSITION) if k in batch}
     local['batch_mask'] = np.asarray(batch.get('batch_mask', np.ones(n, np.float32)))
     fields.append(local)
   return results, fields
 
 
 def _gather_rows(host_outputs: Sequence[Any], fields: Sequence[Batch]) -> Dict[str, np.ndarray]:
-  """{'outputs', and the kept fields}: every process's rows, padding rows (batch_mask 0) removed."""
+  """{'outputs', and the kept fields}: every process's rows, padding rows (batch_mask 0) removed, in split order
+  when the batches carry `SPLIT_POSITION` (length-grouped batches), else in batch order."""
   if not host_outputs:
     return {'outputs': np.zeros((0,))}
   mask = np.concatenate([_all_hosts(f['batch_mask']) for f in fields]) > 0
@@ -56,7 +58,16 @@ def _gather_rows(host_outputs: Sequence[Any], fields: Sequence[Batch]) -> Dict[s
   for k in fields[0]:
     if k != 'batch_mask':
       result[k] = np.concatenate([_all_hosts(f[k]) for f in fields])[mask]
-  return result
+  return in_split_order(result)
+
+
+def in_split_order(rows: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """{key: [n, ...]} rows sorted by their `SPLIT_POSITION` (which is dropped); rows without it as they are."""
+  if SPLIT_POSITION not in rows:
+    return rows
+  rows = dict(rows)
+  order = np.argsort(rows.pop(SPLIT_POSITION), kind='stable')
+  return {k: v[order] for k, v in rows.items()}
 
 
 def evaluate_metrics(eval_step: Callable, params: Any, batches: Iterable[Batch], mesh: Mesh,

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainers and evaluators)
-from core import app, errors, registry
+from core import app, errors, evaluation, registry
+from core.dataset import SPLIT_POSITION
 from projects.bert.configs import xtreme as xtreme_config
-from projects.bert.datasets import xtreme_writer
+from projects.bert.datasets import length_buckets, xtreme_writer
 from projects.bert.evaluators import xtreme as xtreme_evaluator
 from projects.bert.tasks import xtreme, xtreme_metrics, xtreme_submission
 from tests.bert import xtreme_data
@@ -88,8 +89,9 @@ def test_fine_tuned_on_english_scores_every_language_in_one_run_above_chance(dat
   # Trained on English only: English well above chance, and the rule carries to at least one other language.
   assert final['en/accuracy'] > CHANCE + 25, final
   assert max(final[f'{lang}/accuracy'] for lang in LANGUAGES if lang != 'en') > CHANCE + 10, final
-  # Two evaluations of five languages each, all [32, S] batches: the one eval step compiled once.
-  assert len(steps) == 1 and steps[0]._cache_size() == 1  # pylint: disable=protected-access
+  # Two evaluations of five languages each, batches grouped by length into [32, 16] and [32, 32]: the one eval step
+  # compiled once per bucket length.
+  assert len(steps) == 1 and steps[0]._cache_size() <= len(length_buckets.bucket_lengths(SEQ_LEN))  # pylint: disable=protected-access
   assert [h['step'] for h in results['history']] == [30, 60]
 
   # The submission folder: one file per test language, one label a line in test-file order (the generated test
@@ -131,9 +133,14 @@ def test_the_builder_gives_one_split_per_language_and_checks_its_config(data):
   assert meta.eval_sizes == {'de': N, 'zh': N} and meta.num_train_examples == N and meta.num_labels == 3
   assert meta.extra['benchmark'] == 'xtreme' and meta.extra['do_lower_case'] is False
   assert meta.extra['label_list'] == list(xtreme.XNLI_LABELS)
-  batches = list(dataset.valid_iter('zh'))
-  assert {b['input_ids'].shape for b in batches} == {(32, SEQ_LEN)} and len(batches) == 3
-  assert [int(i) for b in batches for i in b['example_id'] if i >= 0] == list(range(N))
+  batches = list(dataset.valid_iter('zh'))  # grouped by length (eval_length_buckets), each with its positions
+  assert {b['input_ids'].shape[1] for b in batches} <= set(length_buckets.bucket_lengths(SEQ_LEN)) and len(batches) == 3
+  rows = evaluation.in_split_order({k: np.concatenate([b[k][b['batch_mask'] > 0] for b in batches])
+                                    for k in ('example_id', SPLIT_POSITION)})
+  assert rows['example_id'].tolist() == list(range(N))
+  padded = list(build(_config(data, languages='zh', eval_length_buckets=False)).valid_iter('zh'))
+  assert {b['input_ids'].shape for b in padded} == {(32, SEQ_LEN)} and len(padded) == 3
+  assert [int(i) for b in padded for i in b['example_id'] if i >= 0] == list(range(N))
   assert len(list(dataset.valid_iter('train', num_examples=40))) == 2
   with pytest.raises(errors.DataError, match="no dev records for 'en'; it has de, zh"):
     dataset.valid_iter('en')

@@ -100,7 +100,7 @@ def get_config(arg: str = 'mrpc') -> ml_collections.ConfigDict:
   # data_dir: the --output_dir of `prepare glue`. Explicit paths instead of its (e.g. the meta data and records of
   # create_finetuning_data.py): the eval and test files of the task's main split, or {split: path} in a config file.
   config.dataset = training.finetuning_dataset(task.name, 'data/glue', meta_data_file='', train_file='',
-                                               eval_files='', test_files='')
+                                               eval_files='', test_files='', eval_length_buckets=True)
   # init_from: a converted checkpoint (projects.bert.checkpoints.convert) or a pretraining workdir.
   training.finetuning_optimization(config, recipe, batch, epochs, base_lr, warmup_fraction)
   config.init_cls_pooler = False  # True: the pooler starts from init_from's nsp_head/pooler_dense (Model Garden)

@@ -56,6 +56,11 @@ DOCS: Dict[str, str] = {
     'checkpoint.async_save': 'write checkpoints in the background while training goes on',
     'checkpoint.restore_input': 'on resume also restore the input position (False after changing the input)',
     'param_sharding_rules': "((regex, 'fsdp'|'replicate'), ...): weights and optimizer moments sharded over data",
+    # fine-tuning datasets (bert_glue, bert_xtreme)
+    'dataset.eval_length_buckets': 'eval/test batches grouped by length, each padded only to the smallest of 16, 32, '
+                                   '64, ..., max_seq_length holding its longest example (outputs back in file '
+                                   'order; results as padded, logits within float32 rounding); False: every batch '
+                                   'padded to max_seq_length',
     # every config's `evals` entries
     'evals.*.type': 'evaluator kind (default: the entry name)',
     'evals.*.every': 'steps between evaluations (0: only at the end)',

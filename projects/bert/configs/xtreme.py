@@ -161,7 +161,8 @@ def _zero_shot_run(task: xtreme_tasks.XtremeTask, variant: variants.Variant, mod
   # The architecture comes with init_from (mBERT converted, cased); the task head starts fresh.
   config.model = training.finetuning_model(size, recipe)
   # `prepare xtreme`'s --output_dir; languages '' = every language prepared ('en,de' to read fewer).
-  config.dataset = training.finetuning_dataset(task.name, 'data/xtreme', max_seq_length, languages='')
+  config.dataset = training.finetuning_dataset(task.name, 'data/xtreme', max_seq_length, languages='',
+                                               eval_length_buckets=True)
   training.finetuning_optimization(config, recipe, batch, epochs, base_lr, 0.1)
 
   config.mode = 'train'  # 'train', 'eval' (per-language dev scores of the saved weights) or 'predict'

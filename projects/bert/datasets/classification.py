@@ -9,16 +9,22 @@ Config (`config.dataset`, defaults in `default_config()`):
                   split) or {split: path}. Needed for upstream meta data, which names no files.
   max_seq_length  checked against the meta data and the records (None or 0: taken from the meta data)
   shuffle_buffer, seed
+  eval_length_buckets
+                  True (default): eval and test batches grouped by length, each padded only to the smallest of 16,
+                  32, 64, ..., max_seq_length that holds its longest example, carrying `split_position`, by which
+                  `core.evaluation` puts the outputs back in file order (`length_buckets`); False: file order, every
+                  batch at max_seq_length
 
 num_labels, task type, label type, sizes and max_seq_length come from the meta data and are checked against the
 task table, `config.model.num_labels` (when set) and the records. Batches (host-local numpy): input_ids,
 input_mask, segment_ids int32 [B, S]; label_ids int32 [B] (float32 [B] for STS-B); example_id int32 [B] (the GLUE
-index for test splits, -1 on padding); batch_mask float32 [B] (0 = padding of the last eval batch).
+index for test splits, -1 on padding); batch_mask float32 [B] (0 = padding of the last eval batch); S is a bucket
+length in eval batches grouped by length, which also carry split_position int32 [B].
 `valid_iter(split, num_examples=None)` / `test_iter(split, num_examples=None)` pass once over a split, or over its
 first `num_examples` records (default split: the task's main one; the splits are meta_data.eval_splits /
-test_splits), in file order; every process runs the same number of batches. `valid_iter('train')` is such a pass
-over the train records (what few-shot probes draw their support sets from), besides the shuffled, repeated
-`train_iter`.
+test_splits), in file order or grouped by length; every process runs the same number of batches.
+`valid_iter('train')` is such a pass over the train records (what few-shot probes draw their support sets from),
+besides the shuffled, repeated `train_iter`.
 
 Meta data (`core.dataset.DatasetMetaData`): task, num_train_examples, num_labels, max_seq_length, the eval and test
 splits with their sizes, files; extra holds task_type, label_type, label_list, metrics, processor_type,
@@ -45,7 +51,7 @@ _ALLOWED_EXTRA_FEATURES = ('weight',)  # written by the upstream writer for weig
 
 
 def default_config() -> ml_collections.ConfigDict:
-  return prelude.finetuning_defaults(task='', eval_files='', test_files='')
+  return prelude.finetuning_defaults(task='', eval_files='', test_files='', eval_length_buckets=True)
 
 
 def record_spec(max_seq_length: int, regression: bool) -> records.RecordSpec:

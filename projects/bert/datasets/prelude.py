@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from core import errors, registry
 from core.dataset import Dataset, NumpyBatch
-from projects.bert.datasets import records
+from projects.bert.datasets import length_buckets, records
 from projects.bert.datasets.pipeline import (RecordIterator, eval_dataset, local_batch_size, make_batch_parser,
                                              merge_dataset_config, num_eval_batches, numpy_batches, process_info,
                                              token_id_limits, train_iterator)
@@ -98,15 +98,28 @@ def mask_from_is_real_example(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tenso
   return batch
 
 
-class EvalPasses:
-  """Padded passes over eval record files, in file order: each file's record count checked once against what its
-  meta data says (the padding arithmetic needs the exact size), and one pipeline per (file, examples) built once (a
-  new pass re-iterates it without re-tracing). `fix` is the command that re-creates records and meta data."""
+_EVAL_PAD = {'example_id': -1}  # padding rows of eval batches: no GLUE index
 
-  def __init__(self, ctx: BuilderContext, spec: RecordSpec, compression: str, meta_path: str, fix: str):
+
+class EvalPasses:
+  """Passes over eval record files: each file's record count checked once against what its meta data says (the
+  padding arithmetic needs the exact size), and one pipeline per (file, examples) built once (a new pass re-iterates
+  it without re-tracing). `fix` is the command that re-creates records and meta data.
+
+  With `config.dataset.eval_length_buckets` (the default) a pass reads the whole split and yields its examples
+  grouped by length, each batch padded to its bucket length (`length_buckets`), with their split positions, which
+  `core.evaluation` restores; without it, batches in file order, every one padded to max_seq_length.
+  """
+
+  def __init__(self, ctx: BuilderContext, spec: RecordSpec, compression: str, meta_path: str, fix: str,
+               bucketable: bool = True):
     self.ctx, self.spec, self.compression, self.meta_path, self.fix = ctx, spec, compression, meta_path, fix
     self.counted: set = set()  # files whose record count is known to match their size
     self._pipelines: Dict[Tuple[str, int], tf.data.Dataset] = {}
+    # The builder's default says which; `bucketable` False where outputs are per token (one shape for all batches).
+    self.bucketed = bucketable and bool(ctx.cfg.get('eval_length_buckets', False))
+    seq = spec['input_mask'].length
+    self.seq_keys = tuple(k for k, f in spec.items() if not f.scalar and f.length == seq)  # per-token features
 
   def __call__(self, path: str, size: int, num_examples: Optional[int], what: str) -> Iterator[NumpyBatch]:
     """Batches of the first `num_examples` (all: None) of the `size` records of `path`; `what` names them."""
@@ -120,10 +133,22 @@ class EvalPasses:
     if not 0 < n <= size:
       raise errors.ConfigError(f'{n} examples asked of {what}, which has {size}.')
     if (path, n) not in self._pipelines:
-      self._pipelines[path, n] = self.ctx.eval_dataset([path], spec=self.spec, compression=self.compression,
-                                                       num_examples=n, pad_values={'example_id': -1},
-                                                       mask_from='is_real_example')
-    return numpy_batches(self._pipelines[path, n], [path])
+      if self.bucketed:  # every process reads the whole split: they all plan the same length-grouped batches
+        self._pipelines[path, n] = eval_dataset(
+            [path], compression=self.compression, parse=self.ctx.parser(self.spec), host_batch=self.ctx.eval_batch,
+            num_examples=n, process_index=0, process_count=1, pad_values=_EVAL_PAD, mask_from='is_real_example')
+      else:
+        self._pipelines[path, n] = self.ctx.eval_dataset([path], spec=self.spec, compression=self.compression,
+                                                         num_examples=n, pad_values=_EVAL_PAD,
+                                                         mask_from='is_real_example')
+    batches = numpy_batches(self._pipelines[path, n], [path])
+    return self._bucketed(batches, n) if self.bucketed else batches
+
+  def _bucketed(self, batches: Iterator[NumpyBatch], n: int) -> Iterator[NumpyBatch]:
+    yield from length_buckets.bucketed_batches(
+        length_buckets.concat_examples(batches, n), host_batch=self.ctx.eval_batch,
+        process_index=self.ctx.process_index, process_count=self.ctx.process_count, seq_keys=self.seq_keys,
+        pad_values=_EVAL_PAD)
 
   def split_iterator(self, kind: str, available: Mapping[str, str], sizes: Mapping[str, int], default: Optional[str],
                      train: Tuple[str, int], describe: Callable[[str], str], missing: Callable[[str], Exception]

@@ -9,6 +9,7 @@ Config (`config.dataset`, defaults in `default_config()`):
                   without dev data (UD-POS kk, th, tl, yo) is read for test only
   max_seq_length  checked against the meta data (None or 0: taken from it)
   shuffle_buffer, seed
+  eval_length_buckets  True (default): eval batches grouped by length, as `bert_glue`'s
 
 Batches (host-local numpy). Sentence pairs, as `bert_glue`'s: input_ids, input_mask, segment_ids int32 [B, S];
 label_ids int32 [B]; example_id int32 [B] (the example's position in its language's file, -1 on padding);
@@ -19,7 +20,8 @@ records 0, 1, ... of one sentence_id, numbered from 0 in its file); batch_mask f
 record count; `extra['num_sentences']` gives its sentences.
 `valid_iter(lang, num_examples=None)` / `test_iter(lang, ...)` pass once over one language's dev / test records in
 file order (default: English, else the first language); `valid_iter('train')` passes over the train records. Every
-language's batches have the same shape [B, S], so one compiled eval step serves them all.
+language's batches take the same few shapes ([B, S] without eval_length_buckets; tagging is never bucketed), so
+the compiled eval steps serve them all.
 
 Meta data: eval_splits / test_splits are the languages (task order), eval_sizes / test_sizes their record counts;
 extra holds benchmark 'xtreme', kind, label_list, languages, main_eval_language, missing (languages the download
@@ -55,6 +57,7 @@ def default_config() -> ml_collections.ConfigDict:
       'max_seq_length': None,
       'shuffle_buffer': 10_000,
       'seed': 0,
+      'eval_length_buckets': True,  # prelude.EvalPasses: eval batches grouped by length
   })
 
 
@@ -181,7 +184,9 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
                                   compression=compression, cycle_length=1,
                                   add_batch_fields=prelude.mask_from_is_real_example,
                                   warn_few_files=False)  # one English train file is XTREME's layout
-  passes = prelude.EvalPasses(ctx, spec, compression, meta_path, prepare_command(task.name))
+  # Tagging's eval outputs are per token ([B, S, labels]): its batches keep one shape (not length-bucketed).
+  passes = prelude.EvalPasses(ctx, spec, compression, meta_path, prepare_command(task.name),
+                              bucketable=task.kind != xtreme.TAGGING)
 
   def language_iter(kind: str, available: Mapping[str, str]):
     default = xtreme.TARGET_LANGUAGE if xtreme.TARGET_LANGUAGE in available else next(iter(available), None)

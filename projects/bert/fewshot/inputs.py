@@ -18,8 +18,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from core import errors, registry
-from core.dataset import NumpyBatch
+from core import errors, evaluation, registry
+from core.dataset import SPLIT_POSITION, NumpyBatch
 from projects.bert.tasks import glue as glue_tasks
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -69,6 +69,7 @@ class TaskInputs:
   eval_sizes: Dict[str, int]
   class_counts: Tuple[int, ...] = ()  # examples of each class in the pool
   num_train_examples: int = 0  # of the whole train split
+  seq_len: int = 0  # the records' max_seq_length (0: the widest batch), what `pool_tokens` pads back to
 
   def entry_key(self, split: str) -> str:
     """The results key of an eval split: the task for its main split, else '{task}_{split}' (mnli_mismatched)."""
@@ -128,7 +129,8 @@ def load_task_inputs(fs: ml_collections.ConfigDict, task_name: str) -> TaskInput
                eval_sizes, meta.max_seq_length)
   return TaskInputs(task=task.name, num_classes=task.num_labels, main_split=main, train_batches=train_batches,
                     eval_batches=eval_batches, train_size=pool, eval_sizes=eval_sizes,
-                    class_counts=_class_counts(task, train_batches), num_train_examples=meta.num_train_examples)
+                    class_counts=_class_counts(task, train_batches), num_train_examples=meta.num_train_examples,
+                    seq_len=int(meta.max_seq_length))
 
 
 def _class_counts(task: glue_tasks.GlueTask, batches: Sequence[NumpyBatch]) -> Tuple[int, ...]:
@@ -180,14 +182,23 @@ def _powers_up_to(n: int) -> List[int]:
 
 
 def pool_tokens(inputs: TaskInputs) -> Dict[str, np.ndarray]:
-  """The train pool's input_ids, input_mask, segment_ids [pool, seq] and label_ids [pool] on every process, in the
-  order of its features (`core.evaluation.gather_predictions`: batch by batch, each batch's rows process by
-  process), so that support indices drawn from the features' labels select the same examples everywhere."""
-  fields = ('input_ids', 'input_mask', 'segment_ids', 'label_ids', 'batch_mask')
-  local = {k: np.stack([b[k] for b in inputs.train_batches]) for k in fields}  # [batches, host_batch, ...]
+  """The train pool's input_ids, input_mask, segment_ids [pool, seq_len] and label_ids [pool] on every process, in
+  the order of its features (`core.evaluation.gather_predictions`: split order when the batches are grouped by
+  length, else batch by batch, each batch's rows process by process), so that support indices drawn from the
+  features' labels select the same examples everywhere. Length-grouped batches are padded back to seq_len."""
+  tokens = ('input_ids', 'input_mask', 'segment_ids')
+  fields = (*tokens, 'label_ids', 'batch_mask') + ((SPLIT_POSITION,) if SPLIT_POSITION in inputs.train_batches[0]
+                                                   else ())
+  width = inputs.seq_len or max(b['input_ids'].shape[-1] for b in inputs.train_batches)
+
+  def full(x: np.ndarray) -> np.ndarray:  # [host_batch, length] -> [host_batch, width], zeros as the records pad
+    return np.pad(x, [(0, 0), (0, width - x.shape[-1])])
+
+  local = {k: np.stack([full(b[k]) if k in tokens else b[k] for b in inputs.train_batches])
+           for k in fields}  # [batches, host_batch, ...]
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     local = {k: np.asarray(multihost_utils.process_allgather(v)).swapaxes(0, 1) for k, v in local.items()}
   flat = {k: v.reshape((-1,) + v.shape[2 if jax.process_count() == 1 else 3:]) for k, v in local.items()}
   real = flat.pop('batch_mask') > 0
-  return {k: v[real] for k, v in flat.items()}
+  return evaluation.in_split_order({k: v[real] for k, v in flat.items()})
