@@ -66,18 +66,24 @@ def prepare_command(task_name: str, out_dir: str = 'OUT_DIR') -> str:
           f'--vocab_file=VOCAB --output_dir={out_dir}')
 
 
-def finetuned_task(name: str) -> xtreme.XtremeTask:
-  """The XTREME sentence-pair or tagging task `name`; ConfigError for another task or kind."""
+def xtreme_task(name: str, kinds: Sequence[str], builder: str) -> xtreme.XtremeTask:
+  """The XTREME task `name` if its kind is one of `kinds` (what `builder` reads); ConfigError otherwise."""
+  names = [n for n, t in xtreme.XTREME_TASKS.items() if t.kind in kinds]
   if not name:
-    raise errors.ConfigError(f'config.dataset.task is not set; XTREME tasks of bert_xtreme: {", ".join(TASKS)}.')
+    raise errors.ConfigError(f'config.dataset.task is not set; XTREME tasks of {builder}: {", ".join(names)}.')
   try:
     task = xtreme.get_task(name)
   except ValueError as e:
     raise errors.ConfigError(str(e)) from None
-  if task.kind not in KINDS:
-    raise errors.ConfigError(f'config.dataset.task={name!r} is an XTREME {task.kind} task; bert_xtreme reads the '
-                             f'sentence-pair and tagging tasks: {", ".join(TASKS)}.')
+  if task.kind not in kinds:
+    raise errors.ConfigError(f'config.dataset.task={name!r} is an XTREME {task.kind} task; {builder} reads the tasks '
+                             f'{", ".join(names)}.')
   return task
+
+
+def finetuned_task(name: str) -> xtreme.XtremeTask:
+  """The XTREME sentence-pair or tagging task `name`; ConfigError for another task or kind."""
+  return xtreme_task(name, KINDS, 'bert_xtreme')
 
 
 def read_meta_data(path: str, task: xtreme.XtremeTask) -> Dict[str, Any]:

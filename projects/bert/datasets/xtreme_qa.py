@@ -55,16 +55,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 def qa_task(name: str) -> xtreme.XtremeTask:
   """The XTREME QA task `name`; ConfigError for another task or kind."""
-  if not name:
-    raise errors.ConfigError(f'config.dataset.task is not set; XTREME QA tasks: {", ".join(QA_TASKS)}.')
-  try:
-    task = xtreme.get_task(name)
-  except ValueError as e:
-    raise errors.ConfigError(str(e)) from None
-  if task.kind != xtreme.SPAN_QA:
-    raise errors.ConfigError(f'config.dataset.task={name!r} is an XTREME {task.kind} task; bert_xtreme_qa reads the '
-                             f'QA tasks: {", ".join(QA_TASKS)}.')
-  return task
+  return xtreme_pairs.xtreme_task(name, (xtreme.SPAN_QA,), 'bert_xtreme_qa')
 
 
 def read_meta_data(path: str, task: xtreme.XtremeTask) -> Dict[str, Any]:
