@@ -153,8 +153,8 @@ def train_loop(
 
   Returns `(state, info)`; `info['preempted']` is True when a SIGTERM stopped the run after saving a
   checkpoint (rerun the same command to resume), `info['last_eval']` holds each evaluator's latest values.
-  A progress line comes every `log_every` steps, and also after any step that ends `log_every_s` seconds or more
-  after the previous line (single-process runs: processes must check metrics at the same steps, see below).
+  A progress line comes every `log_every` steps (the metrics written), and also after any step that ends
+  `log_every_s` seconds or more after the previous line (logged only; single-process runs).
   Evaluators run every `evaluator.every` steps and after the last step; their summaries go to `results`. With
   `num_train_steps` 0 the evaluators run once, on the initial weights.
 
@@ -180,6 +180,7 @@ def train_loop(
   pending: List[Dict[str, jax.Array]] = []
   single_process = jax.process_count() == 1
   t_log, steps_since_log = time.perf_counter(), 0
+  t_progress = t_log  # the last progress line that wrote no metrics
   max_param_norm = None
   if max_param_norm_growth:  # one reduction on device, no copy of the parameters to the host
     start_norm = float(jax.jit(optax.global_norm)(state.params))
@@ -207,6 +208,17 @@ def train_loop(
                                      scalars.get('train/examples_per_sec'), compiling=step - len(host) == start_step))
     t_log, steps_since_log = time.perf_counter(), 0
 
+  def progress_only(step: int) -> None:
+    """The progress line of an overdue window (`log_every_s`): logged only, so the metrics written (their steps and
+    the windows they average) do not depend on timing."""
+    nonlocal t_progress
+    means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+    rate = steps_since_log / max(time.perf_counter() - t_log, 1e-9)
+    logging.info('%s', progress_line(step, num_train_steps, means, rate,
+                                     examples_per_step * rate if examples_per_step else None,
+                                     compiling=step - len(pending) == start_step))
+    t_progress = time.perf_counter()
+
   def save(step: int) -> None:
     if checkpointer is not None:
       flush_train_metrics(step)  # never checkpoint a diverged state
@@ -224,9 +236,10 @@ def train_loop(
         pending.append(metrics)
         last = step == num_train_steps
         # Checked before evaluators run too: an evaluator may save the parameters (the glue evaluator's best/).
-        overdue = bool(log_every_s) and single_process and time.perf_counter() - t_log >= log_every_s
-        if step % log_every == 0 or last or overdue or any(ev.due(step, last) for ev in evaluators):
+        if step % log_every == 0 or last or any(ev.due(step, last) for ev in evaluators):
           flush_train_metrics(step)
+        elif log_every_s and single_process and time.perf_counter() - max(t_log, t_progress) >= log_every_s:
+          progress_only(step)
         info['last_eval'].update(run_evaluators(evaluators, state, step, writer, last=last, results=results))
         if preemption.requested(step):
           logging.warning('SIGTERM received: saving a checkpoint at step %d and stopping.', step)

@@ -1,8 +1,8 @@
 """The README's commands run as written, so that the documentation cannot drift from the code.
 
 Every ```bash block of README.md runs, in order, in one folder holding tiny stand-ins for what the README expects
-there (wiki/*.txt, vocab.txt, glue_data/ in the GLUE layout, superglue_data/ in SuperGLUE's), with $WD set, unless
-the line before it is a visible `*Not run by tests/test_readme.py: REASON*`. The commands change only by
+there (wiki/*.txt, vocab.txt, glue_data/ in the GLUE layout), with $WD set, unless the line before it is a visible
+`*Not run by tests/test_readme.py: REASON*`. The commands change only by
   SIZES           model size, sequence lengths and data repetition (each rule must still match the README), and
                   `--config.*` overrides appended to training runs (steps, batch sizes: a few steps of a tiny model);
   PLACEHOLDERS    the paths the README leaves to the reader (/path/to/..., /tmp/ outputs).
@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 from projects.bert.runs import demo_data
-from tests.bert import data_utils, squad_data, superglue_data
+from tests.bert import data_utils, squad_data
 
 # Minutes long: collected first (tests/conftest.py), so that the two xdist workers overlap it with the rest.
 pytestmark = pytest.mark.long(minutes=12)
@@ -32,8 +32,6 @@ SKIP_MARK = '*Not run by tests/test_readme.py:'
 
 SIZES: Tuple[Tuple[str, str], ...] = (
     (r'pretrain\.py:base', 'pretrain.py:tiny'),
-    # Before the rule below: the stand-in SuperGLUE passages with the stand-in vocab need more than 32 tokens.
-    (r'--output_dir=data/superglue --max_seq_length=128', '--output_dir=data/superglue --max_seq_length=64'),
     (r'--max_seq_length=128', '--max_seq_length=32'),
     (r'--max_predictions_per_seq=20', '--max_predictions_per_seq=5'),
     (r'--max_seq_length=512', '--max_seq_length=48'),
@@ -149,7 +147,6 @@ def folder(tmp_path_factory):
   data_utils.write_vocab(root / 'vocab.txt')
   for task in GLUE_TASKS:
     data_utils.write_glue_task_dir(root / 'glue_data', task, n_train=32, n_dev=8, n_test=8)
-  superglue_data.write_superglue_dir(str(root / 'superglue_data'), train_size=16, eval_size=8, test_size=8)
   for version in ('v1.1', 'v2.0'):  # train-v1.1.json, dev-v1.1.json, ... in the official SQuAD format
     squad_data.write_squad_files(root, version)
   # What the small-data section reads of a demo run in /tmp/bert_demo: its SST-2-style task (the demo's own writer)
@@ -186,9 +183,6 @@ def test_readme_commands_run_as_written(folder):
   assert os.path.exists(os.path.join(wd, 'glue', 'glue_results.md'))  # the GLUE suite's table
   for version, files in (('squad11', ('predictions.json',)), ('squad20', ('predictions.json', 'null_odds.json'))):
     assert all(os.path.exists(os.path.join(wd, version, 'predictions', f)) for f in files), version
-  rte = os.path.join(wd, 'sg_rte')  # SuperGLUE: RTE from the MNLI run, its dev scores, its and the diagnostics' files
-  assert json.load(open(os.path.join(rte, 'eval_results.json')))['superglue']['task'] == 'rte'
-  assert sorted(os.listdir(os.path.join(rte, 'submission'))) == ['AX-b.jsonl', 'AX-g.jsonl', 'RTE.jsonl']
   mrpc = json.load(open(os.path.join(root, 'tmp', 'mrpc', 'config.json')))['model']
   assert (mrpc['hidden_size'], mrpc['num_layers']) == (384, 6)  # MiniLM's, from the converter's metadata.json
   assert set(json.load(open(os.path.join(wd, 'fs', 'results.json')))['fewshot']['tasks']) >= {'sst2', 'rte'}

@@ -234,7 +234,7 @@ def test_mnli_reports_both_splits_and_writes_three_submission_files(tmp_path, ca
   config.evals.glue_predict = glue.predict_eval()
   config.evals.glue_predict.outputs = 'probabilities'
   caplog.clear()
-  with caplog.at_level('INFO'):
+  with caplog.at_level('INFO'), caplog.at_level('INFO', logger='absl'):  # absl's level: whatever ran before
     predicted = app.train_and_evaluate(config, workdir)['glue_predict']
   assert predicted['weights']['path'] == os.path.join(workdir, 'best')
   # One line names the weights used, and nothing contradicts it.

@@ -288,7 +288,6 @@ def test_a_run_whose_results_break_the_contract_is_refused_naming_the_file():
     xtreme_suite.run_scores({'qa': {**good, 'per_language': {'en': {'f1': 80.0}}}}, 'xquad', '/w')
 
 
-@pytest.mark.parametrize('variant', ['', 'tiny,runlocal', 'base,bert_paper'])
 def _part(config, name, field=None):
   """config.name (.field) as plain values; None where the task's config has none (retrieval: no dataset)."""
   value = config.get(name)
@@ -297,6 +296,7 @@ def _part(config, name, field=None):
   return value.get(field) if field else value.to_dict()
 
 
+@pytest.mark.parametrize('variant', ['', 'tiny,runlocal', 'base,bert_paper'])
 def test_every_config_field_has_a_meaning_and_each_run_is_the_tasks_config(variant):
   from core import config_help
   config = suite_configs.get_config(variant)
