@@ -212,7 +212,8 @@ def train_loop(
     """The progress line of an overdue window (`log_every_s`): logged only, so the metrics written (their steps and
     the windows they average) do not depend on timing."""
     nonlocal t_progress
-    means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+    host = jax.device_get(pending)  # one copy of the window (not one per metric)
+    means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
     rate = steps_since_log / max(time.perf_counter() - t_log, 1e-9)
     logging.info('%s', progress_line(step, num_train_steps, means, rate,
                                      examples_per_step * rate if examples_per_step else None,
