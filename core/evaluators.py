@@ -118,6 +118,10 @@ class Evaluator:
     """The evaluator's JSON section of the run's results file."""
     return {}
 
+  def last_line(self) -> Dict[str, Any]:
+    """What the run's last line says of this evaluator, {label: number or words}; {}: its summary's numbers."""
+    return {}
+
 
 def build_evaluators(evals: Optional[Mapping[str, Any]], context: EvalContext,
                      select: Optional[Callable[[type], bool]] = None) -> List[Evaluator]:

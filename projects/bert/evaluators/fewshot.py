@@ -20,7 +20,11 @@ seeds), 'mean/{k}shot' (over tasks, when several), 'finetune/...' for the fine-t
 its own names, 'z/{task}_{k}shot' (accuracy), 'z/best_l2_for_{k}shot_eval', 'zz/{task}_{k}shot_l2={l2}' and the
 headline 'a/sst2_100shot' (`scenic.scalars`). Each is one TensorBoard tag, `{name}/...`, written at the step of each
 evaluation: over a pretraining run, a curve per task and shot count. The log gets a table per run and
-workdir/{name}.png a plot of our protocol with the majority-class line (first process).
+workdir/{name}.png a plot of every protocol run, with the majority-class line (first process; `plot`).
+
+What was run is said per protocol, in the results section and the run's last line: 'ours' {feature, support_sets
+(= num_seeds), shots} when our probes (or the fine-tuning, on the same support sets) ran; 'scenic' {feature, its
+feature_source (what stood for Scenic's NSP pre-logits on this model), support_sets (1), shots, seed, ...}.
 """
 
 from __future__ import annotations
@@ -93,9 +97,8 @@ class FewShotEvaluator(Evaluator):
                    timings['embed_s'], timings['probe_s'], probes.format_table(entries))
     if scenic_result is not None:
       # Which layer stands for Scenic's pre_logits on this model (exact only with Scenic's head).
-      scenic_result['support']['feature'] = (scenic.feature_source(feature_params.get('nsp_head'))
-                                             if fs.scenic.feature == 'nsp' else f'{fs.scenic.feature} (not Scenic\'s)')
-      logging.info('Scenic few-shot feature: %s; support sets: %s, %s solve.', scenic_result['support']['feature'],
+      scenic_source = scenic.feature_source(feature_params.get('nsp_head'), fs.scenic.feature)
+      logging.info('Scenic few-shot feature: %s; support sets: %s, %s solve.', scenic_source,
                    scenic_result['support']['how'], scenic_result['support']['solve'])
       scalars.update(scenic.scalars(scenic_result, fs.scenic.get('headline')))
       logging.info('Few-shot as Scenic reports it at step %d (%s features, one support set, accuracy in %%, the '
@@ -111,23 +114,41 @@ class FewShotEvaluator(Evaluator):
                                                                              finetuned).items()})
       logging.info('Few-shot fine-tuning (%d steps; %s):\n%s', fs.finetune_steps, title,
                    probes.format_table(finetuned))
-    self.results = {
-        'step': step, 'weights': dict(source), 'protocol': fs.get('protocol') or 'ours', 'feature': fs.feature,
-        'num_seeds': int(fs.num_seeds), 'shots': [int(k) for k in fs.shots], 'model': self.model_config.to_dict(),
-        'tasks': entries, 'finetune': finetuned,
-        'scalars': {k: v for k, v in scalars.items() if not k.startswith('zz/')},
-        'timing_s': {**timings, 'read_s': self.read_s, 'total_s': time.perf_counter() - t_start},
-    }
+    # What was run, per protocol: ours (and the fine-tuning, on the same support sets) and Scenic's each name their
+    # own feature, support sets per shot count and shot counts.
+    self.results = {'step': step, 'weights': dict(source), 'protocol': fs.get('protocol') or 'ours',
+                    'model': self.model_config.to_dict(), 'tasks': entries, 'finetune': finetuned}
+    if entries or finetuned:
+      self.results['ours'] = {'feature': fs.feature, 'support_sets': int(fs.num_seeds),
+                              'shots': [int(k) for k in fs.shots],
+                              'note': 'regulariser chosen on each support set; mean and std over support sets'}
     if scenic_result is not None:
       self.results['scenic'] = {
-          'feature': fs.scenic.feature, 'note': 'regulariser chosen per shot count on the eval sets (optimistic)',
+          'feature': fs.scenic.feature, 'feature_source': scenic_source,
+          'feature_label': scenic.feature_label(feature_params.get('nsp_head'), fs.scenic.feature),
+          'support_sets': 1, 'shots': [int(k) for k in fs.scenic.shots], 'seed': int(fs.scenic.seed),
+          'note': 'regulariser chosen per shot count on the eval sets (optimistic)',
           'best_l2': scenic_result['best_l2'], 'accuracy': scenic_result['z'],
-          'accuracy_per_l2': scenic_result['accuracy'], 'support': scenic_result['support']}
-    if jax.process_index() == 0 and (entries or finetuned):
+          'accuracy_per_l2': scenic_result['accuracy'], 'support': scenic_result['support'],
+          'splits': scenic_result['splits']}
+    self.results.update(scalars={k: v for k, v in scalars.items() if not k.startswith('zz/')},
+                        timing_s={**timings, 'read_s': self.read_s, 'total_s': time.perf_counter() - t_start})
+    lines = plot.section_entries(self.results)
+    if jax.process_index() == 0 and lines:
       name = os.path.basename(str(source.get('path') or 'random').rstrip('/'))
-      plot.plot_with_finetuning(entries, finetuned, os.path.join(self.context.workdir, f'{self.name}.png'),
-                                title=f'{name} ({fs.feature})')
+      plot.plot_results(lines, os.path.join(self.context.workdir, f'{self.name}.png'),
+                        title=name if 'scenic' in self.results else f'{name} ({fs.feature})')
     return scalars.items()
 
   def summary(self) -> Dict[str, Any]:
     return dict(self.results)
+
+  def last_line(self) -> Dict[str, Any]:
+    """What each protocol ran: its feature and its support sets per shot count (ours: num_seeds; Scenic's: one)."""
+    out: Dict[str, Any] = {}
+    for protocol, label in (('ours', 'ours'), ('scenic', 'Scenic')):
+      meta = self.results.get(protocol)
+      if meta:
+        out[f'{label} feature'] = meta.get('feature_label') or meta['feature']
+        out[f'{label} support sets'] = meta['support_sets']
+    return out

@@ -45,11 +45,13 @@ def evaluate_encoder(fs: ml_collections.ConfigDict, feature_fn: Callable, params
   those features. Returns (entries, scenic, timings): entries (our protocol; {} when not selected) keyed by task
   (main split) or '{task}_{split}', each {'task', 'split', 'metric', 'majority', 'shots': {k: {'mean', 'std',
   'per_seed', 'l2'}}} ('majority': the metric of always predicting the pool's most frequent class); scenic
-  (`scenic.scenic_fewshot`'s result, or None); timings {'embed_s', 'probe_s', 'scenic_s', 'embedded_examples'}.
+  (`scenic.scenic_fewshot`'s result, or None; its 'splits' {Scenic's name: {'task', 'split', 'majority'}}, the
+  majority-class accuracy as Scenic scores accuracy); timings {'embed_s', 'probe_s', 'scenic_s', 'embedded_examples'}.
   """
   selected, features = protocols(fs), needed_features(fs)
   entries: Dict[str, Dict[str, Any]] = {}
   scenic_tasks: Dict[str, scenic.TaskData] = {}
+  scenic_splits: Dict[str, Dict[str, Any]] = {}  # Scenic's name of each eval split -> its task, split, majority
   timings: Dict[str, Any] = {'embed_s': 0.0, 'probe_s': 0.0, 'scenic_s': 0.0, 'embedded_examples': 0}
   seeds = list(range(int(fs.num_seeds)))
   for task in inputs:
@@ -73,10 +75,16 @@ def evaluate_encoder(fs: ml_collections.ConfigDict, feature_fn: Callable, params
       evals = {scenic_task_name(task.task, split, len(data.eval_features)): (x, data.eval_labels[split])
                for split, x in data.eval_features.items()}
       scenic_tasks[task.task] = (data.train_features, data.train_labels, task.num_classes, evals)
+      majority = int(np.bincount(data.train_labels, minlength=task.num_classes).argmax())
+      for split in data.eval_features:
+        labels = np.asarray(data.eval_labels[split])
+        scenic_splits[scenic_task_name(task.task, split, len(data.eval_features))] = {
+            'task': task.task, 'split': split, 'majority': float(np.mean(labels == majority)) if len(labels) else None}
   scenic_result = None
   if scenic_tasks:
     t0 = time.perf_counter()
     scenic_result = scenic.scenic_fewshot(scenic_tasks, [int(k) for k in fs.scenic.shots],
                                           [float(x) for x in fs.scenic.l2_regs], int(fs.scenic.seed))
     timings['scenic_s'] = time.perf_counter() - t0
+    scenic_result['splits'] = scenic_splits
   return entries, scenic_result, timings

@@ -1,6 +1,8 @@
-r"""The few-shot figure: a panel per task, the metric (mean +- std over seeds) against shots per class, a line per
-encoder and eval split, and the majority-class baseline dashed. The `fewshot` evaluator draws one encoder
-(workdir/{name}.png); the CLI overlays several encoders from the results files of their few-shot runs:
+r"""The few-shot figure: a panel per task, the metric against shots per class, a line per encoder, eval split and
+protocol, and the majority-class baseline dashed. Our protocol's lines are the mean +- std over seeds; Scenic's
+protocol has one support set per shot count, so its lines (squares, dotted) have no spread and name the feature
+that stood for Scenic's. The `fewshot` evaluator draws one encoder (workdir/{name}.png); the CLI overlays several
+encoders from the results files of their few-shot runs:
 
   python -m projects.bert.fewshot.plot --output=/tmp/fewshot.png minilm=/tmp/fs_minilm random=/tmp/fs_random \
       /tmp/fs_pt
@@ -8,7 +10,7 @@ encoder and eval split, and the majority-class baseline dashed. The `fewshot` ev
 
 Each argument is `[LABEL=]PATH`: a workdir (its results.json, else eval_results.json) or a results file; the
 label defaults to the workdir's name. `--section` names the evaluator (config.evals) whose results are drawn
-(default: fewshot); the figure draws our protocol's entries (Scenic's protocol has one support set, no spread).
+(default: fewshot); the figure draws every protocol the run has (`section_entries`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,18 +31,36 @@ RESULTS_FILES = ('results.json', 'eval_results.json')
 
 
 def plot_results(entries: Mapping[str, Mapping[str, Any]], path: str, title: str = '') -> str:
-  """Writes a PNG with a panel per task: metric (mean +- std over seeds) against shots per class, log2 axis, a line
-  per eval split, and the majority-class baseline of each split (entries' 'majority') as a dashed line."""
+  """Writes a PNG with a panel per task: metric (mean +- std over seeds; no spread without 'std') against shots per
+  class, log2 axis, a line per entry (legend: its 'line', else its split; 'protocol' 'scenic': squares, dotted), and
+  the majority-class baseline of each split and metric (entries' 'majority') as a dashed line."""
   return plot_encoders({'': entries}, path, title)
 
 
-def plot_with_finetuning(entries: Mapping[str, Mapping[str, Any]], finetuned: Mapping[str, Mapping[str, Any]],
-                         path: str, title: str = '') -> str:
-  """`plot_results` of the probe's entries and, when there are any, the k-shot fine-tuning's beside them (their
-  splits labelled 'probe' and 'fine-tuned')."""
-  plotted = {key: {**e, 'split': f'{e["split"]}, probe'} if finetuned else e for key, e in entries.items()}
-  plotted.update({f'{key} finetune': {**e, 'split': f'{e["split"]}, fine-tuned'} for key, e in finetuned.items()})
-  return plot_results(plotted, path, title)
+def section_entries(section: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+  """The lines of a few-shot results section (the `fewshot` evaluator's summary, as results.json holds it): our
+  protocol's entries ('tasks'), the k-shot fine-tuning's ('finetune') and Scenic's protocol ('scenic': accuracy at
+  the regulariser it chose, one support set, so no 'std'), as `plot_results` entries. Each entry gets a 'line', its
+  legend text after the split: the protocol and feature when several protocols are drawn, Scenic's always."""
+  ours, finetuned, scenic = section.get('tasks') or {}, section.get('finetune') or {}, section.get('scenic') or {}
+  meta = section.get('ours') or {}
+  if scenic:
+    ours_line = f'ours ({meta.get("feature", "?")} probe, {meta.get("support_sets", "?")} seeds)'
+  else:
+    ours_line = 'probe' if finetuned else ''
+  out = {key: {**e, 'line': ', '.join(p for p in (e['split'], ours_line) if p)} for key, e in ours.items()}
+  out.update({f'{key} finetune': {**e, 'line': f'{e["split"]}, fine-tuned'} for key, e in finetuned.items()})
+  splits = scenic.get('splits') or {}
+  sets = scenic.get('support_sets', 1)
+  scenic_line = (f'Scenic ({scenic.get("feature_label") or scenic.get("feature", "?")}, {sets} support '
+                 f'set{"s" if sets != 1 else ""})')
+  for name, per_k in (scenic.get('accuracy') or {}).items():
+    where = splits.get(name) or {'task': name, 'split': ''}
+    out[f'{name} scenic'] = {
+        'task': where['task'], 'split': where['split'], 'metric': 'accuracy', 'majority': where.get('majority'),
+        'protocol': 'scenic', 'line': ', '.join(p for p in (where['split'], scenic_line) if p),
+        'shots': {k: {'mean': a} for k, a in per_k.items()}}
+  return out
 
 
 def plot_encoders(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str, title: str = '') -> str:
@@ -54,22 +75,27 @@ def plot_encoders(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str
   rows = max(1, math.ceil(len(tasks) / cols))
   fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
   for ax, task in zip(axes.flat, tasks):
-    baselines: Dict[str, float] = {}
+    baselines: Dict[Tuple[str, str], float] = {}
+    metrics = []
     ks_all = set()
     for label, entries in runs.items():
       for e in (e for e in entries.values() if e['task'] == task):
         ks = sorted(e['shots'], key=int)
         ks_all.update(int(k) for k in ks)
         mean = np.array([e['shots'][k]['mean'] for k in ks])
-        std = np.array([e['shots'][k].get('std', 0.0) for k in ks])
-        name = ', '.join(p for p in (label, e['split']) if p)
-        ax.errorbar([int(k) for k in ks], mean, yerr=std, marker='o', capsize=3, label=name)
-        ax.set_ylabel(e['metric'])
+        spread = any('std' in e['shots'][k] for k in ks)  # Scenic's one support set: none
+        std = np.array([e['shots'][k].get('std', 0.0) for k in ks]) if spread else None
+        name = ', '.join(p for p in (label, e.get('line', e['split'])) if p)
+        style = {'marker': 's', 'linestyle': ':'} if e.get('protocol') == 'scenic' else {'marker': 'o'}
+        ax.errorbar([int(k) for k in ks], mean, yerr=std, capsize=3, label=textwrap.fill(name, 36), **style)
+        metrics.append(e['metric'])
         if e.get('majority') is not None:
-          baselines.setdefault(e['split'], float(e['majority']))
-    for split, value in baselines.items():
+          baselines.setdefault((e['split'], e['metric']), float(e['majority']))
+    ax.set_ylabel(' / '.join(dict.fromkeys(metrics)))
+    for (split, metric), value in baselines.items():
       ax.axhline(value, color='grey', linestyle='--', linewidth=1,
-                 label='majority class' + (f', {split}' if len(baselines) > 1 else ''))
+                 label='majority class' + (f', {split}' if len(baselines) > 1 and split else '')
+                 + (f' ({metric})' if len(set(metrics)) > 1 else ''))
     ax.set_xscale('log', base=2)
     ks = sorted(ks_all)
     ax.set_xticks(ks, [str(k) for k in ks])
@@ -77,7 +103,7 @@ def plot_encoders(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str
     ax.set_xlabel('examples per class')
     ax.set_title(task)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize='small')
+    ax.legend(fontsize='x-small')
   for ax in list(axes.flat)[len(tasks):]:
     ax.axis('off')
   if title:
@@ -90,7 +116,7 @@ def plot_encoders(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str
 
 
 def read_entries(spec: str, section: str = 'fewshot') -> Tuple[str, Dict[str, Any]]:
-  """`[LABEL=]PATH` -> (label, our protocol's entries from the `section` of the results file at or in PATH)."""
+  """`[LABEL=]PATH` -> (label, the lines (`section_entries`) of the `section` of the results file at or in PATH)."""
   label, _, path = spec.rpartition('=') if '=' in spec else ('', '', spec)
   path = os.path.abspath(path)
   file = path
@@ -105,11 +131,11 @@ def read_entries(spec: str, section: str = 'fewshot') -> Tuple[str, Dict[str, An
       results = json.load(f)
   except (OSError, json.JSONDecodeError) as e:
     raise errors.DataError(f'{file} cannot be read as a results file ({e}).') from None
-  entries = (results.get(section) or {}).get('tasks')
+  entries = section_entries(results.get(section) or {})
   if not entries:
-    raise errors.DataError(f'{file} has no few-shot results of our protocol in section {section!r} (sections: '
+    raise errors.DataError(f'{file} has no few-shot results in section {section!r} (sections: '
                            f'{sorted(k for k, v in results.items() if isinstance(v, dict))}): pass --section, or '
-                           f'a run with protocol ours or both.')
+                           f'the workdir of a run with the fewshot evaluator.')
   return label or os.path.basename(os.path.dirname(file)), entries
 
 

@@ -119,9 +119,12 @@ def ridge_accuracies_float32(x: np.ndarray, labels: np.ndarray, num_classes: int
   return out
 
 
-def feature_source(nsp_head: Optional[Mapping[str, Any]]) -> str:
-  """What `probes.nsp_pre_logits` reads for these head parameters, in words, for logs and results: Scenic's exact
-  feature (its head's pre_logits) or which stand-in takes its place on a model without Scenic's head."""
+def feature_source(nsp_head: Optional[Mapping[str, Any]], feature: str = 'nsp') -> str:
+  """What stands for Scenic's feature when the protocol probes `feature` with these head parameters, in words, for
+  logs and results: Scenic's exact feature (its head's pre_logits), which stand-in `probes.nsp_pre_logits` reads on
+  a model without Scenic's head, or another feature than Scenic's."""
+  if feature != 'nsp':
+    return f"{feature} (not Scenic's: its protocol probes the next-sentence head's pre-logits, feature 'nsp')"
   if nsp_head is not None and 'output_projection' in nsp_head:
     return "scenic_head: Scenic's next_sentence_prediction_head/pre_logits (its second dense + tanh), exact"
   if nsp_head is not None and 'pooler_dense' in nsp_head:
@@ -129,6 +132,17 @@ def feature_source(nsp_head: Optional[Mapping[str, Any]]) -> str:
             "pre_logits after the second)")
   return ("stand-in: the encoder's pooled output (dense + tanh on [CLS], which plays Scenic's first head layer; "
           "Scenic's pre_logits come after a second)")
+
+
+def feature_label(nsp_head: Optional[Mapping[str, Any]], feature: str = 'nsp') -> str:
+  """`feature_source` in a few words, for a figure's legend and a run's last line."""
+  if feature != 'nsp':
+    return f"{feature}, not Scenic's"
+  if nsp_head is not None and 'output_projection' in nsp_head:
+    return "nsp: Scenic's head pre-logits"
+  if nsp_head is not None and 'pooler_dense' in nsp_head:
+    return "nsp stand-in: Model Garden's head"
+  return 'nsp stand-in: encoder pooler'
 
 
 def _standardise_with_bias(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -156,6 +156,9 @@ def evaluated(evaluators: Any) -> str:
     numbers = summary.get('final') if isinstance(summary.get('final'), dict) else summary
     shown = [f'{k} {v:.4g}' for k, v in numbers.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool) and k != 'step'][:6]
+    described = ev.last_line()  # the evaluator's own words, where it has them
+    if described:
+      shown = [f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in described.items()][:6]
     parts.append(f'{ev.name}' + (f' ({", ".join(shown)})' if shown else ''))
   idle_text = f'{", ".join(idle)} had no data (see its line above)'
   if not parts:
