@@ -1,5 +1,6 @@
-"""Entry point: `python main.py --config=projects/<project>/configs/<file>.py[:variant] --workdir=DIR`; `--help` says
-more (projects/bert/cli.py; installed, the same is `bert-train`)."""
+"""Entry point of every run (pretraining, GLUE, SQuAD, SuperGLUE, XTREME, few-shot):
+`python main.py --config=projects/<project>/configs/<file>.py[:variant] --workdir=DIR`; `--help` says more
+(projects/bert/cli.py; installed, the same is `bert-train`)."""
 
 import projects
 from projects.bert import cli

@@ -1,4 +1,5 @@
-"""scenic-bert: pretrain BERT, fine-tune it on GLUE, probe it few-shot; one trainer, chosen by config.
+"""scenic-bert: pretrain BERT; fine-tune it on GLUE, SQuAD, SuperGLUE and XTREME; probe it few-shot; one trainer,
+chosen by config.
 
 usage: python main.py --config=projects/bert/configs/FILE.py[:VARIANT] --workdir=DIR [--config.FIELD=VALUE ...]
 
@@ -15,10 +16,15 @@ configs (projects/bert/configs/), VARIANT after the colon; RECIPE model_garden (
                                         the architecture comes with --config.init_from (no SIZE needed)
   glue_suite.py[:SIZE]                  every GLUE task found x N seeds: one table, the submission files
   squad.py:VERSION[,SIZE]               SQuAD fine-tuning; VERSION v1.1 or v2.0
+  superglue.py:TASK[,SIZE][,RECIPE][,predict]
+                                        SuperGLUE fine-tuning; TASK boolq, cb, copa, multirc, record, rte, wic, wsc
+                                        (rte also scores AX-b and AX-g)
+  superglue_suite.py[:SIZE]             the 8 SuperGLUE tasks x N seeds: one table, the leaderboard files
   xtreme.py:TASK[,SIZE][,RECIPE][,predict]
                                         XTREME zero-shot: fine-tune on English, score every language; TASK xnli,
-                                        pawsx, xquad, mlqa, tydiqa (records: `bert-prepare xtreme`; mBERT via
-                                        --config.init_from)
+                                        pawsx, udpos, panx, xquad, mlqa, tydiqa, or bucc2018, tatoeba (retrieval,
+                                        no fine-tuning) (records: `bert-prepare xtreme`; mBERT: --config.init_from)
+  xtreme_suite.py[:SIZE][,RECIPE]       the nine XTREME tasks x N seeds: one table, the leaderboard folder
   fewshot.py:TASKS[,SIZE]               few-shot ridge probes of an encoder; TASKS sst2+rte, `all` (the tasks
                                         found in the data, as `prepare glue --task=all`), `classification` or
                                         `scenic` (Scenic BERT's tasks and protocol beside ours)

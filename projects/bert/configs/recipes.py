@@ -157,7 +157,7 @@ SCHEDULE_DOCS: Dict[str, str] = {
     'schedule.warmup_power': "power of the 'polynomial' warm-up",
     'schedule.decay_from': "'step_0' (decay over all steps, both references) or 'warmup_end'",
     'schedule.power': 'power of the polynomial decay (1: linear)',
-    'schedule.warmup_fraction': 'GLUE: warm-up as a fraction of the training steps',
+    'schedule.warmup_fraction': 'warm-up as a fraction of the training steps (when warmup_steps is 0 or absent)',
     'schedule.decay': "after warm-up: 'linear', 'polynomial', 'cosine' or 'constant'",
     'schedule.end_lr': 'learning rate at the last step',
 }

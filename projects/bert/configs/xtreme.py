@@ -85,6 +85,7 @@ from projects.bert.tasks import xtreme as xtreme_tasks
 # no TensorFlow.
 PAIR_TASKS = tuple(name for name, t in xtreme_tasks.XTREME_TASKS.items() if t.kind == xtreme_tasks.SENTENCE_PAIR)
 TAGGING_TASKS = tuple(name for name, t in xtreme_tasks.XTREME_TASKS.items() if t.kind == xtreme_tasks.TAGGING)
+QA_TASKS = tuple(name for name, t in xtreme_tasks.XTREME_TASKS.items() if t.kind == xtreme_tasks.SPAN_QA)
 VARIANT = variants.Spec('xtreme.py', lead='TASK', lead_words=tuple(xtreme_tasks.XTREME_TASKS), lead_default='xnli',
                         lead_parse=lambda word: _task_name(word), sizes=True, recipes=True,
                         flags=('predict', 'runlocal'))
@@ -109,7 +110,8 @@ FIELD_DOCS = training.field_docs({
     'mode': "'train'; 'eval' (per-language dev scores of the saved weights); 'predict' (submission files)",
     'model.num_labels': "classes per example (pairs) or per token (tagging); None: from the dataset's meta data "
                         "(checked when set)",
-    'dataset.task': f'XTREME sentence-pair or tagging task: {", ".join(PAIR_TASKS + TAGGING_TASKS)}',
+    'dataset.task': f'XTREME task: {", ".join(PAIR_TASKS)} (sentence pairs), {", ".join(TAGGING_TASKS)} (tagging) '
+                    f'or {", ".join(QA_TASKS)} (span QA, bert_xtreme_qa)',
     'dataset.data_dir': 'the --output_dir of `prepare xtreme`',
     'dataset.languages': "dev / test languages read ('' = every language the meta data lists)",
     'dataset.max_seq_length': 'sequence length, checked against the meta data (0: from it)',
