@@ -4,7 +4,6 @@ language), the `xtreme` evaluator (per-language accuracy, the language average) 
 `core.app.train_and_evaluate`."""
 
 import os
-import re
 
 import numpy as np
 import pytest
@@ -24,27 +23,11 @@ SEQ_LEN = 32
 CHANCE = 100.0 / 3
 
 
-def _write_vocab(path, xtreme_dir):
-  """Whole words of the generated files, and every character (CJK text is split into characters anyway)."""
-  words, chars = set(), set()
-  for root, _, names in os.walk(xtreme_dir):
-    for name in names:
-      with open(os.path.join(root, name), encoding='utf-8') as f:
-        text = f.read()
-      words.update(w for w in re.findall(r'\w+', text))
-      chars.update(c for c in text if not c.isspace())
-  vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', *sorted(words), *sorted(chars), *(f'##{c}' for c in
-                                                                                            sorted(chars))]
-  with open(path, 'w', encoding='utf-8') as f:
-    f.write('\n'.join(dict.fromkeys(vocab)) + '\n')
-  return str(path), len(dict.fromkeys(vocab))
-
-
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
   root = tmp_path_factory.mktemp('xtreme_pairs')
   xtreme_dir = xtreme_data.write_xtreme_dir(str(root / 'download'), ['xnli'], LANGUAGES, examples=N)
-  vocab, vocab_size = _write_vocab(root / 'vocab.txt', xtreme_dir)
+  vocab, vocab_size = xtreme_data.write_vocab(root / 'vocab.txt', xtreme_dir)
   out = str(root / 'records')
   xtreme_writer.prepare_xtreme('xnli', xtreme_dir, vocab, out, SEQ_LEN)
   return {'root': root, 'out': out, 'vocab_size': vocab_size}

@@ -15,7 +15,6 @@ from projects.bert.configs import xtreme as xtreme_config
 from projects.bert.datasets import xtreme_writer
 from projects.bert.tasks import xtreme_metrics, xtreme_submission
 from tests.bert import xtreme_data
-from tests.bert.test_xtreme_pairs import _write_vocab
 
 # One tiny fine-tuning run (module fixture) and a few eval / predict runs of its parameters: about 1 CPU-minute.
 pytestmark = pytest.mark.long(minutes=2)
@@ -31,7 +30,7 @@ def data(tmp_path_factory):
   root = tmp_path_factory.mktemp('xtreme_qa')
   xtreme_dir = xtreme_data.write_xtreme_dir(str(root / 'download'), ['mlqa', 'xquad', 'tydiqa'], LANGUAGES,
                                             examples=N)
-  vocab, vocab_size = _write_vocab(root / 'vocab.txt', xtreme_dir)
+  vocab, vocab_size = xtreme_data.write_vocab(root / 'vocab.txt', xtreme_dir)
   out = str(root / 'records')
   for task in ('mlqa', 'xquad', 'tydiqa'):
     xtreme_writer.prepare_xtreme(task, xtreme_dir, vocab, out, SEQ, doc_stride=STRIDE, max_query_length=QUERY)

@@ -5,7 +5,6 @@ one resumed), missing tasks named; and the XTREME score rule on a hand-made set 
 
 import json
 import os
-import re
 import shutil
 
 import numpy as np
@@ -26,19 +25,6 @@ SEQ_LEN = 32
 TASKS = ('xnli', 'pawsx')
 # 4 runs and 2 predictions of a one-layer model: ~75 s of CPU, several minutes on a shared machine.
 pytestmark = pytest.mark.long(minutes=2)
-
-
-def _write_vocab(path, root):
-  """The generated files' words and characters (Chinese is split into characters anyway)."""
-  words, chars = set(), set()
-  for folder, _, names in os.walk(root):
-    for name in names:
-      text = open(os.path.join(folder, name), encoding='utf-8').read()
-      words.update(re.findall(r'\w+', text))
-      chars.update(c for c in text if not c.isspace())
-  vocab = list(dict.fromkeys(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', *sorted(words), *sorted(chars)]))
-  open(path, 'w', encoding='utf-8').write('\n'.join(vocab) + '\n')
-  return str(path), len(vocab)
 
 
 def _config(records, vocab_size):
@@ -68,7 +54,7 @@ def _config(records, vocab_size):
 def suite(tmp_path_factory):
   root = tmp_path_factory.mktemp('xtreme_suite')
   download = xtreme_data.write_xtreme_dir(str(root / 'download'), TASKS, LANGUAGES, examples=N)
-  vocab, vocab_size = _write_vocab(root / 'vocab.txt', download)
+  vocab, vocab_size = xtreme_data.write_vocab(root / 'vocab.txt', download, continuation_pieces=False)
   records = str(root / 'records')
   for task in TASKS:
     xtreme_writer.prepare_xtreme(task, download, vocab, records, SEQ_LEN)

@@ -16,7 +16,6 @@ from projects.bert.runs import xtreme_suite
 from projects.bert.tasks import xtreme, xtreme_metrics, xtreme_submission
 from tests.bert import xtreme_data
 from tests.bert.test_xtreme_retrieval_eval import _write_labels
-from tests.bert.test_xtreme_suite import _write_vocab
 
 LANGUAGES = ('en', 'de', 'zh')
 N = 8  # examples per file
@@ -28,7 +27,7 @@ pytestmark = pytest.mark.long(minutes=2)
 def suite(tmp_path_factory):
   root = tmp_path_factory.mktemp('xtreme_all')
   download = xtreme_data.write_xtreme_dir(str(root / 'download'), None, LANGUAGES, examples=N)
-  vocab, vocab_size = _write_vocab(root / 'vocab.txt', download)
+  vocab, vocab_size = xtreme_data.write_vocab(root / 'vocab.txt', download, continuation_pieces=False)
   labels = str(root / 'labels')  # the retrieval test gold, withheld from the download as xtreme's is
   _write_labels(download, labels)
   records = str(root / 'records')

@@ -18,7 +18,6 @@ from projects.bert.datasets import xtreme_reader, xtreme_tags, xtreme_writer
 from projects.bert.evaluators import xtreme as xtreme_evaluator
 from projects.bert.tasks import xtreme, xtreme_metrics, xtreme_submission
 from tests.bert import xtreme_data
-from tests.bert.test_xtreme_pairs import _write_vocab
 
 LANGUAGES = ('en', 'de', 'ru', 'ar', 'zh')
 N = 48  # sentences per file: train (English) and each language's dev / test
@@ -32,7 +31,7 @@ def data(tmp_path_factory):
   xtreme_dir = xtreme_data.write_xtreme_dir(str(root / 'download'), ['udpos', 'panx'], LANGUAGES, examples=N)
   # A test-only UD-POS language, as xtreme's download has for kk, th, tl, yo (German words under the kk name).
   shutil.copy(os.path.join(xtreme_dir, 'udpos', 'test-de.tsv'), os.path.join(xtreme_dir, 'udpos', 'test-kk.tsv'))
-  vocab, vocab_size = _write_vocab(root / 'vocab.txt', xtreme_dir)
+  vocab, vocab_size = xtreme_data.write_vocab(root / 'vocab.txt', xtreme_dir)
   out = str(root / 'records')
   metas = {t: xtreme_writer.prepare_xtreme(t, xtreme_dir, vocab, out, SEQ_LEN)[t] for t in ('udpos', 'panx')}
   return {'root': root, 'out': out, 'vocab_size': vocab_size, 'xtreme_dir': xtreme_dir, 'metas': metas}

@@ -25,6 +25,7 @@ import csv
 import json
 import os
 import random
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from projects.bert.tasks import xtreme
@@ -262,3 +263,21 @@ def write_xtreme_dir(root: str, tasks: Optional[Sequence[str]] = None, languages
   if any(xtreme.get_task(n).kind == xtreme.SPAN_QA for n in names):
     _write_qa(root, languages, rng, examples, blank_test_answers)
   return root
+
+
+def write_vocab(path: str, root: str, continuation_pieces: bool = True) -> Tuple[str, int]:
+  """A WordPiece vocab for the files under `root` (a `write_xtreme_dir` folder): the special tokens, every whole word
+  (`\\w+`) and every character (CJK text is split into characters anyway), then, with `continuation_pieces`, every
+  '##' + character, so that a word outside the vocab is spelled rather than [UNK]. Returns (path, vocab size)."""
+  words, chars = set(), set()
+  for folder, _, names in os.walk(root):
+    for name in names:
+      with open(os.path.join(folder, name), encoding='utf-8') as f:
+        text = f.read()
+      words.update(re.findall(r'\w+', text))
+      chars.update(c for c in text if not c.isspace())
+  pieces = [f'##{c}' for c in sorted(chars)] if continuation_pieces else []
+  vocab = list(dict.fromkeys(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', *sorted(words), *sorted(chars), *pieces]))
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write('\n'.join(vocab) + '\n')
+  return str(path), len(vocab)
