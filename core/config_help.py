@@ -73,10 +73,14 @@ def field_docs(config_file: Optional[str]) -> Dict[str, str]:
 
 
 def doc_of(name: str, docs: Mapping[str, str]) -> str:
-  """The meaning of field `name`: its own entry, else the first pattern that matches it."""
+  """The meaning of field `name`: its own entry, else that of the most specific pattern matching it (the one with
+  the most literal characters: `runs.*.evals.x.batch_size` before `runs.*.batch_size`, as `*` spans dots)."""
   if name in docs:
     return docs[name]
-  return next((doc for pattern, doc in docs.items() if fnmatch.fnmatchcase(name, pattern)), UNDOCUMENTED)
+  matching = [p for p in docs if fnmatch.fnmatchcase(name, p)]
+  if not matching:
+    return UNDOCUMENTED
+  return docs[max(matching, key=lambda p: len(p.replace('*', '').replace('?', '')))]
 
 
 def describe(config: ml_collections.ConfigDict, config_file: Optional[str] = None) -> str:
