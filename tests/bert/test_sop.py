@@ -22,6 +22,8 @@ from core.registry import DATASETS
 from projects.bert.datasets import pretraining_writer, records
 from tests.bert import data_utils
 
+pytestmark = pytest.mark.long(minutes=1.5)  # ~40 s of CPU: the writer child process and a 30-step run
+
 SEQ, PREDS = 17, 3  # 14 tokens of pairs: two-token sentences never need truncating (see `sop` below)
 NUM_DOCS = 120
 _SENTENCE = re.compile(r'd(\d{3})s(\d{2})$')
