@@ -7,6 +7,7 @@ The corpus: documents of numbered two-token sentences ('d007s03 more'; each docu
 its last 'd007s05 end'), so that every record's sentences can be traced back to their document and place in it.
 """
 
+import json
 import os
 import re
 import shutil
@@ -168,7 +169,7 @@ def test_the_builder_refuses_records_of_the_other_pair_task_naming_file_field_an
   with pytest.raises(errors.DataError) as e:
     build(_config(files, vocab))  # the default: NSP
   message = str(e.value)
-  for needle in ('config.dataset.train_files', files[0], 'sentence-order prediction', records.MANIFEST,
+  for needle in ('config.dataset.train_files', files[0], 'sentence-order prediction (SOP) records', records.MANIFEST,
                  "config.dataset.pair_task is 'nsp'", 'pretrain.py:SIZE,sop', '--config.dataset.pair_task=sop'):
     assert needle in message, (needle, message)
   # A file no manifest names (written by create_pretraining_data.py itself, or an older set): NSP records.
@@ -179,9 +180,15 @@ def test_the_builder_refuses_records_of_the_other_pair_task_naming_file_field_an
   with pytest.raises(errors.DataError) as e:
     build(_config([plain], vocab, 'sop'))
   message = str(e.value)
-  for needle in (plain, 'next-sentence prediction', "config.dataset.pair_task is 'sop'", '--sentence_order=true',
+  for needle in (plain, 'next-sentence prediction (NSP) records', f'no {tmp_path}/plain/{records.MANIFEST} names it',
+                 "config.dataset.pair_task is 'sop'", '--sentence_order=true',
                  '--config.dataset.pair_task=nsp'):
     assert needle in message, (needle, message)
+  # A set written before the mark existed: NSP too.
+  with open(tmp_path / 'plain' / records.MANIFEST, 'w') as f:
+    json.dump({'runs': [{'outputs': ['a.tfrecord'], 'args': [], 'state': 'complete'}]}, f)
+  with pytest.raises(errors.DataError, match=r'NSP\) records \(.*has no pair-task mark for its set'):
+    build(_config([plain], vocab, 'sop'))
   with pytest.raises(errors.ConfigError, match=r"pair_task='order': expected one of nsp, sop"):
     build(_config(files, vocab, 'order'))
 

@@ -71,20 +71,23 @@ def record_spec(max_seq_length: Optional[int], max_predictions_per_seq: Optional
   }
 
 
-PAIR_TASKS = {'nsp': 'next-sentence prediction (NSP)', 'sop': "sentence-order prediction (SOP, ALBERT's)"}
+PAIR_TASKS = {'nsp': 'next-sentence prediction (NSP)', 'sop': "ALBERT's sentence-order prediction (SOP)"}
 
 
-def records_pair_task(path: str, manifests: Optional[Dict[str, List[Dict[str, Any]]]] = None) -> str:
-  """The pair task ('nsp' or 'sop') that `prepare pretraining` recorded for `path` in its folder's manifest; 'nsp'
-  for files no manifest entry names or entries written before the mark existed. `manifests` caches folders."""
+def _manifest_entry(path: str, manifests: Dict[str, List[Dict[str, Any]]]) -> Optional[Dict[str, Any]]:
+  """The last `prepare pretraining` set in `path`'s folder manifest that wrote it (the one on disk), or None."""
   folder, name = os.path.dirname(path) or '.', os.path.basename(path)
-  runs = manifests.setdefault(folder, records.read_manifest(folder)) if manifests is not None else (
-      records.read_manifest(folder))
-  found = 'nsp'
-  for run in runs:  # the last set that wrote the file is the one on disk
-    if name in run.get('outputs', []):
-      found = run.get('pair_task', 'nsp')
-  return found
+  if folder not in manifests:
+    manifests[folder] = records.read_manifest(folder)
+  entries = [run for run in manifests[folder] if name in run.get('outputs', [])]
+  return entries[-1] if entries else None
+
+
+def records_pair_task(path: str) -> str:
+  """The pair task ('nsp' or 'sop') that `prepare pretraining` recorded for `path` in its folder's manifest; 'nsp'
+  for files no manifest names (written by create_pretraining_data.py itself) and sets written before the mark."""
+  entry = _manifest_entry(path, {})
+  return entry.get('pair_task', 'nsp') if entry else 'nsp'
 
 
 def check_pair_task(files: List[str], field: str, pair_task: str) -> None:
@@ -95,11 +98,17 @@ def check_pair_task(files: List[str], field: str, pair_task: str) -> None:
                              f'(next-sentence or sentence-order prediction; the `,sop` variant sets sop).')
   manifests: Dict[str, List[Dict[str, Any]]] = {}
   for path in files:
-    found = records_pair_task(path, manifests)
+    entry = _manifest_entry(path, manifests)
+    found = entry.get('pair_task', 'nsp') if entry else 'nsp'
     if found == pair_task:
       continue
     manifest = os.path.join(os.path.dirname(path) or '.', records.MANIFEST)
-    where = f'the pair task {manifest} records for it; none recorded = NSP'
+    if entry is None:
+      why = f'no {manifest} names it: records of create_pretraining_data.py itself'
+    elif 'pair_task' not in entry:
+      why = f'{manifest} has no pair-task mark for its set: written before SOP existed'
+    else:
+      why = f'{manifest} marks its set pair_task {found!r}'
     if pair_task == 'sop':
       fix = ('write sentence-order records with `python -m projects.bert.datasets.prepare pretraining '
              '--sentence_order=true ...`, or pretrain with NSP on these (without the `,sop` variant, or '
@@ -107,8 +116,8 @@ def check_pair_task(files: List[str], field: str, pair_task: str) -> None:
     else:
       fix = ('pretrain with SOP on these (the variant pretrain.py:SIZE,sop, or --config.dataset.pair_task=sop), or '
              're-create them without --sentence_order=true.')
-    raise errors.DataError(f'config.dataset.{field}: {path} holds records for {PAIR_TASKS[found]} ({where}) but '
-                           f'config.dataset.pair_task is {pair_task!r} ({PAIR_TASKS[pair_task]}): {fix}')
+    raise errors.DataError(f'config.dataset.{field}: {path} holds {PAIR_TASKS[found]} records ({why}) but '
+                           f'config.dataset.pair_task is {pair_task!r}: {fix}')
 
 
 def _fix_hint(field: str, found: int, flag: str) -> str:
