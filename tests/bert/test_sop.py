@@ -23,7 +23,7 @@ from core.registry import DATASETS
 from projects.bert.datasets import pretraining_writer, records
 from tests.bert import data_utils
 
-pytestmark = pytest.mark.long(minutes=1.5)  # ~40 s of CPU: the writer child process and a 30-step run
+pytestmark = pytest.mark.long(minutes=2)  # ~40 s of CPU (90-110 s wall on a shared 2-core VM): a child writer, 30 steps
 
 SEQ, PREDS = 17, 3  # 14 tokens of pairs: two-token sentences never need truncating (see `sop` below)
 NUM_DOCS = 120
@@ -142,9 +142,10 @@ def test_the_set_is_marked_sop_and_the_child_gets_no_sentence_order_flag(sop, tm
   monkeypatch.setattr(pretraining_writer.child_process.subprocess, 'run', copying_writer)
   out = tmp_path / 'nsp'
   flags = [f'--input_file={files[0]}', f'--vocab_file={vocab}', f'--output_file={out}/a.tfrecord']
-  pretraining_writer.prepare_pretraining(flags + ['--sentence_order', 'false'])
-  assert pretraining_writer.MODULE in commands[-1] and not any('sentence_order' in a for a in commands[-1])
-  assert records.read_manifest(str(out))[-1]['pair_task'] == 'nsp'
+  for off in (['--sentence_order', 'false'], ['--nosentence_order'], []):
+    pretraining_writer.prepare_pretraining(flags + off)
+    assert pretraining_writer.MODULE in commands[-1] and not any('sentence_order' in a for a in commands[-1])
+    assert records.read_manifest(str(out))[-1]['pair_task'] == 'nsp'
   pretraining_writer.prepare_pretraining(flags[:2] + [f'--output_file={out}/b.tfrecord', '--sentence_order'])
   assert pretraining_writer.SOP_MODULE in commands[-1] and not any('sentence_order' in a for a in commands[-1])
   assert [r['pair_task'] for r in records.read_manifest(str(out))] == ['nsp', 'sop']

@@ -83,16 +83,11 @@ def _manifest_entry(path: str, manifests: Dict[str, List[Dict[str, Any]]]) -> Op
   return entries[-1] if entries else None
 
 
-def records_pair_task(path: str) -> str:
-  """The pair task ('nsp' or 'sop') that `prepare pretraining` recorded for `path` in its folder's manifest; 'nsp'
-  for files no manifest names (written by create_pretraining_data.py itself) and sets written before the mark."""
-  entry = _manifest_entry(path, {})
-  return entry.get('pair_task', 'nsp') if entry else 'nsp'
-
-
 def check_pair_task(files: List[str], field: str, pair_task: str) -> None:
   """DataError naming the first of `files` whose records were written for the other pair task than `pair_task`
-  (config.dataset.pair_task), with both fixes."""
+  (config.dataset.pair_task), with both fixes. A file's pair task is the one `prepare pretraining` recorded for its
+  set in the folder's manifest; 'nsp' for files no manifest names (written by create_pretraining_data.py itself)
+  and for sets written before the mark existed."""
   if pair_task not in PAIR_TASKS:
     raise errors.ConfigError(f'config.dataset.pair_task={pair_task!r}: expected one of {", ".join(PAIR_TASKS)} '
                              f'(next-sentence or sentence-order prediction; the `,sop` variant sets sop).')

@@ -53,10 +53,11 @@ def _flag_value(args: Sequence[str], name: str) -> Optional[str]:
 
 
 def _sentence_order(args: Sequence[str]) -> bool:
-  """Whether `args` ask for sentence-order pairs: --sentence_order=true (or a bare --sentence_order)."""
+  """Whether `args` ask for sentence-order pairs: --sentence_order=true (or a bare --sentence_order; absl's
+  --nosentence_order is false)."""
   value = _flag_value(args, SENTENCE_ORDER_FLAG)
   if value is None:
-    return f'--{SENTENCE_ORDER_FLAG}' in args
+    return f'--{SENTENCE_ORDER_FLAG}' in args and f'--no{SENTENCE_ORDER_FLAG}' not in args
   try:
     return writing.parse_bool(value)
   except argparse.ArgumentTypeError:
@@ -92,7 +93,8 @@ def prepare_pretraining(args: Sequence[str]) -> Dict[str, int]:
   if len(set(staged.values())) < len(staged):
     raise PrepareError(f'--output_file names a file twice: {output_spec}')
   try:
-    child_args = _without_flag(_with_flag(args, 'output_file', ','.join(staged.values())), SENTENCE_ORDER_FLAG)
+    child_args = [a for a in _without_flag(_with_flag(args, 'output_file', ','.join(staged.values())),
+                                           SENTENCE_ORDER_FLAG) if a != f'--no{SENTENCE_ORDER_FLAG}']
     proc = child_process.run_child([sys.executable, '-m', module, *child_args])
     if proc.returncode:
       raise RuntimeError(f'{module} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}')
