@@ -8,9 +8,11 @@ installed (`pip install -e .`), from any directory: `bert-train` is `python main
 --config path not found where you are is looked up in the repository and its configs folder (`--config=glue.py:mrpc`).
 
 configs (projects/bert/configs/), VARIANT after the colon; RECIPE model_garden (default), bert_paper or scenic:
-  pretrain.py:SIZE[,RECIPE][,phase2][,fewshot]
+  pretrain.py:SIZE[,RECIPE][,phase2][,fewshot][,sop]
                                         MLM + NSP pretraining; SIZE tiny, mini, small, medium, base, large, or
-                                        Scenic BERT's Ti, S, B, L with RECIPE scenic (`pretrain.py:S,scenic`)
+                                        Scenic BERT's Ti, S, B, L with RECIPE scenic (`pretrain.py:S,scenic`);
+                                        `,sop`: ALBERT's sentence order instead of NSP (`prepare pretraining
+                                        --sentence_order=true` records)
   glue.py:TASK[,SIZE][,RECIPE][,predict]
                                         GLUE fine-tuning; TASK cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli;
                                         the architecture comes with --config.init_from (no SIZE needed)

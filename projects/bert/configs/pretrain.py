@@ -1,4 +1,4 @@
-r"""BERT pretraining (MLM + NSP). Variant: `SIZE[,RECIPE][,phase2][,fewshot][,runlocal]`.
+r"""BERT pretraining (MLM + NSP, or SOP). Variant: `SIZE[,RECIPE][,phase2][,fewshot][,sop][,runlocal]`.
 
   python main.py --config=projects/bert/configs/pretrain.py:tiny --workdir=/tmp/pt_tiny \
       --config.dataset.train_files=/data/pretrain/*.tfrecord
@@ -25,8 +25,10 @@ SIZE is one of tiny, mini, small, medium, base, large, or with the scenic recipe
 `,fewshot` adds the few-shot evaluator beside mlm_nsp with Scenic BERT's tasks and cadence (sst2, mnli matched and
 mismatched, every 50k steps; tiny and runlocal: mlm_nsp's cadence) and both protocols over one embedding pass: ours,
 and Scenic's (NSP-head pre-logits, the regulariser chosen on the eval sets: optimistic);
-`--config.evals.fewshot.dataset.data_dir=` the `prepare glue` output. `tiny` is a CPU-sized run (sequence
-length 128); `runlocal` shrinks any variant to a few steps for a smoke test on a laptop.
+`--config.evals.fewshot.dataset.data_dir=` the `prepare glue` output. `,sop` trains ALBERT's sentence-order
+prediction instead of NSP (the same head; label 1 = the two segments swapped) on records of `prepare pretraining
+--sentence_order=true` (dataset.pair_task 'sop'; logs and results say sop_loss / sop_accuracy). `tiny` is a
+CPU-sized run (sequence length 128); `runlocal` shrinks any variant to a few steps for a smoke test on a laptop.
 """
 
 import ml_collections
@@ -47,13 +49,16 @@ FIELD_DOCS = training.field_docs({
     'dataset.seed': 'input shuffling seed',
     'dataset.cycle_length': 'files read in parallel per process',
     'dataset.eval_max_examples': 'cap on the eval records (0: all)',
-    'evals.mlm_nsp.num_steps': 'eval batches of MLM / NSP loss and accuracy',
+    'dataset.pair_task': ("the records' pair label: 'nsp' next sentence (1 = random next) or 'sop' sentence order "
+                          "(1 = swapped; `prepare pretraining --sentence_order=true`, variant ,sop); checked against "
+                          "the records' manifest"),
+    'evals.mlm_nsp.num_steps': 'eval batches of MLM / NSP (or SOP) loss and accuracy',
 })
 
 
 VARIANT = variants.Spec('pretrain.py', lead='SIZE',
                         lead_words=tuple(architecture.SIZES) + tuple(architecture.SCENIC_SIZES), lead_default='tiny',
-                        recipes=True, flags=('phase2', 'fewshot', 'runlocal'))
+                        recipes=True, flags=('phase2', 'fewshot', 'sop', 'runlocal'))
 
 
 def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
@@ -83,6 +88,8 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   config.dataset.seed = 0
   config.dataset.cycle_length = 8  # record files read in parallel (interleaved) per process
   config.dataset.eval_max_examples = 0  # read at most this many eval records; 0 = all
+  # What next_sentence_labels hold: 'nsp' (1 = random next) or, with `,sop`, ALBERT's sentence order (1 = swapped).
+  config.dataset.pair_task = 'sop' if 'sop' in variant.flags else 'nsp'
 
   training.batches(config, batch_size=batch, eval_batch_size=batch, num_train_steps=steps)
 

@@ -5,6 +5,8 @@ writers.
   python -m projects.bert.datasets.prepare pretraining --input_file=corpus/*.txt --vocab_file=vocab.txt \
       --output_file=data/pretraining/train-0.tfrecord,data/pretraining/train-1.tfrecord \
       --max_seq_length=128 --max_predictions_per_seq=20 --masked_lm_prob=0.15 --dupe_factor=5
+  # ... --sentence_order=true: ALBERT's sentence-order pairs (SOP) instead of next-sentence ones, for
+  # pretrain.py:SIZE,sop (sop_pretraining_writer.py; same flags and features, next_sentence_labels 1 = swapped).
 
   # GLUE (glue_writer.py): reads the official GLUE TSVs (GLUE_DIR/MRPC/train.tsv, ...) and writes, in OUTPUT_DIR,
   # {task}_train.tf_record, {task}_eval[_split].tf_record, {task}_test[_split].tf_record and {task}_meta_data.
@@ -78,7 +80,8 @@ def _parser(command: str = '') -> argparse.ArgumentParser:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest='command', required=True)
   sub.add_parser('pretraining', help='run create_pretraining_data.py; its flags follow (--input_file=... '
-                 '--vocab_file=... --output_file=... --max_seq_length=...)', add_help=False)
+                 '--vocab_file=... --output_file=... --max_seq_length=...; --sentence_order=true: ALBERT\'s SOP '
+                 'pairs)', add_help=False)
   glue = sub.add_parser('glue', help='GLUE TSVs -> records and meta data', formatter_class=_Formatter,
                         description='GLUE TSVs (the official layout) -> records and meta data per task.')
   glue.add_argument('--task', required=True,
@@ -135,7 +138,10 @@ def _run(argv: Sequence[str]) -> int:
     from projects.bert.datasets.writing import PrepareError
     if {'-h', '--help', '--helpshort'} & set(argv[1:]):
       print('usage: python -m projects.bert.datasets.prepare pretraining --input_file=... --vocab_file=... '
-            f'--output_file=... [flags of {pretraining_writer.MODULE}]:')
+            f'--output_file=... [--sentence_order=false] [flags of {pretraining_writer.MODULE}]:\n'
+            '  --sentence_order: true writes ALBERT\'s sentence-order pairs (two adjacent parts of a document, '
+            'swapped half the time; next_sentence_labels 1 = swapped) for pretrain.py:SIZE,sop\n'
+            '    (default: false, next-sentence pairs)')
       subprocess.run([sys.executable, '-m', pretraining_writer.MODULE, '--helpshort'], check=False)
       return 0
     try:

@@ -1,4 +1,5 @@
-"""`bert_pretraining`: the masked-LM + next-sentence records of TF-Models' `create_pretraining_data.py`.
+"""`bert_pretraining`: the masked-LM + next-sentence records of TF-Models' `create_pretraining_data.py`, or the
+sentence-order ones of `prepare pretraining --sentence_order=true` (`pair_task` below).
 
 Config (`config.dataset`, defaults in `default_config()`):
   train_files              file, glob pattern, comma-separated list, or list (local, gs://, any tf.io.gfile path)
@@ -8,18 +9,24 @@ Config (`config.dataset`, defaults in `default_config()`):
   shuffle_buffer, seed     record shuffling (deterministic for a seed, so a resumed run continues exactly)
   cycle_length             files read in parallel (interleaved) per process
   eval_max_examples        read at most this many eval records (None or 0: all)
+  pair_task                what `next_sentence_labels` holds: 'nsp' (next sentence, 1 = random next; default) or
+                           'sop' (ALBERT's sentence order, 1 = swapped: `prepare pretraining --sentence_order=true`);
+                           checked against the pair task that each file's `.prepare_manifest.json` entry records
+                           (files without one, e.g. written by create_pretraining_data.py itself, are NSP)
 
 Batches (host-local numpy, batch B = config.batch_size // process_count): input_ids, input_mask, segment_ids
 int32 [B, S]; masked_lm_positions, masked_lm_ids int32 [B, P]; masked_lm_weights float32 [B, P];
 next_sentence_labels int32 [B]. Eval batches (config.eval_batch_size) add batch_mask float32 [B] (0 = padding).
 Meta data (`core.dataset.DatasetMetaData`): task 'pretraining', max_seq_length, the eval split 'validation' when
 there are eval_files (num_train_examples is not counted: None); extra holds max_predictions_per_seq,
-num_train_files, compression, feature_names ('v1'/'v2') and max_token_id_seen (in the first record of each file).
+num_train_files, compression, feature_names ('v1'/'v2'), max_token_id_seen (in the first record of each file) and
+pair_task (which names the model's pair metrics: nsp_* or sop_*).
 Records written with `--use_v2_feature_names` (input_word_ids, input_type_ids) and `--gzip_compress` are read too.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List, Optional
 
 import ml_collections
@@ -41,6 +48,7 @@ def default_config() -> ml_collections.ConfigDict:
       'eval_files': '',
       'max_seq_length': None,
       'max_predictions_per_seq': None,
+      'pair_task': 'nsp',
       'shuffle_buffer': 2_000,
       'seed': 0,
       'cycle_length': 8,
@@ -61,6 +69,50 @@ def record_spec(max_seq_length: Optional[int], max_predictions_per_seq: Optional
       'masked_lm_weights': records.Feature('masked_lm_weights', 'float', max_predictions_per_seq, dtype=tf.float32),
       'next_sentence_labels': records.Feature('next_sentence_labels', 'int', 1, scalar=True),
   }
+
+
+PAIR_TASKS = {'nsp': 'next-sentence prediction (NSP)', 'sop': "ALBERT's sentence-order prediction (SOP)"}
+
+
+def _manifest_entry(path: str, manifests: Dict[str, List[Dict[str, Any]]]) -> Optional[Dict[str, Any]]:
+  """The last `prepare pretraining` set in `path`'s folder manifest that wrote it (the one on disk), or None."""
+  folder, name = os.path.dirname(path) or '.', os.path.basename(path)
+  if folder not in manifests:
+    manifests[folder] = records.read_manifest(folder)
+  entries = [run for run in manifests[folder] if name in run.get('outputs', [])]
+  return entries[-1] if entries else None
+
+
+def check_pair_task(files: List[str], field: str, pair_task: str) -> None:
+  """DataError naming the first of `files` whose records were written for the other pair task than `pair_task`
+  (config.dataset.pair_task), with both fixes. A file's pair task is the one `prepare pretraining` recorded for its
+  set in the folder's manifest; 'nsp' for files no manifest names (written by create_pretraining_data.py itself)
+  and for sets written before the mark existed."""
+  if pair_task not in PAIR_TASKS:
+    raise errors.ConfigError(f'config.dataset.pair_task={pair_task!r}: expected one of {", ".join(PAIR_TASKS)} '
+                             f'(next-sentence or sentence-order prediction; the `,sop` variant sets sop).')
+  manifests: Dict[str, List[Dict[str, Any]]] = {}
+  for path in files:
+    entry = _manifest_entry(path, manifests)
+    found = entry.get('pair_task', 'nsp') if entry else 'nsp'
+    if found == pair_task:
+      continue
+    manifest = os.path.join(os.path.dirname(path) or '.', records.MANIFEST)
+    if entry is None:
+      why = f'no {manifest} names it: records of create_pretraining_data.py itself'
+    elif 'pair_task' not in entry:
+      why = f'{manifest} has no pair-task mark for its set: written before SOP existed'
+    else:
+      why = f'{manifest} marks its set pair_task {found!r}'
+    if pair_task == 'sop':
+      fix = ('write sentence-order records with `python -m projects.bert.datasets.prepare pretraining '
+             '--sentence_order=true ...`, or pretrain with NSP on these (without the `,sop` variant, or '
+             '--config.dataset.pair_task=nsp).')
+    else:
+      fix = ('pretrain with SOP on these (the variant pretrain.py:SIZE,sop, or --config.dataset.pair_task=sop), or '
+             're-create them without --sentence_order=true.')
+    raise errors.DataError(f'config.dataset.{field}: {path} holds {PAIR_TASKS[found]} records ({why}) but '
+                           f'config.dataset.pair_task is {pair_task!r}: {fix}')
 
 
 def _fix_hint(field: str, found: int, flag: str) -> str:
@@ -111,6 +163,8 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
   eval_files = records.expand_file_patterns(cfg.eval_files, 'eval_files') if cfg.eval_files else []
   records.refuse_pending_sets(train_files, 'train_files')  # a set that an interrupted `prepare` left half-moved
   records.refuse_pending_sets(eval_files, 'eval_files')
+  check_pair_task(train_files, 'train_files', cfg.pair_task)  # NSP and SOP records look alike: the manifest says
+  check_pair_task(eval_files, 'eval_files', cfg.pair_task)
   compression = records.common_compression(train_files + eval_files)
   # 0 means "from the records" too: a command line cannot pass None
   found = validate_files(train_files + eval_files, compression, cfg.max_seq_length or None,
@@ -150,6 +204,7 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
           'compression': compression,
           'feature_names': 'v2' if found['v2_names'] else 'v1',
           'max_token_id_seen': found['max_token_id'],  # in the first record of each file
+          'pair_task': cfg.pair_task,
       })
   logging.info('bert_pretraining: %d train files (%s), S=%d, P=%d, host batch %d; eval examples: %s.',
                len(train_files), compression or 'uncompressed', seq_len, preds, ctx.train_batch,

@@ -14,10 +14,17 @@ the last one has moved and the files of the earlier set it replaces are gone, so
 and new shards side by side) is refused by the `bert_pretraining` builder, and a rerun of the command redoes it.
 Crash points: before `pending`: the previous files as they were; between the renames: the set refused until a
 rerun; after `complete`: the new set.
+
+`--sentence_order=true` (ours; default false) writes ALBERT's sentence-order prediction (SOP) pairs instead of
+next-sentence ones: the child is then `sop_pretraining_writer.py` (upstream's module with only the pair creation
+replaced; same flags, same feature names, `next_sentence_labels` 1 = swapped). The manifest's entry of each set
+says which pair task its records hold (`pair_task`: 'nsp' or 'sop'; an entry without one is NSP), which the
+`bert_pretraining` builder checks against `config.dataset.pair_task`.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
@@ -30,6 +37,8 @@ from projects.bert.datasets import child_process, records, writing
 from projects.bert.datasets.writing import PrepareError
 
 MODULE = 'official.nlp.data.create_pretraining_data'
+SOP_MODULE = 'projects.bert.datasets.sop_pretraining_writer'  # upstream's, with ALBERT's sentence-order pairs
+SENTENCE_ORDER_FLAG = 'sentence_order'  # ours: removed from the flags the child gets
 _STAGING_KIND = 'pretraining'
 
 
@@ -43,9 +52,27 @@ def _flag_value(args: Sequence[str], name: str) -> Optional[str]:
   return value
 
 
+def _sentence_order(args: Sequence[str]) -> bool:
+  """Whether `args` ask for sentence-order pairs: --sentence_order=true (or a bare --sentence_order; absl's
+  --nosentence_order is false)."""
+  value = _flag_value(args, SENTENCE_ORDER_FLAG)
+  if value is None:
+    return f'--{SENTENCE_ORDER_FLAG}' in args and f'--no{SENTENCE_ORDER_FLAG}' not in args
+  try:
+    return writing.parse_bool(value)
+  except argparse.ArgumentTypeError:
+    raise PrepareError(f'--{SENTENCE_ORDER_FLAG}={value}: expected true (sentence-order pairs, ALBERT\'s SOP) or '
+                       f'false (next-sentence pairs, the default).') from None
+
+
 def prepare_pretraining(args: Sequence[str]) -> Dict[str, int]:
-  """Runs create_pretraining_data.py with `args` (its flags) and returns {output file: number of records}."""
+  """Runs create_pretraining_data.py with `args` (its flags) and returns {output file: number of records}.
+
+  `--sentence_order=true` among `args` runs `SOP_MODULE` instead (see the module docstring).
+  """
   args = list(args)
+  pair_task = 'sop' if _sentence_order(args) else 'nsp'
+  module = SOP_MODULE if pair_task == 'sop' else MODULE
   input_spec, vocab, output_spec = (_flag_value(args, n) for n in ('input_file', 'vocab_file', 'output_file'))
   writing.check_vocab(vocab or '', writing.PRETRAINING_TOKENS)
   if not input_spec:
@@ -66,11 +93,12 @@ def prepare_pretraining(args: Sequence[str]) -> Dict[str, int]:
   if len(set(staged.values())) < len(staged):
     raise PrepareError(f'--output_file names a file twice: {output_spec}')
   try:
-    cmd = [sys.executable, '-m', MODULE, *_with_flag(args, 'output_file', ','.join(staged.values()))]
-    proc = child_process.run_child(cmd)
+    child_args = [a for a in _without_flag(_with_flag(args, 'output_file', ','.join(staged.values())),
+                                           SENTENCE_ORDER_FLAG) if a != f'--no{SENTENCE_ORDER_FLAG}']
+    proc = child_process.run_child([sys.executable, '-m', module, *child_args])
     if proc.returncode:
-      raise RuntimeError(f'{MODULE} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}')
-    _move_into_place(outputs, staged, args)
+      raise RuntimeError(f'{module} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}')
+    _move_into_place(outputs, staged, args, pair_task)
   finally:
     for staging in stagings.values():
       staging.remove()
@@ -84,8 +112,10 @@ def _rename(src: str, dst: str) -> None:
     os.replace(src, dst)  # atomic on a POSIX file system
 
 
-def _move_into_place(outputs: Sequence[str], staged: Dict[str, str], args: Sequence[str]) -> None:
-  """Renames the complete `staged` files onto `outputs` as one set (see the module docstring).
+def _move_into_place(outputs: Sequence[str], staged: Dict[str, str], args: Sequence[str],
+                     pair_task: str = 'nsp') -> None:
+  """Renames the complete `staged` files onto `outputs` as one set (see the module docstring); the set's manifest
+  entry records its `pair_task` ('nsp' or 'sop').
 
   A rerun with fewer shards (train-0..2 then train-0..1) would otherwise leave train-2 for a glob to read: the
   files an earlier run wrote together with any of `outputs`, and this run does not write, are removed. Files of
@@ -106,7 +136,7 @@ def _move_into_place(outputs: Sequence[str], staged: Dict[str, str], args: Seque
         kept.append(run)
     sets[folder] = {'kept': kept, 'names': sorted(names), 'replaces': sorted(replaces - set(names))}
     _write_manifest(folder, kept + [{'outputs': sorted(names), 'args': list(args), 'state': 'pending',
-                                     'replaces': sets[folder]['replaces']}])
+                                     'replaces': sets[folder]['replaces'], 'pair_task': pair_task}])
   for path in outputs:
     _rename(staged[path], path)
   for folder, entry in sets.items():
@@ -115,7 +145,8 @@ def _move_into_place(outputs: Sequence[str], staged: Dict[str, str], args: Seque
       if tf.io.gfile.exists(stale):
         logging.warning('Removing %s: an earlier run wrote it together with files this run replaced.', stale)
         tf.io.gfile.remove(stale)
-    _write_manifest(folder, entry['kept'] + [{'outputs': entry['names'], 'args': list(args), 'state': 'complete'}])
+    _write_manifest(folder, entry['kept'] + [{'outputs': entry['names'], 'args': list(args), 'state': 'complete',
+                                              'pair_task': pair_task}])
 
 
 def _write_manifest(folder: str, runs: List[Dict[str, Any]]) -> None:
@@ -134,4 +165,17 @@ def _with_flag(args: Sequence[str], name: str, value: str) -> List[str]:
     elif arg == f'--{name}' and i + 1 < len(args):
       arg, skip = f'--{name}={value}', True
     out.append(arg)
+  return out
+
+
+def _without_flag(args: Sequence[str], name: str) -> List[str]:
+  """`args` without --name (as --name=v, or --name v when v is not a flag)."""
+  out, skip = [], False
+  for i, arg in enumerate(args):
+    if skip:
+      skip = False
+    elif arg == f'--{name}':
+      skip = i + 1 < len(args) and not args[i + 1].startswith('--')
+    elif not arg.startswith(f'--{name}='):
+      out.append(arg)
   return out

@@ -1,9 +1,12 @@
-"""`mlm_nsp`: masked-LM and next-sentence loss and accuracy of a pretraining model on held-out records.
+"""`mlm_nsp`: masked-LM and next-sentence (or sentence-order) loss and accuracy of a pretraining model on held-out
+records.
 
 Config (`config.evals.mlm_nsp`): every (steps between evaluations; 0: only at the end), num_steps (batches per
 evaluation, the first ones of the eval split; 0: the whole split). The records are the dataset's eval split
 (`config.dataset.eval_files` of `bert_pretraining`); without any, the evaluator has nothing to score and says so.
-Scalars: mlm_loss, mlm_accuracy (over masked tokens), nsp_loss, nsp_accuracy.
+Scalars: mlm_loss, mlm_accuracy (over masked tokens), nsp_loss, nsp_accuracy; for sentence-order records
+(config.dataset.pair_task 'sop', the `pretrain.py:SIZE,sop` variant) sop_loss, sop_accuracy instead: the model's
+metrics name the pair task its records hold.
 """
 
 from __future__ import annotations

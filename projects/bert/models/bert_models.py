@@ -64,12 +64,20 @@ class BertModel(BaseModel):
 
 @MODELS.register('bert_pretraining')
 class BertPretrainingModel(BertModel):
-  """Masked-LM + next-sentence prediction.
+  """Masked-LM + next-sentence prediction (or ALBERT's sentence-order prediction).
 
   forward -> {'mlm_logits': [batch, P, vocab], 'nsp_logits': [batch, 2]} (float32). The loss is the
-  masked_lm_weights-weighted mean cross-entropy over the masked positions plus the mean NSP cross-entropy.
-  `config.model.nsp_head` picks the next-sentence head (modeling.NSP_HEADS; default 'encoder_pooler').
+  masked_lm_weights-weighted mean cross-entropy over the masked positions plus the mean cross-entropy of the pair
+  label (`next_sentence_labels`). `config.model.nsp_head` picks the pair head (modeling.NSP_HEADS; default
+  'encoder_pooler'). The records' pair task (the dataset's meta data `extra['pair_task']`, from
+  config.dataset.pair_task) names the pair metrics: nsp_loss / nsp_accuracy, or sop_loss / sop_accuracy for
+  sentence order (label 1 = swapped), whose head is the same 2-way classifier on the pooled output (ALBERT's
+  `AlbertSOPHead`: dropout and one dense layer on the pooler), so weights move between the two.
   """
+
+  def pair_task(self) -> str:
+    """'nsp' or 'sop': the prefix of the pair metrics."""
+    return self.dataset_meta_data.extra.get('pair_task') or 'nsp'
 
   def build_flax_model(self) -> nn.Module:
     return modeling.BertForPreTraining(self.bert_config(), nsp_head=self.config.model.get('nsp_head',
@@ -83,19 +91,21 @@ class BertPretrainingModel(BertModel):
     mlm_ce = optax.softmax_cross_entropy_with_integer_labels(mlm_logits, mlm_ids)
     nsp_labels = batch['next_sentence_labels']
     nsp_ce = optax.softmax_cross_entropy_with_integer_labels(nsp_logits, nsp_labels)
+    pair = self.pair_task()
     return {
         'mlm_loss': _weighted(mlm_ce, mlm_w),
         'mlm_accuracy': _weighted((jnp.argmax(mlm_logits, -1) == mlm_ids).astype(jnp.float32), mlm_w),
-        'nsp_loss': _weighted(nsp_ce, example_w),
-        'nsp_accuracy': _weighted((jnp.argmax(nsp_logits, -1) == nsp_labels).astype(jnp.float32), example_w),
+        f'{pair}_loss': _weighted(nsp_ce, example_w),
+        f'{pair}_accuracy': _weighted((jnp.argmax(nsp_logits, -1) == nsp_labels).astype(jnp.float32), example_w),
     }
 
   def loss_function(self, outputs: Any, batch: Batch, model_params: Any = None) -> jnp.ndarray:
     pieces = self._pieces(outputs, batch)
-    return _mean(pieces['mlm_loss']) + _mean(pieces['nsp_loss'])
+    return _mean(pieces['mlm_loss']) + _mean(pieces[f'{self.pair_task()}_loss'])
 
   def get_metrics_fn(self, split: Optional[str] = None) -> MetricsFn:
-    """{mlm_loss, mlm_accuracy, nsp_loss, nsp_accuracy}: (sum, count) pairs (MLM ones count masked tokens)."""
+    """{mlm_loss, mlm_accuracy, nsp_loss, nsp_accuracy} (sop_loss, sop_accuracy for sentence-order records):
+    (sum, count) pairs (MLM ones count masked tokens)."""
     return self._pieces
 
 
