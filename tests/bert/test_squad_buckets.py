@@ -176,3 +176,56 @@ def test_bucketed_predictions_are_the_padded_ones_where_no_padding_enters_the_n_
       squad_metrics.write_prediction_files(str(tmp_path / out), *result, True)
     assert (json.load(open(tmp_path / 'padded' / squad_metrics.PREDICTIONS_FILE))
             == json.load(open(tmp_path / 'bucketed' / squad_metrics.PREDICTIONS_FILE)))
+
+
+# ------------------------------------------------------------------------------------------ bert_xtreme_qa
+
+
+@pytest.fixture(scope='module')
+def mlqa(tmp_path_factory):
+  """(records dir, vocab size) of generated MLQA-like folders (en, de, zh) at S=48."""
+  from projects.bert.datasets import xtreme_writer
+  from tests.bert import xtreme_data
+  from tests.bert.test_xtreme_pairs import _write_vocab
+
+  root = tmp_path_factory.mktemp('mlqa_buckets')
+  xtreme_dir = xtreme_data.write_xtreme_dir(str(root / 'download'), ['mlqa'], ('en', 'de', 'zh'), examples=24)
+  _, vocab_size = _write_vocab(root / 'vocab.txt', xtreme_dir)
+  xtreme_writer.prepare_xtreme('mlqa', xtreme_dir, str(root / 'vocab.txt'), str(root / 'records'), 48,
+                               doc_stride=16, max_query_length=16)
+  return str(root / 'records'), vocab_size
+
+
+def test_xtreme_qa_languages_decode_bucketed_passes_as_padded_ones(mlqa):
+  from projects.bert.evaluators.xtreme_qa import QaLanguages
+
+  config = squad_configs.get_config('v1.1,tiny')
+  config.model.vocab_size = mlqa[1]
+  model = registry.MODELS.get(config.model_name)(config, DatasetMetaData(input_specs={}))
+  batch = example_batch_from_meta(DatasetMetaData(
+      input_specs={k: ((48,), 'int32') for k in ('input_ids', 'input_mask', 'segment_ids')}))
+  params, mesh = jax.jit(model.init_params)(jax.random.PRNGKey(2), batch), create_mesh()
+  step = make_predict_step(model, None, mesh)
+  out = {}
+  for bucketed in (False, True):
+    dataset = xtreme_qa.build(ml_collections.ConfigDict({'batch_size': BATCH, 'eval_batch_size': BATCH, 'dataset': {
+        'task': 'mlqa', 'data_dir': mlqa[0], 'eval_length_buckets': bucketed}}))
+    context = EvalContext(config=ml_collections.ConfigDict({}), model=model, dataset=dataset, mesh=mesh,
+                          params_shardings=None, workdir='')
+    qa = QaLanguages('xtreme_qa', ml_collections.ConfigDict({'languages': '', 'n_best_size': 1}), context, 'eval',
+                     ('languages',), step)
+    out[bucketed] = (dataset, qa, {lang: qa.predict(params, lang) for lang in qa.languages})
+  (padded, qa, want), (bucketed, _, got) = out[False], out[True]
+  assert qa.languages == ['en', 'de', 'zh'] and got.keys() == want.keys()
+  compared = 0
+  for lang in qa.languages:
+    widths = span_qa.bucket_widths(bucketed.valid_iter(lang), padded.meta_data.eval_sizes[lang])
+    assert widths.min() < 48  # some batches are cut
+    logits = evaluation.gather_predictions(qa.predict_step, params, padded.valid_iter(lang), mesh,
+                                           keep=('unique_ids',))['outputs']
+    flagged = {qa.data[lang].features[i].qas_id
+               for i in np.flatnonzero(squad_metrics.top_positions_beyond_buckets(logits, widths, 1))}
+    clean = [q for q in want[lang] if q not in flagged]
+    assert {q: got[lang][q] for q in clean} == {q: want[lang][q] for q in clean}
+    compared += len(clean)
+  assert compared >= 20, compared
