@@ -10,6 +10,7 @@ paragraphs (short windows), at S=64: batches of width 32 and 64. The model: a ti
 """
 
 import json
+import os
 
 import jax
 import ml_collections
@@ -186,14 +187,14 @@ def mlqa(tmp_path_factory):
   """(records dir, vocab size) of generated MLQA-like folders (en, de, zh) at S=48."""
   from projects.bert.datasets import xtreme_writer
   from tests.bert import xtreme_data
-  from tests.bert.test_xtreme_pairs import _write_vocab
 
   root = tmp_path_factory.mktemp('mlqa_buckets')
   xtreme_dir = xtreme_data.write_xtreme_dir(str(root / 'download'), ['mlqa'], ('en', 'de', 'zh'), examples=24)
-  _, vocab_size = _write_vocab(root / 'vocab.txt', xtreme_dir)
-  xtreme_writer.prepare_xtreme('mlqa', xtreme_dir, str(root / 'vocab.txt'), str(root / 'records'), 48,
-                               doc_stride=16, max_query_length=16)
-  return str(root / 'records'), vocab_size
+  texts = [open(os.path.join(d, f), encoding='utf-8').read() for d, _, names in os.walk(xtreme_dir) for f in names]
+  vocab = data_utils.write_vocab(root / 'vocab.txt', texts)  # every character, and the words seen twice
+  xtreme_writer.prepare_xtreme('mlqa', xtreme_dir, vocab, str(root / 'records'), 48, doc_stride=16,
+                               max_query_length=16)
+  return str(root / 'records'), len(data_utils.read_vocab(vocab))
 
 
 def test_xtreme_qa_languages_decode_bucketed_passes_as_padded_ones(mlqa):
