@@ -50,6 +50,10 @@ FIELD_DOCS = training.field_docs({
     'dataset.max_query_length': 'question tokens kept (0: the records\' value; else checked against them)',
     'dataset.shuffle_buffer': 'examples in the shuffle buffer',
     'dataset.seed': 'input shuffling seed',
+    'dataset.eval_length_buckets': 'dev features grouped by length, each batch padded only to the smallest of 16, '
+                                   '32, ..., max_seq_length holding its longest (False, the default: the n-best '
+                                   'decoding ranks padding logits too, so a list can differ where a padding position '
+                                   'past the bucket enters the top n_best_size; datasets/span_qa.py)',
     'evals.squad.save_best': 'keep the best dev F1 parameters in workdir/best',
     'evals.squad.n_best_size': 'start and end candidates decoded per window',
     'evals.squad.max_answer_length': 'longest answer in tokens',
@@ -86,6 +90,7 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
   config.dataset.max_query_length = 0
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
+  config.dataset.eval_length_buckets = False  # True: dev batches grouped by length (span_qa.EVAL_LENGTH_BUCKETS)
 
   # num_train_steps > 0 overrides num_epochs; 0: ceil(num_epochs * train features / batch_size).
   training.batches(config, batch_size=batch_size, eval_batch_size=64, num_train_steps=0, num_epochs=epochs)

@@ -203,7 +203,8 @@ def _qa_config(task: xtreme_tasks.XtremeTask, variant: variants.Variant) -> ml_c
                              model_name='bert_question_answering')
   config.model = training.finetuning_model(variant.size, variant.recipe)  # the span head starts fresh
   config.dataset = training.finetuning_dataset(task.name, 'data/xtreme', max_seq_length, languages='',
-                                               doc_stride=doc_stride, max_query_length=max_query_length)
+                                               doc_stride=doc_stride, max_query_length=max_query_length,
+                                               eval_length_buckets=False)  # span_qa.EVAL_LENGTH_BUCKETS: why
   training.finetuning_optimization(config, variant.recipe, batch, epochs, base_lr, 0.1)
   config.mode = 'train'  # 'train', 'eval' (per-language scores of the saved weights) or 'predict'
   split, every = QA_EVAL[task.name]

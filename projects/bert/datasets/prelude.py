@@ -112,8 +112,11 @@ class EvalPasses:
   """
 
   def __init__(self, ctx: BuilderContext, spec: RecordSpec, compression: str, meta_path: str, fix: str,
-               bucketable: bool = True):
+               bucketable: bool = True, pad_values: Optional[Mapping[str, Any]] = None,
+               mask_from: Optional[str] = 'is_real_example'):
     self.ctx, self.spec, self.compression, self.meta_path, self.fix = ctx, spec, compression, meta_path, fix
+    # Padding rows' fields and the record field batch_mask comes from (None: 1 for every record; SQuAD's features).
+    self.pad_values, self.mask_from = (_EVAL_PAD if pad_values is None else pad_values), mask_from
     self.counted: set = set()  # files whose record count is known to match their size
     self._pipelines: Dict[Tuple[str, int], tf.data.Dataset] = {}
     # The builder's default says which; `bucketable` False where outputs are per token (one shape for all batches).
@@ -136,11 +139,11 @@ class EvalPasses:
       if self.bucketed:  # every process reads the whole split: they all plan the same length-grouped batches
         self._pipelines[path, n] = eval_dataset(
             [path], compression=self.compression, parse=self.ctx.parser(self.spec), host_batch=self.ctx.eval_batch,
-            num_examples=n, process_index=0, process_count=1, pad_values=_EVAL_PAD, mask_from='is_real_example')
+            num_examples=n, process_index=0, process_count=1, pad_values=self.pad_values, mask_from=self.mask_from)
       else:
         self._pipelines[path, n] = self.ctx.eval_dataset([path], spec=self.spec, compression=self.compression,
-                                                         num_examples=n, pad_values=_EVAL_PAD,
-                                                         mask_from='is_real_example')
+                                                         num_examples=n, pad_values=self.pad_values,
+                                                         mask_from=self.mask_from)
     batches = numpy_batches(self._pipelines[path, n], [path])
     return self._bucketed(batches, n) if self.bucketed else batches
 
@@ -148,7 +151,7 @@ class EvalPasses:
     yield from length_buckets.bucketed_batches(
         length_buckets.concat_examples(batches, n), host_batch=self.ctx.eval_batch,
         process_index=self.ctx.process_index, process_count=self.ctx.process_count, seq_keys=self.seq_keys,
-        pad_values=_EVAL_PAD)
+        pad_values=self.pad_values)
 
   def split_iterator(self, kind: str, available: Mapping[str, str], sizes: Mapping[str, int], default: Optional[str],
                      train: Tuple[str, int], describe: Callable[[str], str], missing: Callable[[str], Exception]

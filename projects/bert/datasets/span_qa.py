@@ -4,15 +4,17 @@ decoding maps predictions back through.
 Config (`config.dataset`): version ('v1.1' or 'v2.0'), data_dir (the --output_dir of `prepare squad`) or
 meta_data_file, train_file (optional: e.g. the record file of upstream's create_finetuning_data.py), and
 max_seq_length, doc_stride, max_query_length (None or 0: the meta data's; else checked against it, every
-mismatch named at once),
-shuffle_buffer, seed.
+mismatch named at once), shuffle_buffer, seed, and eval_length_buckets (False, the default; `EVAL_LENGTH_BUCKETS`
+says why).
 
 Batches: input_ids, input_mask, segment_ids int32 [batch, S]; train batches also start_positions, end_positions,
 is_impossible int32 [batch] and batch_mask 1; eval batches unique_ids int32 [batch] (-1 on padding rows) and
 batch_mask float32 [batch] (0 on padding rows). `valid_iter()` passes once over the eval features (split 'dev');
-there is no test split (SQuAD's test sets are hidden). The pipelines are the shared ones (`pipeline.py`): a resume
-into another batch size or train file is refused with what changed, and token ids beyond config.model's vocab sizes
-fail reading with the file named.
+there is no test split (SQuAD's test sets are hidden). With eval_length_buckets the features come grouped by length,
+each batch [batch, L] for its bucket length L (`prelude.EvalPasses`), with their split positions; the span logits
+of such a pass go back to [S] per feature (`evaluators/squad.full_length_span_logits`) before decoding. The
+pipelines are the shared ones (`pipeline.py`): a resume into another batch size or train file is refused with what
+changed, and token ids beyond config.model's vocab sizes fail reading with the file named.
 
 Meta data (`core.dataset.DatasetMetaData`): task ('squad_v1.1' / 'squad_v2.0'), num_train_examples (train
 features: windows, not questions), max_seq_length, eval split 'dev' with its size in features, files ({'train',
@@ -25,21 +27,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from core import errors
-from core.dataset import Dataset, DatasetMetaData
+from core.dataset import SPLIT_POSITION, Dataset, DatasetMetaData
 from projects.bert.datasets import pipeline, prelude, records, squad_format
 
 EXTRA_FEATURES = ('paragraph_mask', 'class_index')  # written by squad_lib for XLNet-style heads; not read
 
 
+# Off by default: upstream's n-best decoding (squad_lib.postprocess_output) ranks the top n_best_size start and end
+# logits over all S positions, padding included, before it drops those outside the paragraph. A padding position
+# beyond a batch's bucket length can hold one of those places in the padded run; the bucketed run has no logit there
+# (it decodes it as -1e9), so a list, and rarely an answer, can differ. On: eval batches grouped by length (a
+# SQuAD-like dev set computes ~1.5x fewer tokens), results as the padded run's wherever no such position enters the
+# n-best (squad_metrics.top_positions_beyond_buckets counts the features where one does).
+EVAL_LENGTH_BUCKETS = False
+
+
 def default_config() -> ml_collections.ConfigDict:
-  return prelude.finetuning_defaults(version='', doc_stride=None, max_query_length=None)
+  return prelude.finetuning_defaults(version='', doc_stride=None, max_query_length=None,
+                                     eval_length_buckets=EVAL_LENGTH_BUCKETS)
 
 
 def _int(name: str, length: int, scalar: bool = False) -> records.Feature:
@@ -153,27 +166,20 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
                                   compression=compression, cycle_length=1, add_batch_fields=add_train_mask,
                                   warn_few_files=False)  # one train file is SQuAD's layout, not a mistake
 
+  # Eval passes: each built once (a new pass re-iterates it), the record count checked once against the size;
+  # grouped by length with config.dataset.eval_length_buckets (padding rows: unique_ids -1, batch_mask 0).
+  passes = prelude.EvalPasses(ctx, eval_spec, compression, meta_path, squad_format.prepare_command(version),
+                              pad_values={'unique_ids': -1}, mask_from=None)
   eval_size = meta.get('eval_data_size')
-  counted = eval_size is None
-  if counted:  # upstream meta data has no eval size
+  if eval_size is None:  # upstream meta data has no eval size: count it (once)
     eval_size = records.count_records(files['eval'], compression)
+    passes.counted.add(files['eval'])
   eval_size = int(eval_size)
-  eval_pipeline: List[tf.data.Dataset] = []  # built once: a new pass re-iterates it without re-tracing
 
   def valid_iter(split: Optional[str] = None):
-    nonlocal counted
     if split not in (None, squad_format.EVAL_SPLIT):
       raise errors.ConfigError(f'SQuAD has no eval split {split!r}; its eval split is {squad_format.EVAL_SPLIT!r}.')
-    if not counted:  # the padding arithmetic needs the exact size: count once
-      actual = records.count_records(files['eval'], compression)
-      if actual != eval_size:
-        raise errors.DataError(f'{files["eval"]} holds {actual} records but {meta_path} says eval_data_size='
-                               f'{eval_size}; re-create the data with:\n  {squad_format.prepare_command(version)}')
-      counted = True
-    if not eval_pipeline:
-      eval_pipeline.append(ctx.eval_dataset([files['eval']], spec=eval_spec, compression=compression,
-                                            num_examples=eval_size, pad_values={'unique_ids': -1}))
-    return pipeline.numpy_batches(eval_pipeline[0], [files['eval']])
+    return passes(files['eval'], eval_size, None, f'the {squad_format.EVAL_SPLIT} split (eval_data_size)')
 
   input_specs = pipeline.input_specs({k: v for k, v in train_spec.items() if k != 'unique_ids'},
                                      {'batch_mask': ((), 'float32')})
@@ -196,9 +202,24 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
           'eval_num_examples': meta.get('eval_num_examples'),
           'meta_data_file': meta_path,
       })
-  logging.info('bert_squad %s: train %d features, eval %d features, S=%d, host batch %d / eval %d.', version,
-               meta_data.num_train_examples, eval_size, seq_len, ctx.train_batch, eval_batch)
+  logging.info('bert_squad %s: train %d features, eval %d features, S=%d, host batch %d / eval %d%s.', version,
+               meta_data.num_train_examples, eval_size, seq_len, ctx.train_batch, eval_batch,
+               ', eval grouped by length' if passes.bucketed else '')
   return Dataset(train_iter=train_iter, valid_iter=valid_iter, test_iter=None, meta_data=meta_data)
+
+
+def bucket_widths(batches: Iterable[Mapping[str, Any]], num_features: int) -> np.ndarray:
+  """int [num_features]: the length each eval feature's batch was cut to, from one length-bucketed pass's batches
+  (with `SPLIT_POSITION`; padding rows, batch_mask 0, skipped). What `squad_metrics.top_positions_beyond_buckets`
+  compares a padded pass's logits against."""
+  widths = np.zeros(num_features, np.int64)
+  for batch in batches:
+    real = np.asarray(batch['batch_mask']) > 0
+    widths[np.asarray(batch[SPLIT_POSITION])[real]] = np.asarray(batch['input_ids']).shape[1]
+  if not widths.all():
+    raise ValueError(f'{int((widths == 0).sum())} of {num_features} features are in no batch: the batches are not '
+                     f'one whole length-bucketed pass.')
+  return widths
 
 
 # ------------------------------------------------------------------------------------------- eval examples

@@ -8,6 +8,8 @@ Config (`config.dataset`, defaults in `default_config()`):
   languages       dev / test languages to read ('' or []: every language the meta data lists)
   max_seq_length, doc_stride, max_query_length   checked against the meta data (None or 0: taken from it)
   shuffle_buffer, seed
+  eval_length_buckets  False (default, as `bert_squad`'s: span_qa.EVAL_LENGTH_BUCKETS says why); True: eval / test
+                  batches grouped by length, [B, L] for each batch's bucket length L (`prelude.EvalPasses`)
 
 Which splits a task has (tasks/xtreme.py, as xtreme's download folder holds them): XQuAD dev is SQuAD v1.1 dev
 (English only) and its test the 11 XQuAD languages; MLQA has dev and test in its 7 languages; TyDiQA-GoldP has no
@@ -18,8 +20,10 @@ Batches are `bert_squad`'s (`span_qa.py`): input_ids, input_mask, segment_ids in
 start_positions, end_positions, is_impossible int32 [B] and batch_mask 1; eval / test batches unique_ids int32 [B]
 (-1 on padding rows) and batch_mask float32 [B]. `valid_iter(lang)` / `test_iter(lang)` pass once over one
 language's features in record order (default: English, else the first language). Every language's batches have the
-same shape [B, S], so one compiled step serves them all. `eval_data(meta_data, kind, lang)` loads what decoding
-maps a language's predictions back through (questions, features, the SQuAD JSON).
+same shape [B, S], so one compiled step serves them all (with eval_length_buckets: a few shapes, [B, L] for each
+bucket length L, with their split positions; the span logits go back to [S] before decoding).
+`eval_data(meta_data, kind, lang)` loads what decoding maps a language's predictions back through (questions,
+features, the SQuAD JSON).
 
 Meta data: eval_splits / test_splits are the languages (task order), eval_sizes / test_sizes their feature counts;
 files {'train': path, 'eval' | 'test': {lang: {'records', 'features', 'json'}}}; extra holds benchmark 'xtreme',
@@ -50,7 +54,7 @@ _LENGTHS = ('max_seq_length', 'doc_stride', 'max_query_length')
 def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({'task': '', 'data_dir': '', 'languages': '', 'max_seq_length': None,
                                     'doc_stride': None, 'max_query_length': None, 'shuffle_buffer': 10_000,
-                                    'seed': 0})
+                                    'seed': 0, 'eval_length_buckets': span_qa.EVAL_LENGTH_BUCKETS})
 
 
 def qa_task(name: str) -> xtreme.XtremeTask:
@@ -144,8 +148,9 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
   train_iter = ctx.train_iterator([files['train']], spec=train_spec, dataset=f'bert_xtreme_qa/{task.name}',
                                   compression=compression, cycle_length=1, add_batch_fields=span_qa.add_train_mask,
                                   warn_few_files=False)  # one English train file is XTREME's layout
-  counted: set = set()
-  pipelines: Dict[str, tf.data.Dataset] = {}  # built once per file: a new pass re-iterates it without re-tracing
+  # One pass per language's file, built once; grouped by length with config.dataset.eval_length_buckets.
+  passes = prelude.EvalPasses(ctx, eval_spec, compression, meta_path, fix_command, pad_values={'unique_ids': -1},
+                              mask_from=None)
 
   def language_iter(kind: str):
     langs = list(files[kind])
@@ -157,17 +162,7 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
       if lang not in files[kind]:
         raise errors.DataError(f'XTREME {task.name} has no {split_name} records for {lang!r}; it has '
                                f'{", ".join(langs)}.')
-      path, size = files[kind][lang]['records'], sizes[kind][lang]
-      if path not in counted:  # the padding arithmetic needs the exact size: count once
-        actual = records.count_records(path, compression)
-        if actual != size:
-          raise errors.DataError(f'{path} holds {actual} records but {meta_path} says {kind}_data_sizes[{lang!r}]='
-                                 f'{size}; re-create the records and meta data together with:\n  {fix_command}')
-        counted.add(path)
-      if path not in pipelines:
-        pipelines[path] = ctx.eval_dataset([path], spec=eval_spec, compression=compression, num_examples=size,
-                                           pad_values={'unique_ids': -1})
-      return pipeline.numpy_batches(pipelines[path], [path])
+      return passes(files[kind][lang]['records'], sizes[kind][lang], None, f'{kind}_data_sizes[{lang!r}]')
     return make if langs else None
 
   flat_files = {'train': files['train'], **{kind: {lang: f['records'] for lang, f in files[kind].items()}

@@ -5,7 +5,10 @@ training, keep the parameters of the best dev F1 in workdir/best/), and the deco
 max_answer_length (30 tokens), null_score_diff_threshold (SQuAD 2.0; 0.0), as Model Garden's
 QuestionAnsweringConfig and the BERT paper.
 
-One pass over the eval features gathers the span logits; `squad_metrics` decodes them with Model Garden's
+One pass over the eval features gathers the span logits (a length-bucketed pass, `config.dataset.eval_length_buckets`,
+gives each batch's at its bucket length L: `full_length_span_logits` fills positions L..S-1 with
+`squad_metrics.BEYOND_BUCKET_LOGIT`, so every feature decodes from [S] lists, in split order, as a padded pass's);
+`squad_metrics` decodes them with Model Garden's
 `squad_lib.postprocess_output` (n-best spans mapped back to the paragraph's text; v2.0's null answer when its score
 beats the best span's by more than the threshold) and scores the answers with the official evaluation scripts
 (Model Garden's `squad_evaluate_v1_1` / `squad_evaluate_v2_0`), in percent: exact_match and f1 (the main metric);
@@ -17,7 +20,10 @@ format are written by `squad_predict`. `final` and `best_on_dev` as for GLUE (`d
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
 
 from core import errors, evaluation, registry
 from core.evaluators import EvalContext
@@ -50,6 +56,25 @@ def decoding_settings(name: str, config: Any, context: EvalContext, other_fields
   return out
 
 
+def full_length_span_logits(predict_step: Callable, seq_len: int) -> Callable:
+  """`predict_step(params, batch)` -> span logits [B, L, 2] for batches cut to L <= `seq_len` tokens (length-bucketed
+  passes) -> the same step giving [B, seq_len, 2], positions L.. filled with `squad_metrics.BEYOND_BUCKET_LOGIT`.
+
+  Why fill rather than decode the first L: upstream's decoding (`postprocess_output`) then reads the same [S] lists
+  as for a padded pass, unchanged, and the gathered outputs keep one shape to concatenate. The fill ranks below
+  every computed logit, and its positions lie past every feature's tokens, so they are never an answer.
+  """
+  @jax.jit
+  def fill(logits: jax.Array) -> jax.Array:
+    pad = ((0, 0), (0, seq_len - logits.shape[1]), (0, 0))
+    return jnp.pad(logits, pad, constant_values=squad_metrics.BEYOND_BUCKET_LOGIT)
+
+  def step(params: Any, batch: Any) -> jax.Array:
+    logits = predict_step(params, batch)
+    return logits if logits.shape[1] == seq_len else fill(logits)
+  return step
+
+
 class SquadDev:
   """The run's SQuAD dev set and how its answers are decoded: `predict(params)` -> (predictions, nbest, null_odds),
   `score(predictions, null_odds)` -> the official scores. Shared by `squad` and `squad_predict`; `other_fields`
@@ -67,7 +92,8 @@ class SquadDev:
     self.settings = decoding_settings(name, config, context, other_fields)
     self.data = squad.load_eval_data(dataset.meta_data)
     self.version = squad_format.version_of(self.data.version_2_with_negative)
-    self.predict_step = make_predict_step(context.model, context.params_shardings, context.mesh)
+    self.predict_step = full_length_span_logits(make_predict_step(context.model, context.params_shardings,
+                                                                  context.mesh), dataset.meta_data.max_seq_length)
 
   def predict(self, params: Any) -> Tuple[Dict[str, str], Dict[str, Any], Dict[str, float]]:
     gathered = evaluation.gather_predictions(self.predict_step, params, self.context.dataset.valid_iter(),

@@ -7,8 +7,9 @@ which split's languages are scored; default 'dev'), languages (default: every la
 n_best_size (20) and max_answer_length (30 tokens), as xtreme's run_squad.py and Model Garden decode.
 
 Decoding is SQuAD's (`squad_metrics.decode`: n-best spans of every window mapped back to the paragraph's text), on
-the span logits of one compiled predict step: every language's batches are [eval batch, S]. Scores, as
-google-research/xtreme's evaluate.py computes them (percentages, `tasks/xtreme_metrics.py`): per language
+the span logits of one compiled predict step: every language's batches are [eval batch, S] (with
+`config.dataset.eval_length_buckets`, a few bucket lengths L, their logits filled back to S as `squad`'s are).
+Scores, as google-research/xtreme's evaluate.py computes them (percentages, `tasks/xtreme_metrics.py`): per language
 '{lang}/exact_match' and '{lang}/f1' (XQuAD, TyDiQA: the SQuAD v1.1 script; MLQA: MLQA's script with that
 language's normalisation) and '{lang}/num_examples' (questions); the language means 'average/exact_match' and
 'average/f1' (the main metric, which best_on_dev selects on), and 'average/metric', evaluate.py's task score
@@ -30,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 from core import errors, evaluation, registry
 from core.evaluators import EvalContext
 from projects.bert.evaluators.dev_scores import DevScoresEvaluator
-from projects.bert.evaluators.squad import decoding_settings
+from projects.bert.evaluators.squad import decoding_settings, full_length_span_logits
 from projects.bert.evaluators.xtreme import AVERAGE, selected_languages
 from projects.bert.tasks import squad_metrics, xtreme, xtreme_metrics
 
@@ -71,9 +72,10 @@ class QaLanguages:
                predict_step: Any):
     from projects.bert.datasets import xtreme_qa as qa_data  # TensorFlow: loaded when the evaluator is built
 
-    self.context, self.kind, self.predict_step = context, kind, predict_step
+    self.context, self.kind = context, kind
     self.task = xtreme_qa_task(context, name, kind)
     meta = context.dataset.meta_data
+    self.predict_step = full_length_span_logits(predict_step, meta.max_seq_length)  # length-bucketed batches: [S]
     self.settings = decoding_settings(name, config, context, other_fields)
     self.languages = selected_languages(config, list(meta.eval_splits if kind == 'eval' else meta.test_splits),
                                         name)
@@ -124,7 +126,8 @@ class XtremeQaEvaluator(DevScoresEvaluator):
     if split not in SPLITS:
       raise errors.ConfigError(f'config.evals.{name}.split={split!r}; use one of {", ".join(SPLITS)}.')
     self.split = split
-    # One jitted step: every language's batches are [eval batch, S], so it compiles once for all of them.
+    # One jitted step: every language's batches are [eval batch, S] (or of a few bucket lengths), so it compiles
+    # once (a few times) for all of them.
     step = make_predict_step(context.model, context.params_shardings, context.mesh)
     self.qa = QaLanguages(name, config, context, SPLITS[split], ('save_best', 'split', 'languages'), step)
     if split == 'test':

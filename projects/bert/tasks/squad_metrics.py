@@ -45,6 +45,25 @@ MAIN_METRIC = squad_tasks.F1
 # What `postprocess_output` reads of a model result (Model Garden's RawAggregatedResult lives in its Orbit task).
 RawResult = collections.namedtuple('RawResult', ['unique_id', 'start_logits', 'end_logits'])
 
+# The span logit of a position that a length-bucketed pass did not compute (beyond its batch's bucket length): below
+# any real logit, so it ranks last and upstream's decoding runs unchanged on [S] lists (such a position is past the
+# feature's tokens: it is never an answer end).
+BEYOND_BUCKET_LOGIT = -1e9
+
+
+def top_positions_beyond_buckets(span_logits: np.ndarray, widths: np.ndarray, n_best_size: int = 20) -> np.ndarray:
+  """bool [N]: the features whose n_best_size highest start or end logits, ranked as upstream ranks them (stable:
+  ties keep position order), hold a position at or beyond the feature's bucket length: the only features whose
+  n-best lists can differ between a padded and a length-bucketed pass (the bucketed pass has no logit there).
+
+  span_logits float [N, S, 2] of a padded pass; widths int [N]: the length each feature's bucketed batch was cut to.
+  """
+  span_logits, widths = np.asarray(span_logits), np.asarray(widths)
+  if span_logits.ndim != 3 or span_logits.shape[-1] != 2 or widths.shape != span_logits.shape[:1]:
+    raise ValueError(f'span_logits must be [N, S, 2] and widths [N], got {span_logits.shape} and {widths.shape}.')
+  top = np.argsort(-span_logits, axis=1, kind='stable')[:, :n_best_size]  # [N, n_best, 2] positions
+  return (top >= widths[:, None, None]).any(axis=(1, 2))
+
 
 def decode(examples: Sequence[Any], features: Sequence[Any], unique_ids: np.ndarray, span_logits: np.ndarray, *,
            n_best_size: int = 20, max_answer_length: int = 30, do_lower_case: bool = True,
