@@ -42,6 +42,21 @@ def set_fields(config: Any, overrides: Dict[str, Any]) -> None:
     node[leaf] = value
 
 
+def _payload(args: argparse.Namespace, argv: Optional[Sequence[str]], recipe: Dict[str, Any],
+             lengths: Dict[str, int], rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+  mean = {k: sum(r[k] for r in rows) / len(rows) for k in ('dev_f1', 'dev_exact_match', 'one_span_ceiling_f1',
+                                                             'same_answer_fraction', 'first_sentence_f1')}
+  overrides = ' '.join(f'--config.{k}={v}' for k, v in recipe.items()) + ' ' + ' '.join(
+      f'--config.dataset.{k}={v}' for k, v in lengths.items())
+  return {'command': 'nice -n 5 python -m benchmarks.synthetic_squad ' + ' '.join(argv or sys.argv[1:]),
+          'environment': common.environment(),
+          'data': {'train_paragraphs': args.train_paragraphs, 'dev_paragraphs': args.dev_paragraphs,
+                   'people_per_paragraph': args.people_per_paragraph},
+          'recipe': {'config': 'projects/bert/configs/squad.py:v1.1', 'init_from': 'all-MiniLM-L6-v2 (converted)',
+                     'overrides': overrides.strip()},
+          'seeds_done': [r['seed'] for r in rows], 'rows': list(rows), 'mean': mean}
+
+
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   p = argparse.ArgumentParser(prog='python -m benchmarks.synthetic_squad', description=__doc__.split('\n')[0])
   p.add_argument('--train_paragraphs', type=int, default=100)
@@ -105,20 +120,10 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                  'same_answer_fraction': dependence['same_answer_fraction'],
                  'first_sentence_f1': baseline['f1'], 'train_wall_s': wall})
     print(common.format_table(rows[-1:], list(rows[-1])), flush=True)
+    payload = _payload(args, argv, recipe, lengths, rows)
+    if args.output:  # after every seed: a long run cut short keeps the seeds it finished
+      common.write_json(args.output, payload)
   print(common.format_table(rows, list(rows[0])))
-  mean = {k: sum(r[k] for r in rows) / len(rows) for k in ('dev_f1', 'dev_exact_match', 'one_span_ceiling_f1',
-                                                             'same_answer_fraction', 'first_sentence_f1')}
-  overrides = ' '.join(f'--config.{k}={v}' for k, v in recipe.items()) + ' ' + ' '.join(
-      f'--config.dataset.{k}={v}' for k, v in lengths.items())
-  payload = {'command': 'nice -n 5 python -m benchmarks.synthetic_squad ' + ' '.join(argv or sys.argv[1:]),
-             'environment': common.environment(),
-             'data': {'train_paragraphs': args.train_paragraphs, 'dev_paragraphs': args.dev_paragraphs,
-                      'people_per_paragraph': args.people_per_paragraph},
-             'recipe': {'config': 'projects/bert/configs/squad.py:v1.1', 'init_from': 'all-MiniLM-L6-v2 (converted)',
-                        'overrides': overrides.strip()},
-             'rows': rows, 'mean': mean}
-  if args.output:
-    common.write_json(args.output, payload)
   return payload
 
 
