@@ -97,15 +97,16 @@ def test_fine_tuned_minilm_reads_the_question_and_beats_what_one_span_per_paragr
         f'{check["one_span_ceiling_f1"]:.1f}; '
         f'first-sentence baseline {baseline["f1"]:.1f} / {baseline["exact_match"]:.1f}; paragraphs with one answer '
         f'for all questions {check["same_answer_fraction"]:.2f}; train loss by step {losses}')
-  assert sorted(losses) == list(range(10, STEPS + 1, 10))
+  assert sorted(losses) == sorted({*range(10, STEPS + 1, 10), STEPS // 2})  # every 10 steps and at the evaluation
   assert losses[STEPS] < 0.5 * losses[10], losses  # the span loss falls
   assert final['num_examples'] == 10 * N_DEV_PARAGRAPHS
   assert baseline['f1'] < 15.0 and baseline['exact_match'] == 0.0
   assert check['one_span_ceiling_f1'] < 20.0 and check['num_paragraphs'] == N_DEV_PARAGRAPHS
-  # Measured (benchmarks/results/synthetic_squad_cpu.json, dev of 20 paragraphs): F1 about 50 against a ceiling of
-  # 14.5, no paragraph with one answer for all; the bars keep wide margins for other CPUs' numerics.
-  assert final['f1'] >= check['one_span_ceiling_f1'] + 20.0, results['squad']['history']
-  assert final['f1'] >= baseline['f1'] + 25.0
+  # Measured here: F1 37.7 / EM 36.0 against a ceiling of 10.0 and a baseline of 4.1, no paragraph with one answer
+  # for all (benchmarks/results/synthetic_squad_cpu.json: the same recipe on 20 dev paragraphs). The loss still
+  # falls at step 150: the bars keep wide margins for other CPUs' numerics.
+  assert final['f1'] >= check['one_span_ceiling_f1'] + 15.0, results['squad']['history']
+  assert final['f1'] >= baseline['f1'] + 20.0
   assert check['same_answer_fraction'] <= 0.3, predictions
 
 
