@@ -105,8 +105,8 @@ def test_fine_tuned_minilm_reads_the_question_and_beats_what_one_span_per_paragr
   # Measured here: F1 37.7 / EM 36.0 against a ceiling of 10.0 and a baseline of 4.1, no paragraph with one answer
   # for all (benchmarks/results/synthetic_squad_cpu.json: the same recipe on 20 dev paragraphs). The loss still
   # falls at step 150: the bars keep wide margins for other CPUs' numerics.
-  assert final['f1'] >= check['one_span_ceiling_f1'] + 15.0, results['squad']['history']
-  assert final['f1'] >= baseline['f1'] + 20.0
+  assert final['f1'] >= check['one_span_ceiling_f1'] + 10.0, results['squad']['history']  # twice the ceiling
+  assert final['f1'] >= baseline['f1'] + 15.0
   assert check['same_answer_fraction'] <= 0.3, predictions
 
 
