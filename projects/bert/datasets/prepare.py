@@ -23,6 +23,11 @@ writers.
       --vocab_file=vocab.txt --output_dir=data/squad_v1.1 --version_2_with_negative=false \
       --max_seq_length=384 --doc_stride=128 --max_query_length=64
 
+  # Generated SQuAD-format data, offline (synthetic_squad.py): OUTPUT_DIR/train-v1.1.json and dev-v1.1.json in
+  # the official layout (dev's people, places, jobs and foods never occur in train), for `prepare squad` above.
+  python -m projects.bert.datasets.prepare synthetic_squad --output_dir=data/synthetic_squad \
+      --train_paragraphs=500 --dev_paragraphs=50 --people_per_paragraph=2 --seed=0 --version=v1.1
+
   # XTREME (xtreme_writer.py): the folder xtreme's scripts/download_data.sh writes -> per task English train and
   # per-language dev / test records, {task}_meta_data (--task=all: every task folder found in XTREME_DIR).
   python -m projects.bert.datasets.prepare xtreme --task=xnli --xtreme_dir=XTREME_DIR --vocab_file=mbert/vocab.txt \
@@ -106,6 +111,17 @@ def _parser(command: str = '') -> argparse.ArgumentParser:
   squad.add_argument('--doc_stride', type=int, default=128, help='tokens between the starts of paragraph windows')
   squad.add_argument('--max_query_length', type=int, default=64, help='questions are cut to this many tokens')
   squad.add_argument('--do_lower_case', type=_bool, default=True, help='true for uncased models')
+  synthetic = sub.add_parser(
+      'synthetic_squad', help='generated SQuAD-format train/dev JSON (offline), for `prepare squad`',
+      formatter_class=_Formatter, description='Generated SQuAD-format train-VERSION.json and dev-VERSION.json: '
+      'paragraphs about several people, every fact of every person asked; dev entities never occur in train.')
+  synthetic.add_argument('--output_dir', required=True, help='where train-VERSION.json and dev-VERSION.json go')
+  synthetic.add_argument('--train_paragraphs', type=int, default=500, help='train paragraphs (5 questions a person)')
+  synthetic.add_argument('--dev_paragraphs', type=int, default=50, help='dev paragraphs, from held-out entities')
+  synthetic.add_argument('--people_per_paragraph', type=int, default=2, help='people a paragraph describes (>= 2)')
+  synthetic.add_argument('--seed', type=int, default=0, help='the same seed gives the same files')
+  synthetic.add_argument('--version', default='v1.1', choices=('v1.1', 'v2.0'),
+                         help='v2.0 adds one unanswerable question a paragraph (someone it does not mention)')
   xtreme = sub.add_parser('xtreme', help='the XTREME download folder -> per task English train and per-language '
                           'dev / test records and meta data', formatter_class=_Formatter)
   if command == 'superglue':
@@ -158,6 +174,17 @@ def _run(argv: Sequence[str]) -> int:
   if args.command == 'xtreme':
     from projects.bert.datasets import xtreme_writer
     return xtreme_writer.run(args)
+  if args.command == 'synthetic_squad':
+    from projects.bert.datasets import synthetic_squad
+    try:
+      written = synthetic_squad.write_files(
+          args.output_dir, train_paragraphs=args.train_paragraphs, dev_paragraphs=args.dev_paragraphs,
+          seed=args.seed, people_per_paragraph=args.people_per_paragraph, version=args.version)
+    except (ValueError, OSError) as e:
+      raise SystemExit(f'prepare synthetic_squad: error: {e}') from None
+    for split, (path, n) in written.items():
+      print(f'{path}: {n} {split} questions')
+    return 0
   from projects.bert.datasets import writing
   if args.command == 'squad':
     from projects.bert.datasets import squad_writer

@@ -167,3 +167,39 @@ def score_predictions(eval_data: Any, predictions: Mapping[str, str],
   scores = official_scores(eval_data.dataset, predictions, null_odds if v2 else None, version_2_with_negative=v2)
   scores['num_examples'] = float(len(predictions))
   return scores
+
+
+def question_dependence(dataset: Sequence[Mapping[str, Any]], predictions: Mapping[str, str]) -> Dict[str, float]:
+  """Whether `predictions` {question id: text} depend on the question, on `dataset` (a SQuAD JSON's 'data' list);
+  over the paragraphs with at least two answerable questions (v2.0's unanswerable ones are left out):
+    same_answer_fraction   the fraction of them whose predicted answers are all the same text (case and outer
+                           spaces ignored): a model that finds one span per paragraph whatever is asked scores 1.0;
+    one_span_ceiling_f1    the official F1 (percent, over their answerable questions) of an oracle that answers all
+                           questions of a paragraph with one text, the gold answer that maximises the paragraph's
+                           mean F1: what "one span per paragraph" reaches at best, which a reading model must beat;
+    f1                     the official F1 of `predictions` on the same questions, to compare with the ceiling;
+    num_paragraphs         how many paragraphs were counted.
+  """
+  from official.nlp.tools import squad_evaluate_v1_1
+
+  def f1(paragraph: Mapping[str, Any], answers: Mapping[str, str]) -> float:
+    return squad_evaluate_v1_1.evaluate([{'paragraphs': [paragraph]}], answers)['final_f1']
+
+  same, ceiling, predicted, questions, paragraphs = 0, 0.0, 0.0, 0, 0
+  for article in dataset:
+    for p in article['paragraphs']:
+      qas = [qa for qa in p['qas'] if qa.get('answers')]
+      if len(qas) < 2:
+        continue
+      paragraph = {**p, 'qas': qas}
+      paragraphs += 1
+      same += len({predictions.get(qa['id'], '').strip().lower() for qa in qas}) == 1
+      candidates = {a['text'] for qa in qas for a in qa['answers']}
+      ceiling += len(qas) * max(f1(paragraph, {qa['id']: text for qa in qas}) for text in candidates)
+      predicted += len(qas) * f1(paragraph, {qa['id']: predictions.get(qa['id'], '') for qa in qas})
+      questions += len(qas)
+  if not paragraphs:
+    raise ValueError('question_dependence needs paragraphs with at least two answerable questions; the dataset has '
+                     'none.')
+  return {'same_answer_fraction': same / paragraphs, 'one_span_ceiling_f1': 100.0 * ceiling / questions,
+          'f1': 100.0 * predicted / questions, 'num_paragraphs': float(paragraphs)}
