@@ -206,7 +206,8 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
   train_iter = ctx.train_iterator([files['train']], spec=spec, dataset=f'bert_glue/{task.name}',
                                   compression=compression, cycle_length=1,
                                   add_batch_fields=prelude.mask_from_is_real_example,
-                                  warn_few_files=False)  # one train file is GLUE's layout, not a mistake
+                                  warn_few_files=False,  # one train file is GLUE's layout, not a mistake
+                                  num_examples=int(meta['train_data_size']))
 
   upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
   train_size = int(meta['train_data_size'])

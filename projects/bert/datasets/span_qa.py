@@ -151,7 +151,8 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
   # token ids are checked against config.model's vocab sizes.
   train_iter = ctx.train_iterator([files['train']], spec=train_spec, dataset=f'bert_squad/{version}',
                                   compression=compression, cycle_length=1, add_batch_fields=add_train_mask,
-                                  warn_few_files=False)  # one train file is SQuAD's layout, not a mistake
+                                  warn_few_files=False,  # one train file is SQuAD's layout, not a mistake
+                                  num_examples=int(meta['train_data_size']))
 
   eval_size = meta.get('eval_data_size')
   counted = eval_size is None

@@ -50,7 +50,7 @@ _LENGTHS = ('max_seq_length', 'doc_stride', 'max_query_length')
 def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({'task': '', 'data_dir': '', 'languages': '', 'max_seq_length': None,
                                     'doc_stride': None, 'max_query_length': None, 'shuffle_buffer': 10_000,
-                                    'seed': 0})
+                                    'seed': 0, **prelude.TRAIN_GROUPING_DEFAULTS})
 
 
 def qa_task(name: str) -> xtreme.XtremeTask:
@@ -143,7 +143,8 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
 
   train_iter = ctx.train_iterator([files['train']], spec=train_spec, dataset=f'bert_xtreme_qa/{task.name}',
                                   compression=compression, cycle_length=1, add_batch_fields=span_qa.add_train_mask,
-                                  warn_few_files=False)  # one English train file is XTREME's layout
+                                  warn_few_files=False,  # one English train file is XTREME's layout
+                                  num_examples=int(meta['train_data_size']))
   counted: set = set()
   pipelines: Dict[str, tf.data.Dataset] = {}  # built once per file: a new pass re-iterates it without re-tracing
 
