@@ -18,7 +18,7 @@ import projects.bert  # noqa: F401  (declares the BERT datasets, models, trainer
 from core import app, errors
 from core import checkpoint as checkpoint_lib
 from projects.bert.configs import glue as glue_configs
-from projects.bert.datasets import classification, length_buckets, pipeline, pretraining, records
+from projects.bert.datasets import classification, length_buckets, pipeline, pretraining, records, span_qa
 from tests.bert import data_utils
 
 S = 64  # buckets 16, 32, 64
@@ -213,3 +213,35 @@ def test_tiny_glue_run_with_grouped_batches_learns(sst2, tmp_path):
   loss = data_utils.scalars(workdir, 'train/loss')
   steps = sorted(loss)
   assert loss[steps[-1]] < 0.8 * loss[steps[0]], loss
+
+
+def test_squad_and_pretraining_batches_keep_their_positions_inside_the_cut(tmp_path):
+  # SQuAD's start/end and pretraining's masked_lm_positions point at real tokens, so they stay inside each batch's
+  # bucket; masked_lm_* are per prediction and keep their length.
+  from projects.bert.datasets import squad_writer
+  from tests.bert import squad_data
+  files = [squad_data.squad_files('v1.1')[k] for k in ('train', 'dev')]
+  vocab = data_utils.write_vocab(tmp_path / 'vocab.txt', squad_data.texts(*files) * 2)
+  squad_writer.prepare_squad(*squad_data.write_squad_files(tmp_path / 'json', 'v1.1'), vocab,
+                             str(tmp_path / 'squad'), max_seq_length=64, doc_stride=16, max_query_length=12)
+  config = ml_collections.ConfigDict({'batch_size': 8, 'eval_batch_size': 8, 'dataset': {
+      'version': 'v1.1', 'data_dir': str(tmp_path / 'squad'), 'shuffle_buffer': 16, 'train_length_buckets': True}})
+  squad = span_qa.build(config)
+  widths = set()
+  for b in _take(squad.train_iter, 12):
+    width = b['input_ids'].shape[1]
+    widths.add(width)
+    assert width in length_buckets.bucket_lengths(64)
+    assert (b['start_positions'] < width).all() and (b['end_positions'] < width).all()
+    assert (b['start_positions'] <= b['end_positions']).all()
+  pt_files, _ = data_utils.make_pretraining_records(tmp_path / 'pt', max_seq_length=32, max_predictions_per_seq=5,
+                                                   num_files=1)
+  config = ml_collections.ConfigDict({'batch_size': 8, 'dataset': {
+      'train_files': pt_files[0], 'max_seq_length': 32, 'max_predictions_per_seq': 5, 'shuffle_buffer': 64,
+      'train_length_buckets': True, 'train_megabatch': 4}})
+  for b in _take(pretraining.build(config).train_iter, 8):
+    width = b['input_ids'].shape[1]
+    widths.add(width)
+    assert b['masked_lm_positions'].shape == b['masked_lm_ids'].shape == b['masked_lm_weights'].shape == (8, 5)
+    assert (b['masked_lm_positions'][b['masked_lm_weights'] > 0] < width).all()
+  assert len(widths) > 1
