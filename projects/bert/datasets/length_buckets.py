@@ -138,5 +138,5 @@ def train_batches(stream: tf.data.Dataset, *, parse: Any, global_batch: int, hos
 
   ds = stream.batch(megabatch * global_batch, drop_remainder=True)
   ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.enumerate().map(plan, deterministic=True).unbatch()
+  ds = ds.enumerate().map(plan).unbatch()
   return ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
