@@ -672,6 +672,7 @@ def check_glue_seeds(workdir: str, vocab: str, seeds: int = 5, n_train: int = 10
       config.dataset.data_dir = records_dir
       config.dataset.max_seq_length = seq_len
       config.dataset.seed = seed
+      config.dataset.train_length_buckets = False  # Model Garden's batches are padded random mixes: compare like that
       config.batch_size = batch
       config.num_epochs = float(epochs)
       config.schedule.base_lr = lr

@@ -28,6 +28,9 @@ the tokens each mode computes, seconds on any machine:
 
   python -m benchmarks.length_buckets --plan_only --output=benchmarks/results/length_buckets_plan.json
 
+Training with batches grouped by length (`train_length_buckets`): `benchmarks/length_buckets_train.py` (MiniLM
+fine-tuning examples/s, a dev-accuracy seed table with time to a target, pretraining examples/s).
+
 Each pass is timed whole (reading, grouping, the jitted steps, gathering outputs to the host); the first pass of
 each mode compiles (its time is `first_pass_s`) and the figure is the fastest of `--repeats` passes after it, the
 modes taking turns. `speedup` is bucketed examples/s over padded examples/s; `max_abs_logit_diff` /

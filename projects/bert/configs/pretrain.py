@@ -86,6 +86,8 @@ def get_config(arg: str = 'tiny') -> ml_collections.ConfigDict:
   config.dataset.max_predictions_per_seq = preds
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
+  config.dataset.train_length_buckets = False  # rows are mostly full-length; the recipe's batches are random mixes
+  config.dataset.train_megabatch = 50
   config.dataset.cycle_length = 8  # record files read in parallel (interleaved) per process
   config.dataset.eval_max_examples = 0  # read at most this many eval records; 0 = all
   # What next_sentence_labels hold: 'nsp' (1 = random next) or, with `,sop`, ALBERT's sentence order (1 = swapped).

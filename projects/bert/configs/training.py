@@ -61,6 +61,16 @@ DOCS: Dict[str, str] = {
                                    '64, ..., max_seq_length holding its longest example (outputs back in file '
                                    'order; results as padded, logits within float32 rounding); False: every batch '
                                    'padded to max_seq_length',
+    'dataset.train_length_buckets': 'train batches grouped by length (HF group_by_length / fairseq sortish): the '
+                                    'shuffled stream sorted by real length within megabatches of train_megabatch '
+                                    'batches, cut into batches of batch_size whose order is shuffled, each padded '
+                                    'only to the smallest of 16, 32, ..., max_seq_length holding its longest '
+                                    'example; every example once per epoch, exact resume. On in the fine-tuning '
+                                    'configs; off in pretraining (rows mostly full-length, the recipe\'s random '
+                                    'batches) and wherever batches are compared one for one with Model Garden '
+                                    '(benchmarks/fidelity.py), whose batches are padded',
+    'dataset.train_megabatch': 'global batches sorted together by train_length_buckets (at most one epoch\'s); '
+                               'more: fewer padded tokens, batches less mixed in length',
     # every config's `evals` entries
     'evals.*.type': 'evaluator kind (default: the entry name)',
     'evals.*.every': 'steps between evaluations (0: only at the end)',
@@ -122,9 +132,11 @@ def finetuning_model(size: str, recipe: str) -> ml_collections.ConfigDict:
 def finetuning_dataset(task: str, data_dir: str, max_seq_length: int = 128, **fields: object
                        ) -> ml_collections.ConfigDict:
   """`config.dataset` of a fine-tuning run on `prepare`'s output in `data_dir`: the task, `fields` (the builder's
-  own), max_seq_length (checked against the records; 0 takes whatever they hold) and shuffling."""
+  own), max_seq_length (checked against the records; 0 takes whatever they hold), shuffling, and train batches
+  grouped by length (the dev metric over seeds as the padded batches', benchmarks/length_buckets.py)."""
   return ml_collections.ConfigDict({'task': task, 'data_dir': data_dir, **fields, 'max_seq_length': max_seq_length,
-                                    'shuffle_buffer': 10_000, 'seed': 0})
+                                    'shuffle_buffer': 10_000, 'seed': 0, 'train_length_buckets': True,
+                                    'train_megabatch': 50})
 
 
 def finetuning_optimization(config: ml_collections.ConfigDict, recipe: str, batch_size: int, num_epochs: float,

@@ -14,6 +14,10 @@ Config (`config.dataset`, defaults in `default_config()`):
                   32, 64, ..., max_seq_length that holds its longest example, carrying `split_position`, by which
                   `core.evaluation` puts the outputs back in file order (`length_buckets`); False: file order, every
                   batch at max_seq_length
+  train_length_buckets, train_megabatch
+                  False (the builder's default; the fine-tuning configs set True): train batches grouped by length,
+                  sorted within megabatches of train_megabatch global batches, each cut to its bucket length
+                  (`length_buckets.train_batches`, shared by every builder's train pipeline)
 
 num_labels, task type, label type, sizes and max_seq_length come from the meta data and are checked against the
 task table, `config.model.num_labels` (when set) and the records. Batches (host-local numpy): input_ids,
@@ -206,7 +210,8 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
   train_iter = ctx.train_iterator([files['train']], spec=spec, dataset=f'bert_glue/{task.name}',
                                   compression=compression, cycle_length=1,
                                   add_batch_fields=prelude.mask_from_is_real_example,
-                                  warn_few_files=False)  # one train file is GLUE's layout, not a mistake
+                                  warn_few_files=False,  # one train file is GLUE's layout, not a mistake
+                                  num_examples=int(meta['train_data_size']))
 
   upstream_test = 'ax' if meta['processor_type'] == 'AX' else task.main_test_split
   train_size = int(meta['train_data_size'])

@@ -1,4 +1,5 @@
-"""Evaluation batches grouped by length: pay for real tokens, not padding.
+"""Batches grouped by length: pay for real tokens, not padding (evaluation, and training with
+`config.dataset.train_length_buckets`).
 
 A split's examples are sorted by their real length (the `input_mask` sum; for grouped rows, the longest row) and cut
 into global batches in that order; each batch is padded only to the smallest bucket length that holds its longest
@@ -10,6 +11,14 @@ plans the same global batches from the whole split and takes its own slice of ea
 Why the results are the padded run's: a padded position is masked out of every attention (its weight is exactly
 0), and every other layer works per position, so a real token's output does not depend on how many padding
 positions follow it; only the order of float32 sums inside XLA may differ (logits within float32 rounding).
+
+Training (`train_batches`, the sortish batching of fairseq and of Hugging Face's `group_by_length`, written here in
+tf.data): the shuffled, repeated record stream is cut into megabatches of K global batches; each megabatch is sorted
+by real length and cut into K global batches of exactly the global batch size, whose order is shuffled (seeded by
+the dataset seed and the megabatch's index); each batch is cut to its bucket length. Every record still comes once
+per epoch of the stream (a megabatch only reorders K * batch consecutive records), every step has the same number of
+examples, and the pipeline is all checkpointable tf.data (a resume is exact). Every process reads the same stream,
+plans the same global batches and keeps its own rows, so all processes' rows of a step share one padded length.
 """
 
 from __future__ import annotations
@@ -17,10 +26,13 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 from core.dataset import SPLIT_POSITION, NumpyBatch
 
 SMALLEST_BUCKET = 16  # a multiple of 16: the flash kernel's sequence granularity
+# Global batches per sorted megabatch in training: Hugging Face's `group_by_length` sorts 50 batches at a time.
+TRAIN_MEGABATCH = 50
 
 
 def bucket_lengths(max_seq_length: int, smallest: int = SMALLEST_BUCKET) -> Tuple[int, ...]:
@@ -80,3 +92,51 @@ def bucketed_batches(examples: Mapping[str, np.ndarray], *, host_batch: int, pro
     position[:len(rows)] = rows
     batch[SPLIT_POSITION] = position
     yield batch
+
+
+def seq_keys_of(spec: Mapping[str, Any]) -> Tuple[str, ...]:
+  """The per-token features of a `RecordSpec`: those as long as `input_mask` (masked_lm_* are per prediction, not per
+  token, even where max_predictions_per_seq equals the sequence length)."""
+  seq = spec['input_mask'].length
+  return tuple(k for k, f in spec.items() if not f.scalar and f.length == seq and not k.startswith('masked_lm'))
+
+
+def train_batches(stream: tf.data.Dataset, *, parse: Any, global_batch: int, host_batch: int, process_index: int,
+                  megabatch: int, seed: int, seq_keys: Sequence[str], buckets: Sequence[int]) -> tf.data.Dataset:
+  """This process's rows of length-grouped global train batches.
+
+  `stream`: serialized records (or groups of them, [rows]), shuffled and repeated, the same on every process;
+  `parse`: serialized [n] (or [n, rows]) -> {key: [n, ...]}. Yields {key: [host_batch, ...]}, the `seq_keys`
+  cut to [host_batch, (rows,) width], width the smallest of `buckets` holding the global batch's longest example.
+  """
+  buckets_t = tf.constant(sorted(int(b) for b in buckets), tf.int32)
+
+  def lengths_of(input_mask: tf.Tensor) -> tf.Tensor:
+    """int [n, seq] or [n, rows, seq] -> int32 [n]: real tokens (of the longest row)."""
+    total = tf.reduce_sum(tf.cast(input_mask, tf.int32), axis=-1)
+    return total if len(total.shape) == 1 else tf.reduce_max(total, axis=-1)
+
+  def plan(index: tf.Tensor, examples: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """{key: [K * G, ...]} -> {key: [K, G, ...]}: sorted by length, cut into K batches, their order shuffled."""
+    order = tf.argsort(lengths_of(examples['input_mask']), stable=True)  # ties keep the (shuffled) stream order
+    # Stateless: the batch order depends on (seed, megabatch index) only, so a restored iterator replays it.
+    draw = tf.random.stateless_uniform([megabatch], seed=tf.stack([tf.cast(seed, tf.int64), index]))
+    batch_order = tf.argsort(draw)
+    out = {}
+    for key, x in examples.items():
+      x = tf.gather(x, order)
+      x = tf.reshape(x, tf.concat([[megabatch, global_batch], tf.shape(x)[1:]], 0))
+      out[key] = tf.gather(x, batch_order)
+    return out
+
+  def cut(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """A global batch [G, ...] -> this process's rows, the per-token features cut to the batch's bucket length."""
+    longest = tf.reduce_max(lengths_of(batch['input_mask']))
+    width = tf.reduce_min(tf.boolean_mask(buckets_t, buckets_t >= longest))
+    rows = slice(process_index * host_batch, (process_index + 1) * host_batch)
+    return {k: (x[rows, ..., :width] if k in seq_keys else x[rows]) for k, x in batch.items()}
+
+  ds = stream.batch(megabatch * global_batch, drop_remainder=True)
+  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.enumerate().map(plan).unbatch()
+  return ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -6,7 +6,9 @@ so each builder's batches are checked the same way:
   - the train pipeline (`train_iterator`): deterministic for a seed (so `CheckpointableIterator` save/restore
     resumes exactly), repeated, shuffled, each process reading its own files (or its own records when files are
     fewer than processes), batched to the host batch, parsed in batches, prefetched; its fingerprint (files, batch
-    size, lengths, seed, ...) makes a resume into another pipeline fail with what changed;
+    size, lengths, seed, ...) makes a resume into another pipeline fail with what changed; with `length_buckets`
+    (`config.dataset.train_length_buckets`) batches are grouped by length (`length_buckets.train_batches`: every
+    process reads the whole stream and keeps its rows of the same global batches);
   - the eval pipeline (`eval_dataset`): every record exactly once over all processes, the last batch padded with
     batch_mask 0, and every process yielding the same number of batches (needed for the collective eval step);
   - in both, every batch's token ids are checked against the embedding sizes (XLA would clamp larger ones);
@@ -29,6 +31,7 @@ from absl import logging
 from core import errors
 from core import sharding as sharding_lib
 from core.dataset import CheckpointableIterator, NumpyBatch
+from projects.bert.datasets import length_buckets as buckets_lib
 from projects.bert.datasets import records
 from projects.bert.datasets.records import RecordSpec
 
@@ -146,17 +149,22 @@ def _options() -> tf.data.Options:
 def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, host_batch: int, seed: int,
                   shuffle_buffer: int, cycle_length: int, process_index: int, process_count: int,
                   add_batch_fields: Optional[Callable] = None, warn_few_files: bool = True,
-                  rows_per_example: int = 1) -> tf.data.Dataset:
+                  rows_per_example: int = 1, length_buckets: Optional[Mapping[str, Any]] = None) -> tf.data.Dataset:
   """Repeated, shuffled, batched and parsed records of this process's share of `files`.
 
   With at least as many files as processes each process reads every `process_count`-th file (files shuffled per
   epoch, interleaved); otherwise every process reads all files and keeps every `process_count`-th record. Records
   are shuffled within each epoch (a new order every epoch, the same for the same seed); batches may span epochs.
+  `length_buckets` ({'megabatch': K, 'buckets': lengths, 'seq_keys': per-token keys}) groups batches by length
+  (`length_buckets.train_batches`); every process then reads all files, the same stream, and keeps its own rows.
   """
   files = list(files)
   if not shuffle_buffer or shuffle_buffer < 1:
     raise errors.ConfigError(f'config.dataset.shuffle_buffer must be at least 1 (1 = no shuffling), got '
                              f'{shuffle_buffer!r}.')
+  global_batch, global_index = host_batch * process_count, process_index
+  if length_buckets:  # one stream for all processes: they plan the same global batches (one padded length a step)
+    process_index, process_count = 0, 1
   if len(files) >= process_count:
     own = files[process_index::process_count]
     ds = tf.data.Dataset.from_tensor_slices(own).shuffle(len(own), seed=seed, reshuffle_each_iteration=True)
@@ -171,8 +179,12 @@ def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, ho
     ds = ds.shard(process_count, process_index)
   # Shuffle within an epoch, then repeat: every epoch passes over all records once (in a new order each time).
   ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = ds.batch(host_batch, drop_remainder=True)
-  ds = ds.map(grouped_parser(parse, rows_per_example), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if length_buckets:
+    ds = buckets_lib.train_batches(ds, parse=grouped_parser(parse, rows_per_example), global_batch=global_batch,
+                                   host_batch=host_batch, process_index=global_index, seed=seed, **length_buckets)
+  else:
+    ds = ds.batch(host_batch, drop_remainder=True)
+    ds = ds.map(grouped_parser(parse, rows_per_example), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if add_batch_fields is not None:
     ds = ds.map(add_batch_fields)
   return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
@@ -180,18 +192,40 @@ def train_dataset(files: Sequence[str], *, compression: str, parse: Callable, ho
 
 def train_iterator(files: Sequence[str], *, spec: RecordSpec, dataset: str, host_batch: int, process_index: int,
                    process_count: int, id_limits: Optional[Mapping[str, Tuple[int, str]]] = None,
-                   **kwargs: Any) -> 'RecordIterator':
+                   length_buckets: bool = False, megabatch: int = buckets_lib.TRAIN_MEGABATCH,
+                   num_examples: Optional[int] = None, **kwargs: Any) -> 'RecordIterator':
   """`train_dataset(files, host_batch=..., **kwargs)` (parsed with `spec`) as a checkpointable iterator whose
   fingerprint holds everything that defines an input position: a resume into a pipeline that differs in any of
-  them (other files, batch size, lengths, seed, process count, ...) is refused with what changed."""
+  them (other files, batch size, lengths, seed, process count, length grouping, ...) is refused with what changed.
+
+  `length_buckets`: batches grouped by length in megabatches of `megabatch` global batches (at most the global
+  batches in one epoch of `num_examples`, when known, so that a megabatch never sorts several epochs together), each
+  batch's per-token features cut to the smallest of `length_buckets.bucket_lengths(S)` holding its longest example.
+  With one bucket (S <= 16) there is nothing to gain and batches are the padded pipeline's."""
+  grouping = None
+  global_batch = host_batch * process_count
+  if length_buckets:
+    if not isinstance(megabatch, int) or megabatch < 1:
+      raise errors.ConfigError(f'config.dataset.train_megabatch must be a positive number of global batches, got '
+                               f'{megabatch!r}.')
+    if num_examples:
+      megabatch = max(1, min(megabatch, int(num_examples) // global_batch))
+    buckets = list(buckets_lib.bucket_lengths(spec['input_mask'].length))
+    if len(buckets) > 1:
+      grouping = {'megabatch': megabatch, 'buckets': buckets, 'seq_keys': list(buckets_lib.seq_keys_of(spec))}
+      logging.info('%s: train batches grouped by length (megabatches of %d global batches of %d), each cut to one of '
+                   'the bucket lengths %s: per-token features %s.', dataset, megabatch, global_batch, buckets,
+                   grouping['seq_keys'])
   ds = train_dataset(files, parse=make_batch_parser(spec, id_limits), host_batch=host_batch,
-                     process_index=process_index, process_count=process_count, **kwargs)
+                     process_index=process_index, process_count=process_count, length_buckets=grouping, **kwargs)
   fingerprint = {
-      'dataset': dataset, 'train_files': list(files), 'global_batch_size': host_batch * process_count,
+      'dataset': dataset, 'train_files': list(files), 'global_batch_size': global_batch,
       'process_count': process_count, 'record_lengths': {k: f.length for k, f in spec.items() if not f.scalar},
       **{k: v for k, v in kwargs.items() if k in ('seed', 'shuffle_buffer', 'cycle_length', 'compression')}}
   if kwargs.get('rows_per_example', 1) != 1:
     fingerprint['rows_per_example'] = kwargs['rows_per_example']
+  if grouping:  # absent when off: checkpoints written before the option still resume
+    fingerprint['train_length_buckets'] = {'megabatch': megabatch, 'buckets': grouping['buckets']}
   return RecordIterator(ds, files, fingerprint=fingerprint)
 
 

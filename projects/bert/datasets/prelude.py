@@ -48,13 +48,18 @@ class BuilderContext:
 
   def train_iterator(self, files: Sequence[str], *, spec: RecordSpec, dataset: str, compression: str,
                      cycle_length: int, add_batch_fields: Optional[Callable] = None,
-                     warn_few_files: bool = True, rows_per_example: int = 1) -> 'RecordIterator':
-    """The train pipeline over `files` (seed and shuffle_buffer from `cfg`), as a checkpointable iterator."""
+                     warn_few_files: bool = True, rows_per_example: int = 1,
+                     num_examples: Optional[int] = None) -> 'RecordIterator':
+    """The train pipeline over `files` (seed, shuffle_buffer, train_length_buckets and train_megabatch from `cfg`), as
+    a checkpointable iterator; `num_examples` (an epoch's examples, when known) bounds a length-sorted megabatch."""
     return train_iterator(files, spec=spec, dataset=dataset, compression=compression, host_batch=self.train_batch,
                           seed=self.cfg.seed, shuffle_buffer=self.cfg.shuffle_buffer, cycle_length=cycle_length,
                           process_index=self.process_index, process_count=self.process_count,
                           add_batch_fields=add_batch_fields, id_limits=self.id_limits, warn_few_files=warn_few_files,
-                          rows_per_example=rows_per_example)
+                          rows_per_example=rows_per_example,
+                          length_buckets=bool(self.cfg.get('train_length_buckets', False)),
+                          megabatch=self.cfg.get('train_megabatch', length_buckets.TRAIN_MEGABATCH),
+                          num_examples=num_examples)
 
   def eval_dataset(self, files: Sequence[str], *, spec: RecordSpec, compression: str, num_examples: int,
                    pad_values: Optional[Mapping[str, Any]] = None, mask_from: Optional[str] = None,
@@ -170,12 +175,18 @@ class EvalPasses:
     return make
 
 
+# Every builder's train-batch grouping defaults: off, so that a builder called directly (tests, the Model Garden
+# fidelity checks) gives exact padded batches; the fine-tuning configs turn it on (configs/training.py).
+TRAIN_GROUPING_DEFAULTS = {'train_length_buckets': False, 'train_megabatch': length_buckets.TRAIN_MEGABATCH}
+
+
 def finetuning_defaults(**fields: Any) -> ml_collections.ConfigDict:
   """The `config.dataset` defaults of a fine-tuning builder that reads `prepare`'s output: where its meta data is
   (data_dir, or meta_data_file), the train file (from the meta data when ''), max_seq_length (None: the records'),
-  shuffling; `fields` are the builder's own (its task or version, ...), first."""
+  shuffling, train-batch grouping; `fields` are the builder's own (its task or version, ...), first."""
   return ml_collections.ConfigDict({**fields, 'data_dir': '', 'meta_data_file': '', 'train_file': '',
-                                    'max_seq_length': None, 'shuffle_buffer': 10_000, 'seed': 0})
+                                    'max_seq_length': None, 'shuffle_buffer': 10_000, 'seed': 0,
+                                    **TRAIN_GROUPING_DEFAULTS})
 
 
 def start_builder(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict, builder: str, *,

@@ -53,6 +53,7 @@ def default_config() -> ml_collections.ConfigDict:
       'seed': 0,
       'cycle_length': 8,
       'eval_max_examples': None,
+      **prelude.TRAIN_GROUPING_DEFAULTS,  # train batches grouped by length: off (rows are mostly full-length)
   })
 
 

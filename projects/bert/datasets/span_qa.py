@@ -164,7 +164,8 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
   # token ids are checked against config.model's vocab sizes.
   train_iter = ctx.train_iterator([files['train']], spec=train_spec, dataset=f'bert_squad/{version}',
                                   compression=compression, cycle_length=1, add_batch_fields=add_train_mask,
-                                  warn_few_files=False)  # one train file is SQuAD's layout, not a mistake
+                                  warn_few_files=False,  # one train file is SQuAD's layout, not a mistake
+                                  num_examples=int(meta['train_data_size']))
 
   # Eval passes: each built once (a new pass re-iterates it), the record count checked once against the size;
   # grouped by length with config.dataset.eval_length_buckets (padding rows: unique_ids -1, batch_mask 0).

@@ -45,7 +45,7 @@ _REQUIRED_META = ('benchmark', 'task', 'task_kind', 'max_seq_length', 'num_label
 
 def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({'task': '', 'data_dir': '', 'max_seq_length': None, 'shuffle_buffer': 10_000,
-                                    'seed': 0})
+                                    'seed': 0, **prelude.TRAIN_GROUPING_DEFAULTS})
 
 
 def extra_features(kind: str) -> tuple:
@@ -124,7 +124,7 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
   if 'train' in paths:
     train_iter = ctx.train_iterator([paths['train']], spec=spec, dataset=f'bert_superglue/{task.name}',
                                     compression=compression, cycle_length=1, add_batch_fields=fields,
-                                    warn_few_files=False, rows_per_example=group)
+                                    warn_few_files=False, rows_per_example=group, num_examples=examples(sg.TRAIN))
   built: Dict[Any, tf.data.Dataset] = {}
 
   def split_iter(kind_of_split: str, splits: list):

@@ -58,6 +58,7 @@ def default_config() -> ml_collections.ConfigDict:
       'shuffle_buffer': 10_000,
       'seed': 0,
       'eval_length_buckets': True,  # prelude.EvalPasses: eval batches grouped by length
+      **prelude.TRAIN_GROUPING_DEFAULTS,  # train batches grouped by length (off here; the configs turn it on)
   })
 
 
@@ -189,7 +190,8 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
   train_iter = ctx.train_iterator([files['train']], spec=spec, dataset=f'bert_xtreme/{task.name}',
                                   compression=compression, cycle_length=1,
                                   add_batch_fields=prelude.mask_from_is_real_example,
-                                  warn_few_files=False)  # one English train file is XTREME's layout
+                                  warn_few_files=False,  # one English train file is XTREME's layout
+                                  num_examples=int(meta['train_data_size']))
   # Tagging's eval outputs are per token ([B, S, labels]): its batches keep one shape (not length-bucketed).
   passes = prelude.EvalPasses(ctx, spec, compression, meta_path, prepare_command(task.name),
                               bucketable=task.kind != xtreme.TAGGING)

@@ -54,7 +54,8 @@ _LENGTHS = ('max_seq_length', 'doc_stride', 'max_query_length')
 def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({'task': '', 'data_dir': '', 'languages': '', 'max_seq_length': None,
                                     'doc_stride': None, 'max_query_length': None, 'shuffle_buffer': 10_000,
-                                    'seed': 0, 'eval_length_buckets': span_qa.EVAL_LENGTH_BUCKETS})
+                                    'seed': 0, 'eval_length_buckets': span_qa.EVAL_LENGTH_BUCKETS,
+                                    **prelude.TRAIN_GROUPING_DEFAULTS})
 
 
 def qa_task(name: str) -> xtreme.XtremeTask:
@@ -147,7 +148,8 @@ def build(ctx: prelude.BuilderContext, config: ml_collections.ConfigDict) -> Dat
 
   train_iter = ctx.train_iterator([files['train']], spec=train_spec, dataset=f'bert_xtreme_qa/{task.name}',
                                   compression=compression, cycle_length=1, add_batch_fields=span_qa.add_train_mask,
-                                  warn_few_files=False)  # one English train file is XTREME's layout
+                                  warn_few_files=False,  # one English train file is XTREME's layout
+                                  num_examples=int(meta['train_data_size']))
   # One pass per language's file, built once; grouped by length with config.dataset.eval_length_buckets.
   passes = prelude.EvalPasses(ctx, eval_spec, compression, meta_path, fix_command, pad_values={'unique_ids': -1},
                               mask_from=None)
