@@ -12,7 +12,7 @@ import re
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import jax
 import numpy as np
@@ -144,7 +144,7 @@ def train_loop(
     evaluators: Sequence[Evaluator] = (),
     results: Optional[RunResults] = None,
     examples_per_step: Optional[int] = None,
-    tokens_per_step: Optional[int] = None,
+    tokens_per_step: Union[None, int, Callable[[Mapping[str, np.ndarray]], int]] = None,
     checkpoint_metadata: Optional[Dict[str, Any]] = None,
     max_param_norm_growth: Optional[float] = MAX_PARAM_NORM_GROWTH,
     log_every_s: Optional[float] = LOG_EVERY_SECONDS,
@@ -155,6 +155,8 @@ def train_loop(
   checkpoint (rerun the same command to resume), `info['last_eval']` holds each evaluator's latest values.
   A progress line comes every `log_every` steps (the metrics written), and also after any step that ends
   `log_every_s` seconds or more after the previous line (logged only; single-process runs).
+  `tokens_per_step` (for `train/tokens_per_sec`) is a number, or a function of each host batch giving the tokens
+  the step computes over all processes (batches whose width varies: length-grouped training).
   Evaluators run every `evaluator.every` steps and after the last step; their summaries go to `results`. With
   `num_train_steps` 0 the evaluators run once, on the initial weights.
 
@@ -180,6 +182,8 @@ def train_loop(
   pending: List[Dict[str, jax.Array]] = []
   single_process = jax.process_count() == 1
   t_log, steps_since_log = time.perf_counter(), 0
+  count_tokens = tokens_per_step if callable(tokens_per_step) else None
+  tokens_since_log = 0
   t_progress = t_log  # the last progress line that wrote no metrics
   max_param_norm = None
   if max_param_norm_growth:  # one reduction on device, no copy of the parameters to the host
@@ -187,7 +191,7 @@ def train_loop(
     max_param_norm = max_param_norm_growth * max(start_norm, 1e-6)
 
   def flush_train_metrics(step: int) -> None:
-    nonlocal t_log, steps_since_log
+    nonlocal t_log, steps_since_log, tokens_since_log
     if not pending:
       return
     host = jax.device_get(pending)
@@ -201,12 +205,14 @@ def train_loop(
     scalars['train/steps_per_sec'] = steps_since_log / elapsed
     if examples_per_step:
       scalars['train/examples_per_sec'] = examples_per_step * steps_since_log / elapsed
-    if tokens_per_step:
+    if count_tokens is not None:
+      scalars['train/tokens_per_sec'] = tokens_since_log / elapsed
+    elif tokens_per_step:
       scalars['train/tokens_per_sec'] = tokens_per_step * steps_since_log / elapsed
     writer.write_scalars(step, scalars)
     logging.info('%s', progress_line(step, num_train_steps, means, scalars['train/steps_per_sec'],
                                      scalars.get('train/examples_per_sec'), compiling=step - len(host) == start_step))
-    t_log, steps_since_log = time.perf_counter(), 0
+    t_log, steps_since_log, tokens_since_log = time.perf_counter(), 0, 0
 
   def progress_only(step: int) -> None:
     """The progress line of an overdue window (`log_every_s`): logged only, so the metrics written (their steps and
@@ -230,7 +236,10 @@ def train_loop(
     with PreemptionWatcher() as preemption:
       while step < num_train_steps:
         with jax.profiler.StepTraceAnnotation('train', step_num=step):
-          batch = sharding_lib.make_global_batch(next(train_iter), mesh)
+          host_batch = next(train_iter)
+          if count_tokens is not None:
+            tokens_since_log += count_tokens(host_batch)
+          batch = sharding_lib.make_global_batch(host_batch, mesh)
           state, metrics = train_step(state, batch)
         step += 1
         steps_since_log += 1

@@ -1,5 +1,7 @@
 """SQuAD-format test data: small hand-written files (v1.1 and v2.0). Generated data (many paragraphs about several
 people, dev entities held out of train) is the production generator's: `projects/bert/datasets/synthetic_squad.py`.
+`fact_squad` stays for tests and benchmarks that need short paragraphs about one person (length-bucketed SQuAD
+evaluation: paragraphs of one or two sentences fall into several buckets).
 
 The hand-written files have several articles and paragraphs, dev questions with one and with several answers, long
 paragraphs whose answers sit beyond the first doc-stride window at short sequence lengths, an answer with accents
@@ -12,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import random
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 # (title, [(context, [(question, [answers...]) or (question, None) for unanswerable])]) -- answers are substrings of
@@ -145,3 +148,66 @@ def with_version(dataset: Dict[str, Any], version: str) -> Dict[str, Any]:
   out = copy.deepcopy(dataset)
   out['version'] = version
   return out
+
+
+# ------------------------------------------------------------------------------------------ generated facts
+
+_POOLS = {
+    'train': dict(first=('Anna', 'Tom', 'Lisa', 'Mark', 'Sara', 'Paul', 'Emma', 'John', 'Nina', 'Peter', 'Laura',
+                         'David'),
+                  last=('Berg', 'Hale', 'Stone', 'Fischer', 'Moreno', 'Walsh', 'Novak', 'Brandt', 'Keller', 'Dunn'),
+                  city=('Lyon', 'Oslo', 'Porto', 'Dublin', 'Krakow', 'Seville', 'Munich', 'Bergen', 'Leeds', 'Turin'),
+                  job=('baker', 'pilot', 'teacher', 'nurse', 'carpenter', 'farmer', 'painter', 'lawyer'),
+                  food=('apples', 'cheese', 'rice', 'fish', 'bread', 'soup')),
+    'dev': dict(first=('Maria', 'Jacob', 'Olga', 'Henry', 'Clara', 'Victor'),
+                last=('Lindqvist', 'Okafor', 'Ramos', 'Petrov', 'Carter', 'Sato'),
+                city=('Vienna', 'Lisbon', 'Prague', 'Geneva', 'Naples', 'Zurich'),
+                job=('doctor', 'sailor', 'engineer', 'musician', 'chemist', 'librarian'),
+                food=('pasta', 'grapes', 'honey', 'eggs', 'beans', 'plums')),
+}
+_SENTENCES = {'born': '{name} was born in {city} in {year}.', 'job': '{name} worked as {a} {job} for {years} years.',
+              'food': '{name} liked to eat {food}.'}
+_QUESTIONS = (  # (question template, answer field, the sentence that holds it)
+    ('Where was {name} born?', 'city', 'born'),
+    ('In which year was {name} born?', 'year', 'born'),
+    ('What was the job of {name}?', 'job', 'job'),
+    ('For how many years did {name} work?', 'years', 'job'),
+    ('What did {name} like to eat?', 'food', 'food'),
+)
+
+
+def fact_squad(split: str, num_paragraphs: int, seed: int = 0, people_per_paragraph: int = 2,
+               sentences: Sequence[str] = tuple(_SENTENCES)) -> Dict[str, Any]:
+  """Generated SQuAD v1.1 JSON: `people_per_paragraph` people a paragraph, their fact sentences (of the kinds
+  `sentences`: 'born', 'job', 'food') shuffled; every question asks about one fact of one of them (train: every
+  fact of every person; dev: one per fact, taking the people in turn)."""
+  rng = random.Random(f'{split}-{seed}')
+  pool = _POOLS[split]
+  paragraphs = []
+  for p in range(num_paragraphs):
+    people = []
+    for first in rng.sample(pool['first'], people_per_paragraph):
+      people.append({'name': f'{first} {rng.choice(pool["last"])}', 'city': rng.choice(pool['city']),
+                     'year': str(rng.randint(1900, 1999)), 'job': rng.choice(pool['job']),
+                     'years': str(rng.randint(2, 40)), 'food': rng.choice(pool['food'])})
+      people[-1]['a'] = 'an' if people[-1]['job'][0] in 'aeiou' else 'a'
+    order = [(who, kind) for who in range(people_per_paragraph) for kind in sentences]
+    rng.shuffle(order)
+    starts, context = {}, ''
+    for who, kind in order:
+      starts[who, kind] = len(context)
+      context += _SENTENCES[kind].format(**people[who]) + ' '
+    context = context.strip()
+    qas = []
+    for q, (question, field, kind) in enumerate(_QUESTIONS):
+      if kind not in sentences:
+        continue
+      for who, person in enumerate(people):
+        if split == 'dev' and who != (p + q) % people_per_paragraph:
+          continue
+        sentence = _SENTENCES[kind].format(**person)
+        start = starts[who, kind] + sentence.index(f' {person[field]}') + 1
+        qas.append({'id': f'{split}-{p}-{q}-{who}', 'question': question.format(**person),
+                    'answers': [{'text': person[field], 'answer_start': start}]})
+    paragraphs.append({'context': context, 'qas': qas})
+  return {'version': '1.1', 'data': [{'title': f'people-{split}', 'paragraphs': paragraphs}]}

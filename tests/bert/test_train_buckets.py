@@ -213,6 +213,11 @@ def test_tiny_glue_run_with_grouped_batches_learns(sst2, tmp_path):
   loss = data_utils.scalars(workdir, 'train/loss')
   steps = sorted(loss)
   assert loss[steps[-1]] < 0.8 * loss[steps[0]], loss
+  # tokens/s counts the positions each grouped batch computes (its bucket width), not batch * max_seq_length.
+  tokens, examples = (data_utils.scalars(workdir, f'train/{k}_per_sec') for k in ('tokens', 'examples'))
+  widths = {step: tokens[step] / examples[step] for step in tokens}
+  assert all(min(length_buckets.bucket_lengths(S)) - 1e-3 <= w <= S + 1e-3 for w in widths.values()), widths
+  assert min(widths.values()) < S - 1, widths  # the sentences are short: some window's batches were cut
 
 
 def test_squad_and_pretraining_batches_keep_their_positions_inside_the_cut(tmp_path):

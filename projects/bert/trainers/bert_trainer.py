@@ -93,6 +93,19 @@ def train(*, rng: jax.Array, config: ml_collections.ConfigDict, model_cls: Any, 
 train.resolve_config = weights.resolve_model_config
 
 
+def _tokens_per_step(config: ml_collections.ConfigDict, batch_size: Optional[int], max_seq_length: Optional[int]
+                     ) -> Any:
+  """What `train/tokens_per_sec` counts: the token positions each step computes (padding included, as throughput
+  figures count them). Length-grouped batches (`dataset.train_length_buckets`) are as wide as their bucket, so
+  those are counted per batch (every process's batch has the same shape), not as batch_size * max_seq_length."""
+  if not (batch_size and max_seq_length):
+    return None
+  if (config.get('dataset') or {}).get('train_length_buckets'):
+    processes = jax.process_count()
+    return lambda host_batch: int(host_batch['input_ids'].size) * processes
+  return batch_size * max_seq_length
+
+
 def _train(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, dataset: Optional[Dataset], workdir: str,
            writer: Any) -> RunResults:
   meta = model.dataset_meta_data
@@ -130,7 +143,7 @@ def _train(rng: jax.Array, config: ml_collections.ConfigDict, model: Any, datase
       num_train_steps=steps, writer=writer, checkpointer=setup.checkpointer,
       checkpoint_every=config.get('checkpoint_every', 1000), log_every=config.get('log_every', 100),
       evaluators=evaluators, results=results, examples_per_step=batch_size,
-      tokens_per_step=batch_size * meta.max_seq_length if batch_size and meta.max_seq_length else None)
+      tokens_per_step=_tokens_per_step(config, batch_size, meta.max_seq_length))
   setup.checkpointer.close()
   step = info['end_step']
   if not info['preempted']:
