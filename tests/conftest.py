@@ -25,6 +25,13 @@ if os.environ.get('SCENIC_TEST_JAX_CACHE', '1') != '0':
 
 # The longest files first: with two xdist workers (files kept whole) they then overlap the rest of the suite
 # instead of running alone at its end. A file says it is long with `pytestmark = pytest.mark.long(minutes=N)`.
+# xdist's `--dist loadfile` would otherwise reorder files by their number of tests (`--loadscope-reorder`, its
+# default since 3.6): the 3-test tests/test_readme.py, the longest file, then ran last and alone for ~10 minutes.
+
+
+def pytest_configure(config):
+  if hasattr(config.option, 'loadscopereorder'):  # the xdist plugin is loaded
+    config.option.loadscopereorder = False
 
 
 def _minutes(item) -> float:

@@ -91,7 +91,7 @@ def get_config(arg: str = 'v1.1') -> ml_collections.ConfigDict:
   config.dataset.shuffle_buffer = 10_000
   config.dataset.seed = 0
   config.dataset.eval_length_buckets = False  # True: dev batches grouped by length (span_qa.EVAL_LENGTH_BUCKETS)
-  config.dataset.train_length_buckets = True  # train batches grouped by length (start/end point at real tokens)
+  config.dataset.train_length_buckets = False  # True: train batches grouped by length (configs/training.py)
   config.dataset.train_megabatch = 50
 
   # num_train_steps > 0 overrides num_epochs; 0: ceil(num_epochs * train features / batch_size).

@@ -65,10 +65,10 @@ DOCS: Dict[str, str] = {
                                     'shuffled stream sorted by real length within megabatches of train_megabatch '
                                     'batches, cut into batches of batch_size whose order is shuffled, each padded '
                                     'only to the smallest of 16, 32, ..., max_seq_length holding its longest '
-                                    'example; every example once per epoch, exact resume. On in the fine-tuning '
-                                    'configs; off in pretraining (rows mostly full-length, the recipe\'s random '
-                                    'batches) and wherever batches are compared one for one with Model Garden '
-                                    '(benchmarks/fidelity.py), whose batches are padded',
+                                    'example; every example once per epoch, exact resume. Off by default: batches '
+                                    'of similar length are less mixed, and in our few-step MiniLM tests (SQuAD, '
+                                    'ReCoRD) dev scores fell with it on (benchmarks/README.md, length-bucketed '
+                                    'training); True for ~4x the examples/s at SST-2-like lengths',
     'dataset.train_megabatch': 'global batches sorted together by train_length_buckets (at most one epoch\'s); '
                                'more: fewer padded tokens, batches less mixed in length',
     # every config's `evals` entries
@@ -135,7 +135,7 @@ def finetuning_dataset(task: str, data_dir: str, max_seq_length: int = 128, **fi
   own), max_seq_length (checked against the records; 0 takes whatever they hold), shuffling, and train batches
   grouped by length (the dev metric over seeds as the padded batches', benchmarks/length_buckets.py)."""
   return ml_collections.ConfigDict({'task': task, 'data_dir': data_dir, **fields, 'max_seq_length': max_seq_length,
-                                    'shuffle_buffer': 10_000, 'seed': 0, 'train_length_buckets': True,
+                                    'shuffle_buffer': 10_000, 'seed': 0, 'train_length_buckets': False,
                                     'train_megabatch': 50})
 
 
