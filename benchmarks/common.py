@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 
 def cpu_model() -> str:
@@ -62,3 +62,21 @@ def write_json(path: str, payload: Dict[str, Any]) -> None:
   with open(path, 'w') as f:
     json.dump(payload, f, indent=2, sort_keys=False)
     f.write('\n')
+
+
+def timed_passes(modes: Dict[str, Callable[[], Any]], repeats: int) -> Dict[str, Dict[str, Any]]:
+  """{mode: {'first_pass_s', 'pass_s' (fastest of `repeats`), 'passes_s', 'result' (of the first pass)}}; the modes
+  take turns pass by pass, so that a noisy neighbour slows both."""
+  out: Dict[str, Dict[str, Any]] = {}
+  for mode, fn in modes.items():
+    t0 = time.perf_counter()
+    result = fn()
+    out[mode] = {'first_pass_s': time.perf_counter() - t0, 'passes_s': [], 'result': result}
+  for _ in range(repeats):
+    for mode, fn in modes.items():
+      t0 = time.perf_counter()
+      fn()
+      out[mode]['passes_s'].append(time.perf_counter() - t0)
+  for mode in out:
+    out[mode]['pass_s'] = min(out[mode]['passes_s'])
+  return out

