@@ -172,9 +172,14 @@ def workdir_lock(workdir: str, mode: str = 'train') -> Iterator[None]:
     lock.release()
 
 
-def report_error(exc: BaseException, verbose: bool = False) -> bool:
-  """Prints a user-fixable error (`core.errors.UserError`, or a full disk) last, as one `error: ...` paragraph.
+def report_error(exc: BaseException, verbose: bool = False, last: bool = False) -> bool:
+  """Prints a user-fixable error (`core.errors.UserError`, or a full disk) as one `error: ...` paragraph.
 
+  With `last` (the process exits next), everything written to stderr from then on goes nowhere and the report goes
+  to the real stderr on a line of its own: libraries' background work that failed with the error (orbax's
+  asynchronous writes on a full disk: their threads' 'Event loop is closed' tracebacks, their futures' 'exception
+  was never retrieved' lines) writes while the report is printed and while the interpreter shuts down, and would
+  split or bury it. --verbose_errors (`verbose`) prints the traceback and keeps that output.
   Returns False for other errors, which the caller re-raises (their traceback is the report).
   """
   full = errors.disk_full_error(exc)
@@ -191,22 +196,18 @@ def report_error(exc: BaseException, verbose: bool = False) -> bool:
                f'complete checkpoint.')
   logging.flush()
   sys.stdout.flush()
-  print(f'error: {message}', file=sys.stderr, flush=True)
-  return True
-
-
-def _silence_shutdown() -> None:
-  """Sends what the interpreter's shutdown prints after a reported error nowhere, so the report stays last.
-
-  Libraries' background work that failed with the error (orbax's asynchronous writes on a full disk: their futures'
-  'exception was never retrieved' log lines, their threads' 'Event loop is closed' tracebacks) reports itself only
-  while the process exits; --verbose_errors keeps it.
-  """
-  sys.stdout.flush()
+  if not last or verbose:
+    print(f'error: {message}', file=sys.stderr, flush=True)
+    return True
   sys.stderr.flush()
+  real = os.dup(sys.stderr.fileno())
   devnull = os.open(os.devnull, os.O_WRONLY)
   os.dup2(devnull, sys.stderr.fileno())
   os.close(devnull)
+  # A background thread may have left half a line (a traceback's indent) on stderr: start on a fresh line.
+  os.write(real, f'\nerror: {message}\n'.encode())
+  os.close(real)
+  return True
 
 
 def config_for_run(config: ml_collections.ConfigDict, workdir: str,
@@ -363,10 +364,8 @@ def run(main: Optional[Callable[[ml_collections.ConfigDict, str], Any]] = None, 
         check_workdir_config(config, workdir, _ALLOW_CONFIG_CHANGE.value)
         (main or train_and_evaluate)(config, workdir)
     except Exception as e:  # pylint: disable=broad-except
-      if not report_error(e, _VERBOSE_ERRORS.value):
+      if not report_error(e, _VERBOSE_ERRORS.value, last=True):
         raise
-      if not _VERBOSE_ERRORS.value:
-        _silence_shutdown()
       sys.exit(1)
 
   if {'-h', '--help', '--helpshort'} & set(sys.argv[1:]):
