@@ -1,6 +1,6 @@
 """Length-grouped train batches (`config.dataset.train_length_buckets`, `length_buckets.train_batches` through the
 shared train pipeline): every record once per epoch in batches of the global batch size, shapes from the bucket set
-holding each batch's real tokens, shuffled and deterministic for a seed, an exact resume mid-megabatch, a resume into
+holding each batch's real tokens, a bucket's batches random draws of it, shuffled and deterministic for a seed, an exact resume mid-megabatch, a resume into
 the option changed refused naming it, two processes agreeing on every step's padded length with rows partitioning
 the global batch, grouped rows (COPA's) kept together, and a tiny fine-tuning run whose loss falls."""
 
@@ -107,6 +107,14 @@ def test_every_record_once_per_epoch_in_full_batches_of_bucket_shapes(sst2, file
     assert collections.Counter(seen) == collections.Counter(file_order)  # each record exactly once, none cut
   first, second = ([e for b in batches[i * per_epoch:(i + 1) * per_epoch] for e in _examples(b)] for i in (0, 1))
   assert first != file_order and first != second  # shuffled, anew each epoch
+
+
+def test_a_bucket_s_batches_are_random_draws_of_it_not_runs_of_one_length(sst2, file_order):
+  # Grouped by bucket, in the shuffled stream's order inside it: an exact-length sort would make every batch's
+  # lengths non-decreasing and put equal lengths (one passage's questions, in SQuAD) side by side.
+  batches = _take(build(sst2[0], megabatch=N_TRAIN // BATCH).train_iter, 4 * (N_TRAIN // BATCH))
+  lengths = [[len(e[0]) for e in _examples(b)] for b in batches]
+  assert sum(row != sorted(row) for row in lengths) > len(lengths) // 2
 
 
 def test_megabatches_spanning_epochs_still_take_every_record_once_per_epoch(sst2, file_order):

@@ -12,10 +12,12 @@ Why the results are the padded run's: a padded position is masked out of every a
 0), and every other layer works per position, so a real token's output does not depend on how many padding
 positions follow it; only the order of float32 sums inside XLA may differ (logits within float32 rounding).
 
-Training (`train_batches`, the sortish batching of fairseq and of Hugging Face's `group_by_length`, written here in
-tf.data): the shuffled, repeated record stream is cut into megabatches of K global batches; each megabatch is sorted
-by real length and cut into K global batches of exactly the global batch size, whose order is shuffled (seeded by
-the dataset seed and the megabatch's index); each batch is cut to its bucket length. Every record still comes once
+Training (`train_batches`: tf.data's `bucket_by_sequence_length` grouping, in megabatches as fairseq's and Hugging
+Face's `group_by_length` sort, written here in tf.data): the shuffled, repeated record stream is cut into megabatches
+of K global batches; each megabatch is grouped by bucket (a stable sort by the smallest bucket holding each example,
+so inside a bucket the stream's random order stays) and cut into K global batches of exactly the global batch size,
+whose order is shuffled (seeded by the dataset seed and the megabatch's index); each batch is cut to its bucket
+length. Every record still comes once
 per epoch of the stream (a megabatch only reorders K * batch consecutive records), every step has the same number of
 examples, and the pipeline is all checkpointable tf.data (a resume is exact). Every process reads the same stream,
 plans the same global batches and keeps its own rows, so all processes' rows of a step share one padded length.
@@ -117,8 +119,12 @@ def train_batches(stream: tf.data.Dataset, *, parse: Any, global_batch: int, hos
     return total if len(total.shape) == 1 else tf.reduce_max(total, axis=-1)
 
   def plan(index: tf.Tensor, examples: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """{key: [K * G, ...]} -> {key: [K, G, ...]}: sorted by length, cut into K batches, their order shuffled."""
-    order = tf.argsort(lengths_of(examples['input_mask']), stable=True)  # ties keep the (shuffled) stream order
+    """{key: [K * G, ...]} -> {key: [K, G, ...]}: grouped by bucket, cut into K batches, their order shuffled."""
+    # By bucket, not by exact length: a bucket's batches cost the same either way, and inside a bucket the stream's
+    # shuffled order is kept (a stable sort), so a batch is a random draw of its bucket's examples. An exact-length
+    # sort put examples of one length together: one passage's questions or candidates, one question kind.
+    bucket = tf.searchsorted(buckets_t, lengths_of(examples['input_mask']), side='left')
+    order = tf.argsort(bucket, stable=True)
     # Stateless: the batch order depends on (seed, megabatch index) only, so a restored iterator replays it.
     draw = tf.random.stateless_uniform([megabatch], seed=tf.stack([tf.cast(seed, tf.int64), index]))
     batch_order = tf.argsort(draw)
