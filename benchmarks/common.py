@@ -56,12 +56,15 @@ def format_table(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def write_json(path: str, payload: Dict[str, Any]) -> None:
-  """Writes `payload` as indented JSON, creating the parent folder."""
+  """Writes `payload` as indented JSON beside `path` and renames it over (a killed benchmark leaves the old JSON
+  whole), creating the parent folder."""
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
-  with open(path, 'w') as f:
+  tmp = os.path.join(parent, f'.{os.path.basename(path)}.tmp-{os.getpid()}')
+  with open(tmp, 'w') as f:
     json.dump(payload, f, indent=2, sort_keys=False)
     f.write('\n')
+  os.replace(tmp, path)  # not core.atomic: some benchmarks import this module without the repository on sys.path
 
 
 def timed_passes(modes: Dict[str, Callable[[], Any]], repeats: int) -> Dict[str, Dict[str, Any]]:

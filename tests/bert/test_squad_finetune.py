@@ -34,6 +34,9 @@ pytestmark = pytest.mark.long(minutes=8)
 
 # The README's recipe (benchmarks/synthetic_squad.py): a whole paragraph and its question in one window.
 SEQ, STRIDE, QUERY = 96, 32, 16
+# The README's recipe. It passes on seed 0 (the seed run here), not on every seed: seed 1 stays under the one-span
+# ceiling at 150 steps and passes at 300 (benchmarks/results/learning_test_seeds_cpu.json); 300 steps would double
+# this file's ~10 CPU minutes.
 STEPS, BATCH, LR = 150, 16, 1e-4
 N_TRAIN_PARAGRAPHS, N_DEV_PARAGRAPHS = 100, 10  # two people a paragraph, 10 questions: 1000 train, 100 dev
 

@@ -1,8 +1,9 @@
 """Length-grouped train batches (`config.dataset.train_length_buckets`, `length_buckets.train_batches` through the
 shared train pipeline): every record once per epoch in batches of the global batch size, shapes from the bucket set
-holding each batch's real tokens, a bucket's batches random draws of it, shuffled and deterministic for a seed, an exact resume mid-megabatch, a resume into
-the option changed refused naming it, two processes agreeing on every step's padded length with rows partitioning
-the global batch, grouped rows (COPA's) kept together, and a tiny fine-tuning run whose loss falls."""
+holding each batch's real tokens, a bucket's batches random draws of it, shuffled and deterministic for a seed, an
+exact resume mid-megabatch, a resume into the option changed refused naming it, two processes agreeing on every
+step's padded length with rows partitioning the global batch, grouped rows (COPA's) kept together, and a tiny
+fine-tuning run whose loss falls."""
 
 import collections
 import math

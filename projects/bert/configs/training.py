@@ -61,15 +61,16 @@ DOCS: Dict[str, str] = {
                                    '64, ..., max_seq_length holding its longest example (outputs back in file '
                                    'order; results as padded, logits within float32 rounding); False: every batch '
                                    'padded to max_seq_length',
-    'dataset.train_length_buckets': 'train batches grouped by length (HF group_by_length / fairseq sortish): the '
-                                    'shuffled stream sorted by real length within megabatches of train_megabatch '
-                                    'batches, cut into batches of batch_size whose order is shuffled, each padded '
+    'dataset.train_length_buckets': 'train batches grouped by length (tf.data bucket_by_sequence_length within '
+                                    'megabatches, as HF group_by_length / fairseq): the shuffled stream grouped by '
+                                    'bucket within megabatches of train_megabatch batches (random order inside a '
+                                    'bucket), cut into batches of batch_size whose order is shuffled, each padded '
                                     'only to the smallest of 16, 32, ..., max_seq_length holding its longest '
-                                    'example; every example once per epoch, exact resume. Off by default: batches '
-                                    'of similar length are less mixed, and in our few-step MiniLM tests (SQuAD, '
-                                    'ReCoRD) dev scores fell with it on (benchmarks/README.md, length-bucketed '
-                                    'training); True for ~4x the examples/s at SST-2-like lengths',
-    'dataset.train_megabatch': 'global batches sorted together by train_length_buckets (at most one epoch\'s); '
+                                    'example; every example once per epoch, exact resume. Off by default: it '
+                                    'changes which examples share a step, and a seed table on real data showing '
+                                    'the recipe\'s scores unchanged is still missing (benchmarks/README.md, '
+                                    'length-bucketed training); True for ~4x the examples/s at SST-2-like lengths',
+    'dataset.train_megabatch': 'global batches grouped together by train_length_buckets (at most one epoch\'s); '
                                'more: fewer padded tokens, batches less mixed in length',
     # every config's `evals` entries
     'evals.*.type': 'evaluator kind (default: the entry name)',

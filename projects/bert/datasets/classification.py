@@ -15,8 +15,8 @@ Config (`config.dataset`, defaults in `default_config()`):
                   `core.evaluation` puts the outputs back in file order (`length_buckets`); False: file order, every
                   batch at max_seq_length
   train_length_buckets, train_megabatch
-                  False (the builder's default; the fine-tuning configs set True): train batches grouped by length,
-                  sorted within megabatches of train_megabatch global batches, each cut to its bucket length
+                  False (the default): train batches grouped by length bucket within megabatches of train_megabatch
+                  global batches, each cut to its bucket length
                   (`length_buckets.train_batches`, shared by every builder's train pipeline)
 
 num_labels, task type, label type, sizes and max_seq_length come from the meta data and are checked against the

@@ -12,15 +12,15 @@ Why the results are the padded run's: a padded position is masked out of every a
 0), and every other layer works per position, so a real token's output does not depend on how many padding
 positions follow it; only the order of float32 sums inside XLA may differ (logits within float32 rounding).
 
-Training (`train_batches`: tf.data's `bucket_by_sequence_length` grouping, in megabatches as fairseq's and Hugging
-Face's `group_by_length` sort, written here in tf.data): the shuffled, repeated record stream is cut into megabatches
-of K global batches; each megabatch is grouped by bucket (a stable sort by the smallest bucket holding each example,
-so inside a bucket the stream's random order stays) and cut into K global batches of exactly the global batch size,
-whose order is shuffled (seeded by the dataset seed and the megabatch's index); each batch is cut to its bucket
-length. Every record still comes once
-per epoch of the stream (a megabatch only reorders K * batch consecutive records), every step has the same number of
-examples, and the pipeline is all checkpointable tf.data (a resume is exact). Every process reads the same stream,
-plans the same global batches and keeps its own rows, so all processes' rows of a step share one padded length.
+Training (`train_batches`: tf.data's `bucket_by_sequence_length` grouping, applied within megabatches as fairseq's
+and Hugging Face's `group_by_length` do): the shuffled, repeated record stream is cut into megabatches of K global
+batches; each megabatch is grouped by bucket (a stable sort by the smallest bucket holding each example, so inside a
+bucket the stream's random order stays) and cut into K global batches of exactly the global batch size, whose order
+is shuffled (seeded by the dataset seed and the megabatch's index); each batch is cut to its bucket length. Every
+record still comes once per epoch of the stream (a megabatch only reorders K * batch consecutive records), every step
+has the same number of examples, and the pipeline is all checkpointable tf.data (a resume is exact). Every process
+reads the same stream, plans the same global batches and keeps its own rows, so all processes' rows of a step share
+one padded length.
 """
 
 from __future__ import annotations
