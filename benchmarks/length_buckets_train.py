@@ -59,8 +59,8 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   p.add_argument('--minilm_steps', type=int, default=12, help='MiniLM steps per mode (0: no MiniLM rows).')
   p.add_argument('--seeds', type=int, default=4, help='Seeds per mode of the dev-accuracy table.')
   p.add_argument('--seed_model', choices=('tiny', 'minilm'), default='tiny', help='The seed table\'s model.')
-  p.add_argument('--seed_steps', type=int, default=120,
-                 help='Steps of each seed run (minilm: 0 keeps the recipe\'s 3 epochs).')
+  p.add_argument('--seed_steps', type=int, default=None,
+                 help='Steps of each seed run (default: tiny 120, minilm 0; minilm: 0 keeps the recipe\'s 3 epochs).')
   p.add_argument('--eval_every', type=int, default=20, help='Evaluation cadence of the seed runs.')
   p.add_argument('--target', type=float, default=0.8, help='Dev accuracy of the time-to-metric column.')
   p.add_argument('--loss_target', type=float, default=0.1, help='Dev loss of the time-to-loss column.')
@@ -70,7 +70,10 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   p.add_argument('--cues', type=int, default=0,
                  help='Sentiment words per sentence (0: one word in four); 1 makes a harder task whose seeds spread.')
   p.add_argument('--output', default='/tmp/length_buckets_train_benchmark.json')
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  if args.seed_steps is None:
+    args.seed_steps = 0 if args.seed_model == 'minilm' else 120
+  return args
 
 
 def write_sst2_like(root: str, n_train: int, n_dev: int, vocab_file: str, label_noise: float = 0.0,

@@ -67,8 +67,8 @@ DOCS: Dict[str, str] = {
                                     'bucket), cut into batches of batch_size whose order is shuffled, each padded '
                                     'only to the smallest of 16, 32, ..., max_seq_length holding its longest '
                                     'example; every example once per epoch, exact resume. On for GLUE (MiniLM '
-                                    'at SST-2 lengths: ~3x the examples/s, dev scores over seeds within the padded '
-                                    'runs\' mean +- std; benchmarks/README.md, length-bucketed training); off '
+                                    'at SST-2 lengths: runs 2.4-2.7x faster, dev scores over seeds within the '
+                                    'padded runs\' mean +- std; benchmarks/README.md, length-bucketed training); off '
                                     'elsewhere until a seed table shows the same (SQuAD, SuperGLUE, XTREME), and '
                                     'for pretraining (full-length rows). False: Model Garden\'s padded random '
                                     'batches, step for step',
