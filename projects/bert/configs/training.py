@@ -132,14 +132,15 @@ def finetuning_model(size: str, recipe: str) -> ml_collections.ConfigDict:
   return model
 
 
-def finetuning_dataset(task: str, data_dir: str, max_seq_length: int = 128, **fields: object
-                       ) -> ml_collections.ConfigDict:
+def finetuning_dataset(task: str, data_dir: str, max_seq_length: int = 128, train_length_buckets: bool = False,
+                       **fields: object) -> ml_collections.ConfigDict:
   """`config.dataset` of a fine-tuning run on `prepare`'s output in `data_dir`: the task, `fields` (the builder's
-  own), max_seq_length (checked against the records; 0 takes whatever they hold), shuffling, and train batches
-  grouped by length off (glue.py turns it on: benchmarks/README.md, length-bucketed training)."""
+  own), max_seq_length (checked against the records; 0 takes whatever they hold), shuffling, and whether train
+  batches are grouped by length (on only where a seed table backs it: benchmarks/README.md, length-bucketed
+  training)."""
   return ml_collections.ConfigDict({'task': task, 'data_dir': data_dir, **fields, 'max_seq_length': max_seq_length,
-                                    'shuffle_buffer': 10_000, 'seed': 0, 'train_length_buckets': False,
-                                    'train_megabatch': 50})
+                                    'shuffle_buffer': 10_000, 'seed': 0,
+                                    'train_length_buckets': train_length_buckets, 'train_megabatch': 50})
 
 
 def finetuning_optimization(config: ml_collections.ConfigDict, recipe: str, batch_size: int, num_epochs: float,
